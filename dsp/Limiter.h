@@ -1,0 +1,59 @@
+#pragma once
+// Look-ahead brick-wall limiter with linked channels.
+//
+// Contract: |output| <= ceiling for every sample, including +20 dB overs and NaN input (NaN is
+// output as 0), and the limiter is a pure delay of latencySamples() when the input peak stays
+// below the ceiling. Method: the gain each input sample needs (ceiling / peak) is min-held over
+// the look-ahead window, released exponentially, then averaged over the same window; since every
+// value in that average is at or below the need of the sample leaving the delay line, the output
+// cannot exceed the ceiling. A final clamp only guards against rounding.
+#include <cstdint>
+#include <vector>
+
+namespace loopd::dsp {
+
+class Limiter {
+public:
+    struct Settings {
+        float ceilingDb = -0.3f;
+        float lookaheadSeconds = 0.0015f;
+        float releaseSeconds = 0.08f;
+    };
+
+    // [control] May allocate.
+    void prepare(double sampleRate, int numChannels, const Settings& settings);
+    // [audio] Clears state only.
+    void reset() noexcept;
+    // [audio] In place, planar: channels[c][offset .. offset+numFrames).
+    void process(float* const* channels, int offset, int numFrames) noexcept;
+
+    int latencySamples() const noexcept { return window_ - 1; }
+    float ceiling() const noexcept { return ceiling_; }
+    // [any] Smallest gain applied since the last call (1 = no reduction); for meters.
+    float takeMinGain() noexcept { const float g = minGainSeen_; minGainSeen_ = 1.0f; return g; }
+
+    Limiter() = default;
+    Limiter(const Limiter&) = delete;
+    Limiter& operator=(const Limiter&) = delete;
+
+private:
+    int numChannels_ = 0;
+    int window_ = 1;
+    float ceiling_ = 1.0f;
+    float releaseCoef_ = 0.0f;
+    std::vector<float> delay_;     // numChannels_ * window_
+    int delayPos_ = 0;
+    // Monotonic deque for the sliding minimum of the required gain.
+    std::vector<float> dqValue_;
+    std::vector<int64_t> dqIndex_;
+    int dqHead_ = 0, dqSize_ = 0;
+    int64_t sampleIndex_ = 0;
+    float released_ = 1.0f;
+    std::vector<float> box_;
+    int boxPos_ = 0;
+    double boxSum_ = 0.0;
+    int sinceResum_ = 0;
+    float minGainSeen_ = 1.0f;
+};
+
+} // namespace loopd::dsp

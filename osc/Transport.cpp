@@ -1,0 +1,193 @@
+#include "osc/Transport.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace loopd::osc {
+namespace {
+constexpr size_t kMaxTcpPacket = 16u << 20;
+
+int boundSocket(int type, const std::string& bind, int port, int& actualPort) {
+    const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    const int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (::inet_pton(AF_INET, bind.c_str(), &a.sin_addr) != 1) {
+        ::close(fd);
+        throw std::runtime_error("bad --bind address: " + bind);
+    }
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        const std::string why = std::strerror(errno);
+        ::close(fd);
+        throw std::runtime_error(std::string(type == SOCK_STREAM ? "TCP" : "UDP") + " port " + std::to_string(port) + " on " + bind + ": " + why);
+    }
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    actualPort = ntohs(a.sin_port);
+    return fd;
+}
+} // namespace
+
+bool Endpoint::operator==(const Endpoint& o) const noexcept {
+    if (kind != o.kind) return false;
+    if (kind == Kind::Tcp) return tcpId == o.tcpId;
+    return addrLen == o.addrLen && std::memcmp(&addr, &o.addr, addrLen) == 0;
+}
+
+std::string Endpoint::str() const {
+    if (kind == Kind::None) return "nowhere";
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (addr.ss_family == AF_INET) {
+        const auto* a = reinterpret_cast<const sockaddr_in*>(&addr);
+        ::inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+    }
+    return std::string(kind == Kind::Tcp ? "tcp:" : "udp:") + host + ":" + std::to_string(port);
+}
+
+Transport::~Transport() { close(); }
+
+void Transport::open(const Options& o) {
+    if (o.udpPort >= 0) udpFd_ = boundSocket(SOCK_DGRAM, o.bindAddress, o.udpPort, udpPort_);
+    if (o.tcpPort >= 0) {
+        tcpFd_ = boundSocket(SOCK_STREAM, o.bindAddress, o.tcpPort, tcpPort_);
+        if (::listen(tcpFd_, 16) != 0) throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
+    }
+    if (udpFd_ >= 0) {
+        const int size = 4 << 20;
+        ::setsockopt(udpFd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
+}
+
+void Transport::close() {
+    for (auto& c : connections_) ::close(c.fd);
+    connections_.clear();
+    if (udpFd_ >= 0) ::close(udpFd_);
+    if (tcpFd_ >= 0) ::close(tcpFd_);
+    udpFd_ = tcpFd_ = -1;
+}
+
+void Transport::acceptConnections() {
+    for (;;) {
+        Endpoint peer;
+        peer.kind = Endpoint::Kind::Tcp;
+        peer.addrLen = sizeof peer.addr;
+        const int fd = ::accept4(tcpFd_, reinterpret_cast<sockaddr*>(&peer.addr), &peer.addrLen, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) return;
+        const int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        peer.tcpId = nextConnectionId_++;
+        connections_.push_back({fd, peer.tcpId, peer, {}});
+    }
+}
+
+bool Transport::readConnection(Connection& c, const PacketHandler& onPacket) {
+    char buf[65536];
+    for (;;) {
+        const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+        if (n == 0) return false;
+        if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+        c.in.insert(c.in.end(), buf, buf + n);
+        size_t pos = 0;
+        while (c.in.size() - pos >= 4) {
+            uint32_t len;
+            std::memcpy(&len, c.in.data() + pos, 4);
+            len = ntohl(len);
+            if (len > kMaxTcpPacket) return false; // not OSC framing: drop the connection
+            if (c.in.size() - pos - 4 < len) break;
+            if (len > 0) onPacket(c.in.data() + pos + 4, len, c.peer);
+            pos += 4 + len;
+        }
+        c.in.erase(c.in.begin(), c.in.begin() + static_cast<long>(pos));
+    }
+}
+
+void Transport::poll(int timeoutMs, const PacketHandler& onPacket) {
+    std::vector<pollfd> fds;
+    if (udpFd_ >= 0) fds.push_back({udpFd_, POLLIN, 0});
+    if (tcpFd_ >= 0) fds.push_back({tcpFd_, POLLIN, 0});
+    for (auto& c : connections_) fds.push_back({c.fd, POLLIN, 0});
+    const int r = ::poll(fds.data(), fds.size(), timeoutMs);
+    if (r <= 0) return;
+    size_t k = 0;
+    if (udpFd_ >= 0) {
+        if (fds[k].revents & POLLIN) {
+            for (int burst = 0; burst < 256; ++burst) {
+                Endpoint from;
+                from.kind = Endpoint::Kind::Udp;
+                from.addrLen = sizeof from.addr;
+                const ssize_t n = ::recvfrom(udpFd_, udpBuffer_.data(), udpBuffer_.size(), MSG_DONTWAIT,
+                                             reinterpret_cast<sockaddr*>(&from.addr), &from.addrLen);
+                if (n <= 0) break;
+                onPacket(udpBuffer_.data(), static_cast<size_t>(n), from);
+            }
+        }
+        ++k;
+    }
+    if (tcpFd_ >= 0) {
+        if (fds[k].revents & POLLIN) acceptConnections();
+        ++k;
+    }
+    // Connections that existed when poll() was set up occupy fds[k...].
+    std::vector<uint64_t> closed;
+    const size_t polledConnections = fds.size() - k;
+    for (size_t j = 0; j < polledConnections && j < connections_.size(); ++j) {
+        if (!(fds[k + j].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        if (!readConnection(connections_[j], onPacket)) closed.push_back(connections_[j].id);
+    }
+    if (!closed.empty()) {
+        std::lock_guard<std::mutex> lock(sendMutex_);
+        for (uint64_t id : closed) {
+            for (size_t j = 0; j < connections_.size(); ++j) {
+                if (connections_[j].id != id) continue;
+                ::close(connections_[j].fd);
+                connections_.erase(connections_.begin() + static_cast<long>(j));
+                break;
+            }
+        }
+    }
+}
+
+bool Transport::send(const Endpoint& to, const char* data, size_t size) {
+    std::lock_guard<std::mutex> lock(sendMutex_);
+    if (to.kind == Endpoint::Kind::Udp) {
+        if (udpFd_ < 0) return false;
+        return ::sendto(udpFd_, data, size, MSG_DONTWAIT, reinterpret_cast<const sockaddr*>(&to.addr), to.addrLen) == static_cast<ssize_t>(size);
+    }
+    if (to.kind != Endpoint::Kind::Tcp) return false;
+    for (auto& c : connections_) {
+        if (c.id != to.tcpId) continue;
+        const uint32_t len = htonl(static_cast<uint32_t>(size));
+        std::vector<char> frame(4 + size);
+        std::memcpy(frame.data(), &len, 4);
+        std::memcpy(frame.data() + 4, data, size);
+        size_t off = 0;
+        int spins = 0;
+        while (off < frame.size()) {
+            const ssize_t n = ::send(c.fd, frame.data() + off, frame.size() - off, MSG_NOSIGNAL);
+            if (n > 0) { off += static_cast<size_t>(n); continue; }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && ++spins < 200) {
+                pollfd p{c.fd, POLLOUT, 0};
+                ::poll(&p, 1, 10);
+                continue;
+            }
+            return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+} // namespace loopd::osc

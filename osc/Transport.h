@@ -1,0 +1,62 @@
+#pragma once
+// OSC over UDP and TCP (scsynth framing: a big-endian int32 length before every packet).
+// Replies go back to where a packet came from: the UDP source address or the TCP connection.
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace loopd::osc {
+
+struct Endpoint {
+    enum class Kind : uint8_t { None, Udp, Tcp };
+    Kind kind = Kind::None;
+    sockaddr_storage addr{};
+    socklen_t addrLen = 0;
+    uint64_t tcpId = 0; // connection serial for Kind::Tcp
+    bool operator==(const Endpoint& o) const noexcept;
+    std::string str() const;
+};
+
+class Transport {
+public:
+    struct Options {
+        std::string bindAddress = "127.0.0.1";
+        int udpPort = 57120;   // 0 = any free port; -1 = no UDP
+        int tcpPort = 57120;   // 0 = any free port; -1 = no TCP
+    };
+    using PacketHandler = std::function<void(const char* data, size_t size, const Endpoint& from)>;
+
+    Transport() = default;
+    ~Transport();
+    Transport(const Transport&) = delete;
+    Transport& operator=(const Transport&) = delete;
+
+    // [control] Throws std::runtime_error with the reason when a socket cannot be bound.
+    void open(const Options& options);
+    // [control] Wait up to timeoutMs for traffic and deliver every complete packet.
+    void poll(int timeoutMs, const PacketHandler& onPacket);
+    // [control|worker] Thread-safe; never called from the audio thread. False if it could not send.
+    bool send(const Endpoint& to, const char* data, size_t size);
+    void close();
+
+    int udpPort() const noexcept { return udpPort_; }
+    int tcpPort() const noexcept { return tcpPort_; }
+
+private:
+    struct Connection { int fd; uint64_t id; Endpoint peer; std::vector<char> in; };
+    void acceptConnections();
+    bool readConnection(Connection& c, const PacketHandler& onPacket);
+
+    int udpFd_ = -1, tcpFd_ = -1;
+    int udpPort_ = -1, tcpPort_ = -1;
+    std::vector<Connection> connections_;
+    uint64_t nextConnectionId_ = 1;
+    std::mutex sendMutex_;
+    std::vector<char> udpBuffer_ = std::vector<char>(65536);
+};
+
+} // namespace loopd::osc

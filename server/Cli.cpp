@@ -1,0 +1,45 @@
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "server/Options.h"
+#include "server/Version.h"
+
+namespace loopd {
+
+bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
+    CLI::App app{"loopd: an OSC-controlled real-time audio server for live looping and tempo-following playback"};
+    app.set_version_flag("--version", std::string("loopd ") + std::to_string(kVersionMajor) + "." +
+                                          std::to_string(kVersionMinor) + "." + std::to_string(kVersionPatch) + " (" + kGitCommit + ")");
+    app.add_option("-u,--port", o.udpPort, "UDP port for OSC (0 = any free port, -1 = none)")->capture_default_str();
+    app.add_option("-t,--tcp-port", o.tcpPort, "TCP port for OSC (default: the UDP port number; -1 = none)");
+    app.add_option("-B,--bind", o.bind, "address to listen on")->capture_default_str();
+    app.add_option("-Z,--buffer-size", o.bufferSize, "device period in frames (presets: 256 desktop, 512 Pi 5, 1024 Pi 4)")
+        ->capture_default_str()->check(CLI::Range(16, 8192));
+    app.add_option("-z,--block-size", o.blockSize, "engine block size in frames")->capture_default_str()->check(CLI::Range(1, 4096));
+    app.add_option("-S,--sample-rate", o.sampleRate, "sample rate (JACK imposes its own)")->capture_default_str()->check(CLI::Range(8000.0, 384000.0));
+    app.add_option("--driver", o.driver, "auto, jack, alsa, pulse or null")->capture_default_str()
+        ->check(CLI::IsMember({"auto", "jack", "alsa", "pulse", "null"}));
+    app.add_option("-H,--device", o.device, "device index or part of its name");
+    app.add_option("-i,--inputs", o.inputs, "input channels")->capture_default_str()->check(CLI::Range(0, 32));
+    app.add_option("-o,--outputs", o.outputs, "output channels")->capture_default_str()->check(CLI::Range(1, 32));
+    app.add_option("--root", o.roots, "directories file commands may read and write (repeatable; default: anywhere)");
+    app.add_option("--bpm", o.bpm, "initial tempo")->capture_default_str()->check(CLI::Range(20.0, 400.0));
+    app.add_option("--meter", o.meter, "beats per bar")->capture_default_str()->check(CLI::Range(1, 32));
+    app.add_option("--log-level", o.logLevel, "trace, debug, info, warn, error, off")->capture_default_str()
+        ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+    app.add_option("--command-queue", o.commandQueue, "capacity of the control→audio command queue")->capture_default_str()->check(CLI::Range(4, 1 << 20));
+    app.add_option("--max-buffer-mb", o.maxBufferMb, "largest buffer one file may load into, in MiB of float samples")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    app.add_option("--limiter-ceiling", o.limiterCeilingDb, "master limiter ceiling in dBFS")->capture_default_str()->check(CLI::Range(-40.0, 0.0));
+    app.add_option("--declick-ms", o.declickMs, "start/stop fade time in milliseconds")->capture_default_str()->check(CLI::Range(0.0, 1000.0));
+    app.add_option("--nrt", o.nrt, "offline render: SCORE INPUT(or _) OUTPUT")->expected(3);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        exitCode = app.exit(e);
+        return false;
+    }
+    return true;
+}
+
+} // namespace loopd

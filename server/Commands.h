@@ -1,0 +1,107 @@
+#pragma once
+// Plain data that crosses threads. Commands go control/worker → audio through bounded SPSC
+// queues; replies go audio → control. Every alternative is a small fixed-size struct; pointers
+// in them transfer ownership (a node or buffer built on the control/worker thread, or handed
+// back to be freed there).
+#include <cstdint>
+#include <variant>
+#include <vector>
+
+#include "server/Params.h"
+
+namespace loopd {
+
+class Node;
+struct BufferData;
+struct RecordSlot;
+
+constexpr uint16_t kNoClient = 0xFFFF;
+constexpr int kMaxParamsPerCommand = 12;
+
+enum class AddAction : int32_t { Head = 0, Tail = 1, Before = 2, After = 3, Replace = 4 };
+
+struct ParamValue {
+    ParamId id;
+    float value;
+};
+
+// Filled by the audio thread for /g_queryTree; allocated by the control thread.
+struct TreeSnapshot {
+    struct Entry {
+        int32_t id;
+        int32_t numChildren; // -1 for a non-group node
+        uint8_t kind;
+        int32_t buf;         // players: buffer id
+        float gain;
+    };
+    int32_t rootId = 0;
+    bool withControls = false;
+    bool truncated = false;
+    bool found = true;
+    std::vector<Entry> entries; // reserved by the control thread; the audio thread never grows it
+};
+
+namespace cmd {
+struct NewNode { Node* node; AddAction action; int32_t target; };
+struct SetParams { int32_t id; int count; ParamValue params[kMaxParamsPerCommand]; };
+struct Ramp { int32_t id; ParamId param; float target; float seconds; };
+struct Free { int32_t id; };
+struct Run { int32_t id; bool run; };
+struct Move { int32_t id; int32_t target; bool after; };
+struct Query { int32_t id; };
+struct FreeAll { int32_t group; };
+struct QueryTree { TreeSnapshot* snapshot; };
+// Stage 3 of an asynchronous buffer command: swap the buffer table entry (data may be null).
+struct SwapBuffer { int32_t bufnum; BufferData* data; const char* address; };
+struct Sync { int32_t id; };
+struct AttachRecorder { RecordSlot* slot; int32_t group; };
+struct DetachRecorder { int32_t slotId; }; // -1: all
+} // namespace cmd
+
+using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::Free, cmd::Run,
+                                 cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
+                                 cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder>;
+
+struct Command {
+    uint64_t timetag = 0;     // NTP 32.32; 0 or 1 = now
+    const char* address = ""; // static string: the OSC address, for /fail and /done
+    uint16_t client = kNoClient;
+    CommandBody body = cmd::Sync{0};
+};
+
+enum class FailCode : uint8_t {
+    NodeNotFound, GroupNotFound, NodeIdInUse, NotAGroup, NoSuchParam, BadParamValue, NotRampable,
+    SchedulerFull, TooManyNodes, TreeTooDeep, MoveIntoSelf, CannotFreeRoot, RecorderGroupNotFound,
+    RecorderNotFound, RecorderSlotsFull, TreeTruncated,
+};
+
+enum class NodeEventKind : uint8_t { Go, End, Off, On, Move, Info };
+
+namespace reply {
+struct Done { const char* address; int32_t id; bool hasId; };
+struct Fail { const char* address; FailCode code; int32_t a; int32_t b; ParamId param; float value; };
+struct NodeEvent {
+    NodeEventKind kind; int32_t id, parent, prev, next; bool isGroup; int32_t head, tail;
+    int64_t sampleTime;
+};
+struct Late { double seconds; const char* address; };
+struct Synced { int32_t id; };
+struct DisposeNode { Node* node; };
+struct BufferSwapped { int32_t bufnum; BufferData* old; const char* address; };
+struct TreeReady { TreeSnapshot* snapshot; };
+struct RecorderDetached { RecordSlot* slot; };
+struct RecorderRejected { RecordSlot* slot; };
+struct Log { uint8_t level; char text[96]; };
+} // namespace reply
+
+using ReplyBody = std::variant<reply::Done, reply::Fail, reply::NodeEvent, reply::Late,
+                               reply::Synced, reply::DisposeNode, reply::BufferSwapped,
+                               reply::TreeReady, reply::RecorderDetached, reply::RecorderRejected,
+                               reply::Log>;
+
+struct Reply {
+    uint16_t client = kNoClient;
+    ReplyBody body = reply::Synced{0};
+};
+
+} // namespace loopd

@@ -1,0 +1,676 @@
+#include "server/Controller.h"
+
+#include <spdlog/spdlog.h>
+
+#include <osc/OscPrintReceivedElements.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "server/AudioFile.h"
+#include "server/BufferData.h"
+#include "server/Group.h"
+#include "server/InputNode.h"
+#include "server/Player.h"
+#include "server/Version.h"
+
+namespace loopd {
+namespace {
+constexpr size_t kMaxClients = 256;
+
+std::string fmtFloat(float v) {
+    std::ostringstream s;
+    s << v;
+    return s.str();
+}
+} // namespace
+
+Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const PathPolicy& paths,
+                       ControllerOptions options)
+    : engine_(engine), worker_(worker), recorder_(recorder), paths_(paths), options_(std::move(options)) {
+    const EngineConfig& c = engine_.config();
+    paramCtx_.sampleRate = c.sampleRate;
+    paramCtx_.blockSize = c.blockSize;
+    paramCtx_.numBuffers = c.maxBuffers;
+    paramCtx_.numInputs = c.numInputs;
+    paramCtx_.numOutputs = c.numOutputs;
+    paramCtx_.declickSamples = std::llround(c.declickSeconds * c.sampleRate);
+    paramCtx_.smoothSamples = std::llround(c.smoothSeconds * c.sampleRate);
+    workerBuffers_.assign(static_cast<size_t>(c.maxBuffers), nullptr);
+    rateWallTime_ = std::chrono::steady_clock::now();
+    actualRate_ = c.sampleRate;
+
+    auto add = [&](const char* address, Handler h) { handlers_[address] = {address, h}; };
+    add("/status", &Controller::hStatus);
+    add("/version", &Controller::hVersion);
+    add("/notify", &Controller::hNotify);
+    add("/dumpOSC", &Controller::hDumpOsc);
+    add("/quit", &Controller::hQuit);
+    add("/sync", &Controller::hSync);
+    add("/s_new", &Controller::hSNew);
+    add("/g_new", &Controller::hGNew);
+    add("/n_set", &Controller::hNSet);
+    add("/n_ramp", &Controller::hNRamp);
+    add("/n_free", &Controller::hNFree);
+    add("/n_run", &Controller::hNRun);
+    add("/n_before", &Controller::hNBefore);
+    add("/n_after", &Controller::hNAfter);
+    add("/n_query", &Controller::hNQuery);
+    add("/g_freeAll", &Controller::hGFreeAll);
+    add("/g_queryTree", &Controller::hGQueryTree);
+    add("/b_alloc", &Controller::hBAlloc);
+    add("/b_allocRead", &Controller::hBAllocRead);
+    add("/b_read", &Controller::hBRead);
+    add("/b_write", &Controller::hBWrite);
+    add("/b_free", &Controller::hBFree);
+    add("/b_zero", &Controller::hBZero);
+    add("/b_query", &Controller::hBQuery);
+    add("/rec_start", &Controller::hRecStart);
+    add("/rec_stop", &Controller::hRecStop);
+}
+
+Controller::~Controller() = default;
+
+void Controller::setDriverInfo(const std::string& name, int periodFrames) {
+    options_.driverName = name;
+    options_.periodFrames = periodFrames;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients and replies
+
+uint16_t Controller::clientFor(const osc::Endpoint& e) {
+    std::lock_guard<std::mutex> lock(clientsMutex_);
+    for (size_t i = 0; i < clients_.size(); ++i)
+        if (clients_[i] == e) return static_cast<uint16_t>(i);
+    if (clients_.size() < kMaxClients) {
+        clients_.push_back(e);
+        return static_cast<uint16_t>(clients_.size() - 1);
+    }
+    // Reuse the oldest slot that is not registered for notifications.
+    for (size_t tries = 0; tries < kMaxClients; ++tries) {
+        const size_t i = nextEvict_++ % kMaxClients;
+        if (std::find(notify_.begin(), notify_.end(), static_cast<uint16_t>(i)) != notify_.end()) continue;
+        clients_[i] = e;
+        return static_cast<uint16_t>(i);
+    }
+    clients_[0] = e;
+    return 0;
+}
+
+void Controller::send(uint16_t client, const osc::MessageBuilder& m) {
+    osc::Endpoint to;
+    {
+        std::lock_guard<std::mutex> lock(clientsMutex_);
+        if (client >= clients_.size()) return;
+        to = clients_[client];
+    }
+    const auto bytes = m.bytes();
+    if (sender_) sender_(to, bytes.data(), bytes.size());
+}
+
+void Controller::broadcast(const osc::MessageBuilder& m) {
+    std::vector<uint16_t> targets;
+    {
+        std::lock_guard<std::mutex> lock(clientsMutex_);
+        targets = notify_;
+    }
+    for (uint16_t c : targets) send(c, m);
+}
+
+void Controller::fail(uint16_t client, const char* address, const std::string& reason) {
+    fails_.fetch_add(1);
+    spdlog::debug("/fail {} {}", address, reason);
+    send(client, osc::MessageBuilder("/fail").s(address).s(reason));
+}
+
+void Controller::done(uint16_t client, const char* address, std::initializer_list<int32_t> ids) {
+    osc::MessageBuilder m("/done");
+    m.s(address);
+    for (int32_t id : ids) m.i(id);
+    send(client, m);
+}
+
+bool Controller::push(Msg& m, CommandBody&& body) {
+    Command c;
+    c.timetag = m.timetag;
+    c.address = m.address;
+    c.client = m.client;
+    c.body = std::move(body);
+    if (engine_.pushCommand(std::move(c))) return true;
+    // Not moved on failure: free what it carried.
+    if (auto* n = std::get_if<cmd::NewNode>(&c.body)) delete n->node;
+    if (auto* t = std::get_if<cmd::QueryTree>(&c.body)) delete t->snapshot;
+    fail(m.client, m.address, "command queue full (" + std::to_string(engine_.config().commandQueueSize) +
+                                  " commands waiting); the command was not run");
+    return false;
+}
+
+bool Controller::pushFromWorker(uint16_t client, const char* address, uint64_t timetag, CommandBody&& body) {
+    Command c;
+    c.timetag = timetag;
+    c.address = address;
+    c.client = client;
+    c.body = std::move(body);
+    if (engine_.pushWorkerCommand(std::move(c))) return true;
+    fail(client, address, "command queue full; the command was not run");
+    return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packets
+
+void Controller::handlePacket(const char* data, size_t size, const osc::Endpoint& from) {
+    const uint16_t client = clientFor(from);
+    try {
+        ::osc::ReceivedPacket p(data, static_cast<::osc::osc_bundle_element_size_t>(size));
+        if (p.IsBundle()) handleBundle(::osc::ReceivedBundle(p), client, 0);
+        else handleMessage(::osc::ReceivedMessage(p), 0, client);
+    } catch (const ::osc::Exception& e) {
+        fail(client, "/?", std::string("malformed OSC packet: ") + e.what());
+    }
+}
+
+void Controller::handleBundle(const ::osc::ReceivedBundle& b, uint16_t client, int depth) {
+    if (depth > 8) { fail(client, "#bundle", "bundles nested too deep"); return; }
+    const uint64_t tag = b.TimeTag() == 1 ? 0 : b.TimeTag();
+    for (auto it = b.ElementsBegin(); it != b.ElementsEnd(); ++it) {
+        if (it->IsBundle()) handleBundle(::osc::ReceivedBundle(*it), client, depth + 1);
+        else handleMessage(::osc::ReceivedMessage(*it), tag, client);
+    }
+}
+
+void Controller::handleMessage(const ::osc::ReceivedMessage& m, uint64_t timetag, uint16_t client) {
+    const std::string address = m.AddressPattern();
+    if (dumpOsc_) {
+        std::ostringstream s;
+        s << m;
+        spdlog::info("dumpOSC: {}", s.str());
+    }
+    auto h = handlers_.find(address);
+    if (h == handlers_.end()) {
+        fail(client, "/?", "unknown command " + address);
+        return;
+    }
+    osc::ArgReader args(m);
+    Msg msg{h->second.first, args, timetag, client};
+    try {
+        (this->*(h->second.second))(msg);
+    } catch (const osc::ArgError& e) {
+        fail(client, msg.address, e.what());
+    } catch (const ::osc::Exception& e) {
+        fail(client, msg.address, std::string("malformed arguments: ") + e.what());
+    } catch (const std::exception& e) {
+        fail(client, msg.address, e.what());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine replies
+
+std::string Controller::failReason(const reply::Fail& f) const {
+    auto param = [&] { return std::string(paramName(f.param)); };
+    switch (f.code) {
+    case FailCode::NodeNotFound: return "node " + std::to_string(f.a) + " not found";
+    case FailCode::GroupNotFound: return "group " + std::to_string(f.a) + " not found";
+    case FailCode::NodeIdInUse: return "node id " + std::to_string(f.a) + " is already in use";
+    case FailCode::NotAGroup:
+        return f.a == 0 ? std::string("nothing can be placed beside the root group 0")
+                        : "node " + std::to_string(f.a) + " is not a group";
+    case FailCode::NoSuchParam: {
+        static const char* kinds[] = {"group", "player", "input"};
+        const char* k = f.b >= 0 && f.b < 3 ? kinds[f.b] : "node";
+        return std::string(k) + " " + std::to_string(f.a) + " has no parameter '" + param() + "'";
+    }
+    case FailCode::BadParamValue:
+        return "value " + fmtFloat(f.value) + " is out of range for '" + param() + "' of node " + std::to_string(f.a);
+    case FailCode::NotRampable: return "'" + param() + "' cannot be ramped (only gain, pan and rate can)";
+    case FailCode::SchedulerFull: return "scheduler full (" + std::to_string(f.a) + " timed commands waiting)";
+    case FailCode::TooManyNodes: return "too many nodes (limit " + std::to_string(f.a) + ")";
+    case FailCode::TreeTooDeep: return "groups nested too deep (limit " + std::to_string(f.b) + ")";
+    case FailCode::MoveIntoSelf:
+        return "cannot move node " + std::to_string(f.a) + " into its own subtree (target " + std::to_string(f.b) + ")";
+    case FailCode::CannotFreeRoot: return "the root group 0 cannot be freed or paused";
+    case FailCode::RecorderGroupNotFound: return "group " + std::to_string(f.a) + " not found for recording";
+    case FailCode::RecorderNotFound:
+        return f.a < 0 ? std::string("no recording is running") : "no recording " + std::to_string(f.a) + " is running";
+    case FailCode::RecorderSlotsFull: return "too many recordings at once (limit " + std::to_string(f.a) + ")";
+    case FailCode::TreeTruncated: return "tree too large to report";
+    }
+    return "failed";
+}
+
+void Controller::pollReplies() {
+    Reply r;
+    while (engine_.popReply(r)) {
+        std::visit(
+            [&](auto& b) {
+                using T = std::decay_t<decltype(b)>;
+                if constexpr (std::is_same_v<T, reply::Done>) {
+                    if (b.hasId) done(r.client, b.address, {b.id}); else done(r.client, b.address);
+                } else if constexpr (std::is_same_v<T, reply::Fail>) {
+                    fail(r.client, b.address, failReason(b));
+                } else if constexpr (std::is_same_v<T, reply::NodeEvent>) {
+                    static const char* names[] = {"/n_go", "/n_end", "/n_off", "/n_on", "/n_move", "/n_info"};
+                    osc::MessageBuilder m(names[static_cast<int>(b.kind)]);
+                    m.i(b.id).i(b.parent).i(b.prev).i(b.next).i(b.isGroup ? 1 : 0);
+                    if (b.isGroup) m.i(b.head).i(b.tail);
+                    m.d(static_cast<double>(b.sampleTime));
+                    if (b.kind == NodeEventKind::Info) send(r.client, m);
+                    else broadcast(m);
+                } else if constexpr (std::is_same_v<T, reply::Late>) {
+                    send(r.client, osc::MessageBuilder("/late").d(b.seconds).s(b.address));
+                } else if constexpr (std::is_same_v<T, reply::Synced>) {
+                    send(r.client, osc::MessageBuilder("/synced").i(b.id));
+                } else if constexpr (std::is_same_v<T, reply::DisposeNode>) {
+                    delete b.node;
+                } else if constexpr (std::is_same_v<T, reply::BufferSwapped>) {
+                    delete b.old;
+                    done(r.client, b.address, {b.bufnum});
+                } else if constexpr (std::is_same_v<T, reply::TreeReady>) {
+                    std::unique_ptr<TreeSnapshot> s(b.snapshot);
+                    if (!s->found) { fail(r.client, "/g_queryTree", "group " + std::to_string(s->rootId) + " not found"); return; }
+                    osc::MessageBuilder m("/g_queryTree.reply");
+                    m.i(s->withControls ? 1 : 0);
+                    for (const auto& e : s->entries) {
+                        m.i(e.id).i(e.numChildren);
+                        if (e.numChildren < 0) {
+                            m.s(e.kind == static_cast<uint8_t>(Node::Kind::Player) ? "player" : "input");
+                            if (s->withControls) m.i(2).s("buf").f(static_cast<float>(e.buf)).s("gain").f(e.gain);
+                        }
+                    }
+                    send(r.client, m);
+                    if (s->truncated) spdlog::warn("/g_queryTree reply truncated");
+                } else if constexpr (std::is_same_v<T, reply::RecorderDetached>) {
+                    const uint16_t client = r.client;
+                    recorder_.finish(b.slot, [this, client](RecordSlot& s) {
+                        if (s.droppedFrames.load() > 0)
+                            spdlog::warn("recording {} lost {} frames (disk too slow)", s.path, s.droppedFrames.load());
+                        spdlog::info("recording {} closed: {} frames", s.path, s.writtenFrames.load());
+                        send(client, osc::MessageBuilder("/done").s("/rec_stop").i(s.id).s(s.path));
+                    });
+                } else if constexpr (std::is_same_v<T, reply::RecorderRejected>) {
+                    recorder_.discard(b.slot);
+                } else if constexpr (std::is_same_v<T, reply::Log>) {
+                    spdlog::log(static_cast<spdlog::level::level_enum>(b.level), "{}", b.text);
+                }
+            },
+            r.body);
+    }
+    // Measured sample rate, over windows of at least two seconds.
+    const auto now = std::chrono::steady_clock::now();
+    const double wall = std::chrono::duration<double>(now - rateWallTime_).count();
+    if (wall >= 2.0) {
+        const int64_t t = engine_.sampleTime();
+        if (rateSampleTime_ > 0 && t > rateSampleTime_) actualRate_ = static_cast<double>(t - rateSampleTime_) / wall;
+        rateSampleTime_ = t;
+        rateWallTime_ = now;
+    }
+}
+
+void Controller::stopRecordings() {
+    Command c;
+    c.address = "/rec_stop";
+    c.client = kNoClient;
+    c.body = cmd::DetachRecorder{-1};
+    engine_.pushCommand(std::move(c));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server commands
+
+void Controller::hStatus(Msg& m) {
+    const EngineStats s = engine_.stats();
+    const double sr = engine_.config().sampleRate;
+    const double seconds = static_cast<double>(s.sampleTime) / sr;
+    osc::MessageBuilder r("/status.reply");
+    r.i(1).i(0).i(s.numNodes - s.numGroups).i(s.numGroups).i(0);
+    r.f(static_cast<float>(s.cpuAverage)).f(static_cast<float>(s.cpuPeak));
+    r.d(sr).d(options_.offline ? sr : actualRate_);
+    r.i(engine_.config().blockSize).i(static_cast<int32_t>(s.xruns)).i(static_cast<int32_t>(s.lateCommands));
+    r.i(static_cast<int32_t>(s.droppedCommands));
+    r.f(static_cast<float>(options_.bpm)).d(seconds * options_.bpm / 60.0);
+    r.i(s.numBuffers).i(options_.periodFrames).i(static_cast<int32_t>(s.droppedReplies));
+    r.i(recorder_.active()).d(static_cast<double>(s.sampleTime)).s(options_.driverName);
+    send(m.client, r);
+}
+
+void Controller::hVersion(Msg& m) {
+    send(m.client, osc::MessageBuilder("/version.reply").s("loopd").i(kVersionMajor).i(kVersionMinor)
+                       .s(std::string(".") + std::to_string(kVersionPatch)).s("main").s(kGitCommit));
+}
+
+void Controller::hNotify(Msg& m) {
+    const int32_t on = m.args.int32("flag");
+    {
+        std::lock_guard<std::mutex> lock(clientsMutex_);
+        auto it = std::find(notify_.begin(), notify_.end(), m.client);
+        if (on && it == notify_.end()) notify_.push_back(m.client);
+        if (!on && it != notify_.end()) notify_.erase(it);
+    }
+    done(m.client, m.address, {static_cast<int32_t>(m.client)});
+}
+
+void Controller::hDumpOsc(Msg& m) {
+    dumpOsc_ = m.args.int32("flag") != 0;
+    spdlog::info("dumpOSC {}", dumpOsc_ ? "on" : "off");
+}
+
+void Controller::hQuit(Msg& m) {
+    done(m.client, m.address);
+    quit_ = true;
+}
+
+void Controller::hSync(Msg& m) {
+    const int32_t id = m.args.int32("id");
+    const uint16_t client = m.client;
+    // Through the worker, so that it follows every earlier asynchronous command.
+    worker_.post([this, client, id] { pushFromWorker(client, "/sync", 0, cmd::Sync{id}); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nodes
+
+void Controller::applyParams(Msg& m, Node& node) {
+    while (!m.args.atEnd()) {
+        const std::string name = m.args.string("parameter name");
+        const float value = m.args.number("parameter value");
+        const auto id = paramFromName(name);
+        if (!id) throw osc::ArgError("unknown parameter '" + name + "'");
+        const SetResult r = node.setParam(*id, value, 0, false, paramCtx_);
+        if (r == SetResult::NoSuchParam) throw osc::ArgError(std::string(node.kindName()) + " has no parameter '" + name + "'");
+        if (r == SetResult::BadValue) throw osc::ArgError("value " + fmtFloat(value) + " is out of range for '" + name + "'");
+    }
+}
+
+void Controller::hSNew(Msg& m) {
+    const std::string type = m.args.string("node type");
+    int32_t id = m.args.int32("node id");
+    const int32_t action = m.args.atEnd() ? 0 : m.args.int32("add action");
+    const int32_t target = m.args.atEnd() ? 0 : m.args.int32("target id");
+    if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4 (head, tail, before, after, replace), got " + std::to_string(action));
+    if (id < 0) id = nextAutoId_++;
+    std::unique_ptr<Node> node;
+    if (type == "player") node = std::make_unique<Player>(id);
+    else if (type == "input") node = std::make_unique<InputNode>(id);
+    else throw osc::ArgError("unknown node type '" + type + "' (known: player, input)");
+    applyParams(m, *node);
+    push(m, cmd::NewNode{node.release(), static_cast<AddAction>(action), target});
+}
+
+void Controller::hGNew(Msg& m) {
+    do {
+        int32_t id = m.args.int32("group id");
+        const int32_t action = m.args.atEnd() ? 0 : m.args.int32("add action");
+        const int32_t target = m.args.atEnd() ? 0 : m.args.int32("target id");
+        if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4, got " + std::to_string(action));
+        if (id < 0) id = nextAutoId_++;
+        const EngineConfig& c = engine_.config();
+        push(m, cmd::NewNode{new Group(id, c.numOutputs, c.blockSize), static_cast<AddAction>(action), target});
+    } while (!m.args.atEnd());
+}
+
+void Controller::hNSet(Msg& m) {
+    const int32_t id = m.args.int32("node id");
+    if (m.args.atEnd()) throw osc::ArgError("no parameters given");
+    // Validate everything first: a bad pair fails the whole message.
+    std::vector<ParamValue> params;
+    while (!m.args.atEnd()) {
+        const std::string name = m.args.string("parameter name");
+        const float value = m.args.number("parameter value");
+        const auto p = paramFromName(name);
+        if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
+        params.push_back({*p, value});
+    }
+    for (size_t i = 0; i < params.size(); i += kMaxParamsPerCommand) {
+        cmd::SetParams s{};
+        s.id = id;
+        for (size_t k = i; k < params.size() && s.count < kMaxParamsPerCommand; ++k) s.params[s.count++] = params[k];
+        if (!push(m, s)) return;
+    }
+}
+
+void Controller::hNRamp(Msg& m) {
+    const int32_t id = m.args.int32("node id");
+    const std::string name = m.args.string("parameter name");
+    const float target = m.args.number("target value");
+    const float seconds = m.args.number("seconds");
+    m.args.expectEnd();
+    const auto p = paramFromName(name);
+    if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
+    if (!paramRampable(*p)) throw osc::ArgError("'" + name + "' cannot be ramped (only gain, pan and rate can)");
+    if (!(seconds >= 0.0f && seconds <= 3600.0f)) throw osc::ArgError("ramp time must be 0..3600 seconds, got " + fmtFloat(seconds));
+    push(m, cmd::Ramp{id, *p, target, seconds});
+}
+
+void Controller::hNFree(Msg& m) {
+    do push(m, cmd::Free{m.args.int32("node id")});
+    while (!m.args.atEnd());
+}
+
+void Controller::hNRun(Msg& m) {
+    do {
+        const int32_t id = m.args.int32("node id");
+        const int32_t flag = m.args.int32("run flag");
+        push(m, cmd::Run{id, flag != 0});
+    } while (!m.args.atEnd());
+}
+
+void Controller::move(Msg& m, bool after) {
+    do {
+        const int32_t a = m.args.int32("node id");
+        const int32_t b = m.args.int32("target id");
+        push(m, cmd::Move{a, b, after});
+    } while (!m.args.atEnd());
+}
+void Controller::hNBefore(Msg& m) { move(m, false); }
+void Controller::hNAfter(Msg& m) { move(m, true); }
+
+void Controller::hNQuery(Msg& m) {
+    do push(m, cmd::Query{m.args.int32("node id")});
+    while (!m.args.atEnd());
+}
+
+void Controller::hGFreeAll(Msg& m) {
+    do push(m, cmd::FreeAll{m.args.int32("group id")});
+    while (!m.args.atEnd());
+}
+
+void Controller::hGQueryTree(Msg& m) {
+    do {
+        const int32_t id = m.args.int32("group id");
+        const int32_t flag = m.args.atEnd() ? 0 : m.args.int32("flag");
+        auto* s = new TreeSnapshot;
+        s->rootId = id;
+        s->withControls = flag != 0;
+        s->entries.reserve(static_cast<size_t>(engine_.config().maxNodes) + 1);
+        push(m, cmd::QueryTree{s});
+    } while (!m.args.atEnd());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buffers: validated here, run on the worker in arrival order, swapped in by the audio thread.
+
+int32_t Controller::bufnum(Msg& m) {
+    const int32_t b = m.args.int32("buffer number");
+    if (b < 0 || b >= engine_.config().maxBuffers)
+        throw osc::ArgError("buffer number " + std::to_string(b) + " out of range (0.." + std::to_string(engine_.config().maxBuffers - 1) + ")");
+    return b;
+}
+
+std::string Controller::checkedPath(Msg&, const std::string& path, bool forWriting) {
+    const std::string why = paths_.check(path, forWriting);
+    if (!why.empty()) throw osc::ArgError(why);
+    return path;
+}
+
+void Controller::swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data) {
+    BufferData* previous = workerBuffers_[static_cast<size_t>(b)];
+    BufferData* raw = data.get();
+    if (!pushFromWorker(client, address, 0, cmd::SwapBuffer{b, raw, address})) return; // data freed by unique_ptr
+    data.release();
+    workerBuffers_[static_cast<size_t>(b)] = raw;
+    (void)previous; // freed by the control thread once the audio thread has let go of it
+}
+
+void Controller::hBAlloc(Msg& m) {
+    const int32_t b = bufnum(m);
+    const int32_t frames = m.args.int32("frames");
+    const int32_t chans = m.args.atEnd() ? 1 : m.args.int32("channels");
+    if (frames <= 0) throw osc::ArgError("frames must be positive, got " + std::to_string(frames));
+    if (chans < 1 || chans > 32) throw osc::ArgError("channels must be 1..32, got " + std::to_string(chans));
+    if (static_cast<int64_t>(frames) * chans > options_.maxBufferSamples) throw osc::ArgError("buffer too large for the buffer limit");
+    const uint16_t client = m.client;
+    const double sr = engine_.config().sampleRate;
+    worker_.post([=, this] {
+        try {
+            swapBuffer(client, "/b_alloc", b, BufferData::zeros(frames, chans, sr));
+        } catch (const std::bad_alloc&) {
+            fail(client, "/b_alloc", "out of memory for buffer " + std::to_string(b));
+        }
+    });
+}
+
+void Controller::hBAllocRead(Msg& m) {
+    const int32_t b = bufnum(m);
+    const std::string path = checkedPath(m, m.args.string("path"), false);
+    const int32_t start = m.args.atEnd() ? 0 : m.args.int32("start frame");
+    const int32_t frames = m.args.atEnd() ? -1 : m.args.int32("frames");
+    if (start < 0) throw osc::ArgError("start frame must not be negative");
+    const uint16_t client = m.client;
+    LoadOptions o;
+    o.startFrame = start;
+    o.numFrames = frames <= 0 ? -1 : frames;
+    o.targetRate = engine_.config().sampleRate;
+    o.maxSamples = options_.maxBufferSamples;
+    worker_.post([=, this] {
+        try {
+            swapBuffer(client, "/b_allocRead", b, loadAudioFile(path, o));
+        } catch (const std::exception& e) {
+            fail(client, "/b_allocRead", e.what());
+        }
+    });
+}
+
+void Controller::hBRead(Msg& m) {
+    const int32_t b = bufnum(m);
+    const std::string path = checkedPath(m, m.args.string("path"), false);
+    const int32_t fileStart = m.args.atEnd() ? 0 : m.args.int32("file start frame");
+    const int32_t frames = m.args.atEnd() ? -1 : m.args.int32("frames");
+    const int32_t bufStart = m.args.atEnd() ? 0 : m.args.int32("buffer start frame");
+    if (fileStart < 0 || bufStart < 0) throw osc::ArgError("start frames must not be negative");
+    const uint16_t client = m.client;
+    LoadOptions o;
+    o.startFrame = fileStart;
+    o.numFrames = frames <= 0 ? -1 : frames;
+    o.targetRate = engine_.config().sampleRate;
+    o.maxSamples = options_.maxBufferSamples;
+    worker_.post([=, this] {
+        try {
+            const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
+            if (!cur) throw std::runtime_error("buffer " + std::to_string(b) + " is not loaded");
+            if (bufStart >= cur->numFrames) throw std::runtime_error("buffer start frame " + std::to_string(bufStart) + " is past the end of buffer " + std::to_string(b));
+            auto in = loadAudioFile(path, o);
+            // Copy on write: the audio thread keeps reading the old data until the swap.
+            auto next = BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate);
+            std::copy_n(cur->samples.get(), cur->numFrames * cur->numChannels, next->samples.get());
+            next->path = path;
+            const int64_t n = std::min<int64_t>(in->numFrames, cur->numFrames - bufStart);
+            for (int c = 0; c < cur->numChannels; ++c) {
+                const float* src = in->channel(std::min(c, in->numChannels - 1));
+                std::copy_n(src, n, next->channel(c) + bufStart);
+            }
+            swapBuffer(client, "/b_read", b, std::move(next));
+        } catch (const std::exception& e) {
+            fail(client, "/b_read", e.what());
+        }
+    });
+}
+
+void Controller::hBWrite(Msg& m) {
+    const int32_t b = bufnum(m);
+    const std::string path = checkedPath(m, m.args.string("path"), true);
+    const std::string header = m.args.atEnd() ? "" : m.args.string("header format");
+    const std::string sample = m.args.atEnd() ? "" : m.args.string("sample format");
+    const int32_t frames = m.args.atEnd() ? -1 : m.args.int32("frames");
+    const int32_t start = m.args.atEnd() ? 0 : m.args.int32("start frame");
+    soundFileFormat(path, header, sample); // throws on unknown names
+    const uint16_t client = m.client;
+    worker_.post([=, this] {
+        try {
+            const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
+            if (!cur) throw std::runtime_error("buffer " + std::to_string(b) + " is not loaded");
+            writeAudioFile(path, *cur, start, frames, header, sample);
+            done(client, "/b_write", {b});
+        } catch (const std::exception& e) {
+            fail(client, "/b_write", e.what());
+        }
+    });
+}
+
+void Controller::hBFree(Msg& m) {
+    const int32_t b = bufnum(m);
+    const uint16_t client = m.client;
+    worker_.post([=, this] {
+        if (!workerBuffers_[static_cast<size_t>(b)]) { fail(client, "/b_free", "buffer " + std::to_string(b) + " is not loaded"); return; }
+        if (pushFromWorker(client, "/b_free", 0, cmd::SwapBuffer{b, nullptr, "/b_free"})) workerBuffers_[static_cast<size_t>(b)] = nullptr;
+    });
+}
+
+void Controller::hBZero(Msg& m) {
+    const int32_t b = bufnum(m);
+    const uint16_t client = m.client;
+    worker_.post([=, this] {
+        const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
+        if (!cur) { fail(client, "/b_zero", "buffer " + std::to_string(b) + " is not loaded"); return; }
+        auto z = BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate);
+        swapBuffer(client, "/b_zero", b, std::move(z));
+    });
+}
+
+void Controller::hBQuery(Msg& m) {
+    std::vector<int32_t> ids;
+    do ids.push_back(bufnum(m));
+    while (!m.args.atEnd());
+    const uint16_t client = m.client;
+    worker_.post([=, this] {
+        for (int32_t b : ids) {
+            const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
+            if (!cur) { fail(client, "/b_query", "buffer " + std::to_string(b) + " is not loaded"); continue; }
+            send(client, osc::MessageBuilder("/b_info").i(b).i(static_cast<int32_t>(cur->numFrames))
+                             .i(cur->numChannels).f(static_cast<float>(cur->sampleRate)));
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording
+
+void Controller::hRecStart(Msg& m) {
+    const std::string path = checkedPath(m, m.args.string("path"), true);
+    const int32_t group = m.args.atEnd() ? 0 : m.args.int32("group id");
+    m.args.expectEnd();
+    soundFileFormat(path, "", "float"); // throws on an unknown extension
+    const uint16_t client = m.client;
+    const uint64_t tag = m.timetag;
+    const int channels = engine_.config().numOutputs;
+    worker_.post([=, this] {
+        RecordSlot* slot = nullptr;
+        try {
+            slot = recorder_.open(path, group, channels, client);
+        } catch (const std::exception& e) {
+            fail(client, "/rec_start", e.what());
+            return;
+        }
+        if (!pushFromWorker(client, "/rec_start", tag, cmd::AttachRecorder{slot, group})) recorder_.discard(slot);
+    });
+}
+
+void Controller::hRecStop(Msg& m) {
+    const int32_t id = m.args.atEnd() ? -1 : m.args.int32("recording id");
+    m.args.expectEnd();
+    push(m, cmd::DetachRecorder{id});
+}
+
+} // namespace loopd

@@ -1,0 +1,36 @@
+#pragma once
+// Audio drivers call Engine::processInterleaved() from their own thread. The engine knows
+// nothing of them.
+#include <memory>
+#include <string>
+
+namespace loopd {
+
+class Engine;
+
+struct DriverOptions {
+    std::string name = "auto";   // auto, jack, alsa, pulse, null
+    std::string device;          // RtAudio device index or (part of) its name; "" = default
+    double sampleRate = 48000.0;
+    int periodFrames = 256;      // --buffer-size
+    int numInputs = 2;
+    int numOutputs = 2;
+};
+
+class Driver {
+public:
+    virtual ~Driver() = default;
+    virtual void start(Engine& engine) = 0; // [control] throws std::runtime_error
+    virtual void stop() = 0;                // [control]
+    virtual std::string name() const = 0;
+    virtual double sampleRate() const = 0;
+    virtual int periodFrames() const = 0;
+};
+
+// [control] Chooses and opens a driver; `auto` tries JACK, then ALSA/Pulse, then null with one
+// warning. The chosen rate/period may differ from the request (JACK imposes its own).
+std::unique_ptr<Driver> openDriver(const DriverOptions& options);
+
+std::unique_ptr<Driver> makeNullDriver(const DriverOptions& options);
+
+} // namespace loopd

@@ -1,0 +1,681 @@
+#include "server/Engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+
+#include "dsp/Denormals.h"
+#include "server/BufferData.h"
+#include "server/Group.h"
+#include "server/Player.h"
+#include "server/RecordSlot.h"
+#include "server/RtCheck.h"
+
+namespace loopd {
+namespace {
+constexpr double kTwo32 = 4294967296.0;
+constexpr int kMaxDepth = 64;
+
+template <class... Ts> struct Overloaded : Ts... { using Ts::operator()...; };
+template <class... Ts> Overloaded(Ts...) -> Overloaded<Ts...>;
+
+double ntpNow() noexcept {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (static_cast<double>(ts.tv_sec) + 2208988800.0) * kTwo32 + static_cast<double>(ts.tv_nsec) * (kTwo32 / 1e9);
+}
+} // namespace
+
+Engine::Engine(const EngineConfig& config)
+    : config_(config),
+      controlQueue_(config.commandQueueSize),
+      workerQueue_(config.commandQueueSize),
+      replyQueue_(config.replyQueueSize),
+      nodes_(config.maxNodes) {
+    config_.blockSize = std::clamp(config_.blockSize, 1, 8192);
+    config_.numOutputs = std::clamp(config_.numOutputs, 1, kMaxChannels);
+    config_.numInputs = std::clamp(config_.numInputs, 0, kMaxChannels);
+    const int B = config_.blockSize;
+
+    buffers_.assign(static_cast<size_t>(config_.maxBuffers), nullptr);
+    heap_.resize(static_cast<size_t>(config_.schedulerCapacity));
+    pendingDispose_.assign(4096, nullptr);
+    inputStorage_.assign(static_cast<size_t>(std::max(1, config_.numInputs) * B), 0.0f);
+    for (int c = 0; c < config_.numInputs; ++c) inputPtrs_.push_back(inputStorage_.data() + c * B);
+    if (inputPtrs_.empty()) inputPtrs_.push_back(inputStorage_.data());
+
+    ctx_.sampleRate = config_.sampleRate;
+    ctx_.blockSize = B;
+    ctx_.buffers = buffers_.data();
+    ctx_.numBuffers = config_.maxBuffers;
+    ctx_.inputs = inputPtrs_.data();
+    ctx_.numInputs = config_.numInputs;
+    ctx_.numOutputs = config_.numOutputs;
+    ctx_.declickSamples = std::llround(config_.declickSeconds * config_.sampleRate);
+    ctx_.smoothSamples = std::llround(config_.smoothSeconds * config_.sampleRate);
+
+    root_ = new Group(0, config_.numOutputs, B);
+    nodes_.insert(0, root_);
+    root_->onInserted(ctx_, 0);
+
+    dsp::Limiter::Settings ls;
+    ls.ceilingDb = config_.limiterCeilingDb;
+    limiter_.prepare(config_.sampleRate, config_.numOutputs, ls);
+
+    adaptIn_.assign(static_cast<size_t>(std::max(1, config_.numInputs) * B), 0.0f);
+    adaptOut_.assign(static_cast<size_t>(config_.numOutputs * B), 0.0f);
+    for (int c = 0; c < std::max(1, config_.numInputs); ++c) adaptInPtr_.push_back(adaptIn_.data() + c * B);
+    for (int c = 0; c < config_.numOutputs; ++c) adaptOutPtr_.push_back(adaptOut_.data() + c * B);
+}
+
+Engine::~Engine() {
+    // Called after the audio thread stopped: free what it still owned.
+    std::vector<Node*> all;
+    nodes_.forEach([&](Node* n) { all.push_back(n); });
+    for (Node* n : all) delete n;
+    for (BufferData* b : buffers_) delete b;
+    for (size_t i = 0; i < pendingDisposeCount_; ++i) delete pendingDispose_[i];
+    Reply r;
+    while (replyQueue_.tryPop(r)) {
+        if (auto* d = std::get_if<reply::DisposeNode>(&r.body)) delete d->node;
+        else if (auto* b = std::get_if<reply::BufferSwapped>(&r.body)) delete b->old;
+        else if (auto* t = std::get_if<reply::TreeReady>(&r.body)) delete t->snapshot;
+    }
+    Command c;
+    auto drop = [](Command& cm) {
+        if (auto* n = std::get_if<cmd::NewNode>(&cm.body)) delete n->node;
+        else if (auto* s = std::get_if<cmd::SwapBuffer>(&cm.body)) delete s->data;
+        else if (auto* t = std::get_if<cmd::QueryTree>(&cm.body)) delete t->snapshot;
+    };
+    while (controlQueue_.tryPop(c)) drop(c);
+    while (workerQueue_.tryPop(c)) drop(c);
+    for (int i = 0; i < heapSize_; ++i) drop(heap_[static_cast<size_t>(i)].cmd);
+}
+
+bool Engine::pushCommand(Command&& c) noexcept {
+    if (controlQueue_.tryPush(std::move(c))) return true;
+    droppedCommands_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+}
+
+bool Engine::pushWorkerCommand(Command&& c) noexcept {
+    if (workerQueue_.tryPush(std::move(c))) return true;
+    droppedCommands_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+}
+
+bool Engine::popReply(Reply& r) noexcept { return replyQueue_.tryPop(r); }
+
+EngineStats Engine::stats() noexcept {
+    EngineStats s;
+    s.numNodes = statNodes_.load(std::memory_order_relaxed);
+    s.numGroups = statGroups_.load(std::memory_order_relaxed);
+    s.numBuffers = statBuffers_.load(std::memory_order_relaxed);
+    s.cpuAverage = cpuAverage_.load(std::memory_order_relaxed);
+    s.cpuPeak = cpuPeak_.exchange(0.0, std::memory_order_relaxed);
+    s.xruns = xruns_.load(std::memory_order_relaxed);
+    s.lateCommands = late_.load(std::memory_order_relaxed);
+    s.droppedCommands = droppedCommands_.load(std::memory_order_relaxed);
+    s.droppedReplies = droppedReplies_.load(std::memory_order_relaxed);
+    s.missingBufferBlocks = missingBufferBlocks_.load(std::memory_order_relaxed);
+    s.clockResyncs = clockResyncs_.load(std::memory_order_relaxed);
+    s.sampleTime = publishedSampleTime_.load(std::memory_order_relaxed);
+    s.limiterMinGain = limiterMinGain_.exchange(1.0f, std::memory_order_relaxed);
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Audio thread
+
+void Engine::reply(uint16_t client, ReplyBody&& body) noexcept {
+    Reply r;
+    r.client = client;
+    r.body = std::move(body);
+    if (!replyQueue_.tryPush(std::move(r))) droppedReplies_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Engine::fail(const Command& c, FailCode code, int32_t a, int32_t b, ParamId p, float v) noexcept {
+    reply(c.client, reply::Fail{c.address, code, a, b, p, v});
+}
+
+void Engine::dispose(Node* n) noexcept {
+    Reply r;
+    r.client = kNoClient;
+    r.body = reply::DisposeNode{n};
+    if (replyQueue_.tryPush(std::move(r))) return;
+    // Never free here: park it and hand it back later.
+    if (pendingDisposeCount_ < pendingDispose_.size()) pendingDispose_[pendingDisposeCount_++] = n;
+    else droppedReplies_.fetch_add(1, std::memory_order_relaxed); // leaked rather than freed on this thread
+}
+
+void Engine::nodeEvent(NodeEventKind kind, Node* n, uint16_t client) noexcept {
+    reply::NodeEvent e{};
+    e.kind = kind;
+    e.id = n->id();
+    e.parent = n->parent ? n->parent->id() : -1;
+    e.prev = n->prev ? n->prev->id() : -1;
+    e.next = n->next ? n->next->id() : -1;
+    e.isGroup = n->isGroup();
+    e.head = e.tail = -1;
+    if (n->isGroup()) {
+        auto* g = static_cast<Group*>(n);
+        e.head = g->head ? g->head->id() : -1;
+        e.tail = g->tail ? g->tail->id() : -1;
+    }
+    e.sampleTime = renderPos_;
+    reply(client, e);
+}
+
+double Engine::sampleRateNtpScale() const noexcept { return config_.sampleRate / kTwo32; }
+
+int64_t Engine::sampleForTimetag(uint64_t tag) const noexcept {
+    if (!config_.realtimeClock) {
+        // nrt: the tag is seconds from the start of the score, exact in 128-bit arithmetic.
+        const unsigned __int128 num = static_cast<unsigned __int128>(tag) * static_cast<uint64_t>(std::llround(config_.sampleRate));
+        return static_cast<int64_t>((num + (static_cast<unsigned __int128>(1) << 31)) >> 32);
+    }
+    const double diff = static_cast<double>(tag) - blockNtp_;
+    return ctx_.blockStartSample + std::llround(diff * sampleRateNtpScale());
+}
+
+void Engine::updateClock() noexcept {
+    if (!config_.realtimeClock) return;
+    const double now = ntpNow();
+    const int64_t s = ctx_.blockStartSample;
+    if (!clockStarted_) {
+        anchorNtp_ = now;
+        anchorSample_ = s;
+        clockStarted_ = true;
+    }
+    const double predicted = anchorNtp_ + static_cast<double>(s - anchorSample_) * (kTwo32 / config_.sampleRate);
+    const double err = now - predicted;
+    if (std::fabs(err) > 0.05 * kTwo32) {
+        // More than 50 ms apart (device stalled, clock stepped): start a new mapping.
+        anchorNtp_ = now;
+        anchorSample_ = s;
+        clockResyncs_.fetch_add(1, std::memory_order_relaxed);
+        blockNtp_ = now;
+        return;
+    }
+    // Slew slowly towards the wall clock: callback jitter averages out, drift is followed.
+    anchorNtp_ += err * 0.002;
+    blockNtp_ = anchorNtp_ + static_cast<double>(s - anchorSample_) * (kTwo32 / config_.sampleRate);
+}
+
+void Engine::heapPush(Scheduled&& s) noexcept {
+    size_t i = static_cast<size_t>(heapSize_++);
+    heap_[i] = std::move(s);
+    while (i > 0) {
+        const size_t p = (i - 1) / 2;
+        const Scheduled& a = heap_[i];
+        const Scheduled& b = heap_[p];
+        if (a.sample < b.sample || (a.sample == b.sample && a.seq < b.seq)) { std::swap(heap_[i], heap_[p]); i = p; }
+        else break;
+    }
+}
+
+void Engine::heapPop() noexcept {
+    const size_t n = static_cast<size_t>(--heapSize_);
+    if (n == 0) return;
+    heap_[0] = std::move(heap_[n]);
+    size_t i = 0;
+    for (;;) {
+        const size_t l = 2 * i + 1, r = l + 1;
+        size_t m = i;
+        auto less = [&](size_t x, size_t y) {
+            return heap_[x].sample < heap_[y].sample || (heap_[x].sample == heap_[y].sample && heap_[x].seq < heap_[y].seq);
+        };
+        if (l < n && less(l, m)) m = l;
+        if (r < n && less(r, m)) m = r;
+        if (m == i) break;
+        std::swap(heap_[i], heap_[m]);
+        i = m;
+    }
+}
+
+void Engine::accept(Command& c) noexcept {
+    if (c.timetag <= 1) { execute(c); return; }
+    const int64_t at = sampleForTimetag(c.timetag);
+    if (at < renderPos_) {
+        late_.fetch_add(1, std::memory_order_relaxed);
+        reply(c.client, reply::Late{static_cast<double>(renderPos_ - at) / config_.sampleRate, c.address});
+        execute(c);
+        return;
+    }
+    if (heapSize_ >= static_cast<int>(heap_.size())) {
+        fail(c, FailCode::SchedulerFull, static_cast<int32_t>(heap_.size()));
+        if (auto* n = std::get_if<cmd::NewNode>(&c.body)) dispose(n->node);
+        return;
+    }
+    heapPush(Scheduled{at, seq_++, std::move(c)});
+}
+
+void Engine::drainQueue(SpscQueue<Command>& q, int& budget) noexcept {
+    Command c;
+    while (budget > 0 && q.tryPop(c)) {
+        --budget;
+        accept(c);
+    }
+}
+
+void Engine::process(const float* const* in, float* const* out) noexcept {
+    rt::AudioCallbackScope mark;
+    dsp::ScopedNoDenormals noDenormals;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int B = config_.blockSize;
+
+    ctx_.blockStartSample = renderPos_;
+    updateClock();
+    for (int c = 0; c < config_.numInputs; ++c) {
+        if (in && in[c]) std::memcpy(inputStorage_.data() + c * B, in[c], sizeof(float) * static_cast<size_t>(B));
+        else std::memset(inputStorage_.data() + c * B, 0, sizeof(float) * static_cast<size_t>(B));
+    }
+
+    // Hand back what could not be handed back before.
+    while (pendingDisposeCount_ > 0) {
+        Reply r;
+        r.body = reply::DisposeNode{pendingDispose_[pendingDisposeCount_ - 1]};
+        if (!replyQueue_.tryPush(std::move(r))) break;
+        --pendingDisposeCount_;
+    }
+
+    int budget = config_.maxCommandsPerBlock;
+    drainQueue(workerQueue_, budget);
+    drainQueue(controlQueue_, budget);
+    afterSegment();
+
+    int pos = 0;
+    while (pos < B) {
+        while (heapSize_ > 0 && heap_[0].sample <= ctx_.blockStartSample + pos) {
+            Command c = std::move(heap_[0].cmd);
+            heapPop();
+            execute(c);
+        }
+        afterSegment();
+        int next = B;
+        if (heapSize_ > 0) next = static_cast<int>(std::min<int64_t>(B, heap_[0].sample - ctx_.blockStartSample));
+        renderSegment(pos, next - pos);
+        pos = next;
+    }
+
+    for (int c = 0; c < config_.numOutputs; ++c)
+        std::memcpy(out[c], root_->bus().ch[c], sizeof(float) * static_cast<size_t>(B));
+
+    if (ctx_.bufferMissing) {
+        ctx_.bufferMissing = false;
+        missingBufferBlocks_.fetch_add(1, std::memory_order_relaxed);
+    }
+    statNodes_.store(nodes_.size(), std::memory_order_relaxed);
+    statGroups_.store(numGroups_, std::memory_order_relaxed);
+    statBuffers_.store(numLoadedBuffers_, std::memory_order_relaxed);
+    const float lg = limiter_.takeMinGain();
+    if (lg < limiterMinGain_.load(std::memory_order_relaxed)) limiterMinGain_.store(lg, std::memory_order_relaxed);
+    publishedSampleTime_.store(renderPos_, std::memory_order_release);
+
+    const double used = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double pct = 100.0 * used * config_.sampleRate / B;
+    const double avg = cpuAverage_.load(std::memory_order_relaxed);
+    cpuAverage_.store(avg + (pct - avg) * 0.01, std::memory_order_relaxed);
+    if (pct > cpuPeak_.load(std::memory_order_relaxed)) cpuPeak_.store(pct, std::memory_order_relaxed);
+}
+
+void Engine::renderSegment(int offset, int numFrames) noexcept {
+    if (numFrames <= 0) return;
+    root_->renderOwnBus(ctx_, offset, numFrames);
+    Bus& bus = root_->bus();
+    limiter_.process(bus.ch, offset, numFrames);
+    for (RecordSlot* slot : recorders_) {
+        if (!slot) continue;
+        const float* const* src = bus.ch;
+        int available = bus.numChannels;
+        const float* silence[kMaxChannels] = {};
+        if (slot->group != 0) {
+            Node* n = nodes_.find(slot->group);
+            if (n && n->isGroup() && n->audible()) {
+                src = static_cast<Group*>(n)->bus().ch;
+                available = static_cast<Group*>(n)->bus().numChannels;
+            } else {
+                src = silence;
+                available = 0;
+            }
+        }
+        const size_t wrote = slot->ring.writePlanar(src, offset, static_cast<size_t>(numFrames), available);
+        if (wrote < static_cast<size_t>(numFrames))
+            slot->droppedFrames.fetch_add(static_cast<uint64_t>(numFrames) - wrote, std::memory_order_relaxed);
+    }
+    renderPos_ = ctx_.blockStartSample + offset + numFrames;
+    afterSegment();
+}
+
+void Engine::afterSegment() noexcept {
+    resolveStarts();
+    collectEnded();
+}
+
+void Engine::resolveStarts() noexcept {
+    // dipstream links: nodes waiting on a node that just started.
+    for (int i = 0; i < ctx_.numStarted; ++i) {
+        Node* s = ctx_.started[i];
+        const int32_t sid = s->id();
+        const int64_t startedAt = s->startedAt;
+        nodes_.forEach([&](Node* n) {
+            if (n->startWith != sid || n->state() != Node::State::Pending || n->scheduledStart >= 0) return;
+            const int64_t at = startedAt + std::llround(n->linkOffsetSeconds * config_.sampleRate);
+            if (at >= renderPos_) {
+                n->scheduledStart = at;
+            } else {
+                // The start lies in what is already rendered: join in sync.
+                n->scheduledStart = renderPos_;
+                if (n->kind() == Node::Kind::Player) static_cast<Player*>(n)->skipFrames(static_cast<double>(renderPos_ - at), ctx_);
+            }
+        });
+    }
+    ctx_.numStarted = 0;
+}
+
+void Engine::collectEnded() noexcept {
+    if (ctx_.endedOverflow) {
+        ctx_.endedOverflow = false;
+        nodes_.forEach([&](Node* n) {
+            if (n->state() != Node::State::Ended) return;
+            bool listed = false;
+            for (int i = 0; i < ctx_.numEnded; ++i) listed |= ctx_.ended[i] == n;
+            if (!listed && ctx_.numEnded < ProcessContext::kMaxEnded) ctx_.ended[ctx_.numEnded++] = n;
+            else if (!listed) ctx_.endedOverflow = true;
+        });
+    }
+    bool treeChanged = false;
+    for (int i = 0; i < ctx_.numEnded; ++i) {
+        Node* n = ctx_.ended[i];
+        if (!n->parent && n != root_) continue; // already taken out with its group
+        const int32_t endedId = n->id();
+        // stopWith links fire at the end sample (+offset).
+        nodes_.forEach([&](Node* other) {
+            if (other->stopWith != endedId || other == n) return;
+            const int64_t at = renderPos_ + std::llround(other->linkOffsetSeconds * config_.sampleRate);
+            if (at <= renderPos_) other->release(ctx_);
+            else other->scheduledStop = at;
+        });
+        disposeSubtree(n);
+        treeChanged = true;
+    }
+    ctx_.numEnded = 0;
+    if (treeChanged) recomputeSolo();
+}
+
+void Engine::disposeSubtree(Node* n) noexcept {
+    if (n->isGroup()) {
+        auto* g = static_cast<Group*>(n);
+        while (g->head) disposeSubtree(g->head);
+        --numGroups_;
+        for (RecordSlot* slot : recorders_)
+            if (slot && slot->group == n->id()) slot->group = -1; // records silence from now on
+    }
+    nodeEvent(NodeEventKind::End, n);
+    Group::unlink(n);
+    nodes_.erase(n->id());
+    dispose(n);
+}
+
+void Engine::recomputeSolo() noexcept {
+    bool anySolo = false;
+    nodes_.forEach([&](Node* n) { anySolo |= n->solo; });
+    nodes_.forEach([&](Node* n) {
+        if (n == root_) return;
+        bool keep = !anySolo;
+        if (!keep) {
+            // Soloed itself or below a soloed group: plays.
+            for (Node* a = n; a && !keep; a = a->parent) keep = a->solo;
+        }
+        if (!keep && n->isGroup()) {
+            // On the path to a soloed node: plays (its other children are muted themselves).
+            nodes_.forEach([&](Node* s) {
+                if (keep || !s->solo) return;
+                for (Node* a = s->parent; a; a = a->parent)
+                    if (a == n) { keep = true; break; }
+            });
+        }
+        n->setSoloMuted(!keep, ctx_);
+    });
+}
+
+void Engine::processInterleaved(const float* in, int inChannels, float* out, int outChannels, int numFrames) noexcept {
+    const int B = config_.blockSize;
+    const int ni = std::max(1, config_.numInputs);
+    const int no = config_.numOutputs;
+    if (adaptFill_ == 0 && numFrames % B == 0) {
+        for (int f0 = 0; f0 < numFrames; f0 += B) {
+            for (int c = 0; c < ni; ++c)
+                for (int i = 0; i < B; ++i)
+                    adaptIn_[static_cast<size_t>(c * B + i)] = in && c < inChannels ? in[(f0 + i) * inChannels + c] : 0.0f;
+            process(adaptInPtr_.data(), adaptOutPtr_.data());
+            for (int i = 0; i < B; ++i)
+                for (int c = 0; c < outChannels; ++c)
+                    out[(f0 + i) * outChannels + c] = c < no ? adaptOut_[static_cast<size_t>(c * B + i)] : 0.0f;
+        }
+        return;
+    }
+    // Periods that are not a multiple of the block: one block of latency through a FIFO.
+    for (int f = 0; f < numFrames; ++f) {
+        for (int c = 0; c < ni; ++c)
+            adaptIn_[static_cast<size_t>(c * B + adaptFill_)] = in && c < inChannels ? in[f * inChannels + c] : 0.0f;
+        for (int c = 0; c < outChannels; ++c)
+            out[f * outChannels + c] = c < no ? adaptOut_[static_cast<size_t>(c * B + adaptFill_)] : 0.0f;
+        if (++adaptFill_ == B) {
+            adaptFill_ = 0;
+            process(adaptInPtr_.data(), adaptOutPtr_.data());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands (audio thread)
+
+void Engine::execute(Command& c) noexcept {
+    std::visit(Overloaded{
+                   [&](cmd::NewNode& m) { doNewNode(c, m); },
+                   [&](cmd::SetParams& m) { doSetParams(c, m); },
+                   [&](cmd::Ramp& m) { doRamp(c, m); },
+                   [&](cmd::Free& m) { doFree(c, m); },
+                   [&](cmd::Run& m) { doRun(c, m); },
+                   [&](cmd::Move& m) { doMove(c, m); },
+                   [&](cmd::Query& m) { doQuery(c, m); },
+                   [&](cmd::FreeAll& m) { doFreeAll(c, m); },
+                   [&](cmd::QueryTree& m) { doQueryTree(c, m); },
+                   [&](cmd::SwapBuffer& m) { doSwapBuffer(c, m); },
+                   [&](cmd::Sync& m) { reply(c.client, reply::Synced{m.id}); },
+                   [&](cmd::AttachRecorder& m) { doAttachRecorder(c, m); },
+                   [&](cmd::DetachRecorder& m) { doDetachRecorder(c, m); },
+               },
+               c.body);
+}
+
+void Engine::doNewNode(Command& c, cmd::NewNode& m) noexcept {
+    Node* node = m.node;
+    const int32_t id = node->id();
+    if (nodes_.find(id)) { fail(c, FailCode::NodeIdInUse, id); dispose(node); return; }
+    Node* target = nodes_.find(m.target);
+    if (!target) {
+        fail(c, m.action == AddAction::Head || m.action == AddAction::Tail ? FailCode::GroupNotFound : FailCode::NodeNotFound, m.target);
+        dispose(node);
+        return;
+    }
+    Group* parent = nullptr;
+    switch (m.action) {
+    case AddAction::Head:
+    case AddAction::Tail:
+        if (!target->isGroup()) { fail(c, FailCode::NotAGroup, m.target); dispose(node); return; }
+        parent = static_cast<Group*>(target);
+        break;
+    default:
+        if (target == root_) { fail(c, FailCode::NotAGroup, m.target); dispose(node); return; }
+        parent = target->parent;
+    }
+    if (node->isGroup() && parent->depth + 1 >= kMaxDepth) { fail(c, FailCode::TreeTooDeep, id, kMaxDepth); dispose(node); return; }
+    if (!nodes_.insert(id, node)) { fail(c, FailCode::TooManyNodes, nodes_.capacity()); dispose(node); return; }
+    switch (m.action) {
+    case AddAction::Head: parent->addToHead(node); break;
+    case AddAction::Tail: parent->addToTail(node); break;
+    case AddAction::Before: Group::insertBefore(node, target); break;
+    case AddAction::After:
+    case AddAction::Replace: Group::insertAfter(node, target); break;
+    }
+    if (node->isGroup()) {
+        static_cast<Group*>(node)->depth = parent->depth + 1;
+        ++numGroups_;
+    }
+    node->onInserted(ctx_, renderPos_);
+    // Joining a node that already sounds: start in sync with it.
+    if (node->startWith >= 0 && node->state() == Node::State::Pending) {
+        Node* leader = nodes_.find(node->startWith);
+        if (leader && leader->startedAt >= 0) {
+            const int64_t at = leader->startedAt + std::llround(node->linkOffsetSeconds * config_.sampleRate);
+            if (at >= renderPos_) node->scheduledStart = at;
+            else {
+                node->scheduledStart = renderPos_;
+                if (node->kind() == Node::Kind::Player) static_cast<Player*>(node)->skipFrames(static_cast<double>(renderPos_ - at), ctx_);
+            }
+        }
+    }
+    nodeEvent(NodeEventKind::Go, node);
+    if (m.action == AddAction::Replace) target->release(ctx_);
+    recomputeSolo();
+}
+
+void Engine::doSetParams(Command& c, cmd::SetParams& m) noexcept {
+    Node* n = nodes_.find(m.id);
+    if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
+    bool soloChanged = false;
+    for (int i = 0; i < m.count; ++i) {
+        const ParamValue& p = m.params[i];
+        const SetResult r = n->setParam(p.id, p.value, 0, false, ctx_);
+        if (r == SetResult::NoSuchParam) fail(c, FailCode::NoSuchParam, m.id, static_cast<int32_t>(n->kind()), p.id);
+        else if (r == SetResult::BadValue) fail(c, FailCode::BadParamValue, m.id, 0, p.id, p.value);
+        soloChanged |= p.id == ParamId::Solo;
+    }
+    if (soloChanged) recomputeSolo();
+}
+
+void Engine::doRamp(Command& c, cmd::Ramp& m) noexcept {
+    Node* n = nodes_.find(m.id);
+    if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
+    const int64_t samples = std::llround(static_cast<double>(m.seconds) * config_.sampleRate);
+    const SetResult r = n->setParam(m.param, m.target, samples, true, ctx_);
+    if (r == SetResult::NoSuchParam) fail(c, FailCode::NoSuchParam, m.id, static_cast<int32_t>(n->kind()), m.param);
+    else if (r == SetResult::BadValue) fail(c, FailCode::BadParamValue, m.id, 0, m.param, m.target);
+    else if (r == SetResult::NotRampable) fail(c, FailCode::NotRampable, m.id, 0, m.param);
+}
+
+void Engine::doFree(Command& c, cmd::Free& m) noexcept {
+    if (m.id == 0) { fail(c, FailCode::CannotFreeRoot); return; }
+    Node* n = nodes_.find(m.id);
+    if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
+    n->release(ctx_);
+}
+
+void Engine::doRun(Command& c, cmd::Run& m) noexcept {
+    Node* n = nodes_.find(m.id);
+    if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
+    if (n == root_) { fail(c, FailCode::CannotFreeRoot); return; }
+    const bool wasAudible = n->audible();
+    n->setRunning(m.run, ctx_);
+    if (wasAudible != m.run) nodeEvent(m.run ? NodeEventKind::On : NodeEventKind::Off, n);
+}
+
+void Engine::doMove(Command& c, cmd::Move& m) noexcept {
+    Node* n = nodes_.find(m.id);
+    if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
+    Node* t = nodes_.find(m.target);
+    if (!t) { fail(c, FailCode::NodeNotFound, m.target); return; }
+    if (n == root_ || t == root_) { fail(c, FailCode::NotAGroup, n == root_ ? m.id : m.target); return; }
+    if (n == t) return;
+    for (Node* a = t->parent; a; a = a->parent)
+        if (a == n) { fail(c, FailCode::MoveIntoSelf, m.id, m.target); return; }
+    Group::unlink(n);
+    if (m.after) Group::insertAfter(n, t); else Group::insertBefore(n, t);
+    if (n->isGroup()) static_cast<Group*>(n)->depth = n->parent->depth + 1;
+    nodeEvent(NodeEventKind::Move, n);
+    recomputeSolo();
+}
+
+void Engine::doQuery(Command& c, cmd::Query& m) noexcept {
+    Node* n = nodes_.find(m.id);
+    if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
+    nodeEvent(NodeEventKind::Info, n, c.client);
+}
+
+void Engine::doFreeAll(Command& c, cmd::FreeAll& m) noexcept {
+    Node* n = nodes_.find(m.group);
+    if (!n) { fail(c, FailCode::GroupNotFound, m.group); return; }
+    if (!n->isGroup()) { fail(c, FailCode::NotAGroup, m.group); return; }
+    for (Node* k = static_cast<Group*>(n)->head; k; k = k->next) k->release(ctx_);
+}
+
+void Engine::doQueryTree(Command& c, cmd::QueryTree& m) noexcept {
+    TreeSnapshot* s = m.snapshot;
+    Node* n = nodes_.find(s->rootId);
+    if (!n || !n->isGroup()) {
+        s->found = false;
+        reply(c.client, reply::TreeReady{s});
+        return;
+    }
+    const size_t cap = s->entries.capacity();
+    // Depth-first, pre-order, without recursion and without growing the vector.
+    Node* cur = n;
+    while (cur) {
+        if (s->entries.size() >= cap) { s->truncated = true; break; }
+        TreeSnapshot::Entry e{};
+        e.id = cur->id();
+        e.kind = static_cast<uint8_t>(cur->kind());
+        e.numChildren = cur->isGroup() ? static_cast<Group*>(cur)->numChildren() : -1;
+        float v = -1.0f;
+        e.buf = cur->getParam(ParamId::Buf, v) ? static_cast<int32_t>(v) : -1;
+        e.gain = cur->getParam(ParamId::Gain, v) ? v : 1.0f;
+        s->entries.push_back(e); // within reserved capacity: no allocation
+        if (cur->isGroup() && static_cast<Group*>(cur)->head) { cur = static_cast<Group*>(cur)->head; continue; }
+        while (cur && cur != n && !cur->next) cur = cur->parent;
+        cur = (cur && cur != n) ? cur->next : nullptr;
+    }
+    reply(c.client, reply::TreeReady{s});
+}
+
+void Engine::doSwapBuffer(Command& c, cmd::SwapBuffer& m) noexcept {
+    BufferData*& slot = buffers_[static_cast<size_t>(m.bufnum)];
+    BufferData* old = slot;
+    slot = m.data;
+    numLoadedBuffers_ += (m.data ? 1 : 0) - (old ? 1 : 0);
+    reply(c.client, reply::BufferSwapped{m.bufnum, old, m.address});
+}
+
+void Engine::doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept {
+    if (m.group != 0) {
+        Node* n = nodes_.find(m.group);
+        if (!n || !n->isGroup()) {
+            fail(c, FailCode::RecorderGroupNotFound, m.group);
+            reply(c.client, reply::RecorderRejected{m.slot});
+            return;
+        }
+        static_cast<Group*>(n)->tapped = true;
+    }
+    for (RecordSlot*& s : recorders_) {
+        if (!s) { s = m.slot; reply(c.client, reply::Done{c.address, m.slot->id, true}); return; }
+    }
+    fail(c, FailCode::RecorderSlotsFull, kMaxRecorders);
+    reply(c.client, reply::RecorderRejected{m.slot});
+}
+
+void Engine::doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept {
+    bool any = false;
+    for (RecordSlot*& s : recorders_) {
+        if (s && (m.slotId < 0 || s->id == m.slotId)) {
+            reply(c.client, reply::RecorderDetached{s});
+            s = nullptr;
+            any = true;
+        }
+    }
+    if (!any) fail(c, FailCode::RecorderNotFound, m.slotId);
+}
+
+} // namespace loopd

@@ -1,0 +1,164 @@
+#pragma once
+// The real-time engine: node tree, buffer table, sample-accurate scheduler, master limiter and
+// recorder taps. It knows nothing of devices or sockets: a driver calls process() once per block
+// (or processInterleaved() with any period), the control thread feeds commands and drains replies.
+//
+// Threads: [control] one control thread (OSC), [worker] one worker thread (asynchronous stage 3
+// commands), [audio] the driver's thread. Commands cross on two bounded SPSC queues; replies on
+// one. The audio thread never allocates, frees, locks, logs or does I/O.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dsp/Limiter.h"
+#include "server/Commands.h"
+#include "server/Node.h"
+#include "server/NodeMap.h"
+#include "server/SpscQueue.h"
+
+namespace loopd {
+
+class Group;
+
+struct EngineConfig {
+    double sampleRate = 48000.0;
+    int blockSize = 64;
+    int numInputs = 2;
+    int numOutputs = 2;
+    int maxNodes = 4096;
+    int maxBuffers = 8192;
+    size_t commandQueueSize = 4096;
+    size_t replyQueueSize = 16384;
+    int schedulerCapacity = 8192;
+    int maxCommandsPerBlock = 2048;
+    float limiterCeilingDb = -0.3f;
+    double declickSeconds = 0.005;
+    double smoothSeconds = 0.010;
+    bool realtimeClock = true;   // false (nrt): timetags are seconds from sample 0
+};
+
+struct EngineStats {
+    int numNodes = 0, numGroups = 0, numBuffers = 0;
+    double cpuAverage = 0.0, cpuPeak = 0.0; // % of the block's duration
+    uint64_t xruns = 0, lateCommands = 0, droppedCommands = 0, droppedReplies = 0;
+    uint64_t missingBufferBlocks = 0, clockResyncs = 0;
+    int64_t sampleTime = 0;
+    float limiterMinGain = 1.0f;
+};
+
+class Engine {
+public:
+    // [control] Allocates everything the audio thread will ever use.
+    explicit Engine(const EngineConfig& config);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    const EngineConfig& config() const noexcept { return config_; }
+
+    // [control] Queue a command; false (and a drop counted) when the queue is full.
+    bool pushCommand(Command&& c) noexcept;
+    // [worker] The same on the worker's own queue.
+    bool pushWorkerCommand(Command&& c) noexcept;
+    // [control] Drain one reply.
+    bool popReply(Reply& r) noexcept;
+
+    // [audio] Render exactly one block: in[numInputs][blockSize] → out[numOutputs][blockSize].
+    void process(const float* const* in, float* const* out) noexcept;
+    // [audio] Device adapter for any period length, interleaved. A period that is a multiple of
+    // the block size adds no latency; any other adds one block.
+    void processInterleaved(const float* in, int inChannels, float* out, int outChannels, int numFrames) noexcept;
+    // [audio] The driver reports an over/underrun.
+    void noteXrun() noexcept { xruns_.fetch_add(1, std::memory_order_relaxed); }
+
+    // [any]
+    EngineStats stats() noexcept;
+    int64_t sampleTime() const noexcept { return publishedSampleTime_.load(std::memory_order_acquire); }
+
+    // [control] Before the audio starts: anchor NTP time for sample 0 (nrt: 0).
+    void setTimeOrigin(uint64_t ntp) noexcept { anchorNtp_ = static_cast<double>(ntp); anchorSample_ = 0; }
+
+private:
+    struct Scheduled { int64_t sample; uint64_t seq; Command cmd; };
+
+    void drainQueue(SpscQueue<Command>& q, int& budget) noexcept;
+    void accept(Command& c) noexcept;
+    void execute(Command& c) noexcept;
+    void renderSegment(int offset, int numFrames) noexcept;
+    void afterSegment() noexcept;
+    void resolveStarts() noexcept;
+    void collectEnded() noexcept;
+    void disposeSubtree(Node* n) noexcept;
+    void recomputeSolo() noexcept;
+    void reply(uint16_t client, ReplyBody&& body) noexcept;
+    void fail(const Command& c, FailCode code, int32_t a = 0, int32_t b = 0, ParamId p = ParamId::Count, float v = 0.f) noexcept;
+    void nodeEvent(NodeEventKind kind, Node* n, uint16_t client = kNoClient) noexcept;
+    void dispose(Node* n) noexcept;
+    void updateClock() noexcept;
+    int64_t sampleForTimetag(uint64_t tag) const noexcept;
+    double sampleRateNtpScale() const noexcept;
+    void heapPush(Scheduled&& s) noexcept;
+    void heapPop() noexcept;
+
+    // Command handlers.
+    void doNewNode(Command& c, cmd::NewNode& m) noexcept;
+    void doSetParams(Command& c, cmd::SetParams& m) noexcept;
+    void doRamp(Command& c, cmd::Ramp& m) noexcept;
+    void doFree(Command& c, cmd::Free& m) noexcept;
+    void doRun(Command& c, cmd::Run& m) noexcept;
+    void doMove(Command& c, cmd::Move& m) noexcept;
+    void doQuery(Command& c, cmd::Query& m) noexcept;
+    void doFreeAll(Command& c, cmd::FreeAll& m) noexcept;
+    void doQueryTree(Command& c, cmd::QueryTree& m) noexcept;
+    void doSwapBuffer(Command& c, cmd::SwapBuffer& m) noexcept;
+    void doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept;
+    void doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept;
+
+    EngineConfig config_;
+    SpscQueue<Command> controlQueue_;
+    SpscQueue<Command> workerQueue_;
+    SpscQueue<Reply> replyQueue_;
+
+    // Audio-thread state.
+    ProcessContext ctx_;
+    NodeMap nodes_;
+    Group* root_ = nullptr;
+    std::vector<BufferData*> buffers_;
+    std::vector<Scheduled> heap_;
+    int heapSize_ = 0;
+    uint64_t seq_ = 0;
+    dsp::Limiter limiter_;
+    std::vector<float> inputStorage_;
+    std::vector<const float*> inputPtrs_;
+    int64_t renderPos_ = 0;   // absolute sample of the next frame to render
+    int numGroups_ = 1;
+    int numLoadedBuffers_ = 0;
+    std::vector<Node*> pendingDispose_;
+    size_t pendingDisposeCount_ = 0;
+    static constexpr int kMaxRecorders = 8;
+    RecordSlot* recorders_[kMaxRecorders] = {};
+    uint64_t missingLogged_ = 0;
+
+    // Clock: NTP (as double 32.32 units) of anchorSample_.
+    double anchorNtp_ = 0.0;
+    int64_t anchorSample_ = 0;
+    double blockNtp_ = 0.0;
+    bool clockStarted_ = false;
+
+    // Device adapter.
+    std::vector<float> adaptIn_, adaptOut_;
+    std::vector<const float*> adaptInPtr_;
+    std::vector<float*> adaptOutPtr_;
+    int adaptFill_ = 0;
+
+    // Published statistics.
+    std::atomic<uint64_t> xruns_{0}, late_{0}, droppedCommands_{0}, droppedReplies_{0};
+    std::atomic<uint64_t> missingBufferBlocks_{0}, clockResyncs_{0};
+    std::atomic<int> statNodes_{1}, statGroups_{1}, statBuffers_{0};
+    std::atomic<double> cpuAverage_{0.0}, cpuPeak_{0.0};
+    std::atomic<int64_t> publishedSampleTime_{0};
+    std::atomic<float> limiterMinGain_{1.0f};
+};
+
+} // namespace loopd

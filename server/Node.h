@@ -1,0 +1,128 @@
+#pragma once
+// The node tree's element. Nodes are built on the control thread (constructor, prepare, initial
+// parameters), then handed to the audio thread, which links, renders, unlinks them and hands
+// them back to be deleted on a non-real-time thread. Everything a node does after insertion runs
+// on the audio thread and must not allocate, lock, log or throw.
+#include <cstdint>
+
+#include "dsp/Ramp.h"
+#include "server/Params.h"
+
+namespace loopd {
+
+struct BufferData;
+class Group;
+class Node;
+
+constexpr int kMaxChannels = 32;
+
+// Planar audio of one block: ch[c][0 .. blockSize).
+struct Bus {
+    float* ch[kMaxChannels] = {};
+    int numChannels = 0;
+};
+
+// What a node may see of the engine while it renders [audio].
+struct ProcessContext {
+    double sampleRate = 48000.0;
+    int blockSize = 64;
+    int64_t blockStartSample = 0;     // absolute sample time of frame 0 of this block
+    BufferData* const* buffers = nullptr;
+    int numBuffers = 0;
+    const float* const* inputs = nullptr; // numInputs planar blocks
+    int numInputs = 0;
+    int numOutputs = 2;
+    int64_t declickSamples = 240;     // start/stop/pause fades
+    int64_t smoothSamples = 480;      // parameter steps
+    // Nodes that finished during this segment; the engine unlinks them after it.
+    static constexpr int kMaxEnded = 512;
+    Node* ended[kMaxEnded] = {};
+    int numEnded = 0;
+    // Nodes that started (pending → running) during this segment, with their start sample.
+    Node* started[kMaxEnded] = {};
+    int numStarted = 0;
+    bool endedOverflow = false;       // more than kMaxEnded ended: the engine sweeps the tree
+    bool bufferMissing = false;       // a player asked for a buffer that is not loaded
+
+    const BufferData* buffer(int32_t id) const noexcept {
+        return id >= 0 && id < numBuffers ? buffers[id] : nullptr;
+    }
+};
+
+enum class SetResult : uint8_t { Ok, NoSuchParam, BadValue, NotRampable };
+
+class Node {
+public:
+    enum class Kind : uint8_t { Group, Player, Input };
+    enum class State : uint8_t { Pending, Running, Pausing, Paused, Releasing, Ended };
+
+    Node(int32_t id, Kind kind) noexcept : id_(id), kind_(kind) {}
+    virtual ~Node() = default;
+    Node(const Node&) = delete;
+    Node& operator=(const Node&) = delete;
+
+    // [control before insertion | audio after] Set a parameter; rampSamples 0 = de-click default.
+    // `ramp` true means an explicit /n_ramp of rampSamples.
+    virtual SetResult setParam(ParamId id, float value, int64_t rampSamples, bool explicitRamp,
+                               const ProcessContext& ctx) noexcept;
+    // [audio] Current (target) value of a parameter.
+    virtual bool getParam(ParamId id, float& value) const noexcept;
+
+    // [audio] Render frames [offset, offset+numFrames) of the block into `bus`.
+    // Sources add into it, effects work in place.
+    virtual void render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept = 0;
+
+    // [audio] Called when the node is linked into the tree at absolute sample `now`.
+    virtual void onInserted(ProcessContext& ctx, int64_t now) noexcept;
+    // [audio] De-clicked stop: fade out, then the node ends.
+    void release(const ProcessContext& ctx) noexcept;
+    // [audio] De-clicked pause / resume (/n_run).
+    void setRunning(bool run, const ProcessContext& ctx) noexcept;
+
+    int32_t id() const noexcept { return id_; }
+    Kind kind() const noexcept { return kind_; }
+    const char* kindName() const noexcept;
+    State state() const noexcept { return state_; }
+    bool isGroup() const noexcept { return kind_ == Kind::Group; }
+    bool audible() const noexcept { return state_ != State::Paused && state_ != State::Ended; }
+
+    // Tree links, owned by the audio thread after insertion.
+    Group* parent = nullptr;
+    Node* prev = nullptr;
+    Node* next = nullptr;
+
+    // Solo state (see Engine::recomputeSolo).
+    bool solo = false;
+    bool soloMuted = false;
+    // dipstream links: start when `startWith` starts (+offset), stop when `stopWith` ends (+offset).
+    int32_t startWith = -1;
+    int32_t stopWith = -1;
+    double linkOffsetSeconds = 0.0;
+    int64_t startedAt = -1;       // absolute sample the node began sounding
+    int64_t scheduledStart = -1;  // absolute sample a pending node starts at
+    int64_t scheduledStop = -1;   // absolute sample a release begins at
+
+    // [audio] Per-sample envelope: start/stop/pause fade times solo/mute fader.
+    float nextEnvelope() noexcept { return env_.next() * soloGain_.next(); }
+    bool envelopeStatic() const noexcept { return !env_.ramping() && !soloGain_.ramping(); }
+    float envelopeValue() const noexcept { return env_.value() * soloGain_.value(); }
+    void setSoloMuted(bool muted, const ProcessContext& ctx) noexcept;
+    // [audio] Called by subclasses after rendering a segment: advances the state machine when a
+    // fade finished. Returns true when the node just ended.
+    bool finishSegment(ProcessContext& ctx) noexcept;
+    // [audio] Pending nodes: start now (at absolute sample `at`).
+    void begin(ProcessContext& ctx, int64_t at) noexcept;
+
+protected:
+    State state_ = State::Running;
+    dsp::LinearRamp env_;
+    dsp::LinearRamp soloGain_;
+    int64_t fadeSamples_ = -1; // -1: ctx.declickSamples
+
+private:
+    int64_t fade(const ProcessContext& ctx) const noexcept { return fadeSamples_ >= 0 ? fadeSamples_ : ctx.declickSamples; }
+    int32_t id_;
+    Kind kind_;
+};
+
+} // namespace loopd

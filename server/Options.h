@@ -1,0 +1,38 @@
+#pragma once
+// Everything the command line sets (see Cli.cpp for the flags and their defaults).
+#include <string>
+#include <vector>
+
+namespace loopd {
+
+struct Options {
+    int udpPort = 57120;
+    int tcpPort = -2;                 // -2: same number as the UDP port; -1: off
+    std::string bind = "127.0.0.1";
+    int bufferSize = 256;             // device period in frames
+    int blockSize = 64;               // engine block in frames
+    double sampleRate = 48000.0;
+    std::string driver = "auto";
+    std::string device;
+    int inputs = 2;
+    int outputs = 2;
+    std::vector<std::string> roots;
+    double bpm = 120.0;
+    int meter = 4;
+    std::string logLevel = "info";
+    int commandQueue = 4096;
+    int maxBufferMb = 2048;
+    float limiterCeilingDb = -0.3f;
+    double declickMs = 5.0;
+    std::vector<std::string> nrt;     // SCORE IN OUT
+};
+
+// [control] Parses argv; on --help/--version/errors prints and returns false with exitCode set.
+bool parseCommandLine(int argc, char** argv, Options& options, int& exitCode);
+
+// [control] Run the real-time server until /quit or a signal; returns the exit code.
+int runServer(const Options& options);
+// [control] Offline render of an OSC score (scsynth -N format); returns the exit code.
+int runNrt(const Options& options);
+
+} // namespace loopd

@@ -1,0 +1,26 @@
+#pragma once
+// Parameter names of every node type. The control thread maps an OSC name to a ParamId (an
+// unknown name fails there); the node itself says whether it has that parameter (it fails on the
+// audio thread with a reason naming the node type).
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace loopd {
+
+enum class ParamId : uint8_t {
+    Gain, Pan, Mute, Solo,                 // faders (groups and sources)
+    Buf, Loop, Rate, Start, Out, Fade,     // player
+    StartWith, StopWith, Offset,           // player: dipstream-style links
+    In, Chans,                             // input
+    Count
+};
+
+// [any]
+std::optional<ParamId> paramFromName(std::string_view name) noexcept;
+const char* paramName(ParamId id) noexcept;
+
+// [any] Whether a parameter may be the target of /n_ramp (continuous values only).
+bool paramRampable(ParamId id) noexcept;
+
+} // namespace loopd

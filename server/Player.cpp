@@ -1,0 +1,238 @@
+#include "server/Player.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "dsp/Interpolate.h"
+#include "dsp/Pan.h"
+#include "server/BufferData.h"
+
+namespace loopd {
+
+Player::Player(int32_t id) noexcept : Node(id, Kind::Player) {
+    gain_.reset(1.0f);
+    pan_.reset(0.0f);
+    rate_.reset(1.0f);
+    mute_.reset(1.0f);
+}
+
+SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool explicitRamp,
+                           const ProcessContext& ctx) noexcept {
+    const int64_t ramp = explicitRamp ? rampSamples : ctx.smoothSamples;
+    switch (id) {
+    case ParamId::Gain:
+        if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
+        gain_.setTarget(value, ramp);
+        return SetResult::Ok;
+    case ParamId::Pan:
+        if (!(value >= -1.0f && value <= 1.0f)) return SetResult::BadValue;
+        pan_.setTarget(value, ramp);
+        return SetResult::Ok;
+    case ParamId::Rate:
+        if (!(value >= -64.0f && value <= 64.0f)) return SetResult::BadValue;
+        // A rate set before the player sounds is exact from its first sample.
+        if (state_ == State::Pending || startedAt < 0) rate_.reset(value);
+        else rate_.setTarget(value, explicitRamp ? rampSamples : 0);
+        return SetResult::Ok;
+    default: break;
+    }
+    if (explicitRamp) return SetResult::NotRampable;
+    switch (id) {
+    case ParamId::Buf:
+        if (!(value >= 0.0f && value < static_cast<float>(ctx.numBuffers))) return SetResult::BadValue;
+        buf_ = static_cast<int32_t>(value);
+        return SetResult::Ok;
+    case ParamId::Loop: loop_ = value >= 0.5f; return SetResult::Ok;
+    case ParamId::Start:
+        if (!(value >= 0.0f && value < 1e12f)) return SetResult::BadValue;
+        pos_ = std::floor(static_cast<double>(value));
+        return SetResult::Ok;
+    case ParamId::Out:
+        if (!(value >= 0.0f && value < static_cast<float>(ctx.numOutputs))) return SetResult::BadValue;
+        out_ = static_cast<int>(value);
+        return SetResult::Ok;
+    case ParamId::Mute:
+        muted_ = value >= 0.5f;
+        mute_.setTarget(muted_ ? 0.0f : 1.0f, ctx.smoothSamples);
+        return SetResult::Ok;
+    default: return Node::setParam(id, value, rampSamples, explicitRamp, ctx);
+    }
+}
+
+bool Player::getParam(ParamId id, float& value) const noexcept {
+    switch (id) {
+    case ParamId::Gain: value = gain_.target(); return true;
+    case ParamId::Pan: value = pan_.target(); return true;
+    case ParamId::Rate: value = rate_.target(); return true;
+    case ParamId::Buf: value = static_cast<float>(buf_); return true;
+    case ParamId::Loop: value = loop_ ? 1.0f : 0.0f; return true;
+    case ParamId::Start: value = static_cast<float>(pos_); return true;
+    case ParamId::Out: value = static_cast<float>(out_); return true;
+    case ParamId::Mute: value = muted_ ? 1.0f : 0.0f; return true;
+    default: return Node::getParam(id, value);
+    }
+}
+
+void Player::onInserted(ProcessContext& ctx, int64_t now) noexcept { Node::onInserted(ctx, now); }
+
+int64_t Player::fadeLength(const ProcessContext& ctx) const noexcept {
+    return fadeSamples_ >= 0 ? fadeSamples_ : ctx.declickSamples;
+}
+
+void Player::skipFrames(double frames, const ProcessContext& ctx) noexcept {
+    pos_ += frames * rate_.target();
+    const BufferData* b = ctx.buffer(buf_);
+    if (b && b->numFrames > 0 && loop_) {
+        pos_ = std::fmod(pos_, static_cast<double>(b->numFrames));
+        if (pos_ < 0) pos_ += static_cast<double>(b->numFrames);
+    }
+}
+
+void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept {
+    int i = offset;
+    const int end = offset + numFrames;
+    if (state_ == State::Pending) {
+        if (scheduledStart < 0 || scheduledStart >= ctx.blockStartSample + end) return;
+        const int at = static_cast<int>(std::max<int64_t>(i, scheduledStart - ctx.blockStartSample));
+        begin(ctx, ctx.blockStartSample + at);
+        i = at;
+    }
+    while (i < end && state_ != State::Ended) {
+        int until = end;
+        if (state_ == State::Running || state_ == State::Pausing || state_ == State::Paused) {
+            if (scheduledStop >= 0) {
+                const int64_t rel = scheduledStop - ctx.blockStartSample;
+                if (rel <= i) { scheduledStop = -1; release(ctx); }
+                else if (rel < until) until = static_cast<int>(rel);
+            }
+        }
+        if (!loop_ && state_ == State::Running) {
+            // Start the fade so that it ends on the last frame.
+            const BufferData* b = ctx.buffer(buf_);
+            const double r = rate_.value();
+            if (b && b->numFrames > 0 && r != 0.0 && !rate_.ramping()) {
+                const double left = r > 0 ? (static_cast<double>(b->numFrames) - pos_) / r : (pos_ + 1.0) / -r;
+                const double startFade = left - static_cast<double>(fadeLength(ctx));
+                if (startFade <= 0.0) release(ctx);
+                else if (startFade < until - i) until = i + static_cast<int>(std::ceil(startFade));
+            }
+        }
+        if (state_ == State::Paused) break;
+        renderRange(ctx, bus, i, until);
+        i = until;
+    }
+    finishSegment(ctx);
+}
+
+namespace {
+inline float at(const float* x, int64_t n, bool loop, int64_t idx) noexcept {
+    if (idx >= 0 && idx < n) return x[idx];
+    if (!loop) return 0.0f;
+    idx %= n;
+    return x[idx < 0 ? idx + n : idx];
+}
+} // namespace
+
+void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexcept {
+    if (from >= to || state_ == State::Ended) return;
+    const BufferData* b = ctx.buffer(buf_);
+    if (!b || b->numFrames <= 0 || b->numChannels <= 0) {
+        if (buf_ >= 0) ctx.bufferMissing = true;
+        // Keep the envelopes moving so that fades and releases still complete.
+        const int64_t n = to - from;
+        gain_.skip(n); pan_.skip(n); rate_.skip(n); mute_.skip(n); env_.skip(n); soloGain_.skip(n);
+        return;
+    }
+    const int64_t F = b->numFrames;
+    const double Fd = static_cast<double>(F);
+    const int srcCh = std::min(b->numChannels, kMaxChannels);
+    const bool mono = srcCh == 1;
+    const bool toPair = out_ + 1 < bus.numChannels;
+    // Output channel k of the source goes to bus channel out_+k.
+    const float* src[kMaxChannels];
+    for (int c = 0; c < srcCh; ++c) src[c] = b->channel(c);
+
+    const bool staticGains = !gain_.ramping() && !pan_.ramping() && !mute_.ramping() && envelopeStatic();
+    const bool staticRate = !rate_.ramping();
+    dsp::StereoGains pg = mono ? dsp::constantPowerPan(pan_.value()) : dsp::balance(pan_.value());
+
+    int i = from;
+    // Fast path: exact copy at rate 1 from an integer position with constant gains.
+    if (staticGains && staticRate && rate_.value() == 1.0f && pos_ == std::floor(pos_) && pos_ >= 0 && pos_ < Fd) {
+        const float g = gain_.value() * mute_.value() * envelopeValue();
+        while (i < to) {
+            const int64_t p = static_cast<int64_t>(pos_);
+            const int n = static_cast<int>(std::min<int64_t>(to - i, F - p));
+            if (mono) {
+                const float* x = src[0] + p;
+                if (toPair) {
+                    float* L = bus.ch[out_] + i; float* R = bus.ch[out_ + 1] + i;
+                    const float gl = g * pg.left, gr = g * pg.right;
+                    for (int k = 0; k < n; ++k) { L[k] += gl * x[k]; R[k] += gr * x[k]; }
+                } else {
+                    float* L = bus.ch[out_] + i;
+                    for (int k = 0; k < n; ++k) L[k] += g * x[k];
+                }
+            } else {
+                for (int c = 0; c < srcCh && out_ + c < bus.numChannels; ++c) {
+                    const float gc = g * (c == 0 ? pg.left : c == 1 ? pg.right : 1.0f);
+                    const float* x = src[c] + p;
+                    float* y = bus.ch[out_ + c] + i;
+                    for (int k = 0; k < n; ++k) y[k] += gc * x[k];
+                }
+            }
+            i += n;
+            pos_ += n;
+            if (pos_ >= Fd) {
+                if (loop_) pos_ -= Fd;
+                else { state_ = State::Ended; if (ctx.numEnded < ProcessContext::kMaxEnded) ctx.ended[ctx.numEnded++] = this; else ctx.endedOverflow = true; return; }
+            }
+        }
+        return;
+    }
+
+    // General path: per-sample ramps and Hermite interpolation.
+    for (; i < to; ++i) {
+        float g;
+        if (staticGains) {
+            g = gain_.value() * mute_.value() * envelopeValue();
+        } else {
+            g = gain_.next() * mute_.next() * nextEnvelope();
+            if (pan_.ramping()) {
+                const float p = pan_.next();
+                pg = mono ? dsp::constantPowerPan(p) : dsp::balance(p);
+            }
+        }
+        const double r = staticRate ? rate_.value() : rate_.next();
+        const double fl = std::floor(pos_);
+        const int64_t i0 = static_cast<int64_t>(fl);
+        const float frac = static_cast<float>(pos_ - fl);
+        const bool interior = i0 >= 1 && i0 + 2 < F;
+        for (int c = 0; c < srcCh; ++c) {
+            const float* x = src[c];
+            float s;
+            if (frac == 0.0f) s = at(x, F, loop_, i0);
+            else if (interior) s = dsp::hermite4(frac, x[i0 - 1], x[i0], x[i0 + 1], x[i0 + 2]);
+            else s = dsp::hermite4(frac, at(x, F, loop_, i0 - 1), at(x, F, loop_, i0), at(x, F, loop_, i0 + 1), at(x, F, loop_, i0 + 2));
+            if (mono) {
+                if (toPair) { bus.ch[out_][i] += g * pg.left * s; bus.ch[out_ + 1][i] += g * pg.right * s; }
+                else bus.ch[out_][i] += g * s;
+            } else if (out_ + c < bus.numChannels) {
+                bus.ch[out_ + c][i] += g * s * (c == 0 ? pg.left : c == 1 ? pg.right : 1.0f);
+            }
+        }
+        pos_ += r;
+        if (pos_ >= Fd || pos_ < 0.0) {
+            if (loop_) {
+                pos_ = std::fmod(pos_, Fd);
+                if (pos_ < 0.0) pos_ += Fd;
+            } else {
+                state_ = State::Ended;
+                if (ctx.numEnded < ProcessContext::kMaxEnded) ctx.ended[ctx.numEnded++] = this; else ctx.endedOverflow = true;
+                return;
+            }
+        }
+    }
+}
+
+} // namespace loopd

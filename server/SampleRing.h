@@ -1,0 +1,66 @@
+#pragma once
+// Lock-free SPSC ring of interleaved float frames, for streaming audio between the audio thread
+// and a disk thread. Allocates once at construction; write/read never block or allocate.
+#include <algorithm>
+#include <atomic>
+#include <cstddef>
+#include <memory>
+
+namespace loopd {
+
+class SampleRing {
+public:
+    // [control|worker]
+    SampleRing(size_t capacityFrames, int numChannels)
+        : channels_(numChannels), capFrames_(capacityFrames + 1),
+          data_(std::make_unique<float[]>((capacityFrames + 1) * static_cast<size_t>(numChannels))) {}
+
+    int numChannels() const noexcept { return channels_; }
+
+    // [producer] Writes up to numFrames planar frames (ch[c] + offset); returns frames written.
+    size_t writePlanar(const float* const* ch, int offset, size_t numFrames, int available) noexcept {
+        const size_t w = write_.load(std::memory_order_relaxed);
+        const size_t r = read_.load(std::memory_order_acquire);
+        const size_t space = (r + capFrames_ - w - 1) % capFrames_;
+        const size_t n = std::min(space, numFrames);
+        size_t pos = w;
+        for (size_t i = 0; i < n; ++i) {
+            float* frame = data_.get() + pos * static_cast<size_t>(channels_);
+            for (int c = 0; c < channels_; ++c)
+                frame[c] = c < available && ch[c] ? ch[c][static_cast<size_t>(offset) + i] : 0.0f;
+            pos = pos + 1 == capFrames_ ? 0 : pos + 1;
+        }
+        write_.store(pos, std::memory_order_release);
+        return n;
+    }
+
+    // [consumer] Reads up to maxFrames interleaved frames into out; returns frames read.
+    size_t read(float* out, size_t maxFrames) noexcept {
+        const size_t r = read_.load(std::memory_order_relaxed);
+        const size_t w = write_.load(std::memory_order_acquire);
+        const size_t avail = (w + capFrames_ - r) % capFrames_;
+        const size_t n = std::min(avail, maxFrames);
+        size_t pos = r;
+        for (size_t i = 0; i < n; ++i) {
+            std::copy_n(data_.get() + pos * static_cast<size_t>(channels_), channels_, out + i * static_cast<size_t>(channels_));
+            pos = pos + 1 == capFrames_ ? 0 : pos + 1;
+        }
+        read_.store(pos, std::memory_order_release);
+        return n;
+    }
+
+    size_t readableFrames() const noexcept {
+        const size_t r = read_.load(std::memory_order_acquire);
+        const size_t w = write_.load(std::memory_order_acquire);
+        return (w + capFrames_ - r) % capFrames_;
+    }
+
+private:
+    const int channels_;
+    const size_t capFrames_;
+    std::unique_ptr<float[]> data_;
+    alignas(64) std::atomic<size_t> write_{0};
+    alignas(64) std::atomic<size_t> read_{0};
+};
+
+} // namespace loopd

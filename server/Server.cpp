@@ -1,0 +1,258 @@
+// Wiring: driver + engine + worker + recorder + controller + transport (real time), or the
+// offline renderer. main() only parses flags and calls one of these.
+#include <arpa/inet.h>
+#include <sndfile.h>
+#include <spdlog/spdlog.h>
+
+#include <osc/OscReceivedElements.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <thread>
+
+#include "osc/Transport.h"
+#include "server/AudioFile.h"
+#include "server/Controller.h"
+#include "server/Driver.h"
+#include "server/Engine.h"
+#include "server/Options.h"
+
+namespace loopd {
+namespace {
+
+std::atomic<bool> g_signalled{false};
+void onSignal(int) { g_signalled = true; }
+
+EngineConfig engineConfig(const Options& o, double rate, bool realtime) {
+    EngineConfig c;
+    c.sampleRate = rate;
+    c.blockSize = o.blockSize;
+    c.numInputs = o.inputs;
+    c.numOutputs = o.outputs;
+    c.commandQueueSize = static_cast<size_t>(o.commandQueue);
+    c.limiterCeilingDb = o.limiterCeilingDb;
+    c.declickSeconds = o.declickMs / 1000.0;
+    c.realtimeClock = realtime;
+    return c;
+}
+
+ControllerOptions controllerOptions(const Options& o, bool offline) {
+    ControllerOptions c;
+    c.bpm = o.bpm;
+    c.beatsPerBar = o.meter;
+    c.maxBufferSamples = static_cast<int64_t>(o.maxBufferMb) * (1 << 20) / 4;
+    c.offline = offline;
+    return c;
+}
+
+} // namespace
+
+int runServer(const Options& o) {
+    DriverOptions d;
+    d.name = o.driver;
+    d.device = o.device;
+    d.sampleRate = o.sampleRate;
+    d.periodFrames = o.bufferSize;
+    d.numInputs = o.inputs;
+    d.numOutputs = o.outputs;
+    std::unique_ptr<Driver> driver;
+    try {
+        driver = openDriver(d);
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
+    }
+    PathPolicy paths(o.roots);
+    Engine engine(engineConfig(o, driver->sampleRate(), true));
+    Worker worker;
+    Recorder recorder(driver->sampleRate(), false);
+    Controller controller(engine, worker, recorder, paths, controllerOptions(o, false));
+    controller.setDriverInfo(driver->name(), driver->periodFrames());
+
+    osc::Transport transport;
+    osc::Transport::Options t;
+    t.bindAddress = o.bind;
+    t.udpPort = o.udpPort;
+    t.tcpPort = o.tcpPort == -2 ? o.udpPort : o.tcpPort;
+    try {
+        transport.open(t);
+    } catch (const std::exception& e) {
+        spdlog::critical("cannot listen: {}", e.what());
+        return 1;
+    }
+    controller.setSender([&transport](const osc::Endpoint& to, const char* data, size_t size) { return transport.send(to, data, size); });
+
+    worker.start();
+    recorder.start();
+    try {
+        driver->start(engine);
+    } catch (const std::exception& e) {
+        spdlog::critical("cannot start driver {}: {}", driver->name(), e.what());
+        return 1;
+    }
+    std::signal(SIGINT, onSignal);
+    std::signal(SIGTERM, onSignal);
+    spdlog::info("loopd ready: OSC udp {}:{} tcp {}, driver {}, {} Hz, block {}, period {}, {} in / {} out{}",
+                 o.bind, transport.udpPort(), transport.tcpPort(), driver->name(), driver->sampleRate(), o.blockSize,
+                 driver->periodFrames(), o.inputs, o.outputs, paths.roots().empty() ? ", file access unrestricted" : "");
+
+    const auto handler = [&controller](const char* data, size_t size, const osc::Endpoint& from) {
+        controller.handlePacket(data, size, from);
+    };
+    while (!controller.quitRequested() && !g_signalled) {
+        transport.poll(2, handler);
+        controller.pollReplies();
+    }
+    spdlog::info("shutting down");
+    // Close recordings cleanly: detach them on the audio thread, then let the recorder finish.
+    controller.stopRecordings();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (recorder.active() > 0 && std::chrono::steady_clock::now() < deadline) {
+        controller.pollReplies();
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    driver->stop();
+    worker.stop();
+    controller.pollReplies();
+    recorder.stop();
+    return 0;
+}
+
+int runNrt(const Options& o) {
+    const std::string& scorePath = o.nrt.at(0);
+    const std::string& inPath = o.nrt.at(1);
+    const std::string& outPath = o.nrt.at(2);
+    const double sr = o.sampleRate;
+
+    // The score: [int32 big-endian length][OSC bundle] records.
+    std::ifstream f(scorePath, std::ios::binary);
+    if (!f) { spdlog::critical("cannot open score {}", scorePath); return 1; }
+    std::vector<std::vector<char>> packets;
+    for (;;) {
+        uint32_t len = 0;
+        if (!f.read(reinterpret_cast<char*>(&len), 4)) break;
+        len = ntohl(len);
+        if (len == 0 || len > (64u << 20)) { spdlog::critical("score {}: bad record length {}", scorePath, len); return 1; }
+        std::vector<char> p(len);
+        if (!f.read(p.data(), len)) { spdlog::critical("score {}: truncated record", scorePath); return 1; }
+        packets.push_back(std::move(p));
+    }
+    std::vector<std::pair<uint64_t, size_t>> order; // (timetag, index)
+    for (size_t i = 0; i < packets.size(); ++i) {
+        try {
+            ::osc::ReceivedPacket p(packets[i].data(), static_cast<::osc::osc_bundle_element_size_t>(packets[i].size()));
+            if (!p.IsBundle()) { spdlog::critical("score {}: record {} is not a bundle", scorePath, i); return 1; }
+            const uint64_t tag = ::osc::ReceivedBundle(p).TimeTag();
+            order.emplace_back(tag == 1 ? 0 : tag, i);
+        } catch (const ::osc::Exception& e) {
+            spdlog::critical("score {}: record {} is malformed: {}", scorePath, i, e.what());
+            return 1;
+        }
+    }
+    std::stable_sort(order.begin(), order.end(), [](auto& a, auto& b) { return a.first < b.first; });
+    const uint64_t lastTag = order.empty() ? 0 : order.back().first;
+    const int64_t totalFrames = static_cast<int64_t>((static_cast<unsigned __int128>(lastTag) * static_cast<uint64_t>(std::llround(sr)) + (1ull << 31)) >> 32);
+
+    std::unique_ptr<BufferData> input;
+    Options eo = o;
+    if (inPath != "_") {
+        try {
+            LoadOptions lo;
+            lo.targetRate = sr;
+            input = loadAudioFile(inPath, lo);
+        } catch (const std::exception& e) {
+            spdlog::critical("{}", e.what());
+            return 1;
+        }
+        eo.inputs = input->numChannels;
+    }
+    EngineConfig ec = engineConfig(eo, sr, false);
+    ec.commandQueueSize = std::max<size_t>(ec.commandQueueSize, 1 << 16);
+    ec.maxCommandsPerBlock = 1 << 16;
+    ec.schedulerCapacity = 1 << 16;
+    Engine engine(ec);
+    Worker worker(true);
+    Recorder recorder(sr, true);
+    PathPolicy paths(o.roots);
+    Controller controller(engine, worker, recorder, paths, controllerOptions(o, true));
+    controller.setDriverInfo("nrt", o.blockSize);
+    controller.setSender([](const osc::Endpoint&, const char* data, size_t size) {
+        try {
+            ::osc::ReceivedMessage m(::osc::ReceivedPacket(data, static_cast<::osc::osc_bundle_element_size_t>(size)));
+            if (std::strcmp(m.AddressPattern(), "/fail") == 0) {
+                auto it = m.ArgumentsBegin();
+                const std::string a = it->AsString();
+                ++it;
+                spdlog::warn("nrt: /fail {} {}", a, it->AsString());
+            }
+        } catch (...) {
+        }
+        return true;
+    });
+
+    SF_INFO info{};
+    info.channels = ec.numOutputs;
+    info.samplerate = static_cast<int>(std::lround(sr));
+    info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
+    SNDFILE* out = sf_open(outPath.c_str(), SFM_WRITE, &info);
+    if (!out) { spdlog::critical("cannot write {}: {}", outPath, sf_strerror(nullptr)); return 1; }
+    // Deterministic files: no date or software strings that change between runs.
+    sf_command(out, SFC_SET_ADD_PEAK_CHUNK, nullptr, SF_FALSE);
+
+    const int B = ec.blockSize;
+    std::vector<float> inBlock(static_cast<size_t>(std::max(1, ec.numInputs) * B));
+    std::vector<float> outBlock(static_cast<size_t>(ec.numOutputs * B));
+    std::vector<const float*> inPtr;
+    std::vector<float*> outPtr;
+    for (int c = 0; c < std::max(1, ec.numInputs); ++c) inPtr.push_back(inBlock.data() + c * B);
+    for (int c = 0; c < ec.numOutputs; ++c) outPtr.push_back(outBlock.data() + c * B);
+    std::vector<float> inter(static_cast<size_t>(ec.numOutputs * B));
+    const osc::Endpoint nowhere;
+
+    const auto t0 = std::chrono::steady_clock::now();
+    size_t next = 0;
+    int64_t pos = 0;
+    while (pos < totalFrames || next < order.size()) {
+        // Hand over every bundle that falls before the end of this block.
+        while (next < order.size()) {
+            const uint64_t tag = order[next].first;
+            const int64_t at = static_cast<int64_t>((static_cast<unsigned __int128>(tag) * static_cast<uint64_t>(std::llround(sr)) + (1ull << 31)) >> 32);
+            if (at >= pos + B) break;
+            const auto& p = packets[order[next].second];
+            controller.handlePacket(p.data(), p.size(), nowhere);
+            ++next;
+        }
+        for (int c = 0; c < ec.numInputs; ++c) {
+            float* dst = inBlock.data() + c * B;
+            for (int i = 0; i < B; ++i) {
+                const int64_t k = pos + i;
+                dst[i] = input && k < input->numFrames ? input->channel(c)[k] : 0.0f;
+            }
+        }
+        engine.process(inPtr.data(), outPtr.data());
+        controller.pollReplies();
+        recorder.drainAll();
+        const int64_t keep = std::min<int64_t>(B, totalFrames - pos);
+        if (keep > 0) {
+            for (int64_t i = 0; i < keep; ++i)
+                for (int c = 0; c < ec.numOutputs; ++c) inter[static_cast<size_t>(i * ec.numOutputs + c)] = outBlock[static_cast<size_t>(c * B + i)];
+            sf_writef_float(out, inter.data(), keep);
+        }
+        pos += B;
+    }
+    // Close recordings made by the score.
+    controller.stopRecordings();
+    engine.process(inPtr.data(), outPtr.data());
+    controller.pollReplies();
+    sf_close(out);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double dur = static_cast<double>(totalFrames) / sr;
+    spdlog::info("nrt: rendered {} frames ({:.3f} s) in {:.3f} s ({:.1f}x real time), {} failed commands",
+                 totalFrames, dur, secs, secs > 0 ? dur / secs : 0.0, controller.failCount());
+    return 0;
+}
+
+} // namespace loopd
