@@ -11,8 +11,9 @@ struct StereoGains { float left; float right; };
 // [any] pan in [-1, 1].
 inline StereoGains constantPowerPan(float pan) noexcept {
     const float p = std::clamp(pan, -1.0f, 1.0f);
-    const float angle = (p + 1.0f) * 0.25f * 3.14159265358979f;
-    return {std::cos(angle), std::sin(angle)};
+    // sin on both sides makes each side exactly 0 at the opposite extreme.
+    constexpr float quarterPi = 0.25f * 3.14159265358979f;
+    return {std::sin((1.0f - p) * quarterPi), std::sin((1.0f + p) * quarterPi)};
 }
 
 // [any] pan in [-1, 1].

@@ -18,13 +18,13 @@ public:
         step_ = (static_cast<double>(target) - value_) / static_cast<double>(numSamples);
     }
 
-    // [audio] The value for the current sample, then advance one sample.
+    // [audio] Advance one sample and return its value: after setTarget(t, n) the n-th call
+    // returns exactly t, the first returns one step away from the start.
     float next() noexcept {
         if (remaining_ == 0) return static_cast<float>(value_);
-        const double v = value_;
         value_ += step_;
         if (--remaining_ == 0) value_ = target_;
-        return static_cast<float>(v);
+        return static_cast<float>(value_);
     }
 
     // [audio] Advance n samples without reading them.

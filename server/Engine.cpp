@@ -164,7 +164,7 @@ void Engine::nodeEvent(NodeEventKind kind, Node* n, uint16_t client) noexcept {
         e.head = g->head ? g->head->id() : -1;
         e.tail = g->tail ? g->tail->id() : -1;
     }
-    e.sampleTime = renderPos_;
+    e.sampleTime = kind == NodeEventKind::End && n->endedAt >= 0 ? n->endedAt : renderPos_;
     reply(client, e);
 }
 
@@ -177,7 +177,7 @@ int64_t Engine::sampleForTimetag(uint64_t tag) const noexcept {
         return static_cast<int64_t>((num + (static_cast<unsigned __int128>(1) << 31)) >> 32);
     }
     const double diff = static_cast<double>(tag) - blockNtp_;
-    return ctx_.blockStartSample + std::llround(diff * sampleRateNtpScale());
+    return ctx_.blockStartSample + std::llround(diff * sampleRateNtpScale()) - limiter_.latencySamples();
 }
 
 void Engine::updateClock() noexcept {
@@ -341,9 +341,16 @@ void Engine::renderSegment(int offset, int numFrames) noexcept {
                 available = 0;
             }
         }
-        const size_t wrote = slot->ring.writePlanar(src, offset, static_cast<size_t>(numFrames), available);
-        if (wrote < static_cast<size_t>(numFrames))
-            slot->droppedFrames.fetch_add(static_cast<uint64_t>(numFrames) - wrote, std::memory_order_relaxed);
+        int from = offset, count = numFrames;
+        if (slot->skipFrames > 0) {
+            const int skip = std::min(slot->skipFrames, count);
+            slot->skipFrames -= skip;
+            from += skip;
+            count -= skip;
+        }
+        const size_t wrote = slot->ring.writePlanar(src, from, static_cast<size_t>(count), available);
+        if (wrote < static_cast<size_t>(count))
+            slot->droppedFrames.fetch_add(static_cast<uint64_t>(count) - wrote, std::memory_order_relaxed);
     }
     renderPos_ = ctx_.blockStartSample + offset + numFrames;
     afterSegment();
@@ -391,11 +398,13 @@ void Engine::collectEnded() noexcept {
         Node* n = ctx_.ended[i];
         if (!n->parent && n != root_) continue; // already taken out with its group
         const int32_t endedId = n->id();
+        const int64_t endSample = n->endedAt >= 0 ? std::min(n->endedAt, renderPos_) : renderPos_;
+        n->endedAt = endSample;
         // stopWith links fire at the end sample (+offset).
         nodes_.forEach([&](Node* other) {
             if (other->stopWith != endedId || other == n) return;
-            const int64_t at = renderPos_ + std::llround(other->linkOffsetSeconds * config_.sampleRate);
-            if (at <= renderPos_) other->release(ctx_);
+            const int64_t at = endSample + std::llround(other->linkOffsetSeconds * config_.sampleRate);
+            if (at <= renderPos_) other->release(ctx_, renderPos_);
             else other->scheduledStop = at;
         });
         disposeSubtree(n);
@@ -540,7 +549,7 @@ void Engine::doNewNode(Command& c, cmd::NewNode& m) noexcept {
         }
     }
     nodeEvent(NodeEventKind::Go, node);
-    if (m.action == AddAction::Replace) target->release(ctx_);
+    if (m.action == AddAction::Replace) target->release(ctx_, renderPos_);
     recomputeSolo();
 }
 
@@ -572,7 +581,7 @@ void Engine::doFree(Command& c, cmd::Free& m) noexcept {
     if (m.id == 0) { fail(c, FailCode::CannotFreeRoot); return; }
     Node* n = nodes_.find(m.id);
     if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
-    n->release(ctx_);
+    n->release(ctx_, renderPos_);
 }
 
 void Engine::doRun(Command& c, cmd::Run& m) noexcept {
@@ -610,7 +619,7 @@ void Engine::doFreeAll(Command& c, cmd::FreeAll& m) noexcept {
     Node* n = nodes_.find(m.group);
     if (!n) { fail(c, FailCode::GroupNotFound, m.group); return; }
     if (!n->isGroup()) { fail(c, FailCode::NotAGroup, m.group); return; }
-    for (Node* k = static_cast<Group*>(n)->head; k; k = k->next) k->release(ctx_);
+    for (Node* k = static_cast<Group*>(n)->head; k; k = k->next) k->release(ctx_, renderPos_);
 }
 
 void Engine::doQueryTree(Command& c, cmd::QueryTree& m) noexcept {
@@ -659,6 +668,7 @@ void Engine::doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept {
         }
         static_cast<Group*>(n)->tapped = true;
     }
+    if (m.group == 0) m.slot->skipFrames = limiter_.latencySamples(); // master tap: post-limiter
     for (RecordSlot*& s : recorders_) {
         if (!s) { s = m.slot; reply(c.client, reply::Done{c.address, m.slot->id, true}); return; }
     }

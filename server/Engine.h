@@ -72,6 +72,11 @@ public:
     // [audio] The driver reports an over/underrun.
     void noteXrun() noexcept { xruns_.fetch_add(1, std::memory_order_relaxed); }
 
+    // [any] Delay the master limiter adds. Real time: timetags are mapped this much earlier so
+    // that a bundle's sound leaves the engine at its time. Offline writers drop this many frames
+    // at the start (and render as many more at the end), so file frame k is timeline sample k.
+    int latencySamples() const noexcept { return limiter_.latencySamples(); }
+
     // [any]
     EngineStats stats() noexcept;
     int64_t sampleTime() const noexcept { return publishedSampleTime_.load(std::memory_order_acquire); }

@@ -20,6 +20,7 @@ Group::Group(int32_t id, int numChannels, int blockSize) : Node(id, Kind::Group)
 
 void Group::onInserted(ProcessContext& ctx, int64_t now) noexcept {
     // A new group is silent, so it needs no fade-in; it is running at once.
+    inserted_ = true;
     soloGain_.reset(soloMuted ? 0.0f : 1.0f);
     state_ = State::Running;
     startedAt = now;
@@ -29,7 +30,7 @@ void Group::onInserted(ProcessContext& ctx, int64_t now) noexcept {
 
 SetResult Group::setParam(ParamId id, float value, int64_t rampSamples, bool explicitRamp,
                           const ProcessContext& ctx) noexcept {
-    const int64_t ramp = explicitRamp ? rampSamples : ctx.smoothSamples;
+    const int64_t ramp = rampFor(explicitRamp, rampSamples, ctx);
     switch (id) {
     case ParamId::Gain:
         if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
@@ -42,7 +43,7 @@ SetResult Group::setParam(ParamId id, float value, int64_t rampSamples, bool exp
     case ParamId::Mute:
         if (explicitRamp) return SetResult::NotRampable;
         muted_ = value >= 0.5f;
-        mute_.setTarget(muted_ ? 0.0f : 1.0f, ctx.smoothSamples);
+        mute_.setTarget(muted_ ? 0.0f : 1.0f, rampFor(false, 0, ctx));
         return SetResult::Ok;
     default: return Node::setParam(id, value, rampSamples, explicitRamp, ctx);
     }

@@ -14,7 +14,7 @@ InputNode::InputNode(int32_t id) noexcept : Node(id, Kind::Input) {
 
 SetResult InputNode::setParam(ParamId id, float value, int64_t rampSamples, bool explicitRamp,
                               const ProcessContext& ctx) noexcept {
-    const int64_t ramp = explicitRamp ? rampSamples : ctx.smoothSamples;
+    const int64_t ramp = rampFor(explicitRamp, rampSamples, ctx);
     switch (id) {
     case ParamId::Gain:
         if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
@@ -42,7 +42,7 @@ SetResult InputNode::setParam(ParamId id, float value, int64_t rampSamples, bool
         return SetResult::Ok;
     case ParamId::Mute:
         muted_ = value >= 0.5f;
-        mute_.setTarget(muted_ ? 0.0f : 1.0f, ctx.smoothSamples);
+        mute_.setTarget(muted_ ? 0.0f : 1.0f, rampFor(false, 0, ctx));
         return SetResult::Ok;
     default: return Node::setParam(id, value, rampSamples, explicitRamp, ctx);
     }

@@ -43,6 +43,7 @@ bool Node::getParam(ParamId id, float& value) const noexcept {
 }
 
 void Node::onInserted(ProcessContext& ctx, int64_t now) noexcept {
+    inserted_ = true;
     soloGain_.reset(soloMuted ? 0.0f : 1.0f);
     if (startWith >= 0 || scheduledStart >= 0) {
         state_ = State::Pending;
@@ -61,7 +62,7 @@ void Node::begin(ProcessContext& ctx, int64_t at) noexcept {
     if (ctx.numStarted < ProcessContext::kMaxEnded) ctx.started[ctx.numStarted++] = this;
 }
 
-void Node::release(const ProcessContext& ctx) noexcept {
+void Node::release(const ProcessContext& ctx, int64_t at) noexcept {
     switch (state_) {
     case State::Ended:
     case State::Releasing: return;
@@ -69,11 +70,21 @@ void Node::release(const ProcessContext& ctx) noexcept {
     case State::Paused:
         state_ = State::Releasing;
         env_.reset(0.0f);
+        endedAt = at;
         return;
     default:
         state_ = State::Releasing;
         env_.setTarget(0.0f, fade(ctx));
+        endedAt = at + env_.remaining();
     }
+}
+
+void Node::endNow(ProcessContext& ctx, int64_t at) noexcept {
+    if (state_ == State::Ended) return;
+    state_ = State::Ended;
+    endedAt = at;
+    if (ctx.numEnded < ProcessContext::kMaxEnded) ctx.ended[ctx.numEnded++] = this;
+    else ctx.endedOverflow = true;
 }
 
 void Node::setRunning(bool run, const ProcessContext& ctx) noexcept {
@@ -95,7 +106,7 @@ void Node::setRunning(bool run, const ProcessContext& ctx) noexcept {
 void Node::setSoloMuted(bool muted, const ProcessContext& ctx) noexcept {
     if (muted == soloMuted) return;
     soloMuted = muted;
-    soloGain_.setTarget(muted ? 0.0f : 1.0f, ctx.smoothSamples);
+    soloGain_.setTarget(muted ? 0.0f : 1.0f, inserted_ ? ctx.smoothSamples : 0);
 }
 
 bool Node::finishSegment(ProcessContext& ctx) noexcept {

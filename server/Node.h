@@ -74,8 +74,8 @@ public:
 
     // [audio] Called when the node is linked into the tree at absolute sample `now`.
     virtual void onInserted(ProcessContext& ctx, int64_t now) noexcept;
-    // [audio] De-clicked stop: fade out, then the node ends.
-    void release(const ProcessContext& ctx) noexcept;
+    // [audio] De-clicked stop beginning at absolute sample `at`: fade out, then the node ends.
+    void release(const ProcessContext& ctx, int64_t at) noexcept;
     // [audio] De-clicked pause / resume (/n_run).
     void setRunning(bool run, const ProcessContext& ctx) noexcept;
 
@@ -101,7 +101,10 @@ public:
     int64_t startedAt = -1;       // absolute sample the node began sounding
     int64_t scheduledStart = -1;  // absolute sample a pending node starts at
     int64_t scheduledStop = -1;   // absolute sample a release begins at
+    int64_t endedAt = -1;         // absolute sample the node fell silent (set when it ends)
 
+    // [audio] The node stops sounding at absolute sample `at` without a fade (material ran out).
+    void endNow(ProcessContext& ctx, int64_t at) noexcept;
     // [audio] Per-sample envelope: start/stop/pause fade times solo/mute fader.
     float nextEnvelope() noexcept { return env_.next() * soloGain_.next(); }
     bool envelopeStatic() const noexcept { return !env_.ramping() && !soloGain_.ramping(); }
@@ -114,6 +117,12 @@ public:
     void begin(ProcessContext& ctx, int64_t at) noexcept;
 
 protected:
+    // Ramp length for a parameter change: none before insertion (creation values are exact),
+    // else the explicit /n_ramp time or the de-click smoothing.
+    int64_t rampFor(bool explicitRamp, int64_t rampSamples, const ProcessContext& ctx) const noexcept {
+        return !inserted_ ? 0 : explicitRamp ? rampSamples : ctx.smoothSamples;
+    }
+    bool inserted_ = false;
     State state_ = State::Running;
     dsp::LinearRamp env_;
     dsp::LinearRamp soloGain_;

@@ -18,7 +18,7 @@ Player::Player(int32_t id) noexcept : Node(id, Kind::Player) {
 
 SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool explicitRamp,
                            const ProcessContext& ctx) noexcept {
-    const int64_t ramp = explicitRamp ? rampSamples : ctx.smoothSamples;
+    const int64_t ramp = rampFor(explicitRamp, rampSamples, ctx);
     switch (id) {
     case ParamId::Gain:
         if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
@@ -53,7 +53,7 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
         return SetResult::Ok;
     case ParamId::Mute:
         muted_ = value >= 0.5f;
-        mute_.setTarget(muted_ ? 0.0f : 1.0f, ctx.smoothSamples);
+        mute_.setTarget(muted_ ? 0.0f : 1.0f, rampFor(false, 0, ctx));
         return SetResult::Ok;
     default: return Node::setParam(id, value, rampSamples, explicitRamp, ctx);
     }
@@ -102,7 +102,7 @@ void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
         if (state_ == State::Running || state_ == State::Pausing || state_ == State::Paused) {
             if (scheduledStop >= 0) {
                 const int64_t rel = scheduledStop - ctx.blockStartSample;
-                if (rel <= i) { scheduledStop = -1; release(ctx); }
+                if (rel <= i) { scheduledStop = -1; release(ctx, ctx.blockStartSample + i); }
                 else if (rel < until) until = static_cast<int>(rel);
             }
         }
@@ -113,7 +113,7 @@ void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
             if (b && b->numFrames > 0 && r != 0.0 && !rate_.ramping()) {
                 const double left = r > 0 ? (static_cast<double>(b->numFrames) - pos_) / r : (pos_ + 1.0) / -r;
                 const double startFade = left - static_cast<double>(fadeLength(ctx));
-                if (startFade <= 0.0) release(ctx);
+                if (startFade <= 0.0) release(ctx, ctx.blockStartSample + i);
                 else if (startFade < until - i) until = i + static_cast<int>(std::ceil(startFade));
             }
         }
@@ -185,7 +185,7 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
             pos_ += n;
             if (pos_ >= Fd) {
                 if (loop_) pos_ -= Fd;
-                else { state_ = State::Ended; if (ctx.numEnded < ProcessContext::kMaxEnded) ctx.ended[ctx.numEnded++] = this; else ctx.endedOverflow = true; return; }
+                else { endNow(ctx, ctx.blockStartSample + i); return; }
             }
         }
         return;
@@ -227,8 +227,7 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
                 pos_ = std::fmod(pos_, Fd);
                 if (pos_ < 0.0) pos_ += Fd;
             } else {
-                state_ = State::Ended;
-                if (ctx.numEnded < ProcessContext::kMaxEnded) ctx.ended[ctx.numEnded++] = this; else ctx.endedOverflow = true;
+                endNow(ctx, ctx.blockStartSample + i + 1);
                 return;
             }
         }

@@ -21,6 +21,7 @@ struct RecordSlot {
     std::atomic<uint64_t> droppedFrames{0}; // ring full: disk too slow
     std::atomic<uint64_t> writtenFrames{0};
     SNDFILE* file = nullptr; // owned by the recorder thread
+    int skipFrames = 0;      // [audio] frames still to drop (the limiter's latency on the master)
 };
 
 } // namespace loopd

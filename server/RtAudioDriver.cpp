@@ -1,5 +1,6 @@
 // JACK, ALSA and PulseAudio through RtAudio 5.2 (exceptions, index-based devices), and the
 // `auto` selection: JACK if a server runs, else the default ALSA/Pulse device, else `null`.
+#include <alsa/asoundlib.h>
 #include <rtaudio/RtAudio.h>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +13,10 @@
 
 namespace loopd {
 namespace {
+
+// alsa-lib prints its own errors to stderr while RtAudio probes for cards; loopd reports the
+// outcome itself in one line.
+void quietAlsa(const char*, int, const char*, int, const char*, ...) {}
 
 class RtAudioDriver final : public Driver {
 public:
@@ -127,6 +132,7 @@ std::unique_ptr<Driver> tryApi(RtAudio::Api api, const DriverOptions& o, std::st
 
 std::unique_ptr<Driver> openDriver(const DriverOptions& o) {
     setenv("JACK_NO_START_SERVER", "1", 0); // never start a JACK server behind the user's back
+    snd_lib_error_set_handler(&quietAlsa);
     std::string why;
     if (o.name == "null") return makeNullDriver(o);
     if (o.name == "jack" || o.name == "alsa" || o.name == "pulse") {

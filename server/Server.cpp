@@ -6,6 +6,7 @@
 
 #include <osc/OscReceivedElements.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -215,7 +216,10 @@ int runNrt(const Options& o) {
     const auto t0 = std::chrono::steady_clock::now();
     size_t next = 0;
     int64_t pos = 0;
-    while (pos < totalFrames || next < order.size()) {
+    // File frame k is engine frame k + latency: the limiter's look-ahead is compensated.
+    const int64_t latency = engine.latencySamples();
+    int64_t written = 0;
+    while (written < totalFrames || next < order.size()) {
         // Hand over every bundle that falls before the end of this block.
         while (next < order.size()) {
             const uint64_t tag = order[next].first;
@@ -235,11 +239,13 @@ int runNrt(const Options& o) {
         engine.process(inPtr.data(), outPtr.data());
         controller.pollReplies();
         recorder.drainAll();
-        const int64_t keep = std::min<int64_t>(B, totalFrames - pos);
+        const int64_t skip = std::clamp<int64_t>(latency - pos, 0, B);
+        const int64_t keep = std::min<int64_t>(B - skip, totalFrames - written);
         if (keep > 0) {
             for (int64_t i = 0; i < keep; ++i)
-                for (int c = 0; c < ec.numOutputs; ++c) inter[static_cast<size_t>(i * ec.numOutputs + c)] = outBlock[static_cast<size_t>(c * B + i)];
+                for (int c = 0; c < ec.numOutputs; ++c) inter[static_cast<size_t>(i * ec.numOutputs + c)] = outBlock[static_cast<size_t>(c * B + skip + i)];
             sf_writef_float(out, inter.data(), keep);
+            written += keep;
         }
         pos += B;
     }

@@ -1,0 +1,193 @@
+// Proof that the audio thread never allocates, frees or locks: malloc, calloc, realloc, free,
+// operator new/delete and pthread_mutex_lock are interposed in this executable and count the
+// calls made while the engine is inside process() (rt::inAudioCallback()).
+//
+// 1. A busy offline render: 32 looping stereo players at two rates with ramps, parameter storms,
+//    node churn, buffer swaps, recordings, tree queries, timed bundles.
+// 2. With LOOPD_JACK=1 (scripts/test starts `jackd -d dummy`): the same load in real time on
+//    JACK for 10 s through the RtAudio driver — 0 xruns and 0 calls.
+#include <dlfcn.h>
+#include <gtest/gtest.h>
+#include <pthread.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <new>
+#include <thread>
+
+#include "server/Driver.h"
+#include "server/RtCheck.h"
+#include "support/OfflineServer.h"
+
+extern "C" void* __libc_malloc(size_t);
+extern "C" void* __libc_calloc(size_t, size_t);
+extern "C" void* __libc_realloc(void*, size_t);
+extern "C" void __libc_free(void*);
+
+namespace {
+std::atomic<long> g_allocs{0}, g_frees{0}, g_locks{0};
+using LockFn = int (*)(pthread_mutex_t*);
+LockFn g_realLock = nullptr;
+__attribute__((constructor)) void resolveLock() { g_realLock = reinterpret_cast<LockFn>(dlsym(RTLD_NEXT, "pthread_mutex_lock")); }
+inline void countAlloc() { if (loopd::rt::inAudioCallback()) g_allocs.fetch_add(1, std::memory_order_relaxed); }
+inline void countFree(void* p) { if (p && loopd::rt::inAudioCallback()) g_frees.fetch_add(1, std::memory_order_relaxed); }
+} // namespace
+
+extern "C" {
+void* malloc(size_t n) { countAlloc(); return __libc_malloc(n); }
+void* calloc(size_t a, size_t b) { countAlloc(); return __libc_calloc(a, b); }
+void* realloc(void* p, size_t n) { countAlloc(); return __libc_realloc(p, n); }
+void free(void* p) { countFree(p); __libc_free(p); }
+int pthread_mutex_lock(pthread_mutex_t* m) {
+    if (loopd::rt::inAudioCallback()) g_locks.fetch_add(1, std::memory_order_relaxed);
+    return g_realLock ? g_realLock(m) : 0;
+}
+}
+void* operator new(size_t n) { countAlloc(); if (void* p = __libc_malloc(n ? n : 1)) return p; throw std::bad_alloc(); }
+void* operator new[](size_t n) { countAlloc(); if (void* p = __libc_malloc(n ? n : 1)) return p; throw std::bad_alloc(); }
+void operator delete(void* p) noexcept { countFree(p); __libc_free(p); }
+void operator delete[](void* p) noexcept { countFree(p); __libc_free(p); }
+void operator delete(void* p, size_t) noexcept { countFree(p); __libc_free(p); }
+void operator delete[](void* p, size_t) noexcept { countFree(p); __libc_free(p); }
+
+using namespace loopd;
+using namespace loopd::test;
+
+namespace {
+void resetCounters() { g_allocs = 0; g_frees = 0; g_locks = 0; }
+
+// The busy scene: 32 looping stereo players in 4 groups, half at rate 1, half at 1.01.
+void buildScene(OfflineServer& s, TempDir& dir) {
+    auto l = sine(220.0, 0.05, 48000, 48000.0), r = sine(330.0, 0.05, 48000, 48000.0);
+    writeWav(dir.file("a.wav"), {l, r}, 48000);
+    writeWav(dir.file("b.wav"), {r, l}, 44100);
+    s.send("/b_allocRead", 1, dir.file("a.wav").c_str());
+    s.send("/b_allocRead", 2, dir.file("b.wav").c_str());
+    for (int g = 0; g < 4; ++g) s.send("/g_new", 10 + g, 1, 0);
+    for (int i = 0; i < 32; ++i)
+        s.send("/s_new", "player", 100 + i, 1, 10 + i % 4, "buf", 1 + i % 2, "loop", 1, "rate", i % 2 ? 1.01f : 1.0f,
+               "gain", 0.1f, "pan", static_cast<float>(i % 5) * 0.4f - 0.8f);
+}
+
+// One tick of control traffic: storms of sets, ramps, churn, swaps, queries.
+void churn(OfflineServer& s, TempDir& dir, int tick, double now) {
+    for (int i = 0; i < 32; ++i) s.send("/n_set", 100 + i, "gain", 0.05f + 0.001f * static_cast<float>((tick + i) % 50));
+    s.send("/n_ramp", 100 + tick % 32, "rate", 0.9f + 0.01f * static_cast<float>(tick % 20), 0.3f);
+    s.send("/n_set", 10 + tick % 4, "solo", tick % 3 == 0 ? 1 : 0);
+    s.send("/n_run", 100 + (tick * 7) % 32, tick % 2);
+    s.send("/s_new", "player", 1000 + tick, 0, 11, "buf", 1, "startWith", 100, "offset", 0.01f);
+    s.send("/n_free", 1000 + tick - 1);
+    s.packet(bundleAt(now + 0.02, {msg("/n_set", 100, "pan", 0.3f), msg("/s_new", "player", 5000 + tick, 1, 12, "buf", 2)}));
+    s.send("/n_after", 10, 13);
+    s.send("/g_queryTree", 0, 1);
+    s.send("/n_query", 101);
+    if (tick % 10 == 0) s.send("/b_allocRead", 2, dir.file(tick % 20 ? "a.wav" : "b.wav").c_str());
+    if (tick == 5) s.send("/rec_start", dir.file("rec.wav").c_str());
+    if (tick == 40) s.send("/rec_stop");
+    s.send("/n_free", 999999); // a failing command answers /fail from the audio thread
+}
+} // namespace
+
+TEST(RtSafety, TheHookSeesAllocationsInsideTheAudioScope) {
+    // Negative control: if the hook could not see anything, the tests below would prove nothing.
+    resetCounters();
+    {
+        rt::AudioCallbackScope scope;
+        void* volatile p = std::malloc(100);
+        std::free(p);
+        pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+        pthread_mutex_lock(&m);
+        pthread_mutex_unlock(&m);
+    }
+    EXPECT_EQ(g_allocs.load(), 1);
+    EXPECT_EQ(g_frees.load(), 1);
+    EXPECT_EQ(g_locks.load(), 1);
+}
+
+TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
+    EngineConfig cfg = OfflineServer::defaultConfig();
+    cfg.maxNodes = 2048;
+    OfflineServer s(cfg);
+    TempDir dir;
+    buildScene(s, dir);
+    s.render(4800);
+    resetCounters();
+    for (int tick = 0; tick < 60; ++tick) {
+        churn(s, dir, tick, static_cast<double>(s.output[0].size()) / 48000.0);
+        s.render(2400);
+    }
+    s.stopRecordings();
+    EXPECT_EQ(g_allocs.load(), 0);
+    EXPECT_EQ(g_frees.load(), 0);
+    EXPECT_EQ(g_locks.load(), 0);
+    // The load was real: the players sound and the commands went through.
+    EXPECT_GT(maxAbs(s.output[0], s.output[0].size() - 4800), 0.005f);
+    EXPECT_GE(s.find("/fail", "/n_free").size(), 60u);
+    EXPECT_GE(s.find("/g_queryTree.reply").size(), 60u);
+    EXPECT_EQ(s.find("/done", "/rec_stop").size(), 1u);
+}
+
+TEST(RtSafety, ThirtyTwoPlayersOnJackForTenSecondsWithoutXrunsOrAllocations) {
+    if (!std::getenv("LOOPD_JACK")) GTEST_SKIP() << "set LOOPD_JACK=1 with a JACK server running (scripts/test does)";
+    DriverOptions d;
+    d.name = "jack";
+    d.periodFrames = 256;
+    std::unique_ptr<Driver> driver = openDriver(d); // throws (fails the test) when JACK is not there
+    EngineConfig cfg;
+    cfg.sampleRate = driver->sampleRate();
+    cfg.maxNodes = 2048;
+    Engine engine(cfg);
+    Worker worker;
+    Recorder recorder(cfg.sampleRate, false);
+    PathPolicy paths;
+    Controller controller(engine, worker, recorder, paths, {});
+    std::atomic<int> fails{0};
+    controller.setSender([&](const loopd::osc::Endpoint&, const char* data, size_t size) {
+        ::osc::ReceivedMessage m(::osc::ReceivedPacket(data, static_cast<::osc::osc_bundle_element_size_t>(size)));
+        if (std::string(m.AddressPattern()) == "/fail") fails++;
+        return true;
+    });
+    worker.start();
+    recorder.start();
+    loopd::osc::Endpoint from;
+    from.kind = loopd::osc::Endpoint::Kind::Udp;
+    auto send = [&](const std::vector<char>& p) { controller.handlePacket(p.data(), p.size(), from); };
+    TempDir dir;
+    auto l = sine(220.0, 0.05, 48000, 48000.0), r = sine(330.0, 0.05, 48000, 48000.0);
+    writeWav(dir.file("a.wav"), {l, r}, 48000);
+    send(msg("/b_allocRead", 1, dir.file("a.wav").c_str()));
+    send(msg("/b_allocRead", 2, dir.file("a.wav").c_str()));
+    for (int g = 0; g < 4; ++g) send(msg("/g_new", 10 + g, 1, 0));
+    for (int i = 0; i < 32; ++i)
+        send(msg("/s_new", "player", 100 + i, 1, 10 + i % 4, "buf", 1 + i % 2, "loop", 1, "rate", i % 2 ? 1.01f : 1.0f, "gain", 0.1f));
+    driver->start(engine);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const uint64_t xrunsBefore = engine.stats().xruns;
+    resetCounters();
+    const auto t0 = std::chrono::steady_clock::now();
+    int tick = 0;
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10)) {
+        for (int i = 0; i < 32; ++i) send(msg("/n_set", 100 + i, "gain", 0.05f + 0.001f * static_cast<float>((tick + i) % 50)));
+        send(msg("/n_ramp", 100 + tick % 32, "rate", 0.95f + 0.005f * static_cast<float>(tick % 20), 0.2f));
+        send(msg("/g_queryTree", 0));
+        controller.pollReplies();
+        ++tick;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    const EngineStats st = engine.stats();
+    driver->stop();
+    worker.stop();
+    controller.pollReplies();
+    recorder.stop();
+    std::printf("jack: %d Hz, period %d, %lld frames rendered, avg cpu %.1f%%, xruns %llu\n",
+                static_cast<int>(driver->sampleRate()), driver->periodFrames(), static_cast<long long>(st.sampleTime),
+                st.cpuAverage, static_cast<unsigned long long>(st.xruns - xrunsBefore));
+    EXPECT_GT(st.sampleTime, static_cast<int64_t>(driver->sampleRate() * 10));
+    EXPECT_EQ(st.xruns - xrunsBefore, 0u);
+    EXPECT_EQ(st.droppedCommands, 0u);
+    EXPECT_EQ(g_allocs.load(), 0);
+    EXPECT_EQ(g_frees.load(), 0);
+    EXPECT_EQ(g_locks.load(), 0);
+    EXPECT_EQ(fails.load(), 0);
+}
