@@ -16,7 +16,7 @@ namespace {
 constexpr size_t kMaxTcpPacket = 16u << 20;
 
 int boundSocket(int type, const std::string& bind, int port, int& actualPort) {
-    const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
     const int one = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

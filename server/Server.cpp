@@ -1,6 +1,7 @@
 // Wiring: driver + engine + worker + recorder + controller + transport (real time), or the
 // offline renderer. main() only parses flags and calls one of these.
 #include <arpa/inet.h>
+#include <sys/mman.h>
 #include <sndfile.h>
 #include <spdlog/spdlog.h>
 
@@ -66,6 +67,9 @@ int runServer(const Options& o) {
         spdlog::critical("{}", e.what());
         return 1;
     }
+    // Keep the audio thread free of page faults: lock what is mapped now and what comes later
+    // (best effort: needs root, CAP_IPC_LOCK or a memlock limit, as JACK's own clients do).
+    if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) spdlog::debug("mlockall not permitted; pages may fault on the audio thread");
     PathPolicy paths(o.roots);
     Engine engine(engineConfig(o, driver->sampleRate(), true));
     Worker worker;
