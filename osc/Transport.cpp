@@ -169,10 +169,12 @@ bool Transport::send(const Endpoint& to, const char* data, size_t size) {
     if (to.kind != Endpoint::Kind::Tcp) return false;
     for (auto& c : connections_) {
         if (c.id != to.tcpId) continue;
+        if (size > kMaxTcpPacket) return false;
         const uint32_t len = htonl(static_cast<uint32_t>(size));
-        std::vector<char> frame(4 + size);
-        std::memcpy(frame.data(), &len, 4);
-        std::memcpy(frame.data() + 4, data, size);
+        std::vector<char> frame;
+        frame.reserve(4 + size);
+        frame.insert(frame.end(), reinterpret_cast<const char*>(&len), reinterpret_cast<const char*>(&len) + 4);
+        frame.insert(frame.end(), data, data + size);
         size_t off = 0;
         int spins = 0;
         while (off < frame.size()) {
