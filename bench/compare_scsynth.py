@@ -1,0 +1,110 @@
+#!/usr/bin/python3
+"""Offline render speed of loopd against SuperCollider's scsynth on the same work:
+N looping stereo players (scsynth: PlayBuf.ar(2), which interpolates cubically) in one group,
+48 kHz, block 64, for SECONDS of audio, rendered with each server's non-real-time mode.
+Prints the median real-time factor of each and their ratio.
+
+    bench/compare_scsynth.py [--players 64] [--seconds 60] [--runs 5] [--loopd build/server/loopd]
+
+Needs Debian's supercollider-server (installed here if missing; it is not a test dependency).
+The SynthDef is written directly in SCgf v2 form, so sclang is not needed.
+"""
+import argparse
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../tests/e2e"))
+import oscutil  # noqa: E402
+
+
+def pstring(s):
+    b = s.encode()
+    return struct.pack(">B", len(b)) + b
+
+
+def playbuf_synthdef():
+    """SynthDef "pb" { |buf = 0, rate = 1| Out.ar(0, PlayBuf.ar(2, buf, rate, 1, 0, 1)) }."""
+    consts = [0.0, 1.0]
+    out = b"SCgf" + struct.pack(">iH", 2, 1)
+    out += pstring("pb")
+    out += struct.pack(">i", len(consts)) + b"".join(struct.pack(">f", c) for c in consts)
+    out += struct.pack(">i", 2) + struct.pack(">ff", 0.0, 1.0)                     # params
+    out += struct.pack(">i", 2) + pstring("buf") + struct.pack(">i", 0) + pstring("rate") + struct.pack(">i", 1)
+    ugens = []
+    # Control.kr: 2 outputs
+    ugens.append(pstring("Control") + struct.pack(">bi i h", 1, 0, 2, 0) + struct.pack(">bb", 1, 1))
+    # PlayBuf.ar(2): bufnum, rate, trigger=1, startPos=0, loop=1, doneAction=0
+    inputs = [(0, 0), (0, 1), (-1, 1), (-1, 0), (-1, 1), (-1, 0)]
+    ugens.append(pstring("PlayBuf") + struct.pack(">bi i h", 2, len(inputs), 2, 0)
+                 + b"".join(struct.pack(">ii", a, b) for a, b in inputs) + struct.pack(">bb", 2, 2))
+    # Out.ar(0, [pb0, pb1])
+    inputs = [(-1, 0), (1, 0), (1, 1)]
+    ugens.append(pstring("Out") + struct.pack(">bi i h", 2, len(inputs), 0, 0)
+                 + b"".join(struct.pack(">ii", a, b) for a, b in inputs))
+    out += struct.pack(">i", len(ugens)) + b"".join(ugens)
+    out += struct.pack(">h", 0)                                                   # variants
+    return out
+
+
+def write_noise(path, seconds=10, rate=48000):
+    import random
+    rnd = random.Random(5)
+    n = seconds * rate
+    data = struct.pack("<%df" % (2 * n), *[rnd.uniform(-0.1, 0.1) for _ in range(2 * n)])
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE")
+        f.write(b"fmt " + struct.pack("<IHHIIHH", 16, 3, 2, rate, rate * 8, 8, 32))
+        f.write(b"data" + struct.pack("<I", len(data)) + data)
+
+
+def timed(cmd, runs):
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        times.append(time.perf_counter() - t0)
+        if r.returncode != 0:
+            raise SystemExit("failed: %s\n%s%s" % (" ".join(cmd), r.stdout, r.stderr))
+    return statistics.median(times), times
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--players", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--loopd", default=os.path.join(os.path.dirname(__file__), "../build/server/loopd"))
+    a = ap.parse_args()
+    if not shutil.which("scsynth"):
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "supercollider-server"],
+                       check=True, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    with tempfile.TemporaryDirectory() as d:
+        noise = os.path.join(d, "noise.wav")
+        write_noise(noise)
+        synthdef = os.path.join(d, "pb.scsyndef")
+        with open(synthdef, "wb") as f:
+            f.write(playbuf_synthdef())
+        for rate in (1.0, 1.01):
+            sc_score, ld_score = os.path.join(d, "sc.osc"), os.path.join(d, "ld.osc")
+            sc_msgs = [oscutil.message("/d_load", synthdef), oscutil.message("/b_allocRead", 0, noise),
+                       oscutil.message("/g_new", 1, 0, 0)]
+            sc_msgs += [oscutil.message("/s_new", "pb", 1000 + i, 1, 1, "buf", 0.0, "rate", rate) for i in range(a.players)]
+            oscutil.write_score(sc_score, [(0.0, sc_msgs), (a.seconds, [oscutil.message("/c_set", 0, 0.0)])])
+            ld_msgs = [oscutil.message("/b_allocRead", 0, noise), oscutil.message("/g_new", 1, 0, 0)]
+            ld_msgs += [oscutil.message("/s_new", "player", 1000 + i, 1, 1, "buf", 0, "loop", 1, "rate", rate) for i in range(a.players)]
+            oscutil.write_score(ld_score, [(0.0, ld_msgs), (a.seconds, [oscutil.message("/sync", 0)])])
+            sc_t, _ = timed(["scsynth", "-N", sc_score, "_", os.path.join(d, "sc.wav"), "48000", "WAV", "float",
+                             "-o", "2", "-z", "64"], a.runs)
+            ld_t, _ = timed([a.loopd, "--nrt", ld_score, "_", os.path.join(d, "ld.wav"), "-z", "64", "--log-level", "warn"], a.runs)
+            print("rate %.2f, %d players, %.0f s: scsynth %.1fx real time, loopd %.1fx real time, loopd/scsynth %.2f"
+                  % (rate, a.players, a.seconds, a.seconds / sc_t, a.seconds / ld_t, sc_t / ld_t))
+
+
+if __name__ == "__main__":
+    main()
