@@ -11,4 +11,20 @@ inline float hermite4(float frac, float xm1, float x0, float x1, float x2) noexc
     return ((c3 * frac + c2) * frac + c1) * frac + x0;
 }
 
+// The same interpolator as four weights of the taps at -1, 0, 1, 2, computed once per output
+// frame and shared by every channel. At frac == 0 the weights are exactly {0, 1, 0, 0}.
+struct Hermite4Weights {
+    float wm1, w0, w1, w2;
+    explicit Hermite4Weights(float t) noexcept {
+        const float t2 = t * t, t3 = t2 * t;
+        wm1 = -0.5f * t3 + t2 - 0.5f * t;
+        w0 = 1.5f * t3 - 2.5f * t2 + 1.0f;
+        w1 = -1.5f * t3 + 2.0f * t2 + 0.5f * t;
+        w2 = 0.5f * t3 - 0.5f * t2;
+    }
+    float operator()(const float* x) const noexcept { // x points at tap 0
+        return wm1 * x[-1] + w0 * x[0] + w1 * x[1] + w2 * x[2];
+    }
+};
+
 } // namespace loopd::dsp

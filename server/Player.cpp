@@ -45,7 +45,7 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
     case ParamId::Loop: loop_ = value >= 0.5f; return SetResult::Ok;
     case ParamId::Start:
         if (!(value >= 0.0f && value < 1e12f)) return SetResult::BadValue;
-        pos_ = std::floor(static_cast<double>(value));
+        setPosition(std::floor(static_cast<double>(value)));
         return SetResult::Ok;
     case ParamId::Out:
         if (!(value >= 0.0f && value < static_cast<float>(ctx.numOutputs))) return SetResult::BadValue;
@@ -66,7 +66,7 @@ bool Player::getParam(ParamId id, float& value) const noexcept {
     case ParamId::Rate: value = rate_.target(); return true;
     case ParamId::Buf: value = static_cast<float>(buf_); return true;
     case ParamId::Loop: value = loop_ ? 1.0f : 0.0f; return true;
-    case ParamId::Start: value = static_cast<float>(pos_); return true;
+    case ParamId::Start: value = static_cast<float>(position()); return true;
     case ParamId::Out: value = static_cast<float>(out_); return true;
     case ParamId::Mute: value = muted_ ? 1.0f : 0.0f; return true;
     default: return Node::getParam(id, value);
@@ -80,12 +80,13 @@ int64_t Player::fadeLength(const ProcessContext& ctx) const noexcept {
 }
 
 void Player::skipFrames(double frames, const ProcessContext& ctx) noexcept {
-    pos_ += frames * rate_.target();
+    double p = position() + frames * rate_.target();
     const BufferData* b = ctx.buffer(buf_);
     if (b && b->numFrames > 0 && loop_) {
-        pos_ = std::fmod(pos_, static_cast<double>(b->numFrames));
-        if (pos_ < 0) pos_ += static_cast<double>(b->numFrames);
+        p = std::fmod(p, static_cast<double>(b->numFrames));
+        if (p < 0) p += static_cast<double>(b->numFrames);
     }
+    setPosition(p);
 }
 
 void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept {
@@ -111,7 +112,7 @@ void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
             const BufferData* b = ctx.buffer(buf_);
             const double r = rate_.value();
             if (b && b->numFrames > 0 && r != 0.0 && !rate_.ramping()) {
-                const double left = r > 0 ? (static_cast<double>(b->numFrames) - pos_) / r : (pos_ + 1.0) / -r;
+                const double left = r > 0 ? (static_cast<double>(b->numFrames) - position()) / r : (position() + 1.0) / -r;
                 const double startFade = left - static_cast<double>(fadeLength(ctx));
                 if (startFade <= 0.0) release(ctx, ctx.blockStartSample + i);
                 else if (startFade < until - i) until = i + static_cast<int>(std::ceil(startFade));
@@ -144,7 +145,6 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
         return;
     }
     const int64_t F = b->numFrames;
-    const double Fd = static_cast<double>(F);
     const int srcCh = std::min(b->numChannels, kMaxChannels);
     const bool mono = srcCh == 1;
     const bool toPair = out_ + 1 < bus.numChannels;
@@ -158,10 +158,10 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
 
     int i = from;
     // Fast path: exact copy at rate 1 from an integer position with constant gains.
-    if (staticGains && staticRate && rate_.value() == 1.0f && pos_ == std::floor(pos_) && pos_ >= 0 && pos_ < Fd) {
+    if (staticGains && staticRate && rate_.value() == 1.0f && frac_ == 0.0 && idx_ >= 0 && idx_ < F) {
         const float g = gain_.value() * mute_.value() * envelopeValue();
         while (i < to) {
-            const int64_t p = static_cast<int64_t>(pos_);
+            const int64_t p = idx_;
             const int n = static_cast<int>(std::min<int64_t>(to - i, F - p));
             if (mono) {
                 const float* x = src[0] + p;
@@ -182,56 +182,143 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
                 }
             }
             i += n;
-            pos_ += n;
-            if (pos_ >= Fd) {
-                if (loop_) pos_ -= Fd;
+            idx_ += n;
+            if (idx_ >= F) {
+                if (loop_) idx_ -= F;
                 else { endNow(ctx, ctx.blockStartSample + i); return; }
             }
         }
         return;
     }
 
+    // Fast path: constant gains and rate. Runs of frames whose four taps lie inside the buffer
+    // go through a branch-free Hermite loop; the frames at the edges (wrap, end) take the
+    // general step one at a time.
+    if (staticGains && staticRate) {
+        const double r = rate_.value();
+        const float g = gain_.value() * mute_.value() * envelopeValue();
+        const double lastInterior = static_cast<double>(F - 3); // i0 + 2 <= F - 1
+        while (i < to) {
+            int n = 0;
+            const double pos = position();
+            if (idx_ >= 1 && pos <= lastInterior) {
+                // Conservative: stops one step early, so the run never reaches an edge tap.
+                const double room = r > 0 ? (lastInterior - pos) / r : r < 0 ? (pos - 1.0) / -r : 1e18;
+                n = static_cast<int>(std::min<double>(to - i, std::floor(room)));
+            }
+            if (n > 0) {
+                interpolateRun(bus, src, srcCh, i, n, r, g, pg);
+                i += n;
+                continue;
+            }
+            if (!step(ctx, bus, src, srcCh, F, i, r, g, pg)) return;
+            ++i;
+        }
+        return;
+    }
+
     // General path: per-sample ramps and Hermite interpolation.
     for (; i < to; ++i) {
-        float g;
-        if (staticGains) {
-            g = gain_.value() * mute_.value() * envelopeValue();
-        } else {
-            g = gain_.next() * mute_.next() * nextEnvelope();
-            if (pan_.ramping()) {
-                const float p = pan_.next();
-                pg = mono ? dsp::constantPowerPan(p) : dsp::balance(p);
-            }
+        const float g = gain_.next() * mute_.next() * nextEnvelope();
+        if (pan_.ramping()) {
+            const float p = pan_.next();
+            pg = mono ? dsp::constantPowerPan(p) : dsp::balance(p);
         }
         const double r = staticRate ? rate_.value() : rate_.next();
-        const double fl = std::floor(pos_);
-        const int64_t i0 = static_cast<int64_t>(fl);
-        const float frac = static_cast<float>(pos_ - fl);
-        const bool interior = i0 >= 1 && i0 + 2 < F;
-        for (int c = 0; c < srcCh; ++c) {
-            const float* x = src[c];
-            float s;
-            if (frac == 0.0f) s = at(x, F, loop_, i0);
-            else if (interior) s = dsp::hermite4(frac, x[i0 - 1], x[i0], x[i0 + 1], x[i0 + 2]);
-            else s = dsp::hermite4(frac, at(x, F, loop_, i0 - 1), at(x, F, loop_, i0), at(x, F, loop_, i0 + 1), at(x, F, loop_, i0 + 2));
-            if (mono) {
-                if (toPair) { bus.ch[out_][i] += g * pg.left * s; bus.ch[out_ + 1][i] += g * pg.right * s; }
-                else bus.ch[out_][i] += g * s;
-            } else if (out_ + c < bus.numChannels) {
-                bus.ch[out_ + c][i] += g * s * (c == 0 ? pg.left : c == 1 ? pg.right : 1.0f);
-            }
+        if (!step(ctx, bus, src, srcCh, F, i, r, g, pg)) return;
+    }
+}
+
+void Player::interpolateRun(Bus& bus, const float* const* src, int srcCh, int i, int n, double r, float g,
+                            dsp::StereoGains pg) noexcept {
+    const int64_t idx0 = idx_;
+    const double frac0 = frac_;
+    // advance(r) with its split hoisted out of the loop: the same operations on the same values.
+    const double whole = std::floor(r);
+    const auto rInt = static_cast<int64_t>(whole);
+    const double rFrac = r - whole;
+    auto run = [&](auto&& emit) {
+        int64_t idx = idx0;
+        double frac = frac0;
+        for (int k = 0; k < n; ++k) {
+            emit(k, idx, dsp::Hermite4Weights(static_cast<float>(frac)));
+            idx += rInt;
+            frac += rFrac;
+            if (frac >= 1.0) { frac -= 1.0; ++idx; }
         }
-        pos_ += r;
-        if (pos_ >= Fd || pos_ < 0.0) {
-            if (loop_) {
-                pos_ = std::fmod(pos_, Fd);
-                if (pos_ < 0.0) pos_ += Fd;
-            } else {
-                endNow(ctx, ctx.blockStartSample + i + 1);
-                return;
-            }
+        idx_ = idx;
+        frac_ = frac;
+    };
+    const bool pair = out_ + 1 < bus.numChannels;
+    if (srcCh == 1 && pair) {
+        const float* x = src[0];
+        float* L = bus.ch[out_] + i;
+        float* R = bus.ch[out_ + 1] + i;
+        const float gl = g * pg.left, gr = g * pg.right;
+        run([&](int k, int64_t idx, const dsp::Hermite4Weights& w) {
+            const float s = w(x + idx);
+            L[k] += gl * s;
+            R[k] += gr * s;
+        });
+    } else if (srcCh == 2 && pair) {
+        const float* a = src[0];
+        const float* b = src[1];
+        float* L = bus.ch[out_] + i;
+        float* R = bus.ch[out_ + 1] + i;
+        const float gl = g * pg.left, gr = g * pg.right;
+        run([&](int k, int64_t idx, const dsp::Hermite4Weights& w) {
+            L[k] += gl * w(a + idx);
+            R[k] += gr * w(b + idx);
+        });
+    } else {
+        bool any = false;
+        for (int c = 0; c < srcCh && out_ + c < bus.numChannels; ++c) {
+            const float* x = src[c];
+            float* y = bus.ch[out_ + c] + i;
+            const float gc = g * (c == 0 ? pg.left : c == 1 ? pg.right : 1.0f);
+            run([&](int k, int64_t idx, const dsp::Hermite4Weights& w) { y[k] += gc * w(x + idx); });
+            any = true;
+        }
+        if (!any) run([](int, int64_t, const dsp::Hermite4Weights&) {});
+    }
+}
+
+bool Player::step(ProcessContext& ctx, Bus& bus, const float* const* src, int srcCh, int64_t F, int i, double r,
+                  float g, dsp::StereoGains pg) noexcept {
+    const bool mono = srcCh == 1;
+    const bool toPair = out_ + 1 < bus.numChannels;
+    const int64_t i0 = idx_;
+    const float frac = static_cast<float>(frac_);
+    const bool interior = i0 >= 1 && i0 + 2 < F;
+    const dsp::Hermite4Weights w(frac);
+    for (int c = 0; c < srcCh; ++c) {
+        const float* x = src[c];
+        float s;
+        if (frac == 0.0f) {
+            s = at(x, F, loop_, i0);
+        } else if (interior) {
+            s = w(x + i0);
+        } else {
+            const float taps[4] = {at(x, F, loop_, i0 - 1), at(x, F, loop_, i0), at(x, F, loop_, i0 + 1), at(x, F, loop_, i0 + 2)};
+            s = w(taps + 1);
+        }
+        if (mono) {
+            if (toPair) { bus.ch[out_][i] += g * pg.left * s; bus.ch[out_ + 1][i] += g * pg.right * s; }
+            else bus.ch[out_][i] += g * s;
+        } else if (out_ + c < bus.numChannels) {
+            bus.ch[out_ + c][i] += g * s * (c == 0 ? pg.left : c == 1 ? pg.right : 1.0f);
         }
     }
+    advance(r);
+    if (idx_ >= F || idx_ < 0) {
+        if (!loop_) {
+            endNow(ctx, ctx.blockStartSample + i + 1);
+            return false;
+        }
+        idx_ %= F;
+        if (idx_ < 0) idx_ += F;
+    }
+    return true;
 }
 
 } // namespace loopd

@@ -3,6 +3,9 @@
 // rate 1 at an integer position is an exact copy), with gain, pan, mute, output channel, start
 // offset and de-clicked start/stop (`fade` seconds, default the engine's de-click time). A
 // one-shot player ends by itself: its fade-out is timed to finish on the buffer's last frame.
+#include <cmath>
+
+#include "dsp/Pan.h"
 #include "dsp/Ramp.h"
 #include "server/Node.h"
 
@@ -20,16 +23,32 @@ public:
 
     // [audio] Advance the read position by `frames` output frames (joining a running node in sync).
     void skipFrames(double frames, const ProcessContext& ctx) noexcept;
-    double position() const noexcept { return pos_; }
+    double position() const noexcept { return static_cast<double>(idx_) + frac_; }
 
 private:
     void renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
+    // One output frame through the general reader (edges, wrap, end); false when the node ended.
+    bool step(ProcessContext& ctx, Bus& bus, const float* const* src, int srcCh, int64_t F, int i, double r,
+              float g, dsp::StereoGains pg) noexcept;
+    // n frames whose taps are all inside the buffer, constant gain and rate.
+    void interpolateRun(Bus& bus, const float* const* src, int srcCh, int i, int n, double r, float g,
+                        dsp::StereoGains pg) noexcept;
     int64_t fadeLength(const ProcessContext& ctx) const noexcept;
 
     int32_t buf_ = -1;
     bool loop_ = false;
     int out_ = 0;
-    double pos_ = 0.0;
+    // Read position = idx_ + frac_ (0 <= frac_ < 1), advanced the same way on every path so that
+    // the output does not depend on how frames are split into blocks (time invariance).
+    int64_t idx_ = 0;
+    double frac_ = 0.0;
+    void setPosition(double p) noexcept { const double f = std::floor(p); idx_ = static_cast<int64_t>(f); frac_ = p - f; }
+    void advance(double r) noexcept {
+        const double whole = std::floor(r);
+        idx_ += static_cast<int64_t>(whole);
+        frac_ += r - whole;
+        if (frac_ >= 1.0) { frac_ -= 1.0; ++idx_; }
+    }
     dsp::LinearRamp gain_;
     dsp::LinearRamp pan_;
     dsp::LinearRamp rate_;

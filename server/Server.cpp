@@ -214,7 +214,10 @@ int runNrt(const Options& o) {
     std::vector<float*> outPtr;
     for (int c = 0; c < std::max(1, ec.numInputs); ++c) inPtr.push_back(inBlock.data() + c * B);
     for (int c = 0; c < ec.numOutputs; ++c) outPtr.push_back(outBlock.data() + c * B);
-    std::vector<float> inter(static_cast<size_t>(ec.numOutputs * B));
+    // Output is written in large chunks: one libsndfile call per block would dominate light scores.
+    constexpr int64_t kWriteFrames = 16384;
+    std::vector<float> inter(static_cast<size_t>(ec.numOutputs) * static_cast<size_t>(kWriteFrames + B));
+    int64_t pending = 0;
     const osc::Endpoint nowhere;
 
     const auto t0 = std::chrono::steady_clock::now();
@@ -247,12 +250,15 @@ int runNrt(const Options& o) {
         const int64_t keep = std::min<int64_t>(B - skip, totalFrames - written);
         if (keep > 0) {
             for (int64_t i = 0; i < keep; ++i)
-                for (int c = 0; c < ec.numOutputs; ++c) inter[static_cast<size_t>(i * ec.numOutputs + c)] = outBlock[static_cast<size_t>(c * B + skip + i)];
-            sf_writef_float(out, inter.data(), keep);
+                for (int c = 0; c < ec.numOutputs; ++c)
+                    inter[static_cast<size_t>((pending + i) * ec.numOutputs + c)] = outBlock[static_cast<size_t>(c * B + skip + i)];
+            pending += keep;
             written += keep;
+            if (pending >= kWriteFrames) { sf_writef_float(out, inter.data(), pending); pending = 0; }
         }
         pos += B;
     }
+    if (pending > 0) sf_writef_float(out, inter.data(), pending);
     // Close recordings made by the score.
     controller.stopRecordings();
     engine.process(inPtr.data(), outPtr.data());
