@@ -1,6 +1,7 @@
 #include "server/Engine.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -140,6 +141,16 @@ void Engine::fail(const Command& c, FailCode code, int32_t a, int32_t b, ParamId
     reply(c.client, reply::Fail{c.address, code, a, b, p, v});
 }
 
+void Engine::rtLog(uint8_t level, const char* text, int64_t value) noexcept {
+    reply::Log l{};
+    l.level = level;
+    size_t n = 0;
+    while (text[n] && n < sizeof(l.text) - 24) { l.text[n] = text[n]; ++n; }
+    const auto r = std::to_chars(l.text + n, l.text + sizeof(l.text) - 1, value);
+    *r.ptr = '\0';
+    reply(kNoClient, l);
+}
+
 void Engine::dispose(Node* n) noexcept {
     Reply r;
     r.client = kNoClient;
@@ -193,6 +204,7 @@ void Engine::updateClock() noexcept {
     const double err = now - predicted;
     if (std::fabs(err) > 0.05 * kTwo32) {
         // More than 50 ms apart (device stalled, clock stepped): start a new mapping.
+        rtLog(3, "audio clock resynchronised to wall time (device stalled or clock stepped) at sample ", s);
         anchorNtp_ = now;
         anchorSample_ = s;
         clockResyncs_.fetch_add(1, std::memory_order_relaxed);
@@ -306,6 +318,11 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     if (ctx_.bufferMissing) {
         ctx_.bufferMissing = false;
         missingBufferBlocks_.fetch_add(1, std::memory_order_relaxed);
+        // One line per burst: at most every 10 s.
+        if (missingLoggedAt_ < 0 || renderPos_ - missingLoggedAt_ > static_cast<int64_t>(10 * config_.sampleRate)) {
+            missingLoggedAt_ = renderPos_;
+            rtLog(3, "a player reads a buffer that is not loaded (silent until it is): buffer ", ctx_.missingBuffer);
+        }
     }
     statNodes_.store(nodes_.size(), std::memory_order_relaxed);
     statGroups_.store(numGroups_, std::memory_order_relaxed);

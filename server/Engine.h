@@ -101,6 +101,8 @@ private:
     void nodeEvent(NodeEventKind kind, Node* n, uint16_t client = kNoClient) noexcept;
     void dispose(Node* n) noexcept;
     void updateClock() noexcept;
+    // [audio] A fixed-size log record to the control thread (spdlog there): text + one number.
+    void rtLog(uint8_t level, const char* text, int64_t value) noexcept;
     int64_t sampleForTimetag(uint64_t tag) const noexcept;
     double sampleRateNtpScale() const noexcept;
     void heapPush(Scheduled&& s) noexcept;
@@ -143,7 +145,7 @@ private:
     size_t pendingDisposeCount_ = 0;
     static constexpr int kMaxRecorders = 8;
     RecordSlot* recorders_[kMaxRecorders] = {};
-    uint64_t missingLogged_ = 0;
+    int64_t missingLoggedAt_ = -1;     // sample time of the last "buffer not loaded" log line
 
     // Clock: NTP (as double 32.32 units) of anchorSample_.
     double anchorNtp_ = 0.0;

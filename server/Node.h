@@ -43,6 +43,7 @@ struct ProcessContext {
     int numStarted = 0;
     bool endedOverflow = false;       // more than kMaxEnded ended: the engine sweeps the tree
     bool bufferMissing = false;       // a player asked for a buffer that is not loaded
+    int32_t missingBuffer = -1;       // which one
 
     const BufferData* buffer(int32_t id) const noexcept {
         return id >= 0 && id < numBuffers ? buffers[id] : nullptr;

@@ -138,7 +138,7 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
     if (from >= to || state_ == State::Ended) return;
     const BufferData* b = ctx.buffer(buf_);
     if (!b || b->numFrames <= 0 || b->numChannels <= 0) {
-        if (buf_ >= 0) ctx.bufferMissing = true;
+        if (buf_ >= 0) { ctx.bufferMissing = true; ctx.missingBuffer = buf_; }
         // Keep the envelopes moving so that fades and releases still complete.
         const int64_t n = to - from;
         gain_.skip(n); pan_.skip(n); rate_.skip(n); mute_.skip(n); env_.skip(n); soloGain_.skip(n);

@@ -350,3 +350,13 @@ TEST(Render, InputNodeBringsLiveInputIntoAGroup) {
     for (size_t i = 10; i < 9000; ++i) ASSERT_NEAR(s.output[0][i], s.input[0][i], 1e-6) << i;
     EXPECT_EQ(maxAbs(s.output[1]), 0.0f);
 }
+
+TEST(Render, AudioThreadLogsThroughTheQueue) {
+    // A player of a buffer that is not loaded stays silent and the audio thread says so once,
+    // through a fixed-size record that the control thread logs.
+    OfflineServer s;
+    s.send("/s_new", "player", 1, 0, 0, "buf", 9, "loop", 1);
+    s.render(48000);
+    EXPECT_EQ(maxAbs(s.output[0]), 0.0f);
+    EXPECT_GT(s.engine().stats().missingBufferBlocks, 700u);
+}
