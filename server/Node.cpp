@@ -9,6 +9,7 @@ const char* Node::kindName() const noexcept {
     case Kind::Group: return "group";
     case Kind::Player: return "player";
     case Kind::Input: return "input";
+    case Kind::Effect: return "effect";
     }
     return "node";
 }
@@ -18,6 +19,10 @@ SetResult Node::setParam(ParamId id, float value, int64_t, bool explicitRamp,
     if (explicitRamp) return SetResult::NotRampable;
     switch (id) {
     case ParamId::Solo: solo = value >= 0.5f; return SetResult::Ok;
+    case ParamId::Hold:
+        if (inserted_) return SetResult::BadValue; // only at creation
+        held = value >= 0.5f;
+        return SetResult::Ok;
     case ParamId::Fade:
         if (!(value >= 0.0f && value <= 60.0f)) return SetResult::BadValue;
         fadeSamples_ = std::llround(static_cast<double>(value) * ctx.sampleRate);
@@ -45,7 +50,7 @@ bool Node::getParam(ParamId id, float& value) const noexcept {
 void Node::onInserted(ProcessContext& ctx, int64_t now) noexcept {
     inserted_ = true;
     soloGain_.reset(soloMuted ? 0.0f : 1.0f);
-    if (startWith >= 0 || scheduledStart >= 0) {
+    if (startWith >= 0 || scheduledStart >= 0 || held || !readyToStart(ctx)) {
         state_ = State::Pending;
         env_.reset(0.0f);
         return;
@@ -59,6 +64,7 @@ void Node::begin(ProcessContext& ctx, int64_t at) noexcept {
     scheduledStart = -1;
     env_.reset(0.0f);
     env_.setTarget(1.0f, fade(ctx));
+    onBegin(ctx);
     if (ctx.numStarted < ProcessContext::kMaxEnded) ctx.started[ctx.numStarted++] = this;
 }
 

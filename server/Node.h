@@ -44,6 +44,10 @@ struct ProcessContext {
     bool endedOverflow = false;       // more than kMaxEnded ended: the engine sweeps the tree
     bool bufferMissing = false;       // a player asked for a buffer that is not loaded
     int32_t missingBuffer = -1;       // which one
+    double tempoBpm = 120.0;          // the clock's tempo during this segment
+    double baseBpm = 120.0;           // --bpm: the material tempo of followers that set none
+    bool followTempo = true;          // false: --disable-time-stretch
+    bool filtersEnabled = true;       // false: --disable-filters (eq3 passes audio through)
 
     const BufferData* buffer(int32_t id) const noexcept {
         return id >= 0 && id < numBuffers ? buffers[id] : nullptr;
@@ -54,7 +58,7 @@ enum class SetResult : uint8_t { Ok, NoSuchParam, BadValue, NotRampable };
 
 class Node {
 public:
-    enum class Kind : uint8_t { Group, Player, Input };
+    enum class Kind : uint8_t { Group, Player, Input, Effect };
     enum class State : uint8_t { Pending, Running, Pausing, Paused, Releasing, Ended };
 
     Node(int32_t id, Kind kind) noexcept : id_(id), kind_(kind) {}
@@ -103,6 +107,7 @@ public:
     int64_t scheduledStart = -1;  // absolute sample a pending node starts at
     int64_t scheduledStop = -1;   // absolute sample a release begins at
     int64_t endedAt = -1;         // absolute sample the node fell silent (set when it ends)
+    bool held = false;            // waits for an explicit start (/start_group)
 
     // [audio] The node stops sounding at absolute sample `at` without a fade (material ran out).
     void endNow(ProcessContext& ctx, int64_t at) noexcept;
@@ -116,8 +121,17 @@ public:
     bool finishSegment(ProcessContext& ctx) noexcept;
     // [audio] Pending nodes: start now (at absolute sample `at`).
     void begin(ProcessContext& ctx, int64_t at) noexcept;
+    // [audio] Whether the node could start sounding now (players: their buffer is loaded). A node
+    // that is not ready when inserted waits (Pending) and starts when it becomes ready.
+    virtual bool readyToStart(const ProcessContext&) const noexcept { return true; }
+    // [audio] Pending for no other reason than readiness.
+    bool waitingForBuffer() const noexcept {
+        return state_ == State::Pending && startWith < 0 && scheduledStart < 0 && !held;
+    }
 
 protected:
+    // [audio] Hook at the moment a node starts sounding.
+    virtual void onBegin(ProcessContext&) noexcept {}
     // Ramp length for a parameter change: none before insertion (creation values are exact),
     // else the explicit /n_ramp time or the de-click smoothing.
     int64_t rampFor(bool explicitRamp, int64_t rampSamples, const ProcessContext& ctx) const noexcept {

@@ -6,7 +6,8 @@ namespace loopd {
 namespace {
 constexpr std::array<const char*, static_cast<size_t>(ParamId::Count)> kNames = {
     "gain", "pan", "mute", "solo", "buf", "loop", "rate", "start", "out", "fade",
-    "startWith", "stopWith", "offset", "in", "chans"};
+    "startWith", "stopWith", "offset", "in", "chans", "follow", "bpm", "startFrac", "hold",
+    "low", "mid", "high", "bypass"};
 }
 
 std::optional<ParamId> paramFromName(std::string_view name) noexcept {
@@ -22,7 +23,8 @@ const char* paramName(ParamId id) noexcept {
 }
 
 bool paramRampable(ParamId id) noexcept {
-    return id == ParamId::Gain || id == ParamId::Pan || id == ParamId::Rate;
+    return id == ParamId::Gain || id == ParamId::Pan || id == ParamId::Rate || id == ParamId::Low ||
+           id == ParamId::Mid || id == ParamId::High;
 }
 
 } // namespace loopd

@@ -13,6 +13,8 @@ enum class ParamId : uint8_t {
     Buf, Loop, Rate, Start, Out, Fade,     // player
     StartWith, StopWith, Offset,           // player: dipstream-style links
     In, Chans,                             // input
+    Follow, Bpm, StartFrac, Hold,          // player: tempo following, start fraction, held start
+    Low, Mid, High, Bypass,                // eq3 (bypass: any effect)
     Count
 };
 

@@ -55,6 +55,16 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
         muted_ = value >= 0.5f;
         mute_.setTarget(muted_ ? 0.0f : 1.0f, rampFor(false, 0, ctx));
         return SetResult::Ok;
+    case ParamId::Follow: follow_ = value >= 0.5f; return SetResult::Ok;
+    case ParamId::Bpm:
+        if (!(value == 0.0f || (value >= 20.0f && value <= 400.0f))) return SetResult::BadValue;
+        materialBpm_ = value;
+        return SetResult::Ok;
+    case ParamId::StartFrac:
+        if (!(value >= 0.0f && value < 1.0f)) return SetResult::BadValue;
+        startFrac_ = value;
+        if (const BufferData* b = ctx.buffer(buf_); b && inserted_) setPosition(std::floor(static_cast<double>(value) * static_cast<double>(b->numFrames)));
+        return SetResult::Ok;
     default: return Node::setParam(id, value, rampSamples, explicitRamp, ctx);
     }
 }
@@ -69,11 +79,22 @@ bool Player::getParam(ParamId id, float& value) const noexcept {
     case ParamId::Start: value = static_cast<float>(position()); return true;
     case ParamId::Out: value = static_cast<float>(out_); return true;
     case ParamId::Mute: value = muted_ ? 1.0f : 0.0f; return true;
+    case ParamId::Follow: value = follow_ ? 1.0f : 0.0f; return true;
+    case ParamId::Bpm: value = static_cast<float>(materialBpm_); return true;
+    case ParamId::StartFrac: value = startFrac_; return true;
     default: return Node::getParam(id, value);
     }
 }
 
-void Player::onInserted(ProcessContext& ctx, int64_t now) noexcept { Node::onInserted(ctx, now); }
+bool Player::readyToStart(const ProcessContext& ctx) const noexcept {
+    const BufferData* b = ctx.buffer(buf_);
+    return b && b->numFrames > 0 && b->numChannels > 0;
+}
+
+void Player::onBegin(ProcessContext& ctx) noexcept {
+    if (startFrac_ >= 0.0f)
+        if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
+}
 
 int64_t Player::fadeLength(const ProcessContext& ctx) const noexcept {
     return fadeSamples_ >= 0 ? fadeSamples_ : ctx.declickSamples;
@@ -92,6 +113,10 @@ void Player::skipFrames(double frames, const ProcessContext& ctx) noexcept {
 void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept {
     int i = offset;
     const int end = offset + numFrames;
+    if (state_ == State::Pending && waitingForBuffer()) {
+        if (!readyToStart(ctx)) return;
+        begin(ctx, ctx.blockStartSample + i);
+    }
     if (state_ == State::Pending) {
         if (scheduledStart < 0 || scheduledStart >= ctx.blockStartSample + end) return;
         const int at = static_cast<int>(std::max<int64_t>(i, scheduledStart - ctx.blockStartSample));
@@ -110,7 +135,7 @@ void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
         if (!loop_ && state_ == State::Running) {
             // Start the fade so that it ends on the last frame.
             const BufferData* b = ctx.buffer(buf_);
-            const double r = rate_.value();
+            const double r = rate_.value() * tempoFactor(ctx);
             if (b && b->numFrames > 0 && r != 0.0 && !rate_.ramping()) {
                 const double left = r > 0 ? (static_cast<double>(b->numFrames) - position()) / r : (position() + 1.0) / -r;
                 const double startFade = left - static_cast<double>(fadeLength(ctx));
@@ -154,11 +179,12 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
 
     const bool staticGains = !gain_.ramping() && !pan_.ramping() && !mute_.ramping() && envelopeStatic();
     const bool staticRate = !rate_.ramping();
+    const double tf = tempoFactor(ctx);
     dsp::StereoGains pg = mono ? dsp::constantPowerPan(pan_.value()) : dsp::balance(pan_.value());
 
     int i = from;
     // Fast path: exact copy at rate 1 from an integer position with constant gains.
-    if (staticGains && staticRate && rate_.value() == 1.0f && frac_ == 0.0 && idx_ >= 0 && idx_ < F) {
+    if (staticGains && staticRate && rate_.value() * tf == 1.0 && frac_ == 0.0 && idx_ >= 0 && idx_ < F) {
         const float g = gain_.value() * mute_.value() * envelopeValue();
         while (i < to) {
             const int64_t p = idx_;
@@ -195,7 +221,7 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
     // go through a branch-free Hermite loop; the frames at the edges (wrap, end) take the
     // general step one at a time.
     if (staticGains && staticRate) {
-        const double r = rate_.value();
+        const double r = rate_.value() * tf;
         const float g = gain_.value() * mute_.value() * envelopeValue();
         const double lastInterior = static_cast<double>(F - 3); // i0 + 2 <= F - 1
         while (i < to) {
@@ -224,7 +250,7 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
             const float p = pan_.next();
             pg = mono ? dsp::constantPowerPan(p) : dsp::balance(p);
         }
-        const double r = staticRate ? rate_.value() : rate_.next();
+        const double r = (staticRate ? rate_.value() : rate_.next()) * tf;
         if (!step(ctx, bus, src, srcCh, F, i, r, g, pg)) return;
     }
 }

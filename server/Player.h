@@ -19,13 +19,21 @@ public:
                        const ProcessContext& ctx) noexcept override;
     bool getParam(ParamId id, float& value) const noexcept override;
     void render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept override;
-    void onInserted(ProcessContext& ctx, int64_t now) noexcept override;
+    bool readyToStart(const ProcessContext& ctx) const noexcept override;
 
     // [audio] Advance the read position by `frames` output frames (joining a running node in sync).
     void skipFrames(double frames, const ProcessContext& ctx) noexcept;
     double position() const noexcept { return static_cast<double>(idx_) + frac_; }
 
+protected:
+    void onBegin(ProcessContext& ctx) noexcept override;
+
 private:
+    // Read-rate multiplier of a tempo follower: clock BPM / material BPM (1 when not following).
+    double tempoFactor(const ProcessContext& ctx) const noexcept {
+        if (!follow_ || !ctx.followTempo) return 1.0;
+        return ctx.tempoBpm / (materialBpm_ > 0.0 ? materialBpm_ : ctx.baseBpm);
+    }
     void renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
     // One output frame through the general reader (edges, wrap, end); false when the node ended.
     bool step(ProcessContext& ctx, Bus& bus, const float* const* src, int srcCh, int64_t F, int i, double r,
@@ -54,6 +62,9 @@ private:
     dsp::LinearRamp rate_;
     dsp::LinearRamp mute_;
     bool muted_ = false;
+    bool follow_ = false;
+    double materialBpm_ = 0.0;   // 0: the server's --bpm
+    float startFrac_ = -1.0f;    // >= 0: start at this fraction of the buffer
 };
 
 } // namespace loopd

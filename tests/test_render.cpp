@@ -352,11 +352,33 @@ TEST(Render, InputNodeBringsLiveInputIntoAGroup) {
 }
 
 TEST(Render, AudioThreadLogsThroughTheQueue) {
-    // A player of a buffer that is not loaded stays silent and the audio thread says so once,
-    // through a fixed-size record that the control thread logs.
+    // A buffer freed under a running player: the player goes silent and the audio thread says so
+    // once, through a fixed-size record that the control thread logs; it is counted in /status.
     OfflineServer s;
+    TempDir dir;
+    load(s, dir, 9, {constant(4800, 0.5f)});
     s.send("/s_new", "player", 1, 0, 0, "buf", 9, "loop", 1);
+    s.render(4800);
+    EXPECT_GT(maxAbs(s.output[0], 4000), 0.3f);
+    s.send("/b_free", 9);
     s.render(48000);
-    EXPECT_EQ(maxAbs(s.output[0]), 0.0f);
+    EXPECT_EQ(maxAbs(s.output[0], 4800 + 128), 0.0f);
     EXPECT_GT(s.engine().stats().missingBufferBlocks, 700u);
+}
+
+TEST(Render, APlayerWaitsForItsBufferAndStartsWithItsFirstFrame) {
+    OfflineServer s;
+    TempDir dir;
+    const auto x = sine(441.0, 0.5, 4800, 48000.0, M_PI / 2); // starts at full amplitude
+    writeWav(dir.file("late.wav"), {x, x}, 48000);
+    s.send("/s_new", "player", 1, 0, 0, "buf", 3, "loop", 1, "fade", 0.0f);
+    s.render(4800);
+    EXPECT_EQ(maxAbs(s.output[0]), 0.0f);
+    const int64_t loadedAt = s.engine().sampleTime(); // the next block boundary
+    s.send("/b_allocRead", 3, dir.file("late.wav").c_str());
+    s.render(4800);
+    // It starts at the first block after the load, from frame 0 of the buffer.
+    const int64_t first = firstNonZero(s.output[0]);
+    ASSERT_EQ(first, loadedAt);
+    for (int k = 0; k < 1000; ++k) ASSERT_EQ(s.output[0][static_cast<size_t>(first + k)], x[static_cast<size_t>(k)]);
 }

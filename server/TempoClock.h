@@ -1,0 +1,97 @@
+#pragma once
+// The one tempo clock: BPM, meter, beat position, advanced by the audio thread sample by sample
+// of rendered time. Tempo moves three ways: a jump, a linear ramp (`/tempo bpm seconds`), or an
+// exponential approach to a target (the movement controller) whose 99 % time is given in
+// seconds and is exact at every block boundary whatever the block size (closed-form update).
+// All methods are [audio]-safe: no allocation, no locks.
+#include <cmath>
+#include <cstdint>
+
+namespace loopd {
+
+class TempoClock {
+public:
+    void prepare(double sampleRate, double bpm, int beatsPerBar) noexcept {
+        sampleRate_ = sampleRate;
+        bpm_ = bpm;
+        beatsPerBar_ = beatsPerBar;
+        beats_ = 0.0;
+        mode_ = Mode::Steady;
+    }
+
+    void jump(double bpm) noexcept { bpm_ = bpm; mode_ = Mode::Steady; }
+    void ramp(double bpm, double seconds) noexcept {
+        if (seconds <= 0.0 || bpm == bpm_) { jump(bpm); return; }
+        target_ = bpm;
+        rampPerSecond_ = (bpm - bpm_) / seconds;
+        mode_ = Mode::Ramp;
+    }
+    // Exponential approach: 99 % of the way in up99Seconds when rising, down99Seconds when falling.
+    void follow(double bpm, double up99Seconds, double down99Seconds) noexcept {
+        target_ = bpm;
+        const double t99 = bpm >= bpm_ ? up99Seconds : down99Seconds;
+        tau_ = std::max(1e-3, t99) / std::log(100.0);
+        mode_ = Mode::Follow;
+    }
+    void setMeter(int beatsPerBar) noexcept { beatsPerBar_ = beatsPerBar; }
+    void resetPosition() noexcept { beats_ = 0.0; }
+
+    // Advance by numFrames; onBeat(beatIndex, frameOffset) for every whole beat crossed, where
+    // frameOffset (0..numFrames-1) is the first frame at or after the beat.
+    template <typename OnBeat>
+    void advance(int numFrames, OnBeat&& onBeat) noexcept {
+        const double dt = numFrames / sampleRate_;
+        double beatsAdvanced;
+        switch (mode_) {
+        case Mode::Steady:
+            beatsAdvanced = bpm_ * dt / 60.0;
+            break;
+        case Mode::Ramp: {
+            const double left = (target_ - bpm_) / rampPerSecond_; // seconds to the end of the ramp
+            if (!(left > dt)) {
+                beatsAdvanced = ((bpm_ + target_) * 0.5 * left + target_ * (dt - std::max(0.0, left))) / 60.0;
+                bpm_ = target_;
+                mode_ = Mode::Steady;
+            } else {
+                const double end = bpm_ + rampPerSecond_ * dt;
+                beatsAdvanced = (bpm_ + end) * 0.5 * dt / 60.0;
+                bpm_ = end;
+            }
+            break;
+        }
+        case Mode::Follow: {
+            const double decay = std::exp(-dt / tau_);
+            beatsAdvanced = (target_ * dt + (bpm_ - target_) * tau_ * (1.0 - decay)) / 60.0;
+            bpm_ = target_ + (bpm_ - target_) * decay;
+            break;
+        }
+        }
+        const double before = beats_;
+        beats_ += beatsAdvanced;
+        // Whole beats crossed in (before, beats_]: place them by linear interpolation.
+        for (double b = std::floor(before) + 1.0; b <= beats_; b += 1.0) {
+            const double frac = beatsAdvanced > 0 ? (b - before) / beatsAdvanced : 0.0;
+            int offset = static_cast<int>(std::ceil(frac * numFrames - 1e-9));
+            if (offset >= numFrames) offset = numFrames - 1;
+            onBeat(static_cast<int64_t>(b), offset < 0 ? 0 : offset);
+        }
+    }
+
+    double bpm() const noexcept { return bpm_; }
+    double beats() const noexcept { return beats_; }
+    int beatsPerBar() const noexcept { return beatsPerBar_; }
+    double target() const noexcept { return mode_ == Mode::Steady ? bpm_ : target_; }
+
+private:
+    enum class Mode : uint8_t { Steady, Ramp, Follow };
+    double sampleRate_ = 48000.0;
+    double bpm_ = 120.0;
+    double beats_ = 0.0;
+    int beatsPerBar_ = 4;
+    Mode mode_ = Mode::Steady;
+    double target_ = 120.0;
+    double rampPerSecond_ = 0.0;
+    double tau_ = 1.0;
+};
+
+} // namespace loopd
