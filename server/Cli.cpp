@@ -33,6 +33,26 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--limiter-ceiling", o.limiterCeilingDb, "master limiter ceiling in dBFS")->capture_default_str()->check(CLI::Range(-40.0, 0.0));
     app.add_option("--declick-ms", o.declickMs, "start/stop fade time in milliseconds")->capture_default_str()->check(CLI::Range(0.0, 1000.0));
     app.add_option("--nrt", o.nrt, "offline render: SCORE INPUT(or _) OUTPUT")->expected(3);
+    app.add_option("--config", o.config, "JSON configuration (bpm, meter, movement map; see docs/OSC.md)")->check(CLI::ExistingFile);
+    app.add_option("--bpm-config", o.bpmConfig, "Crowdstream bpm_config.json (movement_bpm)")->check(CLI::ExistingFile);
+    // The Crowdstream server's flags.
+    app.add_option("--a", o.deck[0], "load and start a file on deck A (buffer 100)");
+    app.add_option("--b", o.deck[1], "load and start a file on deck B (buffer 1100)");
+    app.add_option("--c", o.deck[2], "load a file on deck C (buffer 2100); starts now, or after --c_at");
+    app.add_option("--d", o.deck[3], "load and start a file on deck D (buffer 3100)");
+    app.add_option("--c_at", o.cAt, "start deck C this many seconds after startup")->check(CLI::Range(0.0, 86400.0));
+    app.add_option("--c_preload", o.cPreload, "load a file on deck C without starting it");
+    app.add_option("--rate", o.rate, "playback rate of the decks started by --a..--d")->capture_default_str()->check(CLI::Range(0.01, 64.0));
+    app.add_option("--vol", o.vol, "volume of the decks started by --a..--d")->capture_default_str()->check(CLI::Range(0.0, 4.0));
+    app.add_option("--ab", o.ab, "initial levels of decks A and B")->expected(2);
+    app.add_option("--levels", o.levels, "initial levels of decks A, B, C, D")->expected(4);
+    app.add_flag("--watch", o.watch, "print a clock line per beat (as /print_clock 1)");
+    app.add_flag("--enable-filters{true},--disable-filters{false}", o.enableFilters, "deck EQ on (default) or bypassed");
+    bool optimized = false;
+    app.add_flag("--optimized-filters", optimized, "accepted for compatibility (the EQ is always native code)");
+    app.add_flag("--disable-time-stretch", o.disableTimeStretch, "players do not follow the tempo clock");
+    app.add_option("--stretch-method", o.stretchMethod, "tempo following method: rate/playback_rate (varispeed); rb2, rb3, wsola, pyrubberband, audiotsm are accepted")
+        ->capture_default_str()->check(CLI::IsMember({"rate", "playback_rate", "rb2", "rb3", "wsola", "pyrubberband", "audiotsm"}));
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -56,11 +56,20 @@ struct SwapBuffer { int32_t bufnum; BufferData* data; const char* address; };
 struct Sync { int32_t id; };
 struct AttachRecorder { RecordSlot* slot; int32_t group; };
 struct DetachRecorder { int32_t slotId; }; // -1: all
+// Tempo clock. mode: 0 jump, 1 linear ramp over `seconds`, 2 follow (99 % in `seconds` when
+// rising, `downSeconds` when falling).
+struct Tempo { double bpm; double seconds; double downSeconds; uint8_t mode; };
+struct Meter { int32_t beatsPerBar; };
+struct ClockReset {};
+// Start held nodes together on one sample, once all are ready (buffers loaded), or after
+// waitSeconds with whichever are ready (the others start when their buffers arrive).
+struct StartGroup { int32_t ids[8]; int count; double waitSeconds; };
 } // namespace cmd
 
 using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::Free, cmd::Run,
                                  cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
-                                 cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder>;
+                                 cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
+                                 cmd::Tempo, cmd::Meter, cmd::ClockReset, cmd::StartGroup>;
 
 struct Command {
     uint64_t timetag = 0;     // NTP 32.32; 0 or 1 = now
@@ -72,7 +81,7 @@ struct Command {
 enum class FailCode : uint8_t {
     NodeNotFound, GroupNotFound, NodeIdInUse, NotAGroup, NoSuchParam, BadParamValue, NotRampable,
     SchedulerFull, TooManyNodes, TreeTooDeep, MoveIntoSelf, CannotFreeRoot, RecorderGroupNotFound,
-    RecorderNotFound, RecorderSlotsFull, TreeTruncated,
+    RecorderNotFound, RecorderSlotsFull, TreeTruncated, GroupStartsFull, GroupStartTimedOut,
 };
 
 enum class NodeEventKind : uint8_t { Go, End, Off, On, Move, Info };
@@ -92,12 +101,13 @@ struct TreeReady { TreeSnapshot* snapshot; };
 struct RecorderDetached { RecordSlot* slot; };
 struct RecorderRejected { RecordSlot* slot; };
 struct Log { uint8_t level; char text[96]; };
+struct Beat { int64_t beat; int32_t bar; int32_t beatInBar; double bpm; int64_t sampleTime; };
 } // namespace reply
 
 using ReplyBody = std::variant<reply::Done, reply::Fail, reply::NodeEvent, reply::Late,
                                reply::Synced, reply::DisposeNode, reply::BufferSwapped,
                                reply::TreeReady, reply::RecorderDetached, reply::RecorderRejected,
-                               reply::Log>;
+                               reply::Log, reply::Beat>;
 
 struct Reply {
     uint16_t client = kNoClient;

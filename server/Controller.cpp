@@ -27,8 +27,8 @@ std::string fmtFloat(float v) {
 } // namespace
 
 Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const PathPolicy& paths,
-                       ControllerOptions options)
-    : engine_(engine), worker_(worker), recorder_(recorder), paths_(paths), options_(std::move(options)) {
+                       const ControllerOptions& options)
+    : engine_(engine), worker_(worker), recorder_(recorder), paths_(paths), options_(options) {
     const EngineConfig& c = engine_.config();
     paramCtx_.sampleRate = c.sampleRate;
     paramCtx_.blockSize = c.blockSize;
@@ -68,6 +68,13 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     add("/b_query", &Controller::hBQuery);
     add("/rec_start", &Controller::hRecStart);
     add("/rec_stop", &Controller::hRecStop);
+    registerCrowdstream();
+    if (options_.stretchMethod != "rate" && options_.stretchMethod != "playback_rate")
+        spdlog::warn("stretch method '{}' is not available yet; tempo followers use varispeed (playback_rate)", options_.stretchMethod);
+}
+
+void Controller::runInternal(const std::vector<char>& packet) {
+    handlePacket(packet.data(), packet.size(), osc::Endpoint{});
 }
 
 Controller::~Controller() = default;
@@ -121,7 +128,14 @@ void Controller::broadcast(const osc::MessageBuilder& m) {
 
 void Controller::fail(uint16_t client, const char* address, const std::string& reason) {
     fails_.fetch_add(1);
-    spdlog::debug("/fail {} {}", address, reason);
+    bool internal = client == kNoClient;
+    {
+        std::lock_guard<std::mutex> lock(clientsMutex_);
+        if (client < clients_.size()) internal = clients_[client].kind == osc::Endpoint::Kind::None;
+    }
+    // Nobody hears the /fail of a startup command or a score: say it in the log.
+    if (internal && !options_.offline) spdlog::warn("{} failed: {}", address, reason);
+    else spdlog::debug("/fail {} {}", address, reason);
     send(client, osc::MessageBuilder("/fail").s(address).s(reason));
 }
 
@@ -237,6 +251,9 @@ std::string Controller::failReason(const reply::Fail& f) const {
         return f.a < 0 ? std::string("no recording is running") : "no recording " + std::to_string(f.a) + " is running";
     case FailCode::RecorderSlotsFull: return "too many recordings at once (limit " + std::to_string(f.a) + ")";
     case FailCode::TreeTruncated: return "tree too large to report";
+    case FailCode::GroupStartsFull: return "too many group starts waiting (limit " + std::to_string(f.a) + ")";
+    case FailCode::GroupStartTimedOut:
+        return "not every deck finished loading in time; the ready ones started together, the others start when loaded";
     }
     return "failed";
 }
@@ -251,7 +268,18 @@ void Controller::pollReplies() {
                     if (b.hasId) done(r.client, b.address, {b.id}); else done(r.client, b.address);
                 } else if constexpr (std::is_same_v<T, reply::Fail>) {
                     fail(r.client, b.address, failReason(b));
+                } else if constexpr (std::is_same_v<T, reply::Beat>) {
+                    if (printClock_) {
+                        const double barPhase = static_cast<double>(b.beatInBar - 1) / std::max(1, engine_.config().beatsPerBar);
+                        spdlog::info("bar={} beat={} bar_phase={:.3f} beat_phase={:.3f} bpm={:.2f}", b.bar, b.beatInBar, barPhase, 0.0, b.bpm);
+                    }
+                    broadcast(osc::MessageBuilder("/beat").i(b.bar).i(b.beatInBar).f(static_cast<float>(b.bpm)));
                 } else if constexpr (std::is_same_v<T, reply::NodeEvent>) {
+                    if (b.kind == NodeEventKind::End) {
+                        for (auto it = stemNodes_.begin(); it != stemNodes_.end(); ++it)
+                            if (it->second == b.id) { stemNodes_.erase(it); break; }
+                        for (int32_t& a : armed_) if (a == b.id) a = -1;
+                    }
                     static const char* names[] = {"/n_go", "/n_end", "/n_off", "/n_on", "/n_move", "/n_info"};
                     osc::MessageBuilder m(names[static_cast<int>(b.kind)]);
                     m.i(b.id).i(b.parent).i(b.prev).i(b.next).i(b.isGroup ? 1 : 0);
@@ -323,14 +351,13 @@ void Controller::stopRecordings() {
 void Controller::hStatus(Msg& m) {
     const EngineStats s = engine_.stats();
     const double sr = engine_.config().sampleRate;
-    const double seconds = static_cast<double>(s.sampleTime) / sr;
     osc::MessageBuilder r("/status.reply");
     r.i(1).i(0).i(s.numNodes - s.numGroups).i(s.numGroups).i(0);
     r.f(static_cast<float>(s.cpuAverage)).f(static_cast<float>(s.cpuPeak));
     r.d(sr).d(options_.offline ? sr : actualRate_);
     r.i(engine_.config().blockSize).i(static_cast<int32_t>(s.xruns)).i(static_cast<int32_t>(s.lateCommands));
     r.i(static_cast<int32_t>(s.droppedCommands));
-    r.f(static_cast<float>(options_.bpm)).d(seconds * options_.bpm / 60.0);
+    r.f(static_cast<float>(s.bpm)).d(s.beats);
     r.i(s.numBuffers).i(options_.periodFrames).i(static_cast<int32_t>(s.droppedReplies));
     r.i(recorder_.active()).d(static_cast<double>(s.sampleTime)).s(options_.driverName);
     send(m.client, r);
@@ -523,6 +550,10 @@ void Controller::hBAlloc(Msg& m) {
     if (static_cast<int64_t>(frames) * chans > options_.maxBufferSamples) throw osc::ArgError("buffer too large for the buffer limit");
     const uint16_t client = m.client;
     const double sr = engine_.config().sampleRate;
+    {
+        std::lock_guard<std::mutex> lock(knownMutex_);
+        knownBuffers_.insert(b);
+    }
     worker_.post([=, this] {
         try {
             swapBuffer(client, "/b_alloc", b, BufferData::zeros(frames, chans, sr));
@@ -544,10 +575,18 @@ void Controller::hBAllocRead(Msg& m) {
     o.numFrames = frames <= 0 ? -1 : frames;
     o.targetRate = engine_.config().sampleRate;
     o.maxSamples = options_.maxBufferSamples;
+    {
+        std::lock_guard<std::mutex> lock(knownMutex_);
+        knownBuffers_.insert(b);
+    }
     worker_.post([=, this] {
         try {
             swapBuffer(client, "/b_allocRead", b, loadAudioFile(path, o));
         } catch (const std::exception& e) {
+            if (!workerBuffers_[static_cast<size_t>(b)]) {
+                std::lock_guard<std::mutex> lock(knownMutex_);
+                knownBuffers_.erase(b);
+            }
             fail(client, "/b_allocRead", e.what());
         }
     });
@@ -614,7 +653,11 @@ void Controller::hBFree(Msg& m) {
     const uint16_t client = m.client;
     worker_.post([=, this] {
         if (!workerBuffers_[static_cast<size_t>(b)]) { fail(client, "/b_free", "buffer " + std::to_string(b) + " is not loaded"); return; }
-        if (pushFromWorker(client, "/b_free", 0, cmd::SwapBuffer{b, nullptr, "/b_free"})) workerBuffers_[static_cast<size_t>(b)] = nullptr;
+        if (pushFromWorker(client, "/b_free", 0, cmd::SwapBuffer{b, nullptr, "/b_free"})) {
+            workerBuffers_[static_cast<size_t>(b)] = nullptr;
+            std::lock_guard<std::mutex> lock(knownMutex_);
+            knownBuffers_.erase(b);
+        }
     });
 }
 

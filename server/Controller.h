@@ -12,12 +12,14 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <osc/OscReceivedElements.h>
 
 #include "osc/Message.h"
 #include "osc/Transport.h"
+#include "server/Movement.h"
 #include "server/Engine.h"
 #include "server/PathPolicy.h"
 #include "server/Recorder.h"
@@ -32,6 +34,10 @@ struct ControllerOptions {
     int periodFrames = 0;
     int64_t maxBufferSamples = int64_t(512) << 20; // floats per buffer (2 GiB)
     bool offline = false;
+    MovementConfig movement;
+    bool followTempo = true;      // false: --disable-time-stretch
+    std::string stretchMethod = "rate";
+    float stemMasterGain = 0.8f;  // the Crowdstream server's master volume
 };
 
 class Controller {
@@ -39,7 +45,7 @@ public:
     using Sender = std::function<bool(const osc::Endpoint&, const char*, size_t)>;
 
     Controller(Engine& engine, Worker& worker, Recorder& recorder, const PathPolicy& paths,
-               ControllerOptions options);
+               const ControllerOptions& options);
     ~Controller();
     Controller(const Controller&) = delete;
     Controller& operator=(const Controller&) = delete;
@@ -59,6 +65,8 @@ public:
 
     // [any] Send to a registered client (thread-safe).
     void send(uint16_t client, const osc::MessageBuilder& m);
+    // [control] Run a message as if a client had sent it (startup flags); failures are logged.
+    void runInternal(const std::vector<char>& packet);
 
 private:
     struct Msg {
@@ -91,6 +99,24 @@ private:
     void hBZero(Msg&); void hBQuery(Msg&);
     void hRecStart(Msg&); void hRecStop(Msg&);
     void move(Msg&, bool after);
+    // Tempo clock.
+    void hTempo(Msg&); void hSetTempo(Msg&); void hSetMeter(Msg&); void hPrintClock(Msg&); void hMovement(Msg&);
+    // Crowdstream compatibility (Crowdstream.cpp).
+    void registerCrowdstream();
+    void hLoadBuffer(Msg&); void hPlayStem(Msg&); void hStopStem(Msg&); void hStemVolume(Msg&);
+    void hCrossfadeLevels(Msg&); void hDeckLevels(Msg&); void hDeckFilter(Msg&); void hDeckEq(Msg&);
+    void hDeckEqAll(Msg&); void hReset(Msg&); void hPlay(Msg&); void hCue(Msg&); void hStartGroup(Msg&);
+    void hFade(Msg&); void hScheduleCAt(Msg&); void hGetStatus(Msg&); void hTestTone(Msg&); void hMixerCleanup(Msg&);
+    int deckIndex(osc::ArgReader& args);             // A..D → 0..3, or ArgError
+    void ensureDecks(Msg& m);
+    uint64_t baseTag(const Msg& m) const;            // the message's time, or now
+    static uint64_t addSeconds(uint64_t tag, double seconds);
+    void loadInto(Msg& m, int32_t bufnum, const std::string& path, const char* address);
+    bool bufferKnown(int32_t bufnum);
+    void startStem(Msg& m, int32_t bufnum, float rate, float volume, bool loop, float startFrac, uint64_t at, bool hold);
+    void setDeckGain(Msg& m, int deck, float gain);
+    void setEqBand(Msg& m, int deck, int band, float gain);
+    static float cutOnlyGain(float percent);
 
     // Worker-side (run on the worker thread).
     void swapBuffer(uint16_t client, const char* address, int32_t bufnum, std::unique_ptr<BufferData> data);
@@ -114,6 +140,17 @@ private:
     int32_t nextAutoId_ = 1000;
 
     std::vector<BufferData*> workerBuffers_; // the worker's view of the buffer table
+    std::mutex knownMutex_;
+    std::unordered_set<int32_t> knownBuffers_; // loaded or loading (control + worker)
+
+    // Tempo clock printing and Crowdstream state (control thread).
+    bool printClock_ = false;
+    bool decksCreated_ = false;
+    float deckLevels_[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    std::unordered_map<int32_t, int32_t> stemNodes_; // buffer id → playing node id
+    int32_t armed_[4] = {-1, -1, -1, -1};            // cued node per deck
+    int32_t nextStemNode_ = 2000000;
+    uint64_t t0Tag_ = 0;                             // /reset time (for /schedule_c_at)
     int64_t rateSampleTime_ = 0;
     std::chrono::steady_clock::time_point rateWallTime_;
     double actualRate_ = 0.0;

@@ -54,6 +54,13 @@ Engine::Engine(const EngineConfig& config)
     ctx_.inputs = inputPtrs_.data();
     ctx_.numInputs = config_.numInputs;
     ctx_.numOutputs = config_.numOutputs;
+    ctx_.tempoBpm = config_.bpm;
+    ctx_.baseBpm = config_.bpm;
+    ctx_.followTempo = config_.followTempo;
+    ctx_.filtersEnabled = config_.enableFilters;
+    tempo_.prepare(config_.sampleRate, config_.bpm, config_.beatsPerBar);
+    statBpm_.store(config_.bpm);
+    statBeatsPerBar_.store(config_.beatsPerBar);
     ctx_.declickSamples = std::llround(config_.declickSeconds * config_.sampleRate);
     ctx_.smoothSamples = std::llround(config_.smoothSeconds * config_.sampleRate);
 
@@ -124,6 +131,9 @@ EngineStats Engine::stats() noexcept {
     s.clockResyncs = clockResyncs_.load(std::memory_order_relaxed);
     s.sampleTime = publishedSampleTime_.load(std::memory_order_relaxed);
     s.limiterMinGain = limiterMinGain_.exchange(1.0f, std::memory_order_relaxed);
+    s.bpm = statBpm_.load(std::memory_order_relaxed);
+    s.beats = statBeats_.load(std::memory_order_relaxed);
+    s.beatsPerBar = statBeatsPerBar_.load(std::memory_order_relaxed);
     return s;
 }
 
@@ -296,6 +306,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     int budget = config_.maxCommandsPerBlock;
     drainQueue(workerQueue_, budget);
     drainQueue(controlQueue_, budget);
+    serviceGroupStarts();
     afterSegment();
 
     int pos = 0;
@@ -329,6 +340,9 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     statBuffers_.store(numLoadedBuffers_, std::memory_order_relaxed);
     const float lg = limiter_.takeMinGain();
     if (lg < limiterMinGain_.load(std::memory_order_relaxed)) limiterMinGain_.store(lg, std::memory_order_relaxed);
+    statBpm_.store(tempo_.bpm(), std::memory_order_relaxed);
+    statBeats_.store(tempo_.beats(), std::memory_order_relaxed);
+    statBeatsPerBar_.store(tempo_.beatsPerBar(), std::memory_order_relaxed);
     publishedSampleTime_.store(renderPos_, std::memory_order_release);
 
     const double used = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -369,6 +383,14 @@ void Engine::renderSegment(int offset, int numFrames) noexcept {
         if (wrote < static_cast<size_t>(count))
             slot->droppedFrames.fetch_add(static_cast<uint64_t>(count) - wrote, std::memory_order_relaxed);
     }
+    // The clock moves with rendered time; beats are reported at the sample they fall on.
+    const int64_t segmentStart = ctx_.blockStartSample + offset;
+    tempo_.advance(numFrames, [&](int64_t beat, int frame) {
+        const int bpb = tempo_.beatsPerBar();
+        reply(kNoClient, reply::Beat{beat, static_cast<int32_t>(beat / bpb) + 1, static_cast<int32_t>(beat % bpb) + 1,
+                                     tempo_.bpm(), segmentStart + frame});
+    });
+    ctx_.tempoBpm = tempo_.bpm();
     renderPos_ = ctx_.blockStartSample + offset + numFrames;
     afterSegment();
 }
@@ -514,6 +536,14 @@ void Engine::execute(Command& c) noexcept {
                    [&](cmd::Sync& m) { reply(c.client, reply::Synced{m.id}); },
                    [&](cmd::AttachRecorder& m) { doAttachRecorder(c, m); },
                    [&](cmd::DetachRecorder& m) { doDetachRecorder(c, m); },
+                   [&](cmd::Tempo& m) {
+                       if (m.mode == 0) tempo_.jump(m.bpm);
+                       else if (m.mode == 1) tempo_.ramp(m.bpm, m.seconds);
+                       else tempo_.follow(m.bpm, m.seconds, m.downSeconds);
+                   },
+                   [&](cmd::Meter& m) { tempo_.setMeter(m.beatsPerBar); },
+                   [&](cmd::ClockReset&) { tempo_.resetPosition(); },
+                   [&](cmd::StartGroup& m) { doStartGroup(c, m); },
                },
                c.body);
 }
@@ -691,6 +721,51 @@ void Engine::doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept {
     }
     fail(c, FailCode::RecorderSlotsFull, kMaxRecorders);
     reply(c.client, reply::RecorderRejected{m.slot});
+}
+
+void Engine::doStartGroup(Command& c, cmd::StartGroup& m) noexcept {
+    for (int i = 0; i < m.count; ++i)
+        if (!nodes_.find(m.ids[i])) { fail(c, FailCode::NodeNotFound, m.ids[i]); return; }
+    for (GroupStart& g : groupStarts_) {
+        if (g.active) continue;
+        g.active = true;
+        g.count = std::min(m.count, 8);
+        for (int i = 0; i < g.count; ++i) g.ids[i] = m.ids[i];
+        g.deadline = renderPos_ + std::llround(m.waitSeconds * config_.sampleRate);
+        g.client = c.client;
+        g.address = c.address;
+        serviceGroupStarts(); // starts at this very sample when everything is ready
+        return;
+    }
+    fail(c, FailCode::GroupStartsFull, 8);
+}
+
+void Engine::serviceGroupStarts() noexcept {
+    for (GroupStart& g : groupStarts_) {
+        if (!g.active) continue;
+        bool allReady = true;
+        for (int i = 0; i < g.count; ++i) {
+            Node* n = nodes_.find(g.ids[i]);
+            if (n && !n->readyToStart(ctx_)) allReady = false;
+        }
+        const bool timedOut = renderPos_ >= g.deadline;
+        if (!allReady && !timedOut) continue;
+        // Everything ready (or waited long enough): one sample for all.
+        for (int i = 0; i < g.count; ++i) {
+            Node* n = nodes_.find(g.ids[i]);
+            if (!n || n->state() != Node::State::Pending) continue;
+            n->held = false;
+            if (n->readyToStart(ctx_)) n->begin(ctx_, renderPos_);
+            // else: no longer held, it starts by itself when its buffer arrives
+        }
+        if (!allReady) {
+            reply(g.client, reply::Fail{g.address, FailCode::GroupStartTimedOut, 0, 0, ParamId::Count, 0.0f});
+            rtLog(3, "/start_group: not every deck finished loading in time; started the ready ones at sample ", renderPos_);
+        } else {
+            reply(g.client, reply::Done{g.address, 0, false});
+        }
+        g.active = false;
+    }
 }
 
 void Engine::doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept {

@@ -16,6 +16,7 @@
 #include "server/Node.h"
 #include "server/NodeMap.h"
 #include "server/SpscQueue.h"
+#include "server/TempoClock.h"
 
 namespace loopd {
 
@@ -36,6 +37,10 @@ struct EngineConfig {
     double declickSeconds = 0.005;
     double smoothSeconds = 0.010;
     bool realtimeClock = true;   // false (nrt): timetags are seconds from sample 0
+    double bpm = 120.0;          // initial tempo, and the material tempo of followers that set none
+    int beatsPerBar = 4;
+    bool followTempo = true;     // false: players ignore `follow` (--disable-time-stretch)
+    bool enableFilters = true;   // false: eq3 nodes pass audio through (--disable-filters)
 };
 
 struct EngineStats {
@@ -45,6 +50,8 @@ struct EngineStats {
     uint64_t missingBufferBlocks = 0, clockResyncs = 0;
     int64_t sampleTime = 0;
     float limiterMinGain = 1.0f;
+    double bpm = 120.0, beats = 0.0;
+    int beatsPerBar = 4;
 };
 
 class Engine {
@@ -121,6 +128,8 @@ private:
     void doSwapBuffer(Command& c, cmd::SwapBuffer& m) noexcept;
     void doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept;
     void doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept;
+    void doStartGroup(Command& c, cmd::StartGroup& m) noexcept;
+    void serviceGroupStarts() noexcept;
 
     EngineConfig config_;
     SpscQueue<Command> controlQueue_;
@@ -147,6 +156,17 @@ private:
     RecordSlot* recorders_[kMaxRecorders] = {};
     int64_t missingLoggedAt_ = -1;     // sample time of the last "buffer not loaded" log line
 
+    TempoClock tempo_;
+    struct GroupStart {
+        bool active = false;
+        int32_t ids[8] = {};
+        int count = 0;
+        int64_t deadline = 0;
+        uint16_t client = kNoClient;
+        const char* address = "";
+    };
+    GroupStart groupStarts_[8];
+
     // Clock: NTP (as double 32.32 units) of anchorSample_.
     double anchorNtp_ = 0.0;
     int64_t anchorSample_ = 0;
@@ -166,6 +186,8 @@ private:
     std::atomic<double> cpuAverage_{0.0}, cpuPeak_{0.0};
     std::atomic<int64_t> publishedSampleTime_{0};
     std::atomic<float> limiterMinGain_{1.0f};
+    std::atomic<double> statBpm_{120.0}, statBeats_{0.0};
+    std::atomic<int> statBeatsPerBar_{4};
 };
 
 } // namespace loopd

@@ -25,6 +25,18 @@ struct Options {
     float limiterCeilingDb = -0.3f;
     double declickMs = 5.0;
     std::vector<std::string> nrt;     // SCORE IN OUT
+    // Configuration files and the Crowdstream server's flags.
+    std::string config;               // loopd JSON
+    std::string bpmConfig;            // Crowdstream bpm_config.json
+    std::string deck[4];              // --a --b --c --d: preload and start
+    double cAt = -1.0;                // --c_at: start deck C after this many seconds
+    std::string cPreload;             // --c_preload: load deck C without starting it
+    double rate = 1.0, vol = 0.8;     // autoplay rate and volume
+    std::vector<double> ab, levels;   // --ab A B, --levels A B C D
+    bool watch = false;
+    bool enableFilters = true;
+    bool disableTimeStretch = false;
+    std::string stretchMethod = "rate";
 };
 
 // [control] Parses argv; on --help/--version/errors prints and returns false with exitCode set.

@@ -28,8 +28,21 @@ namespace {
 std::atomic<bool> g_signalled{false};
 void onSignal(int) { g_signalled = true; }
 
-EngineConfig engineConfig(const Options& o, double rate, bool realtime) {
+// Applies --config / --bpm-config on top of the flags; throws with the reason.
+FileConfig fileConfig(const Options& o) {
+    FileConfig f;
+    if (!o.bpmConfig.empty()) loadConfigFile(o.bpmConfig, f);
+    if (!o.config.empty()) loadConfigFile(o.config, f);
+    for (const auto& w : f.warnings) spdlog::warn("{}", w);
+    return f;
+}
+
+EngineConfig engineConfig(const Options& o, double rate, bool realtime, const FileConfig& f) {
     EngineConfig c;
+    c.bpm = f.bpm > 0 ? f.bpm : o.bpm;
+    c.beatsPerBar = f.meter > 0 ? f.meter : o.meter;
+    c.followTempo = !o.disableTimeStretch;
+    c.enableFilters = o.enableFilters;
     c.sampleRate = rate;
     c.blockSize = o.blockSize;
     c.numInputs = o.inputs;
@@ -41,13 +54,37 @@ EngineConfig engineConfig(const Options& o, double rate, bool realtime) {
     return c;
 }
 
-ControllerOptions controllerOptions(const Options& o, bool offline) {
+ControllerOptions controllerOptions(const Options& o, bool offline, const FileConfig& f) {
     ControllerOptions c;
-    c.bpm = o.bpm;
-    c.beatsPerBar = o.meter;
+    c.bpm = f.bpm > 0 ? f.bpm : o.bpm;
+    c.beatsPerBar = f.meter > 0 ? f.meter : o.meter;
+    c.movement = f.movement;
+    c.followTempo = !o.disableTimeStretch;
+    c.stretchMethod = o.stretchMethod;
     c.maxBufferSamples = static_cast<int64_t>(o.maxBufferMb) * (1 << 20) / 4;
     c.offline = offline;
     return c;
+}
+
+// The Crowdstream server's startup flags, run as the OSC commands they stand for.
+void runStartupActions(const Options& o, Controller& controller) {
+    static const int32_t base[4] = {100, 1100, 2100, 3100};
+    auto run = [&](const osc::MessageBuilder& m) { controller.runInternal(m.bytes()); };
+    if (!o.ab.empty()) run(osc::MessageBuilder("/crossfade_levels").f(static_cast<float>(o.ab[0])).f(static_cast<float>(o.ab[1])));
+    if (!o.levels.empty()) {
+        osc::MessageBuilder m("/deck_levels");
+        for (double v : o.levels) m.f(static_cast<float>(v));
+        run(m);
+    }
+    if (o.watch) run(osc::MessageBuilder("/print_clock").i(1));
+    for (int d = 0; d < 4; ++d) {
+        if (o.deck[d].empty()) continue;
+        run(osc::MessageBuilder("/load_buffer").i(base[d]).s(o.deck[d]));
+        if (d == 2 && o.cAt >= 0) continue;
+        run(osc::MessageBuilder("/play_stem").i(base[d]).f(static_cast<float>(o.rate)).f(static_cast<float>(o.vol)).i(1).f(0.0f));
+    }
+    if (!o.cPreload.empty() && o.deck[2].empty()) run(osc::MessageBuilder("/load_buffer").i(base[2]).s(o.cPreload));
+    if (o.cAt >= 0) run(osc::MessageBuilder("/schedule_c_at").f(static_cast<float>(o.cAt)));
 }
 
 } // namespace
@@ -67,14 +104,21 @@ int runServer(const Options& o) {
         spdlog::critical("{}", e.what());
         return 1;
     }
+    FileConfig files;
+    try {
+        files = fileConfig(o);
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
+    }
     // Keep the audio thread free of page faults: lock what is mapped now and what comes later
     // (best effort: needs root, CAP_IPC_LOCK or a memlock limit, as JACK's own clients do).
     if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) spdlog::debug("mlockall not permitted; pages may fault on the audio thread");
     PathPolicy paths(o.roots);
-    Engine engine(engineConfig(o, driver->sampleRate(), true));
+    Engine engine(engineConfig(o, driver->sampleRate(), true, files));
     Worker worker;
     Recorder recorder(driver->sampleRate(), false);
-    Controller controller(engine, worker, recorder, paths, controllerOptions(o, false));
+    Controller controller(engine, worker, recorder, paths, controllerOptions(o, false, files));
     controller.setDriverInfo(driver->name(), driver->periodFrames());
 
     osc::Transport transport;
@@ -104,6 +148,7 @@ int runServer(const Options& o) {
                  o.bind, transport.udpPort(), transport.tcpPort(), driver->name(), driver->sampleRate(), o.blockSize,
                  driver->periodFrames(), o.inputs, o.outputs, paths.roots().empty() ? ", file access unrestricted" : "");
 
+    runStartupActions(o, controller);
     const auto handler = [&controller](const char* data, size_t size, const osc::Endpoint& from) {
         controller.handlePacket(data, size, from);
     };
@@ -174,7 +219,14 @@ int runNrt(const Options& o) {
         }
         eo.inputs = input->numChannels;
     }
-    EngineConfig ec = engineConfig(eo, sr, false);
+    FileConfig files;
+    try {
+        files = fileConfig(o);
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
+    }
+    EngineConfig ec = engineConfig(eo, sr, false, files);
     ec.commandQueueSize = std::max<size_t>(ec.commandQueueSize, 1 << 16);
     ec.maxCommandsPerBlock = 1 << 16;
     ec.schedulerCapacity = 1 << 16;
@@ -182,7 +234,7 @@ int runNrt(const Options& o) {
     Worker worker(true);
     Recorder recorder(sr, true);
     PathPolicy paths(o.roots);
-    Controller controller(engine, worker, recorder, paths, controllerOptions(o, true));
+    Controller controller(engine, worker, recorder, paths, controllerOptions(o, true, files));
     controller.setDriverInfo("nrt", o.blockSize);
     controller.setSender([](const osc::Endpoint&, const char* data, size_t size) {
         try {

@@ -41,7 +41,7 @@ public:
     template <typename OnBeat>
     void advance(int numFrames, OnBeat&& onBeat) noexcept {
         const double dt = numFrames / sampleRate_;
-        double beatsAdvanced;
+        double beatsAdvanced = 0.0;
         switch (mode_) {
         case Mode::Steady:
             beatsAdvanced = bpm_ * dt / 60.0;

@@ -143,7 +143,8 @@ TEST(RtSafety, ThirtyTwoPlayersOnJackForTenSecondsWithoutXrunsOrAllocations) {
     Worker worker;
     Recorder recorder(cfg.sampleRate, false);
     PathPolicy paths;
-    Controller controller(engine, worker, recorder, paths, {});
+    const ControllerOptions copts;
+    Controller controller(engine, worker, recorder, paths, copts);
     std::atomic<int> fails{0};
     controller.setSender([&](const loopd::osc::Endpoint&, const char* data, size_t size) {
         ::osc::ReceivedMessage m(::osc::ReceivedPacket(data, static_cast<::osc::osc_bundle_element_size_t>(size)));

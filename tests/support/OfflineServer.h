@@ -90,7 +90,7 @@ inline std::vector<Arg> decodeArgs(const ::osc::ReceivedMessage& m) {
 class OfflineServer {
 public:
     explicit OfflineServer(EngineConfig cfg = defaultConfig(), std::vector<std::string> roots = {},
-                           ControllerOptions copts = {})
+                           const ControllerOptions& copts = ControllerOptions())
         : config_(cfg), engine_(cfg), worker_(true), recorder_(cfg.sampleRate, true), paths_(std::move(roots)),
           controller_(engine_, worker_, recorder_, paths_, withOffline(copts)) {
         controller_.setSender([this](const osc::Endpoint&, const char* data, size_t size) {
@@ -165,7 +165,11 @@ public:
     std::vector<ReplyMsg> replies;
 
 private:
-    static ControllerOptions withOffline(ControllerOptions o) { o.offline = true; return o; }
+    static ControllerOptions withOffline(const ControllerOptions& options) {
+        ControllerOptions o = options;
+        o.offline = true;
+        return o;
+    }
     EngineConfig config_;
     Engine engine_;
     Worker worker_;
