@@ -37,7 +37,7 @@ void Eq3Isolator::reset() noexcept {
 }
 
 void Eq3Isolator::setGain(Band band, float gain, int64_t rampSamples) noexcept {
-    gains_[band].setTarget(gain, rampSamples < 0 ? rampSamples_ : rampSamples);
+    gains_[band].setTarget(gain, rampSamples < 0 ? rampSamples_ : rampSamples, rampSamples >= 0);
 }
 void Eq3Isolator::setGainNow(Band band, float gain) noexcept { gains_[band].reset(gain); }
 

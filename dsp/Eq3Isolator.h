@@ -25,7 +25,7 @@ public:
     void prepare(double sampleRate, int numChannels, const Settings& settings);
     // [audio]
     void reset() noexcept;
-    void setGain(Band band, float gain, int64_t rampSamples = -1) noexcept; // -1: the default ramp
+    void setGain(Band band, float gain, int64_t rampSamples = -1) noexcept; // -1: the default ramp; else an explicit ramp
     void setGainNow(Band band, float gain) noexcept;
     float gain(Band band) const noexcept { return gains_[band].target(); }
     // [audio] In place on channels[c][offset .. offset+numFrames); wet[k] (0..1) for frame

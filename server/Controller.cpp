@@ -273,7 +273,7 @@ void Controller::pollReplies() {
                         const double barPhase = static_cast<double>(b.beatInBar - 1) / std::max(1, engine_.config().beatsPerBar);
                         spdlog::info("bar={} beat={} bar_phase={:.3f} beat_phase={:.3f} bpm={:.2f}", b.bar, b.beatInBar, barPhase, 0.0, b.bpm);
                     }
-                    broadcast(osc::MessageBuilder("/beat").i(b.bar).i(b.beatInBar).f(static_cast<float>(b.bpm)));
+                    broadcast(osc::MessageBuilder("/beat").i(b.bar).i(b.beatInBar).f(static_cast<float>(b.bpm)).d(static_cast<double>(b.sampleTime)));
                 } else if constexpr (std::is_same_v<T, reply::NodeEvent>) {
                     if (b.kind == NodeEventKind::End) {
                         for (auto it = stemNodes_.begin(); it != stemNodes_.end(); ++it)

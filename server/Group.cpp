@@ -34,11 +34,11 @@ SetResult Group::setParam(ParamId id, float value, int64_t rampSamples, bool exp
     switch (id) {
     case ParamId::Gain:
         if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
-        gain_.setTarget(value, ramp);
+        gain_.setTarget(value, ramp, explicitRamp);
         return SetResult::Ok;
     case ParamId::Pan:
         if (!(value >= -1.0f && value <= 1.0f)) return SetResult::BadValue;
-        pan_.setTarget(value, ramp);
+        pan_.setTarget(value, ramp, explicitRamp);
         return SetResult::Ok;
     case ParamId::Mute:
         if (explicitRamp) return SetResult::NotRampable;

@@ -18,11 +18,11 @@ SetResult InputNode::setParam(ParamId id, float value, int64_t rampSamples, bool
     switch (id) {
     case ParamId::Gain:
         if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
-        gain_.setTarget(value, ramp);
+        gain_.setTarget(value, ramp, explicitRamp);
         return SetResult::Ok;
     case ParamId::Pan:
         if (!(value >= -1.0f && value <= 1.0f)) return SetResult::BadValue;
-        pan_.setTarget(value, ramp);
+        pan_.setTarget(value, ramp, explicitRamp);
         return SetResult::Ok;
     default: break;
     }

@@ -50,7 +50,7 @@ struct ProcessContext {
     bool filtersEnabled = true;       // false: --disable-filters (eq3 passes audio through)
 
     const BufferData* buffer(int32_t id) const noexcept {
-        return id >= 0 && id < numBuffers ? buffers[id] : nullptr;
+        return buffers && id >= 0 && id < numBuffers ? buffers[id] : nullptr; // no table: the control thread
     }
 };
 

@@ -22,17 +22,17 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
     switch (id) {
     case ParamId::Gain:
         if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
-        gain_.setTarget(value, ramp);
+        gain_.setTarget(value, ramp, explicitRamp);
         return SetResult::Ok;
     case ParamId::Pan:
         if (!(value >= -1.0f && value <= 1.0f)) return SetResult::BadValue;
-        pan_.setTarget(value, ramp);
+        pan_.setTarget(value, ramp, explicitRamp);
         return SetResult::Ok;
     case ParamId::Rate:
         if (!(value >= -64.0f && value <= 64.0f)) return SetResult::BadValue;
         // A rate set before the player sounds is exact from its first sample.
         if (state_ == State::Pending || startedAt < 0) rate_.reset(value);
-        else rate_.setTarget(value, explicitRamp ? rampSamples : 0);
+        else rate_.setTarget(value, explicitRamp ? rampSamples : 0, explicitRamp);
         return SetResult::Ok;
     default: break;
     }

@@ -37,7 +37,8 @@ public:
     void resetPosition() noexcept { beats_ = 0.0; }
 
     // Advance by numFrames; onBeat(beatIndex, frameOffset) for every whole beat crossed, where
-    // frameOffset (0..numFrames-1) is the first frame at or after the beat.
+    // frameOffset (0..numFrames) is the first frame at or after the beat (numFrames: the first
+    // frame of the next segment, for a beat that falls exactly on the boundary).
     template <typename OnBeat>
     void advance(int numFrames, OnBeat&& onBeat) noexcept {
         const double dt = numFrames / sampleRate_;
@@ -71,8 +72,9 @@ public:
         // Whole beats crossed in (before, beats_]: place them by linear interpolation.
         for (double b = std::floor(before) + 1.0; b <= beats_; b += 1.0) {
             const double frac = beatsAdvanced > 0 ? (b - before) / beatsAdvanced : 0.0;
-            int offset = static_cast<int>(std::ceil(frac * numFrames - 1e-9));
-            if (offset >= numFrames) offset = numFrames - 1;
+            // The tolerance absorbs the rounding of the accumulated beat position.
+            int offset = static_cast<int>(std::ceil(frac * numFrames - 1e-6));
+            if (offset > numFrames) offset = numFrames;
             onBeat(static_cast<int64_t>(b), offset < 0 ? 0 : offset);
         }
     }
