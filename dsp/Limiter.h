@@ -7,6 +7,7 @@
 // the look-ahead window, released exponentially, then averaged over the same window; since every
 // value in that average is at or below the need of the sample leaving the delay line, the output
 // cannot exceed the ceiling. A final clamp only guards against rounding.
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
@@ -28,6 +29,8 @@ public:
     void process(float* const* channels, int offset, int numFrames) noexcept;
 
     int latencySamples() const noexcept { return window_ - 1; }
+    // [audio] New ceiling, effective from the next sample.
+    void setCeilingDb(float ceilingDb) noexcept { ceiling_ = std::pow(10.0f, ceilingDb / 20.0f); }
     float ceiling() const noexcept { return ceiling_; }
     // [any] Smallest gain applied since the last call (1 = no reduction); for meters.
     float takeMinGain() noexcept { const float g = minGainSeen_; minGainSeen_ = 1.0f; return g; }

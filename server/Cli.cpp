@@ -32,6 +32,8 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--max-buffer-mb", o.maxBufferMb, "largest buffer one file may load into, in MiB of float samples")->capture_default_str()->check(CLI::Range(1, 1 << 20));
     app.add_option("--limiter-ceiling", o.limiterCeilingDb, "master limiter ceiling in dBFS")->capture_default_str()->check(CLI::Range(-40.0, 0.0));
     app.add_option("--declick-ms", o.declickMs, "start/stop fade time in milliseconds")->capture_default_str()->check(CLI::Range(0.0, 1000.0));
+    app.add_option("--cue-out", o.cueOut, "first channel of a stereo cue/headphone pair fed pre-fader by groups with cue 1 (needs --outputs >= 4)")
+        ->check(CLI::Range(0, 30));
     app.add_option("--nrt", o.nrt, "offline render: SCORE INPUT(or _) OUTPUT")->expected(3);
     app.add_option("--config", o.config, "JSON configuration (bpm, meter, movement map; see docs/OSC.md)")->check(CLI::ExistingFile);
     app.add_option("--bpm-config", o.bpmConfig, "Crowdstream bpm_config.json (movement_bpm)")->check(CLI::ExistingFile);

@@ -10,6 +10,8 @@
 
 #include "server/AudioFile.h"
 #include "server/BufferData.h"
+#include "server/Effects.h"
+#include "server/Eq3Node.h"
 #include "server/Group.h"
 #include "server/InputNode.h"
 #include "server/Player.h"
@@ -233,13 +235,13 @@ std::string Controller::failReason(const reply::Fail& f) const {
         return f.a == 0 ? std::string("nothing can be placed beside the root group 0")
                         : "node " + std::to_string(f.a) + " is not a group";
     case FailCode::NoSuchParam: {
-        static const char* kinds[] = {"group", "player", "input"};
-        const char* k = f.b >= 0 && f.b < 3 ? kinds[f.b] : "node";
+        static const char* kinds[] = {"group", "player", "input", "effect"};
+        const char* k = f.b >= 0 && f.b < 4 ? kinds[f.b] : "node";
         return std::string(k) + " " + std::to_string(f.a) + " has no parameter '" + param() + "'";
     }
     case FailCode::BadParamValue:
         return "value " + fmtFloat(f.value) + " is out of range for '" + param() + "' of node " + std::to_string(f.a);
-    case FailCode::NotRampable: return "'" + param() + "' cannot be ramped (only gain, pan and rate can)";
+    case FailCode::NotRampable: return "'" + param() + "' cannot be ramped";
     case FailCode::SchedulerFull: return "scheduler full (" + std::to_string(f.a) + " timed commands waiting)";
     case FailCode::TooManyNodes: return "too many nodes (limit " + std::to_string(f.a) + ")";
     case FailCode::TreeTooDeep: return "groups nested too deep (limit " + std::to_string(f.b) + ")";
@@ -304,7 +306,7 @@ void Controller::pollReplies() {
                     for (const auto& e : s->entries) {
                         m.i(e.id).i(e.numChildren);
                         if (e.numChildren < 0) {
-                            m.s(e.kind == static_cast<uint8_t>(Node::Kind::Player) ? "player" : "input");
+                            m.s(e.kind == static_cast<uint8_t>(Node::Kind::Player) ? "player" : e.kind == static_cast<uint8_t>(Node::Kind::Input) ? "input" : "effect");
                             if (s->withControls) m.i(2).s("buf").f(static_cast<float>(e.buf)).s("gain").f(e.gain);
                         }
                     }
@@ -402,13 +404,21 @@ void Controller::hSync(Msg& m) {
 void Controller::applyParams(Msg& m, Node& node) {
     while (!m.args.atEnd()) {
         const std::string name = m.args.string("parameter name");
-        const float value = m.args.number("parameter value");
         const auto id = paramFromName(name);
         if (!id) throw osc::ArgError("unknown parameter '" + name + "'");
+        const float value = paramValue(m.args, *id, name);
         const SetResult r = node.setParam(*id, value, 0, false, paramCtx_);
-        if (r == SetResult::NoSuchParam) throw osc::ArgError(std::string(node.kindName()) + " has no parameter '" + name + "'");
+        if (r == SetResult::NoSuchParam) throw osc::ArgError(std::string(node.typeName()) + " has no parameter '" + name + "'");
         if (r == SetResult::BadValue) throw osc::ArgError("value " + fmtFloat(value) + " is out of range for '" + name + "'");
     }
+}
+
+float Controller::paramValue(osc::ArgReader& args, ParamId id, const std::string& name) {
+    if (!args.isString()) return args.number("parameter value");
+    const std::string word = args.string("parameter value");
+    if (const auto v = paramEnumValue(id, word)) return *v;
+    throw osc::ArgError("'" + word + "' is not a value of '" + name + "'" +
+                        (id == ParamId::Mode ? " (lp, hp, bp)" : id == ParamId::LfoShape ? " (sine, triangle, square, saw)" : " (a number)"));
 }
 
 void Controller::hSNew(Msg& m) {
@@ -418,10 +428,18 @@ void Controller::hSNew(Msg& m) {
     const int32_t target = m.args.atEnd() ? 0 : m.args.int32("target id");
     if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4 (head, tail, before, after, replace), got " + std::to_string(action));
     if (id < 0) id = nextAutoId_++;
+    const EngineConfig& c = engine_.config();
     std::unique_ptr<Node> node;
     if (type == "player") node = std::make_unique<Player>(id);
     else if (type == "input") node = std::make_unique<InputNode>(id);
-    else throw osc::ArgError("unknown node type '" + type + "' (known: player, input)");
+    else if (type == "eq3") node = std::make_unique<Eq3Node>(id, c.sampleRate, c.numOutputs, c.blockSize);
+    else if (type == "filter") node = std::make_unique<FilterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
+    else if (type == "delay") node = std::make_unique<DelayNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
+    else if (type == "reverb") node = std::make_unique<ReverbNode>(id, c.sampleRate, c.blockSize);
+    else if (type == "stutter") node = std::make_unique<StutterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
+    else if (type == "limiter") node = std::make_unique<LimiterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
+    else if (type == "gain") node = std::make_unique<GainNode>(id, c.blockSize);
+    else throw osc::ArgError("unknown node type '" + type + "' (known: player, input, eq3, filter, delay, reverb, stutter, limiter, gain)");
     applyParams(m, *node);
     push(m, cmd::NewNode{node.release(), static_cast<AddAction>(action), target});
 }
@@ -445,10 +463,9 @@ void Controller::hNSet(Msg& m) {
     std::vector<ParamValue> params;
     while (!m.args.atEnd()) {
         const std::string name = m.args.string("parameter name");
-        const float value = m.args.number("parameter value");
         const auto p = paramFromName(name);
         if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
-        params.push_back({*p, value});
+        params.push_back({*p, paramValue(m.args, *p, name)});
     }
     for (size_t i = 0; i < params.size(); i += kMaxParamsPerCommand) {
         cmd::SetParams s{};
@@ -466,7 +483,7 @@ void Controller::hNRamp(Msg& m) {
     m.args.expectEnd();
     const auto p = paramFromName(name);
     if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
-    if (!paramRampable(*p)) throw osc::ArgError("'" + name + "' cannot be ramped (only gain, pan and rate can)");
+    if (!paramRampable(*p)) throw osc::ArgError("'" + name + "' cannot be ramped (continuous parameters only: gain, pan, rate, low, mid, high, cutoffHz, q, lfoDepthOctaves, feedback, mix, gainDb, cueGain)");
     if (!(seconds >= 0.0f && seconds <= 3600.0f)) throw osc::ArgError("ramp time must be 0..3600 seconds, got " + fmtFloat(seconds));
     push(m, cmd::Ramp{id, *p, target, seconds});
 }

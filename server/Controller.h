@@ -89,6 +89,8 @@ private:
     int32_t bufnum(Msg& m);
     std::string checkedPath(Msg& m, const std::string& path, bool forWriting);
     void applyParams(Msg& m, Node& node);
+    // A parameter value: a number, or a named value (`mode lp`, `lfoShape saw`).
+    static float paramValue(osc::ArgReader& args, ParamId id, const std::string& name);
 
     // Handlers.
     void hStatus(Msg&); void hVersion(Msg&); void hNotify(Msg&); void hDumpOsc(Msg&); void hQuit(Msg&);

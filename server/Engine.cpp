@@ -54,6 +54,15 @@ Engine::Engine(const EngineConfig& config)
     ctx_.inputs = inputPtrs_.data();
     ctx_.numInputs = config_.numInputs;
     ctx_.numOutputs = config_.numOutputs;
+    scratch_.assign(static_cast<size_t>(B), 0.0f);
+    ctx_.scratch = scratch_.data();
+    if (config_.cueOutput >= 0 && config_.cueOutput + 1 < config_.numOutputs) {
+        cueStorage_.assign(static_cast<size_t>(2 * B), 0.0f);
+        cueBus_.numChannels = 2;
+        cueBus_.ch[0] = cueStorage_.data();
+        cueBus_.ch[1] = cueStorage_.data() + B;
+        ctx_.cueBus = &cueBus_;
+    }
     ctx_.tempoBpm = config_.bpm;
     ctx_.baseBpm = config_.bpm;
     ctx_.followTempo = config_.followTempo;
@@ -354,8 +363,19 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
 
 void Engine::renderSegment(int offset, int numFrames) noexcept {
     if (numFrames <= 0) return;
+    ctx_.beats = tempo_.beats();
+    if (ctx_.cueBus)
+        for (int c = 0; c < 2; ++c) std::memset(cueBus_.ch[c] + offset, 0, sizeof(float) * static_cast<size_t>(numFrames));
     root_->renderOwnBus(ctx_, offset, numFrames);
     Bus& bus = root_->bus();
+    if (ctx_.cueBus) {
+        // The cue pair bypasses the master fader (it is pre-fader by design); the limiter guards it too.
+        for (int c = 0; c < 2; ++c) {
+            float* dst = bus.ch[config_.cueOutput + c] + offset;
+            const float* src = cueBus_.ch[c] + offset;
+            for (int i = 0; i < numFrames; ++i) dst[i] += src[i];
+        }
+    }
     limiter_.process(bus.ch, offset, numFrames);
     for (RecordSlot* slot : recorders_) {
         if (!slot) continue;

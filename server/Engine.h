@@ -41,6 +41,7 @@ struct EngineConfig {
     int beatsPerBar = 4;
     bool followTempo = true;     // false: players ignore `follow` (--disable-time-stretch)
     bool enableFilters = true;   // false: eq3 nodes pass audio through (--disable-filters)
+    int cueOutput = -1;          // first channel of the stereo cue/headphone pair (-1: none)
 };
 
 struct EngineStats {
@@ -146,6 +147,8 @@ private:
     uint64_t seq_ = 0;
     dsp::Limiter limiter_;
     std::vector<float> inputStorage_;
+    std::vector<float> cueStorage_, scratch_;
+    Bus cueBus_;
     std::vector<const float*> inputPtrs_;
     int64_t renderPos_ = 0;   // absolute sample of the next frame to render
     int numGroups_ = 1;

@@ -16,6 +16,7 @@ Group::Group(int32_t id, int numChannels, int blockSize) : Node(id, Kind::Group)
     gain_.reset(1.0f);
     pan_.reset(0.0f);
     mute_.reset(1.0f);
+    cueGain_.reset(1.0f);
 }
 
 void Group::onInserted(ProcessContext& ctx, int64_t now) noexcept {
@@ -40,6 +41,19 @@ SetResult Group::setParam(ParamId id, float value, int64_t rampSamples, bool exp
         if (!(value >= -1.0f && value <= 1.0f)) return SetResult::BadValue;
         pan_.setTarget(value, ramp, explicitRamp);
         return SetResult::Ok;
+    case ParamId::CueGain:
+        if (!(value >= 0.0f && value <= 4.0f)) return SetResult::BadValue;
+        cueGain_.setTarget(value, ramp, explicitRamp);
+        return SetResult::Ok;
+    case ParamId::Cue:
+        if (explicitRamp) return SetResult::NotRampable;
+        cue_ = value >= 0.5f;
+        return SetResult::Ok;
+    case ParamId::Out:
+        if (explicitRamp) return SetResult::NotRampable;
+        if (!(value >= 0.0f && value < static_cast<float>(ctx.numOutputs) && value == std::floor(value))) return SetResult::BadValue;
+        out_ = static_cast<int>(value);
+        return SetResult::Ok;
     case ParamId::Mute:
         if (explicitRamp) return SetResult::NotRampable;
         muted_ = value >= 0.5f;
@@ -54,6 +68,9 @@ bool Group::getParam(ParamId id, float& value) const noexcept {
     case ParamId::Gain: value = gain_.target(); return true;
     case ParamId::Pan: value = pan_.target(); return true;
     case ParamId::Mute: value = muted_ ? 1.0f : 0.0f; return true;
+    case ParamId::Out: value = static_cast<float>(out_); return true;
+    case ParamId::Cue: value = cue_ ? 1.0f : 0.0f; return true;
+    case ParamId::CueGain: value = cueGain_.target(); return true;
     default: return Node::getParam(id, value);
     }
 }
@@ -63,6 +80,15 @@ void Group::renderOwnBus(ProcessContext& ctx, int offset, int numFrames) noexcep
         std::memset(bus_.ch[c] + offset, 0, sizeof(float) * static_cast<size_t>(numFrames));
     for (Node* n = head; n; n = n->next)
         if (n->audible()) n->render(ctx, bus_, offset, numFrames);
+
+    // Cue (headphone) send, pre-fader: what this group plays, whatever its fader says.
+    if (cue_ && ctx.cueBus) {
+        for (int i = offset; i < offset + numFrames; ++i) {
+            const float g = cueGain_.next();
+            for (int c = 0; c < ctx.cueBus->numChannels; ++c)
+                ctx.cueBus->ch[c][i] += g * bus_.ch[std::min(c, bus_.numChannels - 1)][i];
+        }
+    }
 
     // Fader. Balance for the first pair; other channels take gain only.
     const bool stereo = bus_.numChannels >= 2;
@@ -90,10 +116,10 @@ void Group::renderOwnBus(ProcessContext& ctx, int offset, int numFrames) noexcep
 
 void Group::render(ProcessContext& ctx, Bus& parentBus, int offset, int numFrames) noexcept {
     renderOwnBus(ctx, offset, numFrames);
-    const int ch = std::min(bus_.numChannels, parentBus.numChannels);
+    const int ch = std::min(bus_.numChannels, parentBus.numChannels - out_);
     for (int c = 0; c < ch; ++c) {
         const float* src = bus_.ch[c] + offset;
-        float* dst = parentBus.ch[c] + offset;
+        float* dst = parentBus.ch[c + out_] + offset;
         for (int i = 0; i < numFrames; ++i) dst[i] += src[i];
     }
 }

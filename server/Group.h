@@ -47,6 +47,9 @@ private:
     dsp::LinearRamp pan_;
     dsp::LinearRamp mute_; // 1 = open, 0 = muted
     bool muted_ = false;
+    int out_ = 0;          // first channel of the parent's bus this group mixes into
+    bool cue_ = false;     // feeds the cue bus, pre-fader
+    dsp::LinearRamp cueGain_;
 };
 
 } // namespace loopd

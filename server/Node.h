@@ -45,6 +45,9 @@ struct ProcessContext {
     bool bufferMissing = false;       // a player asked for a buffer that is not loaded
     int32_t missingBuffer = -1;       // which one
     double tempoBpm = 120.0;          // the clock's tempo during this segment
+    double beats = 0.0;               // the clock's beat position at the segment's first frame
+    Bus* cueBus = nullptr;            // the cue/headphone pair, fed pre-fader (null: none)
+    float* scratch = nullptr;         // blockSize floats any node may use during its render
     double baseBpm = 120.0;           // --bpm: the material tempo of followers that set none
     bool followTempo = true;          // false: --disable-time-stretch
     bool filtersEnabled = true;       // false: --disable-filters (eq3 passes audio through)
@@ -87,6 +90,8 @@ public:
     int32_t id() const noexcept { return id_; }
     Kind kind() const noexcept { return kind_; }
     const char* kindName() const noexcept;
+    // The /s_new type name ("player", "filter", ...).
+    virtual const char* typeName() const noexcept { return kindName(); }
     State state() const noexcept { return state_; }
     bool isGroup() const noexcept { return kind_ == Kind::Group; }
     bool audible() const noexcept { return state_ != State::Paused && state_ != State::Ended; }

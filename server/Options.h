@@ -37,6 +37,7 @@ struct Options {
     bool enableFilters = true;
     bool disableTimeStretch = false;
     std::string stretchMethod = "rate";
+    int cueOut = -1;                  // first channel of the cue/headphone pair (-1: none)
 };
 
 // [control] Parses argv; on --help/--version/errors prints and returns false with exitCode set.

@@ -15,6 +15,12 @@ enum class ParamId : uint8_t {
     In, Chans,                             // input
     Follow, Bpm, StartFrac, Hold,          // player: tempo following, start fraction, held start
     Low, Mid, High, Bypass,                // eq3 (bypass: any effect)
+    Mode, CutoffHz, Q, LfoRateHz, LfoBeats, LfoDepthOctaves, LfoShape,   // filter
+    DelaySeconds, DelayBeats, Feedback, Mix, PingPong,                   // delay
+    Room, Damping,                                                       // reverb (+ mix)
+    Engage, Division,                                                    // stutter
+    GainDb, CeilingDb,                                                   // gain, limiter
+    OutMask, Cue, CueGain,                                               // routing
     Count
 };
 
@@ -24,5 +30,8 @@ const char* paramName(ParamId id) noexcept;
 
 // [any] Whether a parameter may be the target of /n_ramp (continuous values only).
 bool paramRampable(ParamId id) noexcept;
+
+// [any] The numeric value of a named setting (`mode` lp/hp/bp, `lfoShape` sine/triangle/square/saw).
+std::optional<float> paramEnumValue(ParamId id, std::string_view name) noexcept;
 
 } // namespace loopd

@@ -56,6 +56,11 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
         mute_.setTarget(muted_ ? 0.0f : 1.0f, rampFor(false, 0, ctx));
         return SetResult::Ok;
     case ParamId::Follow: follow_ = value >= 0.5f; return SetResult::Ok;
+    case ParamId::OutMask:
+        if (!(value >= 0.0f && value < 16777216.0f && value == std::floor(value))) return SetResult::BadValue;
+        if (static_cast<uint32_t>(value) >> ctx.numOutputs) return SetResult::BadValue; // a channel that does not exist
+        outMask_ = static_cast<uint32_t>(value);
+        return SetResult::Ok;
     case ParamId::Bpm:
         if (!(value == 0.0f || (value >= 20.0f && value <= 400.0f))) return SetResult::BadValue;
         materialBpm_ = value;
@@ -80,6 +85,7 @@ bool Player::getParam(ParamId id, float& value) const noexcept {
     case ParamId::Out: value = static_cast<float>(out_); return true;
     case ParamId::Mute: value = muted_ ? 1.0f : 0.0f; return true;
     case ParamId::Follow: value = follow_ ? 1.0f : 0.0f; return true;
+    case ParamId::OutMask: value = static_cast<float>(outMask_); return true;
     case ParamId::Bpm: value = static_cast<float>(materialBpm_); return true;
     case ParamId::StartFrac: value = startFrac_; return true;
     default: return Node::getParam(id, value);
@@ -160,6 +166,28 @@ inline float at(const float* x, int64_t n, bool loop, int64_t idx) noexcept {
 } // namespace
 
 void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexcept {
+    const BufferData* b = ctx.buffer(buf_);
+    if (outMask_ == 0 || !b || b->numChannels != 1 || !ctx.scratch) {
+        renderRangeTo(ctx, bus, from, to);
+        return;
+    }
+    // A mono source mapped onto several outputs: render once into the scratch block (as a
+    // one-channel bus, no pan), then add it to every channel of the mask at full level.
+    std::fill(ctx.scratch + from, ctx.scratch + to, 0.0f);
+    Bus mono;
+    mono.ch[0] = ctx.scratch;
+    mono.numChannels = 1;
+    const int savedOut = out_;
+    out_ = 0;
+    renderRangeTo(ctx, mono, from, to);
+    out_ = savedOut;
+    for (int c = 0; c < bus.numChannels && c < 32; ++c) {
+        if (!(outMask_ & (1u << c))) continue;
+        for (int i = from; i < to; ++i) bus.ch[c][i] += ctx.scratch[i];
+    }
+}
+
+void Player::renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noexcept {
     if (from >= to || state_ == State::Ended) return;
     const BufferData* b = ctx.buffer(buf_);
     if (!b || b->numFrames <= 0 || b->numChannels <= 0) {

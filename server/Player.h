@@ -35,6 +35,7 @@ private:
         return ctx.tempoBpm / (materialBpm_ > 0.0 ? materialBpm_ : ctx.baseBpm);
     }
     void renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
+    void renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
     // One output frame through the general reader (edges, wrap, end); false when the node ended.
     bool step(ProcessContext& ctx, Bus& bus, const float* const* src, int srcCh, int64_t F, int i, double r,
               float g, dsp::StereoGains pg) noexcept;
@@ -65,6 +66,7 @@ private:
     bool follow_ = false;
     double materialBpm_ = 0.0;   // 0: the server's --bpm
     float startFrac_ = -1.0f;    // >= 0: start at this fraction of the buffer
+    uint32_t outMask_ = 0;       // mono sources: bit c set = output channel c (0: use out/pan)
 };
 
 } // namespace loopd

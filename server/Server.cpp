@@ -43,6 +43,9 @@ EngineConfig engineConfig(const Options& o, double rate, bool realtime, const Fi
     c.beatsPerBar = f.meter > 0 ? f.meter : o.meter;
     c.followTempo = !o.disableTimeStretch;
     c.enableFilters = o.enableFilters;
+    c.cueOutput = o.cueOut;
+    if (o.cueOut >= 0 && o.cueOut + 1 >= o.outputs)
+        throw std::runtime_error("--cue-out " + std::to_string(o.cueOut) + " needs --outputs of at least " + std::to_string(o.cueOut + 2));
     c.sampleRate = rate;
     c.blockSize = o.blockSize;
     c.numInputs = o.inputs;

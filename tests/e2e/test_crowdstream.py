@@ -115,6 +115,24 @@ class PlaylistClient(unittest.TestCase):
         worst = max(abs(frames[i][0] - frames[i - 1][0]) for i in range(1, n))
         self.assertLess(worst, own * 1.3)
 
+    def test_start_group_waits_for_a_loading_deck_and_starts_both_on_one_sample(self):
+        srv = self.srv
+        # Deck A: 30 s at 44.1 kHz (resampled while loading: takes a while); deck B: short.
+        write_wav16(self.path("big.wav"), [[0.3] * (44100 * 30), [0.0] * (44100 * 30)], rate=44100)
+        write_wav16(self.path("small.wav"), [[0.0] * 4800, [0.3] * 4800])
+        srv.request("/rec_start", self.path("sync.wav"))
+        srv.send("/cue", "A", self.path("big.wav"))
+        srv.send("/cue", "B", self.path("small.wav"))
+        srv.send("/start_group", 0.0, "A", "B")   # due at once, while A still loads
+        srv.wait("/done", "/start_group", timeout=6)
+        time.sleep(0.3)
+        srv.request("/rec_stop", reply="/done", first="/rec_stop")
+        self.assertEqual([a for p, a in srv.replies if p == "/fail"], [])
+        _, _, frames, _ = oscutil.read_wav(self.path("sync.wav"))
+        left = next(i for i, f in enumerate(frames) if f[0] != 0.0)
+        right = next(i for i, f in enumerate(frames) if f[1] != 0.0)
+        self.assertEqual(left, right)
+
     def test_bad_arguments_answer_fail_and_keep_the_server(self):
         srv = self.srv
         cases = [
