@@ -1,0 +1,154 @@
+#include "stretch/Stretcher.h"
+
+#include <rubberband/RubberBandStretcher.h>
+#include <soundtouch/SoundTouch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace loopd::stretch {
+
+std::optional<Method> methodFromName(std::string_view n) noexcept {
+    if (n == "rate" || n == "playback_rate") return Method::Rate;
+    if (n == "rb2" || n == "pyrubberband") return Method::Rb2;
+    if (n == "rb3") return Method::Rb3;
+    if (n == "wsola" || n == "audiotsm") return Method::Wsola;
+    return std::nullopt;
+}
+
+const char* methodName(Method m) noexcept {
+    switch (m) {
+    case Method::Rate: return "rate";
+    case Method::Rb2: return "rb2";
+    case Method::Rb3: return "rb3";
+    case Method::Wsola: return "wsola";
+    }
+    return "?";
+}
+
+namespace {
+
+class RubberBandEngine final : public Stretcher {
+public:
+    RubberBandEngine(bool finer, int channels, double sampleRate, int maxFeed, double ratio, double pitch)
+        : finer_(finer),
+          rb_(static_cast<size_t>(sampleRate), static_cast<size_t>(channels),
+              RubberBand::RubberBandStretcher::OptionProcessRealTime |
+                  // R2: "mixed" transients keep percussion crisp without phase resets on tonal
+                  // material (the default loses cycles of a steady tone: 437.6 Hz for 440 at 1.25).
+                  (finer ? RubberBand::RubberBandStretcher::OptionEngineFiner
+                         : RubberBand::RubberBandStretcher::OptionEngineFaster | RubberBand::RubberBandStretcher::OptionTransientsMixed) |
+                  RubberBand::RubberBandStretcher::OptionPitchHighConsistency,
+              ratio, pitch) {
+        channels_ = channels;
+        maxFeed_ = maxFeed;
+        // The set-up the header prescribes: the largest process() size, then the start pad.
+        rb_.setMaxProcessSize(static_cast<size_t>(maxFeed));
+        const int pad = static_cast<int>(rb_.getPreferredStartPad());
+        std::vector<float> zeros(static_cast<size_t>(std::max(1, std::min(pad, maxFeed))), 0.0f);
+        std::vector<const float*> ptr(static_cast<size_t>(channels), zeros.data());
+        for (int fed = 0; fed < pad;) {
+            const int n = std::min(pad - fed, maxFeed);
+            rb_.process(ptr.data(), static_cast<size_t>(n), false);
+            fed += n;
+        }
+        startDelay_ = static_cast<int>(rb_.getStartDelay());
+    }
+    void setTimeRatio(double r) noexcept override { if (r != rb_.getTimeRatio()) rb_.setTimeRatio(r); }
+    void setPitchScale(double s) noexcept override { if (s != rb_.getPitchScale()) rb_.setPitchScale(s); }
+    int inputWanted() const noexcept override {
+        return std::clamp(static_cast<int>(rb_.getSamplesRequired()), 1, maxFeed_);
+    }
+    void feed(const float* const* in, int n) noexcept override { rb_.process(in, static_cast<size_t>(n), false); }
+    int available() const noexcept override { return std::max(0, rb_.available()); }
+    int retrieve(float* const* out, int n) noexcept override {
+        return static_cast<int>(rb_.retrieve(out, static_cast<size_t>(n)));
+    }
+    int startDelay() const noexcept override { return startDelay_; }
+    Method method() const noexcept override { return finer_ ? Method::Rb3 : Method::Rb2; }
+
+private:
+    bool finer_;
+    RubberBand::RubberBandStretcher rb_;
+    int startDelay_ = 0;
+};
+
+class SoundTouchEngine final : public Stretcher {
+public:
+    SoundTouchEngine(int channels, double sampleRate, int maxFeed, double ratio, double pitch) {
+        channels_ = channels;
+        maxFeed_ = maxFeed;
+        st_.setChannels(static_cast<unsigned>(channels));
+        st_.setSampleRate(static_cast<unsigned>(std::lround(sampleRate)));
+        st_.setPitch(pitch);
+        st_.setTempo(1.0 / ratio);
+        inter_.assign(static_cast<size_t>(channels * std::max(maxFeed, 8192)), 0.0f);
+        // Warm the internal FIFOs to their working size here, not on the audio thread: run a
+        // few seconds of silence through at the extreme ratios, then clear.
+        for (double t : {0.25, 4.0, 1.0 / ratio}) {
+            st_.setTempo(t);
+            for (int i = 0; i < 40; ++i) {
+                std::fill(inter_.begin(), inter_.begin() + channels * maxFeed, 0.0f);
+                st_.putSamples(inter_.data(), static_cast<unsigned>(maxFeed));
+                while (st_.receiveSamples(inter_.data(), static_cast<unsigned>(maxFeed)) > 0) {}
+            }
+        }
+        st_.clear();
+        st_.setTempo(1.0 / ratio);
+        latency_ = st_.getSetting(SETTING_INITIAL_LATENCY);
+        // Prime with the initial latency's worth of silence, trimmed again at the output.
+        const int pad = latency_;
+        std::fill(inter_.begin(), inter_.end(), 0.0f);
+        for (int fed = 0; fed < pad;) {
+            const int n = std::min(pad - fed, maxFeed);
+            st_.putSamples(inter_.data(), static_cast<unsigned>(n));
+            fed += n;
+        }
+        startDelay_ = static_cast<int>(std::lround(pad * ratio));
+    }
+    void setTimeRatio(double r) noexcept override {
+        if (r != ratio_) { ratio_ = r; st_.setTempo(1.0 / r); }
+    }
+    void setPitchScale(double s) noexcept override {
+        if (s != pitch_) { pitch_ = s; st_.setPitch(s); }
+    }
+    int inputWanted() const noexcept override {
+        return std::clamp(st_.getSetting(SETTING_NOMINAL_INPUT_SEQUENCE), 64, maxFeed_);
+    }
+    void feed(const float* const* in, int n) noexcept override {
+        for (int i = 0; i < n; ++i)
+            for (int c = 0; c < channels_; ++c) inter_[static_cast<size_t>(i * channels_ + c)] = in[c][i];
+        st_.putSamples(inter_.data(), static_cast<unsigned>(n));
+    }
+    int available() const noexcept override { return static_cast<int>(st_.numSamples()); }
+    int retrieve(float* const* out, int n) noexcept override {
+        const int got = static_cast<int>(st_.receiveSamples(inter_.data(), static_cast<unsigned>(std::min(n, maxFeed_))));
+        for (int i = 0; i < got; ++i)
+            for (int c = 0; c < channels_; ++c) out[c][i] = inter_[static_cast<size_t>(i * channels_ + c)];
+        return got;
+    }
+    int startDelay() const noexcept override { return startDelay_; }
+    Method method() const noexcept override { return Method::Wsola; }
+
+private:
+    mutable soundtouch::SoundTouch st_;
+    std::vector<float> inter_;
+    double ratio_ = 1.0, pitch_ = 1.0;
+    int latency_ = 0, startDelay_ = 0;
+};
+
+} // namespace
+
+std::unique_ptr<Stretcher> Stretcher::create(Method method, int channels, double sampleRate, int maxFeed,
+                                             double initialTimeRatio, double pitchScale) {
+    switch (method) {
+    case Method::Rate: return nullptr;
+    case Method::Rb2: return std::make_unique<RubberBandEngine>(false, channels, sampleRate, maxFeed, initialTimeRatio, pitchScale);
+    case Method::Rb3: return std::make_unique<RubberBandEngine>(true, channels, sampleRate, maxFeed, initialTimeRatio, pitchScale);
+    case Method::Wsola: return std::make_unique<SoundTouchEngine>(channels, sampleRate, maxFeed, initialTimeRatio, pitchScale);
+    }
+    return nullptr;
+}
+
+} // namespace loopd::stretch

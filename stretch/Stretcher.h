@@ -1,0 +1,55 @@
+#pragma once
+// Time-stretch engines behind one interface, the way Rubber Band fronts its R2 and R3 engines.
+// A stretcher consumes input frames and produces output frames; timeRatio = output duration /
+// input duration (2 = twice as long, half as fast), pitchScale = frequency factor.
+//
+//   rb2   — Rubber Band R2 ("faster"), real-time mode
+//   rb3   — Rubber Band R3 ("finer"), real-time mode
+//   wsola — SoundTouch (WSOLA time-stretch)
+// (`rate`, plain varispeed, needs no stretcher: the player reads faster or slower.)
+//
+// Threads: create() and prepare-time work on the control thread (allocates, primes the engine
+// with its preferred start pad); everything else is [audio]-safe after that: no allocation as
+// long as feed() gets at most maxFeed frames per call.
+#include <memory>
+#include <optional>
+#include <string_view>
+
+namespace loopd::stretch {
+
+enum class Method { Rate, Rb2, Rb3, Wsola };
+
+// [any] "rate"/"playback_rate" → Rate, "rb2"/"pyrubberband" → Rb2, "rb3" → Rb3, "wsola"/"audiotsm" → Wsola.
+std::optional<Method> methodFromName(std::string_view name) noexcept;
+const char* methodName(Method m) noexcept;
+
+class Stretcher {
+public:
+    virtual ~Stretcher() = default;
+
+    // [control] A primed stretcher for `channels` at `sampleRate`, for ratios in [0.25, 4]:
+    // its preferred start pad is already fed, so that output frame 0 (after dropping
+    // startDelay() frames) lines up with the first real input frame. Null for Method::Rate.
+    static std::unique_ptr<Stretcher> create(Method method, int channels, double sampleRate, int maxFeed,
+                                             double initialTimeRatio, double pitchScale);
+
+    // [audio] Ratio changes happen between feed/retrieve calls on the audio thread.
+    virtual void setTimeRatio(double ratio) noexcept = 0;
+    virtual void setPitchScale(double scale) noexcept = 0;
+    // [audio] Frames to feed before more output can come (at most maxFeed).
+    virtual int inputWanted() const noexcept = 0;
+    virtual void feed(const float* const* in, int numFrames) noexcept = 0;
+    virtual int available() const noexcept = 0;
+    virtual int retrieve(float* const* out, int numFrames) noexcept = 0;
+    // [any] Output frames to drop at the start so that output lines up with input (latency).
+    virtual int startDelay() const noexcept = 0;
+    virtual Method method() const noexcept = 0;
+    int channels() const noexcept { return channels_; }
+    int maxFeed() const noexcept { return maxFeed_; }
+
+protected:
+    int channels_ = 0;
+    int maxFeed_ = 0;
+};
+
+} // namespace loopd::stretch
