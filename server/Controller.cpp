@@ -71,8 +71,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     add("/rec_start", &Controller::hRecStart);
     add("/rec_stop", &Controller::hRecStop);
     registerCrowdstream();
-    if (options_.stretchMethod != "rate" && options_.stretchMethod != "playback_rate")
-        spdlog::warn("stretch method '{}' is not available yet; tempo followers use varispeed (playback_rate)", options_.stretchMethod);
+    if (const auto v = paramEnumValue(ParamId::Stretch, options_.stretchMethod)) defaultStretch_ = *v;
 }
 
 void Controller::runInternal(const std::vector<char>& packet) {
@@ -440,7 +439,10 @@ void Controller::hSNew(Msg& m) {
     else if (type == "limiter") node = std::make_unique<LimiterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
     else if (type == "gain") node = std::make_unique<GainNode>(id, c.blockSize);
     else throw osc::ArgError("unknown node type '" + type + "' (known: player, input, eq3, filter, delay, reverb, stutter, limiter, gain)");
+    auto* player = node->kind() == Node::Kind::Player ? static_cast<Player*>(node.get()) : nullptr;
+    if (player && defaultStretch_ != 0.0f) player->setParam(ParamId::Stretch, defaultStretch_, 0, false, paramCtx_);
     applyParams(m, *node);
+    if (player) player->prepareStretch(c.sampleRate, c.blockSize); // builds the stretcher here, not on the audio thread
     push(m, cmd::NewNode{node.release(), static_cast<AddAction>(action), target});
 }
 

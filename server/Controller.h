@@ -147,6 +147,7 @@ private:
 
     // Tempo clock printing and Crowdstream state (control thread).
     bool printClock_ = false;
+    float defaultStretch_ = 0.0f; // --stretch-method as a `stretch` value (0 = varispeed)
     bool decksCreated_ = false;
     float deckLevels_[4] = {1.0f, 1.0f, 1.0f, 1.0f};
     std::unordered_map<int32_t, int32_t> stemNodes_; // buffer id → playing node id

@@ -10,7 +10,7 @@ constexpr std::array<const char*, static_cast<size_t>(ParamId::Count)> kNames = 
     "low", "mid", "high", "bypass",
     "mode", "cutoffHz", "q", "lfoRateHz", "lfoBeats", "lfoDepthOctaves", "lfoShape",
     "delaySeconds", "delayBeats", "feedback", "mix", "pingpong",
-    "room", "damping", "engage", "division", "gainDb", "ceilingDb", "outMask", "cue", "cueGain"};
+    "room", "damping", "engage", "division", "gainDb", "ceilingDb", "outMask", "cue", "cueGain", "stretch", "pitch"};
 }
 
 std::optional<ParamId> paramFromName(std::string_view name) noexcept {
@@ -40,6 +40,11 @@ std::optional<float> paramEnumValue(ParamId id, std::string_view name) noexcept 
         if (name == "lp" || name == "lowpass") return 0.0f;
         if (name == "hp" || name == "highpass") return 1.0f;
         if (name == "bp" || name == "bandpass") return 2.0f;
+    } else if (id == ParamId::Stretch) {
+        if (name == "rate" || name == "playback_rate") return 0.0f;
+        if (name == "rb2" || name == "pyrubberband") return 1.0f;
+        if (name == "rb3") return 2.0f;
+        if (name == "wsola" || name == "audiotsm") return 3.0f;
     } else if (id == ParamId::LfoShape) {
         if (name == "sine") return 0.0f;
         if (name == "triangle" || name == "tri") return 1.0f;

@@ -21,6 +21,7 @@ enum class ParamId : uint8_t {
     Engage, Division,                                                    // stutter
     GainDb, CeilingDb,                                                   // gain, limiter
     OutMask, Cue, CueGain,                                               // routing
+    Stretch, Pitch,                                                      // player: time-stretch
     Count
 };
 

@@ -56,6 +56,15 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
         mute_.setTarget(muted_ ? 0.0f : 1.0f, rampFor(false, 0, ctx));
         return SetResult::Ok;
     case ParamId::Follow: follow_ = value >= 0.5f; return SetResult::Ok;
+    case ParamId::Stretch:
+        // Chosen at creation: the stretcher is built on the control thread before insertion.
+        if (inserted_ || !(value == 0.0f || value == 1.0f || value == 2.0f || value == 3.0f)) return SetResult::BadValue;
+        method_ = static_cast<stretch::Method>(static_cast<int>(value));
+        return SetResult::Ok;
+    case ParamId::Pitch:
+        if (!(value >= -24.0f && value <= 24.0f)) return SetResult::BadValue;
+        pitchSemitones_ = value;
+        return SetResult::Ok;
     case ParamId::OutMask:
         if (!(value >= 0.0f && value < 16777216.0f && value == std::floor(value))) return SetResult::BadValue;
         if (static_cast<uint32_t>(value) >> ctx.numOutputs) return SetResult::BadValue; // a channel that does not exist
@@ -85,6 +94,8 @@ bool Player::getParam(ParamId id, float& value) const noexcept {
     case ParamId::Out: value = static_cast<float>(out_); return true;
     case ParamId::Mute: value = muted_ ? 1.0f : 0.0f; return true;
     case ParamId::Follow: value = follow_ ? 1.0f : 0.0f; return true;
+    case ParamId::Stretch: value = static_cast<float>(static_cast<int>(method_)); return true;
+    case ParamId::Pitch: value = pitchSemitones_; return true;
     case ParamId::OutMask: value = static_cast<float>(outMask_); return true;
     case ParamId::Bpm: value = static_cast<float>(materialBpm_); return true;
     case ParamId::StartFrac: value = startFrac_; return true;
@@ -97,7 +108,23 @@ bool Player::readyToStart(const ProcessContext& ctx) const noexcept {
     return b && b->numFrames > 0 && b->numChannels > 0;
 }
 
+void Player::prepareStretch(double sampleRate, int blockSize) {
+    if (method_ == stretch::Method::Rate || stretcher_) return;
+    constexpr int kMaxFeed = 4096;
+    const double speed = std::clamp(static_cast<double>(rate_.target()), 0.25, 4.0);
+    stretcher_ = stretch::Stretcher::create(method_, 2, sampleRate, kMaxFeed, 1.0 / speed, std::exp2(pitchSemitones_ / 12.0));
+    feedBuf_.assign(static_cast<size_t>(2 * kMaxFeed), 0.0f);
+    outBuf_.assign(static_cast<size_t>(2 * blockSize), 0.0f);
+    blockSize_ = blockSize;
+}
+
 void Player::onBegin(ProcessContext& ctx) noexcept {
+    if (stretcher_) {
+        // Prime at the ratio playback starts with (Rubber Band: ratios before the start pad).
+        const double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
+        stretcher_->prime(1.0 / speed, std::exp2(pitchSemitones_ / 12.0));
+        dropLeft_ = stretcher_->startDelay();
+    }
     if (startFrac_ >= 0.0f)
         if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
 }
@@ -138,8 +165,9 @@ void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
                 else if (rel < until) until = static_cast<int>(rel);
             }
         }
-        if (!loop_ && state_ == State::Running) {
-            // Start the fade so that it ends on the last frame.
+        if (!loop_ && state_ == State::Running && !stretcher_) {
+            // Start the fade so that it ends on the last frame. (A stretched player reads ahead
+            // of its output and times its end itself, in renderStretched.)
             const BufferData* b = ctx.buffer(buf_);
             const double r = rate_.value() * tempoFactor(ctx);
             if (b && b->numFrames > 0 && r != 0.0 && !rate_.ramping()) {
@@ -189,6 +217,7 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
 
 void Player::renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noexcept {
     if (from >= to || state_ == State::Ended) return;
+    if (stretcher_) { renderStretched(ctx, bus, from, to); return; }
     const BufferData* b = ctx.buffer(buf_);
     if (!b || b->numFrames <= 0 || b->numChannels <= 0) {
         if (buf_ >= 0) { ctx.bufferMissing = true; ctx.missingBuffer = buf_; }
@@ -281,6 +310,84 @@ void Player::renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noex
         const double r = (staticRate ? rate_.value() : rate_.next()) * tf;
         if (!step(ctx, bus, src, srcCh, F, i, r, g, pg)) return;
     }
+}
+
+void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) noexcept {
+    const BufferData* b = ctx.buffer(buf_);
+    const int64_t n64 = to - from;
+    if (!b || b->numFrames <= 0 || b->numChannels <= 0) {
+        if (buf_ >= 0) { ctx.bufferMissing = true; ctx.missingBuffer = buf_; }
+        gain_.skip(n64); pan_.skip(n64); rate_.skip(n64); mute_.skip(n64); env_.skip(n64); soloGain_.skip(n64);
+        return;
+    }
+    const int64_t F = b->numFrames;
+    const bool mono = b->numChannels == 1;
+    const float* srcL = b->channel(0);
+    const float* srcR = b->channel(mono ? 0 : 1);
+    // Material frames per output frame; the stretcher makes 1/speed output frames of each.
+    const double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
+    rate_.skip(n64);
+    stretcher_->setTimeRatio(1.0 / speed);
+    stretcher_->setPitchScale(std::exp2(pitchSemitones_ / 12.0));
+    const int n = std::min(to - from, blockSize_);
+    float* out[2] = {outBuf_.data(), outBuf_.data() + blockSize_};
+    const int maxFeed = stretcher_->maxFeed();
+    int written = 0;
+    for (int guard = 0; written < n && guard < 256; ++guard) {
+        const int avail = stretcher_->available();
+        if (avail > 0) {
+            float* dst[2] = {out[0] + written, out[1] + written};
+            if (dropLeft_ > 0) { // the start delay: output before the first real frame
+                dropLeft_ -= stretcher_->retrieve(dst, std::min({avail, dropLeft_, n - written}));
+                continue;
+            }
+            const int got = stretcher_->retrieve(dst, std::min(avail, n - written));
+            written += got;
+            owed_ -= got;
+            continue;
+        }
+        const int want = std::min(stretcher_->inputWanted(), maxFeed);
+        float* feed[2] = {feedBuf_.data(), feedBuf_.data() + maxFeed};
+        for (int k = 0; k < want; ++k) {
+            if (idx_ >= F && loop_) idx_ -= F;
+            if (idx_ >= 0 && idx_ < F) {
+                feed[0][k] = srcL[idx_];
+                feed[1][k] = srcR[idx_];
+                ++idx_;
+                owed_ += 1.0 / speed;
+            } else {
+                feed[0][k] = feed[1][k] = 0.0f;
+                sourceDone_ = true;
+            }
+        }
+        const float* in[2] = {feed[0], feed[1]};
+        stretcher_->feed(in, want);
+    }
+    if (written < n) { // cannot happen with a working engine; never output garbage
+        std::fill(out[0] + written, out[0] + n, 0.0f);
+        std::fill(out[1] + written, out[1] + n, 0.0f);
+    }
+    frac_ = 0.0;
+    // A one-shot ends when its last real frame has come out (its fade timed to end there).
+    if (!loop_ && sourceDone_ && state_ == State::Running && owed_ <= static_cast<double>(fadeLength(ctx)))
+        release(ctx, ctx.blockStartSample + from);
+    const bool pair = out_ + 1 < bus.numChannels;
+    dsp::StereoGains pg = mono ? dsp::constantPowerPan(pan_.value()) : dsp::balance(pan_.value());
+    for (int k = 0; k < n; ++k) {
+        const int i = from + k;
+        const float g = gain_.next() * mute_.next() * nextEnvelope();
+        if (pan_.ramping()) { const float p = pan_.next(); pg = mono ? dsp::constantPowerPan(p) : dsp::balance(p); }
+        if (mono) {
+            const float s = out[0][k] * g;
+            if (pair) { bus.ch[out_][i] += pg.left * s; bus.ch[out_ + 1][i] += pg.right * s; }
+            else bus.ch[out_][i] += s;
+        } else {
+            bus.ch[out_][i] += g * pg.left * out[0][k];
+            if (pair) bus.ch[out_ + 1][i] += g * pg.right * out[1][k];
+        }
+    }
+    if (!loop_ && sourceDone_ && owed_ <= 0.0 && state_ != State::Ended && state_ != State::Releasing)
+        endNow(ctx, ctx.blockStartSample + to);
 }
 
 void Player::interpolateRun(Bus& bus, const float* const* src, int srcCh, int i, int n, double r, float g,

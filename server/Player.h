@@ -7,6 +7,10 @@
 
 #include "dsp/Pan.h"
 #include "dsp/Ramp.h"
+#include "stretch/Stretcher.h"
+
+#include <memory>
+#include <vector>
 #include "server/Node.h"
 
 namespace loopd {
@@ -23,6 +27,9 @@ public:
 
     // [audio] Advance the read position by `frames` output frames (joining a running node in sync).
     void skipFrames(double frames, const ProcessContext& ctx) noexcept;
+    // [control] Before insertion: build and prime the stretcher chosen by `stretch` (allocates).
+    void prepareStretch(double sampleRate, int blockSize);
+    stretch::Method stretchMethod() const noexcept { return method_; }
     double position() const noexcept { return static_cast<double>(idx_) + frac_; }
 
 protected:
@@ -67,6 +74,18 @@ private:
     double materialBpm_ = 0.0;   // 0: the server's --bpm
     float startFrac_ = -1.0f;    // >= 0: start at this fraction of the buffer
     uint32_t outMask_ = 0;       // mono sources: bit c set = output channel c (0: use out/pan)
+
+    // Time-stretch (a method other than varispeed): the player reads the buffer at speed 1 and
+    // the stretcher turns it into `speed` times fewer/more output frames at the same pitch.
+    void renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
+    stretch::Method method_ = stretch::Method::Rate;
+    float pitchSemitones_ = 0.0f;
+    std::unique_ptr<stretch::Stretcher> stretcher_;
+    std::vector<float> feedBuf_, outBuf_;  // 2 x maxFeed, 2 x blockSize
+    int dropLeft_ = 0;               // start delay still to trim
+    bool sourceDone_ = false;        // a one-shot fed its last real frame
+    double owed_ = 0.0;              // output frames of real material still inside the stretcher
+    int blockSize_ = 0;
 };
 
 } // namespace loopd

@@ -40,23 +40,38 @@ public:
                   (finer ? RubberBand::RubberBandStretcher::OptionEngineFiner
                          : RubberBand::RubberBandStretcher::OptionEngineFaster | RubberBand::RubberBandStretcher::OptionTransientsMixed) |
                   RubberBand::RubberBandStretcher::OptionPitchHighConsistency,
-              ratio, pitch) {
+              ratio, pitch),
+          ratio_(ratio), pitch_(pitch) {
         channels_ = channels;
         maxFeed_ = maxFeed;
-        // The set-up the header prescribes: the largest process() size, then the start pad.
+        // The largest process() size first: no reallocation on the audio thread afterwards.
         rb_.setMaxProcessSize(static_cast<size_t>(maxFeed));
+        zeros_.assign(static_cast<size_t>(maxFeed), 0.0f);
+        zeroPtr_.assign(static_cast<size_t>(channels), zeros_.data());
+    }
+    void prime(double timeRatio, double pitchScale) noexcept override {
+        setTimeRatio(timeRatio);
+        setPitchScale(pitchScale);
         const int pad = static_cast<int>(rb_.getPreferredStartPad());
-        std::vector<float> zeros(static_cast<size_t>(std::max(1, std::min(pad, maxFeed))), 0.0f);
-        std::vector<const float*> ptr(static_cast<size_t>(channels), zeros.data());
         for (int fed = 0; fed < pad;) {
-            const int n = std::min(pad - fed, maxFeed);
-            rb_.process(ptr.data(), static_cast<size_t>(n), false);
+            const int n = std::min(pad - fed, maxFeed_);
+            rb_.process(zeroPtr_.data(), static_cast<size_t>(n), false);
             fed += n;
         }
         startDelay_ = static_cast<int>(rb_.getStartDelay());
     }
-    void setTimeRatio(double r) noexcept override { if (r != rb_.getTimeRatio()) rb_.setTimeRatio(r); }
-    void setPitchScale(double s) noexcept override { if (s != rb_.getPitchScale()) rb_.setPitchScale(s); }
+    // Only real changes reach the engine: compare with what was last asked for (R2 treats every
+    // setTimeRatio call as a change, and calling it every block cost 2.7 dB on a steady tone).
+    void setTimeRatio(double r) noexcept override {
+        if (r == ratio_) return;
+        ratio_ = r;
+        rb_.setTimeRatio(r);
+    }
+    void setPitchScale(double s) noexcept override {
+        if (s == pitch_) return;
+        pitch_ = s;
+        rb_.setPitchScale(s);
+    }
     int inputWanted() const noexcept override {
         return std::clamp(static_cast<int>(rb_.getSamplesRequired()), 1, maxFeed_);
     }
@@ -71,6 +86,9 @@ public:
 private:
     bool finer_;
     RubberBand::RubberBandStretcher rb_;
+    double ratio_, pitch_;
+    std::vector<float> zeros_;
+    std::vector<const float*> zeroPtr_;
     int startDelay_ = 0;
 };
 
@@ -83,6 +101,8 @@ public:
         st_.setSampleRate(static_cast<unsigned>(std::lround(sampleRate)));
         st_.setPitch(pitch);
         st_.setTempo(1.0 / ratio);
+        ratio_ = ratio;
+        pitch_ = pitch;
         inter_.assign(static_cast<size_t>(channels * std::max(maxFeed, 8192)), 0.0f);
         // Warm the internal FIFOs to their working size here, not on the audio thread: run a
         // few seconds of silence through at the extreme ratios, then clear.
@@ -96,16 +116,19 @@ public:
         }
         st_.clear();
         st_.setTempo(1.0 / ratio);
-        latency_ = st_.getSetting(SETTING_INITIAL_LATENCY);
-        // Prime with the initial latency's worth of silence, trimmed again at the output.
-        const int pad = latency_;
+    }
+    void prime(double timeRatio, double pitchScale) noexcept override {
+        setTimeRatio(timeRatio);
+        setPitchScale(pitchScale);
+        // The initial latency's worth of silence, trimmed again at the output.
+        const int pad = st_.getSetting(SETTING_INITIAL_LATENCY);
         std::fill(inter_.begin(), inter_.end(), 0.0f);
         for (int fed = 0; fed < pad;) {
-            const int n = std::min(pad - fed, maxFeed);
+            const int n = std::min(pad - fed, maxFeed_);
             st_.putSamples(inter_.data(), static_cast<unsigned>(n));
             fed += n;
         }
-        startDelay_ = static_cast<int>(std::lround(pad * ratio));
+        startDelay_ = static_cast<int>(std::lround(pad * timeRatio));
     }
     void setTimeRatio(double r) noexcept override {
         if (r != ratio_) { ratio_ = r; st_.setTempo(1.0 / r); }
@@ -135,7 +158,7 @@ private:
     mutable soundtouch::SoundTouch st_;
     std::vector<float> inter_;
     double ratio_ = 1.0, pitch_ = 1.0;
-    int latency_ = 0, startDelay_ = 0;
+    int startDelay_ = 0;
 };
 
 } // namespace

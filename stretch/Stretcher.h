@@ -27,11 +27,16 @@ class Stretcher {
 public:
     virtual ~Stretcher() = default;
 
-    // [control] A primed stretcher for `channels` at `sampleRate`, for ratios in [0.25, 4]:
-    // its preferred start pad is already fed, so that output frame 0 (after dropping
-    // startDelay() frames) lines up with the first real input frame. Null for Method::Rate.
+    // [control] A stretcher for `channels` at `sampleRate`, for ratios in [0.25, 4], with all
+    // its memory allocated (and, for SoundTouch, its FIFOs grown to their working size).
+    // Null for Method::Rate.
     static std::unique_ptr<Stretcher> create(Method method, int channels, double sampleRate, int maxFeed,
                                              double initialTimeRatio, double pitchScale);
+
+    // [audio] Once, when playback starts: set the starting ratios, then feed the engine's
+    // preferred start pad of silence, so that output frame 0 after dropping startDelay() frames
+    // lines up with the first real input frame (the order Rubber Band's header prescribes).
+    virtual void prime(double timeRatio, double pitchScale) noexcept = 0;
 
     // [audio] Ratio changes happen between feed/retrieve calls on the audio thread.
     virtual void setTimeRatio(double ratio) noexcept = 0;
@@ -41,7 +46,7 @@ public:
     virtual void feed(const float* const* in, int numFrames) noexcept = 0;
     virtual int available() const noexcept = 0;
     virtual int retrieve(float* const* out, int numFrames) noexcept = 0;
-    // [any] Output frames to drop at the start so that output lines up with input (latency).
+    // [any] Output frames to drop after prime() so that output lines up with input (latency).
     virtual int startDelay() const noexcept = 0;
     virtual Method method() const noexcept = 0;
     int channels() const noexcept { return channels_; }
