@@ -48,6 +48,23 @@ public:
         rb_.setMaxProcessSize(static_cast<size_t>(maxFeed));
         zeros_.assign(static_cast<size_t>(maxFeed), 0.0f);
         zeroPtr_.assign(static_cast<size_t>(channels), zeros_.data());
+        // R2 resizes its buffers (reconfigure) when a ratio needs more room than it has: visit the
+        // extremes of the supported range here, on the control thread, so that every buffer is
+        // at its largest before the audio thread uses the stretcher; then start clean.
+        std::vector<float> sink(static_cast<size_t>(maxFeed));
+        std::vector<float*> sinkPtr(static_cast<size_t>(channels), sink.data());
+        for (double r : {0.25, 4.0})
+            for (double p : {0.25, 4.0, 1.0}) {
+                rb_.setTimeRatio(r);
+                rb_.setPitchScale(p);
+                for (int k = 0; k < 4; ++k) {
+                    rb_.process(zeroPtr_.data(), static_cast<size_t>(maxFeed), false);
+                    while (rb_.available() > 0) rb_.retrieve(sinkPtr.data(), static_cast<size_t>(std::min(rb_.available(), maxFeed)));
+                }
+            }
+        rb_.reset();
+        rb_.setTimeRatio(ratio);
+        rb_.setPitchScale(pitch);
     }
     void prime(double timeRatio, double pitchScale) noexcept override {
         setTimeRatio(timeRatio);

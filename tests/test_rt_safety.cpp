@@ -7,6 +7,8 @@
 // 2. With LOOPD_JACK=1 (scripts/test starts `jackd -d dummy`): the same load in real time on
 //    JACK for 10 s through the RtAudio driver — 0 xruns and 0 calls.
 #include <dlfcn.h>
+#include <execinfo.h>
+#include <unistd.h>
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -31,7 +33,21 @@ std::atomic<long> g_allocs{0}, g_frees{0}, g_locks{0};
 using LockFn = int (*)(pthread_mutex_t*);
 LockFn g_realLock = nullptr;
 __attribute__((constructor)) void resolveLock() { g_realLock = reinterpret_cast<LockFn>(dlsym(RTLD_NEXT, "pthread_mutex_lock")); }
-inline void countAlloc() { if (loopd::rt::inAudioCallback()) g_allocs.fetch_add(1, std::memory_order_relaxed); }
+// LOOPD_RT_TRACE=1: print the stack of the first offending call (backtrace_symbols_fd does not
+// allocate), to find what allocated.
+std::atomic<bool> g_traced{false};
+void traceOnce() {
+    static const bool enabled = std::getenv("LOOPD_RT_TRACE") != nullptr;
+    if (!enabled || g_traced.exchange(true)) return;
+    void* frames[40];
+    const int n = backtrace(frames, 40);
+    backtrace_symbols_fd(frames, n, 2);
+}
+inline void countAlloc() {
+    if (!loopd::rt::inAudioCallback()) return;
+    g_allocs.fetch_add(1, std::memory_order_relaxed);
+    traceOnce();
+}
 inline void countFree(void* p) { if (p && loopd::rt::inAudioCallback()) g_frees.fetch_add(1, std::memory_order_relaxed); }
 } // namespace
 
@@ -69,6 +85,16 @@ void buildScene(OfflineServer& s, TempDir& dir) {
     for (int i = 0; i < 32; ++i)
         s.send("/s_new", "player", 100 + i, 1, 10 + i % 4, "buf", 1 + i % 2, "loop", 1, "rate", i % 2 ? 1.01f : 1.0f,
                "gain", 0.1f, "pan", static_cast<float>(i % 5) * 0.4f - 0.8f);
+    // Tempo followers through each time-stretch engine, and effects in the chains.
+    const char* methods[] = {"rb2", "rb3", "wsola"};
+    for (int i = 0; i < 3; ++i)
+        s.send("/s_new", "player", 300 + i, 0, 10 + i, "buf", 1, "loop", 1, "follow", 1, "stretch", methods[i], "gain", 0.1f);
+    s.send("/s_new", "eq3", 400, 1, 10);
+    s.send("/s_new", "filter", 401, 1, 11, "lfoBeats", 1.0f, "lfoDepthOctaves", 2.0f, "q", 4.0f);
+    s.send("/s_new", "delay", 402, 1, 12, "delayBeats", 0.75f, "feedback", 0.5f);
+    s.send("/s_new", "reverb", 403, 1, 13, "room", 0.8f);
+    s.send("/s_new", "stutter", 404, 1, 13, "division", 16, "engage", 1);
+    s.send("/s_new", "limiter", 405, 1, 0);
 }
 
 // One tick of control traffic: storms of sets, ramps, churn, swaps, queries.
@@ -87,6 +113,11 @@ void churn(OfflineServer& s, TempDir& dir, int tick, double now) {
     if (tick == 5) s.send("/rec_start", dir.file("rec.wav").c_str());
     if (tick == 40) s.send("/rec_stop");
     s.send("/n_free", 999999); // a failing command answers /fail from the audio thread
+    // The clock moves: followers change their stretch ratios, beat delays and LFOs follow.
+    if (tick % 5 == 0) s.send("/tempo", 100.0f + static_cast<float>(tick % 40), 0.2f);
+    if (tick % 7 == 0) s.send("/dance/total_movement", static_cast<float>(tick % 10) / 10.0f);
+    s.send("/n_set", 404, "engage", tick % 4 < 2 ? 1 : 0);
+    s.send("/n_set", 300 + tick % 2, "pitch", static_cast<float>(tick % 5) - 2.0f); // rb2, rb3 (wsola: creation only)
 }
 } // namespace
 
