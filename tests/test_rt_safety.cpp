@@ -27,6 +27,7 @@ extern "C" void* __libc_malloc(size_t);
 extern "C" void* __libc_calloc(size_t, size_t);
 extern "C" void* __libc_realloc(void*, size_t);
 extern "C" void __libc_free(void*);
+extern "C" void* __libc_memalign(size_t, size_t);
 
 namespace {
 std::atomic<long> g_allocs{0}, g_frees{0}, g_locks{0};
@@ -48,7 +49,11 @@ inline void countAlloc() {
     g_allocs.fetch_add(1, std::memory_order_relaxed);
     traceOnce();
 }
-inline void countFree(void* p) { if (p && loopd::rt::inAudioCallback()) g_frees.fetch_add(1, std::memory_order_relaxed); }
+inline void countFree(void* p) {
+    if (!p || !loopd::rt::inAudioCallback()) return;
+    g_frees.fetch_add(1, std::memory_order_relaxed);
+    traceOnce();
+}
 } // namespace
 
 extern "C" {
@@ -56,6 +61,16 @@ void* malloc(size_t n) { countAlloc(); return __libc_malloc(n); }
 void* calloc(size_t a, size_t b) { countAlloc(); return __libc_calloc(a, b); }
 void* realloc(void* p, size_t n) { countAlloc(); return __libc_realloc(p, n); }
 void free(void* p) { countFree(p); __libc_free(p); }
+// Aligned allocation (Rubber Band allocates through posix_memalign): counted like malloc.
+int posix_memalign(void** out, size_t align, size_t n) {
+    countAlloc();
+    void* p = __libc_memalign(align, n);
+    if (!p) return 12; // ENOMEM
+    *out = p;
+    return 0;
+}
+void* aligned_alloc(size_t align, size_t n) { countAlloc(); return __libc_memalign(align, n); }
+void* memalign(size_t align, size_t n) { countAlloc(); return __libc_memalign(align, n); }
 int pthread_mutex_lock(pthread_mutex_t* m) {
     if (loopd::rt::inAudioCallback()) g_locks.fetch_add(1, std::memory_order_relaxed);
     return g_realLock ? g_realLock(m) : 0;
@@ -67,6 +82,12 @@ void operator delete(void* p) noexcept { countFree(p); __libc_free(p); }
 void operator delete[](void* p) noexcept { countFree(p); __libc_free(p); }
 void operator delete(void* p, size_t) noexcept { countFree(p); __libc_free(p); }
 void operator delete[](void* p, size_t) noexcept { countFree(p); __libc_free(p); }
+void* operator new(size_t n, std::align_val_t a) { countAlloc(); if (void* p = __libc_memalign(static_cast<size_t>(a), n ? n : 1)) return p; throw std::bad_alloc(); }
+void* operator new[](size_t n, std::align_val_t a) { countAlloc(); if (void* p = __libc_memalign(static_cast<size_t>(a), n ? n : 1)) return p; throw std::bad_alloc(); }
+void operator delete(void* p, std::align_val_t) noexcept { countFree(p); __libc_free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { countFree(p); __libc_free(p); }
+void operator delete(void* p, size_t, std::align_val_t) noexcept { countFree(p); __libc_free(p); }
+void operator delete[](void* p, size_t, std::align_val_t) noexcept { countFree(p); __libc_free(p); }
 
 using namespace loopd;
 using namespace loopd::test;
@@ -128,12 +149,14 @@ TEST(RtSafety, TheHookSeesAllocationsInsideTheAudioScope) {
         rt::AudioCallbackScope scope;
         void* volatile p = std::malloc(100);
         std::free(p);
+        void* q = nullptr;
+        if (posix_memalign(&q, 64, 256) == 0) std::free(q);
         pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
         pthread_mutex_lock(&m);
         pthread_mutex_unlock(&m);
     }
-    EXPECT_EQ(g_allocs.load(), 1);
-    EXPECT_EQ(g_frees.load(), 1);
+    EXPECT_EQ(g_allocs.load(), 2);
+    EXPECT_EQ(g_frees.load(), 2);
     EXPECT_EQ(g_locks.load(), 1);
 }
 

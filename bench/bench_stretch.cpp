@@ -1,0 +1,89 @@
+// Time-stretch cost per engine at 48 kHz, ratio 0.8 (speed 1.25, a clock at 150 BPM over 120 BPM
+// material): `players_per_core` = stereo stretched players one core sustains in real time
+// through loopd's player; `overhead_pct` = the player path's cost over calling the library
+// directly on the same input in the same block sizes.
+//   build/bench/loopd_stretch_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+
+#include "stretch/Stretcher.h"
+#include "support/OfflineServer.h"
+
+using namespace loopd;
+using namespace loopd::test;
+
+namespace {
+
+constexpr int kPlayers = 4;
+constexpr int kBlocks = 750; // 1 s
+
+double playerSeconds(const char* method) {
+    OfflineServer s;
+    TempDir dir;
+    const auto x = sine(220.0, 0.3, 48000, 48000.0), y = sine(330.0, 0.3, 48000, 48000.0);
+    writeWav(dir.file("s.wav"), {x, y}, 48000);
+    s.send("/b_allocRead", 1, dir.file("s.wav").c_str());
+    s.send("/set_tempo", 150.0f);
+    for (int i = 0; i < kPlayers; ++i)
+        s.send("/s_new", "player", 100 + i, 0, 0, "buf", 1, "loop", 1, "follow", 1, "stretch", method, "gain", 0.2f);
+    s.render(9600);
+    std::vector<float> out(128), in(128);
+    float* op[2] = {out.data(), out.data() + 64};
+    const float* ip[2] = {in.data(), in.data() + 64};
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int b = 0; b < kBlocks; ++b) s.engine().process(ip, op);
+    const double all = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    // The same engine with no players, to subtract.
+    OfflineServer e;
+    e.render(9600);
+    const auto t1 = std::chrono::steady_clock::now();
+    for (int b = 0; b < kBlocks; ++b) e.engine().process(ip, op);
+    const double empty = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    return (all - empty) / kPlayers;
+}
+
+double librarySeconds(stretch::Method m) {
+    auto st = stretch::Stretcher::create(m, 2, 48000.0, 4096, 0.8, 1.0);
+    st->prime(0.8, 1.0);
+    const auto x = sine(220.0, 0.3, 48000, 48000.0), y = sine(330.0, 0.3, 48000, 48000.0);
+    std::vector<float> fl(4096), fr(4096), ol(64), orr(64);
+    const float* fp[2] = {fl.data(), fr.data()};
+    float* op[2] = {ol.data(), orr.data()};
+    size_t pos = 0;
+    auto block = [&] {
+        int written = 0;
+        while (written < 64) {
+            const int a = st->available();
+            if (a > 0) {
+                float* dst[2] = {op[0], op[1]};
+                written += st->retrieve(dst, std::min(a, 64 - written));
+                continue;
+            }
+            const int want = st->inputWanted();
+            for (int k = 0; k < want; ++k, ++pos) { fl[static_cast<size_t>(k)] = x[pos % x.size()]; fr[static_cast<size_t>(k)] = y[pos % y.size()]; }
+            st->feed(fp, want);
+        }
+    };
+    for (int b = 0; b < 150; ++b) block();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int b = 0; b < kBlocks; ++b) block();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void stretchCost(benchmark::State& state, const char* name, stretch::Method m) {
+    double player = 0, lib = 0;
+    for (auto _ : state) {
+        player = playerSeconds(name);
+        lib = librarySeconds(m);
+        state.SetIterationTime(player);
+    }
+    state.counters["players_per_core"] = 1.0 / player;
+    state.counters["overhead_pct"] = 100.0 * (player / lib - 1.0);
+}
+
+} // namespace
+
+BENCHMARK_CAPTURE(stretchCost, rb2, "rb2", stretch::Method::Rb2)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(stretchCost, rb3, "rb3", stretch::Method::Rb3)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(stretchCost, wsola, "wsola", stretch::Method::Wsola)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
