@@ -37,6 +37,17 @@ FileConfig fileConfig(const Options& o) {
     return f;
 }
 
+// The same, reporting a bad file in the log; false: do not start.
+bool loadFiles(const Options& o, FileConfig& files) {
+    try {
+        files = fileConfig(o);
+        return true;
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        return false;
+    }
+}
+
 EngineConfig engineConfig(const Options& o, double rate, bool realtime, const FileConfig& f) {
     EngineConfig c;
     c.bpm = f.bpm > 0 ? f.bpm : o.bpm;
@@ -108,12 +119,7 @@ int runServer(const Options& o) {
         return 1;
     }
     FileConfig files;
-    try {
-        files = fileConfig(o);
-    } catch (const std::exception& e) {
-        spdlog::critical("{}", e.what());
-        return 1;
-    }
+    if (!loadFiles(o, files)) return 1;
     // Keep the audio thread free of page faults: lock what is mapped now and what comes later
     // (best effort: needs root, CAP_IPC_LOCK or a memlock limit, as JACK's own clients do).
     if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) spdlog::debug("mlockall not permitted; pages may fault on the audio thread");
@@ -223,12 +229,7 @@ int runNrt(const Options& o) {
         eo.inputs = input->numChannels;
     }
     FileConfig files;
-    try {
-        files = fileConfig(o);
-    } catch (const std::exception& e) {
-        spdlog::critical("{}", e.what());
-        return 1;
-    }
+    if (!loadFiles(o, files)) return 1;
     EngineConfig ec = engineConfig(eo, sr, false, files);
     ec.commandQueueSize = std::max<size_t>(ec.commandQueueSize, 1 << 16);
     ec.maxCommandsPerBlock = 1 << 16;

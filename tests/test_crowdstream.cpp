@@ -12,13 +12,6 @@ using namespace loopd::test;
 
 namespace {
 
-EngineConfig cfgWithBlock(int block) {
-    EngineConfig c = OfflineServer::defaultConfig();
-    c.blockSize = block;
-    c.maxBuffers = 8192;
-    return c;
-}
-
 std::vector<float> constant(size_t n, float v) { return std::vector<float>(n, v); }
 
 double rmsTail(const std::vector<float>& x, size_t n) { return rms(x, x.size() - n, x.size()); }

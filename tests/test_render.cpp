@@ -12,12 +12,6 @@ using namespace loopd::test;
 
 namespace {
 
-EngineConfig cfgWithBlock(int block) {
-    EngineConfig c = OfflineServer::defaultConfig();
-    c.blockSize = block;
-    return c;
-}
-
 // Loads planar data into buffer `id` through a WAV file and /b_allocRead, as a user would.
 void load(OfflineServer& s, TempDir& dir, int id, const std::vector<std::vector<float>>& data, int rate = 48000) {
     const std::string path = dir.file("buf" + std::to_string(id) + ".wav");

@@ -180,6 +180,14 @@ private:
     int64_t rendered_ = 0;
 };
 
+// The harness's default configuration with another block size.
+inline EngineConfig cfgWithBlock(int block) {
+    EngineConfig c = OfflineServer::defaultConfig();
+    c.blockSize = block;
+    c.maxBuffers = 8192;
+    return c;
+}
+
 // A temporary directory removed at the end of the test.
 struct TempDir {
     std::filesystem::path path;
