@@ -66,8 +66,10 @@ void Transport::open(const Options& o) {
         if (::listen(tcpFd_, 16) != 0) throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
     }
     if (udpFd_ >= 0) {
+        // Room for bursts both ways: a 300-message bundle answered by 300 replies must not lose any.
         const int size = 4 << 20;
         ::setsockopt(udpFd_, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        ::setsockopt(udpFd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
     }
 }
 

@@ -364,6 +364,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
 void Engine::renderSegment(int offset, int numFrames) noexcept {
     if (numFrames <= 0) return;
     ctx_.beats = tempo_.beats();
+    ctx_.segmentStart = ctx_.blockStartSample + offset;
     if (ctx_.cueBus)
         for (int c = 0; c < 2; ++c) std::memset(cueBus_.ch[c] + offset, 0, sizeof(float) * static_cast<size_t>(numFrames));
     root_->renderOwnBus(ctx_, offset, numFrames);

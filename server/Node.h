@@ -46,6 +46,12 @@ struct ProcessContext {
     int32_t missingBuffer = -1;       // which one
     double tempoBpm = 120.0;          // the clock's tempo during this segment
     double beats = 0.0;               // the clock's beat position at the segment's first frame
+    int64_t segmentStart = 0;         // absolute sample of the segment's first frame
+    // The clock's beat position at absolute sample `at` of this segment (tempo is constant
+    // within a segment: the clock integrates ramps block by block).
+    double beatsAt(int64_t at) const noexcept {
+        return beats + static_cast<double>(at - segmentStart) * tempoBpm / (60.0 * sampleRate);
+    }
     Bus* cueBus = nullptr;            // the cue/headphone pair, fed pre-fader (null: none)
     float* scratch = nullptr;         // blockSize floats any node may use during its render
     double baseBpm = 120.0;           // --bpm: the material tempo of followers that set none

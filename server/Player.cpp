@@ -33,6 +33,7 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
         // A rate set before the player sounds is exact from its first sample.
         if (state_ == State::Pending || startedAt < 0) rate_.reset(value);
         else rate_.setTarget(value, explicitRamp ? rampSamples : 0, explicitRamp);
+        relock_ = true;
         return SetResult::Ok;
     default: break;
     }
@@ -121,7 +122,35 @@ void Player::prepareStretch(double sampleRate, int blockSize) {
     blockSize_ = blockSize;
 }
 
+double Player::lockedTempoFactor(ProcessContext& ctx, int from, int to, double frames) noexcept {
+    const double tf = tempoFactor(ctx);
+    if (!follow_ || !ctx.followTempo || rate_.ramping() || to <= from) { relock_ = true; return tf; }
+    const int64_t at = ctx.blockStartSample + from;
+    if (relock_) {
+        lockBeats_ = ctx.beatsAt(at);
+        lockPos_ = position();
+        lockRate_ = rate_.value();
+        relock_ = false;
+        return tf;
+    }
+    // Position error against the grid, wrapped for loops.
+    double e = position() - (lockPos_ + idealSource(ctx, at));
+    if (loop_ && frames > 0) {
+        e = std::fmod(e, frames);
+        if (e > frames / 2) e -= frames;
+        if (e < -frames / 2) e += frames;
+    }
+    if (std::fabs(e) < 1e-6) return tf; // on the grid (keeps rate-1 material bit-exact)
+    const double nominal = rate_.value() * tf;
+    const double corrected = std::clamp(nominal - e / (to - from), nominal * 0.98, nominal * 1.02);
+    return corrected / rate_.value();
+}
+
 void Player::onBegin(ProcessContext& ctx) noexcept {
+    relock_ = true;
+    fedTotal_ = 0.0;
+    bufferedAtStart_ = -1.0;
+    lockError_ = 0.0;
     if (stretcher_) {
         // Prime at the ratio playback starts with (Rubber Band: ratios before the start pad).
         const double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
@@ -239,7 +268,7 @@ void Player::renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noex
 
     const bool staticGains = !gain_.ramping() && !pan_.ramping() && !mute_.ramping() && envelopeStatic();
     const bool staticRate = !rate_.ramping();
-    const double tf = tempoFactor(ctx);
+    const double tf = lockedTempoFactor(ctx, from, to, static_cast<double>(F));
     dsp::StereoGains pg = mono ? dsp::constantPowerPan(pan_.value()) : dsp::balance(pan_.value());
 
     int i = from;
@@ -328,7 +357,28 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     const float* srcL = b->channel(0);
     const float* srcR = b->channel(mono ? 0 : 1);
     // Material frames per output frame; the stretcher makes 1/speed output frames of each.
-    const double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
+    double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
+    const int64_t at = ctx.blockStartSample + from;
+    if (follow_ && ctx.followTempo && !rate_.ramping()) {
+        if (relock_) {
+            lockBeats_ = ctx.beatsAt(at);
+            lockRate_ = rate_.value();
+            fedTotal_ = 0.0;
+            bufferedAtStart_ = -1.0;
+            lockError_ = 0.0;
+            relock_ = false;
+        } else if (bufferedAtStart_ >= 0.0) {
+            // The source position of what comes out now: what went in, less what the engine
+            // held when output began. Its distance to the grid, low-passed over ~0.5 s, trims
+            // the speed by at most 3 %.
+            const double e = (fedTotal_ - bufferedAtStart_) - idealSource(ctx, at);
+            lockError_ += (e - lockError_) * std::min(1.0, static_cast<double>(n64) / (0.5 * ctx.sampleRate));
+            const double trim = std::clamp(lockError_ / (0.5 * ctx.sampleRate * speed), -0.03, 0.03);
+            speed *= 1.0 - trim;
+        }
+    } else {
+        relock_ = true;
+    }
     rate_.skip(n64);
     stretcher_->setTimeRatio(1.0 / speed);
     stretcher_->setPitchScale(std::exp2(pitchSemitones_ / 12.0));
@@ -344,6 +394,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
                 dropLeft_ -= stretcher_->retrieve(dst, std::min({avail, dropLeft_, n - written}));
                 continue;
             }
+            if (bufferedAtStart_ < 0.0) bufferedAtStart_ = fedTotal_ - (idealSource(ctx, at) + written * speed);
             const int got = stretcher_->retrieve(dst, std::min(avail, n - written));
             written += got;
             owed_ -= got;
@@ -358,6 +409,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
                 feed[1][k] = srcR[idx_];
                 ++idx_;
                 owed_ += 1.0 / speed;
+                fedTotal_ += 1.0;
             } else {
                 feed[0][k] = feed[1][k] = 0.0f;
                 sourceDone_ = true;

@@ -39,7 +39,15 @@ private:
     // Read-rate multiplier of a tempo follower: clock BPM / material BPM (1 when not following).
     double tempoFactor(const ProcessContext& ctx) const noexcept {
         if (!follow_ || !ctx.followTempo) return 1.0;
-        return ctx.tempoBpm / (materialBpm_ > 0.0 ? materialBpm_ : ctx.baseBpm);
+        return ctx.tempoBpm / materialBpm(ctx);
+    }
+    double materialBpm(const ProcessContext& ctx) const noexcept { return materialBpm_ > 0.0 ? materialBpm_ : ctx.baseBpm; }
+    // Beat-grid lock of a follower: the tempo factor for frames [from, to) corrected so that the
+    // read position lands where the clock's beats say it should (varispeed: exactly per range).
+    double lockedTempoFactor(ProcessContext& ctx, int from, int to, double frames) noexcept;
+    // Where the beat grid puts the source position at absolute sample `at` (relative to the anchor).
+    double idealSource(const ProcessContext& ctx, int64_t at) const noexcept {
+        return (ctx.beatsAt(at) - lockBeats_) * 60.0 / materialBpm(ctx) * ctx.sampleRate * lockRate_;
     }
     void renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
     void renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
@@ -86,6 +94,14 @@ private:
     bool sourceDone_ = false;        // a one-shot fed its last real frame
     double owed_ = 0.0;              // output frames of real material still inside the stretcher
     int blockSize_ = 0;
+    // Beat-grid lock (followers).
+    bool relock_ = true;         // take a new anchor (start, rate change, seek)
+    double lockBeats_ = 0.0;     // clock beats at the anchor
+    double lockPos_ = 0.0;       // source position at the anchor (varispeed)
+    double lockRate_ = 1.0;      // the `rate` the anchor was taken with
+    double fedTotal_ = 0.0;      // stretched: real input frames fed since the anchor
+    double bufferedAtStart_ = -1.0; // stretched: input frames inside the engine when output began
+    double lockError_ = 0.0;     // stretched: low-passed position error (frames)
 };
 
 } // namespace loopd

@@ -349,23 +349,28 @@ class TinyLimits(ServerCase):
     extra = ("--command-queue", "8", "--max-buffer-mb", "1")
 
     def test_full_command_queue_fails_and_is_counted(self):
-        import socket
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(2)
-        msgs = [oscutil.message("/n_set", 0, "gain", 1.0) for _ in range(300)]
-        s.sendto(oscutil.bundle(1, *msgs), ("127.0.0.1", self.srv.udp_port))
-        fails = 0
+        # Over TCP, where no reply can be lost: every command that did not fit answers /fail,
+        # and /status counts exactly those.
+        tcp = oscutil.TcpClient(self.srv.tcp_port)
         try:
-            while True:
-                addr, args = oscutil.decode(s.recv(65536))
-                if addr == "/fail":
-                    self.assertIn("command queue full", args[1])
-                    fails += 1
-        except socket.timeout:
-            pass
-        s.close()
-        self.assertGreater(fails, 200)
-        self.assertEqual(self.srv.status()[12], fails)
+            msgs = [oscutil.message("/n_set", 0, "gain", 1.0) for _ in range(300)]
+            tcp.send_raw(oscutil.bundle(1, *msgs))
+            fails = 0
+            try:
+                while True:
+                    addr, args = tcp.recv(timeout=2)
+                    if addr == "/fail":
+                        self.assertIn("command queue full", args[1])
+                        fails += 1
+            except (TimeoutError, OSError):
+                pass
+            self.assertGreater(fails, 200)
+            tcp.send("/status")
+            addr, args = tcp.recv()
+            self.assertEqual(addr, "/status.reply")
+            self.assertEqual(args[12], fails)
+        finally:
+            tcp.close()
 
     def test_huge_file_is_refused(self):
         write_wav16(self.path("big.wav"), [tone(100, 4.0), tone(100, 4.0)])  # 1.5 MiB of floats
