@@ -262,3 +262,73 @@ TEST(RtSafety, ThirtyTwoPlayersOnJackForTenSecondsWithoutXrunsOrAllocations) {
     EXPECT_EQ(locks, 0);
     EXPECT_EQ(fails.load(), 0);
 }
+
+// Issue 4's acceptance test for the render-ahead stretch worker. With stretching on the audio
+// thread (today) it fails: 8 rb2 followers average 44 % of the budget but Rubber Band works in
+// bursts (a hop of all eight players in one 64-frame block: up to 450 % of that block), giving
+// 1-11 xruns per 20 s on `jackd -d dummy -p 256`. Opt-in until the worker lands.
+TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
+    if (!std::getenv("LOOPD_JACK") || !std::getenv("LOOPD_JACK_STRETCH"))
+        GTEST_SKIP() << "set LOOPD_JACK=1 and LOOPD_JACK_STRETCH=1 with a JACK server running (issue 4's worker)";
+    mlockall(MCL_CURRENT | MCL_FUTURE);
+    DriverOptions d;
+    d.name = "jack";
+    d.periodFrames = 256;
+    std::unique_ptr<Driver> driver = openDriver(d);
+    EngineConfig cfg;
+    cfg.sampleRate = driver->sampleRate();
+    Engine engine(cfg);
+    Worker worker;
+    Recorder recorder(cfg.sampleRate, false);
+    PathPolicy paths;
+    const ControllerOptions copts;
+    Controller controller(engine, worker, recorder, paths, copts);
+    std::atomic<int> fails{0};
+    controller.setSender([&](const loopd::osc::Endpoint&, const char* data, size_t size) {
+        ::osc::ReceivedMessage m(::osc::ReceivedPacket(data, static_cast<::osc::osc_bundle_element_size_t>(size)));
+        if (std::string(m.AddressPattern()) == "/fail") fails++;
+        return true;
+    });
+    worker.start();
+    recorder.start();
+    loopd::osc::Endpoint from;
+    from.kind = loopd::osc::Endpoint::Kind::Udp;
+    auto send = [&](const std::vector<char>& p) { controller.handlePacket(p.data(), p.size(), from); };
+    TempDir dir;
+    writeWav(dir.file("a.wav"), {sine(220.0, 0.05, 96000, 48000.0), sine(330.0, 0.05, 96000, 48000.0)}, 48000);
+    send(msg("/b_allocRead", 1, dir.file("a.wav").c_str()));
+    for (int i = 0; i < 8; ++i)
+        send(msg("/s_new", "player", 100 + i, 1, 0, "buf", 1, "loop", 1, "follow", 1, "stretch", "rb2", "gain", 0.1f, "start", i * 4000));
+    driver->start(engine);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EngineStats st{};
+    uint64_t xruns = 0;
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+        const uint64_t before = engine.stats().xruns;
+        engine.stats(); // resets the peak
+        resetCounters();
+        const auto t0 = std::chrono::steady_clock::now();
+        int tick = 0;
+        while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(20)) {
+            // A ramp up and down every 4 s, as a movement controller would make.
+            if (tick % 80 == 0) send(msg("/tempo", tick % 160 == 0 ? 135.0f : 105.0f, 3.5f));
+            controller.pollReplies();
+            ++tick;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        st = engine.stats();
+        xruns = st.xruns - before;
+        std::printf("jack stretch attempt %d: 8 rb2 followers, avg cpu %.1f%%, peak block %.1f%%, xruns %llu, allocs %ld\n",
+                    attempt, st.cpuAverage, st.cpuPeak, static_cast<unsigned long long>(xruns), g_allocs.load());
+        if (xruns == 0) break;
+    }
+    driver->stop();
+    worker.stop();
+    controller.pollReplies();
+    recorder.stop();
+    EXPECT_EQ(xruns, 0u);
+    EXPECT_EQ(g_allocs.load(), 0);
+    EXPECT_EQ(g_frees.load(), 0);
+    EXPECT_EQ(g_locks.load(), 0);
+    EXPECT_EQ(fails.load(), 0);
+}
