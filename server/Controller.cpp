@@ -155,7 +155,7 @@ bool Controller::push(Msg& m, CommandBody&& body) {
     c.body = std::move(body);
     if (engine_.pushCommand(std::move(c))) return true;
     // Not moved on failure: free what it carried.
-    if (auto* n = std::get_if<cmd::NewNode>(&c.body)) delete n->node;
+    if (auto* n = std::get_if<cmd::NewNode>(&c.body)) disposeNode(n->node);
     if (auto* t = std::get_if<cmd::QueryTree>(&c.body)) delete t->snapshot;
     fail(m.client, m.address, "command queue full (" + std::to_string(engine_.config().commandQueueSize) +
                                   " commands waiting); the command was not run");
@@ -293,7 +293,7 @@ void Controller::pollReplies() {
                 } else if constexpr (std::is_same_v<T, reply::Synced>) {
                     send(r.client, osc::MessageBuilder("/synced").i(b.id));
                 } else if constexpr (std::is_same_v<T, reply::DisposeNode>) {
-                    delete b.node;
+                    disposeNode(b.node);
                 } else if constexpr (std::is_same_v<T, reply::BufferSwapped>) {
                     delete b.old;
                     done(r.client, b.address, {b.bufnum});
@@ -361,6 +361,7 @@ void Controller::hStatus(Msg& m) {
     r.f(static_cast<float>(s.bpm)).d(s.beats);
     r.i(s.numBuffers).i(options_.periodFrames).i(static_cast<int32_t>(s.droppedReplies));
     r.i(recorder_.active()).d(static_cast<double>(s.sampleTime)).s(options_.driverName);
+    r.i(static_cast<int32_t>(s.stretchUnderruns));
     send(m.client, r);
 }
 
@@ -412,6 +413,17 @@ void Controller::applyParams(Msg& m, Node& node) {
     }
 }
 
+void Controller::disposeNode(Node* n) {
+    if (n && n->kind() == Node::Kind::Player && stretchWorker_)
+        if (StretchVoice* v = static_cast<Player*>(n)->voice()) stretchWorker_->remove(v);
+    delete n;
+}
+
+void Controller::prepareStretch(Player& p) {
+    p.prepareStretch(engine_.config().sampleRate, engine_.config().blockSize);
+    if (stretchWorker_ && p.voice()) stretchWorker_->add(p.voice());
+}
+
 float Controller::paramValue(osc::ArgReader& args, ParamId id, const std::string& name) {
     if (!args.isString()) return args.number("parameter value");
     const std::string word = args.string("parameter value");
@@ -442,7 +454,7 @@ void Controller::hSNew(Msg& m) {
     auto* player = node->kind() == Node::Kind::Player ? static_cast<Player*>(node.get()) : nullptr;
     if (player && defaultStretch_ != 0.0f) player->setParam(ParamId::Stretch, defaultStretch_, 0, false, paramCtx_);
     applyParams(m, *node);
-    if (player) player->prepareStretch(c.sampleRate, c.blockSize); // builds the stretcher here, not on the audio thread
+    if (player) prepareStretch(*player); // builds the stretcher here, not on the audio thread
     push(m, cmd::NewNode{node.release(), static_cast<AddAction>(action), target});
 }
 

@@ -23,9 +23,12 @@
 #include "server/Engine.h"
 #include "server/PathPolicy.h"
 #include "server/Recorder.h"
+#include "server/StretchWorker.h"
 #include "server/Worker.h"
 
 namespace loopd {
+
+class Player;
 
 struct ControllerOptions {
     double bpm = 120.0;
@@ -52,6 +55,8 @@ public:
 
     void setSender(Sender sender) { sender_ = std::move(sender); }     // [control] before use
     void setDriverInfo(const std::string& name, int periodFrames);      // [control]
+    // [control] Real time: stretched players render ahead on this worker (null: inline).
+    void setStretchWorker(StretchWorker* worker) { stretchWorker_ = worker; }
 
     // [control] One OSC packet (message or bundle) from `from`.
     void handlePacket(const char* data, size_t size, const osc::Endpoint& from);
@@ -89,6 +94,10 @@ private:
     int32_t bufnum(Msg& m);
     std::string checkedPath(Msg& m, const std::string& path, bool forWriting);
     void applyParams(Msg& m, Node& node);
+    // [control] A node the engine gave back (or never took): unregister, then delete.
+    void disposeNode(Node* n);
+    // [control] A fresh player: build its stretcher and register its voice with the worker.
+    void prepareStretch(Player& p);
     // A parameter value: a number, or a named value (`mode lp`, `lfoShape saw`).
     static float paramValue(osc::ArgReader& args, ParamId id, const std::string& name);
 
@@ -146,6 +155,7 @@ private:
     std::unordered_set<int32_t> knownBuffers_; // loaded or loading (control + worker)
 
     // Tempo clock printing and Crowdstream state (control thread).
+    StretchWorker* stretchWorker_ = nullptr;
     bool printClock_ = false;
     float defaultStretch_ = 0.0f; // --stretch-method as a `stretch` value (0 = varispeed)
     bool decksCreated_ = false;

@@ -161,7 +161,7 @@ void Controller::startStem(Msg& m, int32_t b, float rate, float volume, bool loo
     p->setParam(ParamId::Follow, options_.followTempo ? 1.0f : 0.0f, 0, false, paramCtx_);
     if (hold) p->setParam(ParamId::Hold, 1.0f, 0, false, paramCtx_);
     p->setParam(ParamId::Stretch, defaultStretch_, 0, false, paramCtx_);
-    p->prepareStretch(engine_.config().sampleRate, engine_.config().blockSize);
+    prepareStretch(*p);
     if (push(timed, cmd::NewNode{p.release(), AddAction::Head, kDeckGroup0 + deck})) stemNodes_[b] = id;
     if (hold) armed_[deck] = id;
 }

@@ -66,6 +66,7 @@ Engine::Engine(const EngineConfig& config)
     ctx_.tempoBpm = config_.bpm;
     ctx_.baseBpm = config_.bpm;
     ctx_.followTempo = config_.followTempo;
+    ctx_.stretchAhead = config_.stretchAhead;
     ctx_.filtersEnabled = config_.enableFilters;
     tempo_.prepare(config_.sampleRate, config_.bpm, config_.beatsPerBar);
     statBpm_.store(config_.bpm);
@@ -138,6 +139,7 @@ EngineStats Engine::stats() noexcept {
     s.droppedReplies = droppedReplies_.load(std::memory_order_relaxed);
     s.missingBufferBlocks = missingBufferBlocks_.load(std::memory_order_relaxed);
     s.clockResyncs = clockResyncs_.load(std::memory_order_relaxed);
+    s.stretchUnderruns = stretchUnderruns_.load(std::memory_order_relaxed);
     s.sampleTime = publishedSampleTime_.load(std::memory_order_relaxed);
     s.limiterMinGain = limiterMinGain_.exchange(1.0f, std::memory_order_relaxed);
     s.bpm = statBpm_.load(std::memory_order_relaxed);
@@ -349,6 +351,14 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     statBuffers_.store(numLoadedBuffers_, std::memory_order_relaxed);
     const float lg = limiter_.takeMinGain();
     if (lg < limiterMinGain_.load(std::memory_order_relaxed)) limiterMinGain_.store(lg, std::memory_order_relaxed);
+    if (ctx_.stretchUnderruns != stretchUnderruns_.load(std::memory_order_relaxed)) {
+        // One log line per burst (at most one per second of underruns).
+        if (ctx_.stretchUnderruns - underrunsLogged_ >= 1 && (underrunsLogged_ == 0 || ctx_.stretchUnderruns - underrunsLogged_ > 750)) {
+            rtLog(3, "stretch underrun: a stretched player was covered by varispeed; underruns so far ", static_cast<int64_t>(ctx_.stretchUnderruns));
+            underrunsLogged_ = ctx_.stretchUnderruns;
+        }
+        stretchUnderruns_.store(ctx_.stretchUnderruns, std::memory_order_relaxed);
+    }
     statBpm_.store(tempo_.bpm(), std::memory_order_relaxed);
     statBeats_.store(tempo_.beats(), std::memory_order_relaxed);
     statBeatsPerBar_.store(tempo_.beatsPerBar(), std::memory_order_relaxed);

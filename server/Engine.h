@@ -42,13 +42,14 @@ struct EngineConfig {
     bool followTempo = true;     // false: players ignore `follow` (--disable-time-stretch)
     bool enableFilters = true;   // false: eq3 nodes pass audio through (--disable-filters)
     int cueOutput = -1;          // first channel of the stereo cue/headphone pair (-1: none)
+    bool stretchAhead = false;   // a StretchWorker renders stretched players ahead (real time)
 };
 
 struct EngineStats {
     int numNodes = 0, numGroups = 0, numBuffers = 0;
     double cpuAverage = 0.0, cpuPeak = 0.0; // % of the block's duration
     uint64_t xruns = 0, lateCommands = 0, droppedCommands = 0, droppedReplies = 0;
-    uint64_t missingBufferBlocks = 0, clockResyncs = 0;
+    uint64_t missingBufferBlocks = 0, clockResyncs = 0, stretchUnderruns = 0;
     int64_t sampleTime = 0;
     float limiterMinGain = 1.0f;
     double bpm = 120.0, beats = 0.0;
@@ -184,7 +185,8 @@ private:
 
     // Published statistics.
     std::atomic<uint64_t> xruns_{0}, late_{0}, droppedCommands_{0}, droppedReplies_{0};
-    std::atomic<uint64_t> missingBufferBlocks_{0}, clockResyncs_{0};
+    std::atomic<uint64_t> missingBufferBlocks_{0}, clockResyncs_{0}, stretchUnderruns_{0};
+    uint64_t underrunsLogged_ = 0;
     std::atomic<int> statNodes_{1}, statGroups_{1}, statBuffers_{0};
     std::atomic<double> cpuAverage_{0.0}, cpuPeak_{0.0};
     std::atomic<int64_t> publishedSampleTime_{0};

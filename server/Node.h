@@ -54,6 +54,8 @@ struct ProcessContext {
     }
     Bus* cueBus = nullptr;            // the cue/headphone pair, fed pre-fader (null: none)
     float* scratch = nullptr;         // blockSize floats any node may use during its render
+    bool stretchAhead = false;        // a worker renders stretched players ahead (real time)
+    uint64_t stretchUnderruns = 0;    // [audio] stretched output that was not ready in time
     double baseBpm = 120.0;           // --bpm: the material tempo of followers that set none
     bool followTempo = true;          // false: --disable-time-stretch
     bool filtersEnabled = true;       // false: --disable-filters (eq3 passes audio through)

@@ -113,12 +113,14 @@ bool Player::readyToStart(const ProcessContext& ctx) const noexcept {
 }
 
 void Player::prepareStretch(double sampleRate, int blockSize) {
-    if (method_ == stretch::Method::Rate || stretcher_) return;
+    if (method_ == stretch::Method::Rate || voice_) return;
     constexpr int kMaxFeed = 4096;
     const double speed = std::clamp(static_cast<double>(rate_.target()), 0.25, 4.0);
-    stretcher_ = stretch::Stretcher::create(method_, 2, sampleRate, kMaxFeed, 1.0 / speed, std::exp2(pitchSemitones_ / 12.0));
+    voice_ = std::make_unique<StretchVoice>(
+        stretch::Stretcher::create(method_, 2, sampleRate, kMaxFeed, 1.0 / speed, std::exp2(pitchSemitones_ / 12.0)));
     feedBuf_.assign(static_cast<size_t>(2 * kMaxFeed), 0.0f);
     outBuf_.assign(static_cast<size_t>(2 * blockSize), 0.0f);
+    outInter_.assign(static_cast<size_t>(2 * blockSize), 0.0f);
     blockSize_ = blockSize;
 }
 
@@ -151,11 +153,15 @@ void Player::onBegin(ProcessContext& ctx) noexcept {
     fedTotal_ = 0.0;
     bufferedAtStart_ = -1.0;
     lockError_ = 0.0;
-    if (stretcher_) {
-        // Prime at the ratio playback starts with (Rubber Band: ratios before the start pad).
+    if (voice_) {
+        // Prime at the ratio playback starts with (Rubber Band: ratios before the start pad);
+        // whoever steps the voice (worker, or this thread offline) does it on its next step.
         const double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
-        stretcher_->prime(1.0 / speed, std::exp2(pitchSemitones_ / 12.0));
-        dropLeft_ = stretcher_->startDelay();
+        voice_->timeRatio.store(1.0 / speed, std::memory_order_relaxed);
+        voice_->pitchScale.store(std::exp2(pitchSemitones_ / 12.0), std::memory_order_relaxed);
+        voice_->primeRequest.fetch_add(1, std::memory_order_release);
+        outputStarted_ = false;
+        anchorIdx_ = idx_;
     }
     if (startFrac_ >= 0.0f)
         if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
@@ -197,7 +203,7 @@ void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
                 else if (rel < until) until = static_cast<int>(rel);
             }
         }
-        if (!loop_ && state_ == State::Running && !stretcher_) {
+        if (!loop_ && state_ == State::Running && !voice_) {
             // Start the fade so that it ends on the last frame. (A stretched player reads ahead
             // of its output and times its end itself, in renderStretched.)
             const BufferData* b = ctx.buffer(buf_);
@@ -249,7 +255,7 @@ void Player::renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexce
 
 void Player::renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noexcept {
     if (from >= to || state_ == State::Ended) return;
-    if (stretcher_) { renderStretched(ctx, bus, from, to); return; }
+    if (voice_) { renderStretched(ctx, bus, from, to); return; }
     const BufferData* b = ctx.buffer(buf_);
     if (!b || b->numFrames <= 0 || b->numChannels <= 0) {
         if (buf_ >= 0) { ctx.bufferMissing = true; ctx.missingBuffer = buf_; }
@@ -363,6 +369,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         if (relock_) {
             lockBeats_ = ctx.beatsAt(at);
             lockRate_ = rate_.value();
+            anchorIdx_ = idx_;
             fedTotal_ = 0.0;
             bufferedAtStart_ = -1.0;
             lockError_ = 0.0;
@@ -380,29 +387,17 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         relock_ = true;
     }
     rate_.skip(n64);
-    stretcher_->setTimeRatio(1.0 / speed);
-    stretcher_->setPitchScale(std::exp2(pitchSemitones_ / 12.0));
+    StretchVoice& v = *voice_;
+    v.timeRatio.store(1.0 / speed, std::memory_order_relaxed);
+    v.pitchScale.store(std::exp2(pitchSemitones_ / 12.0), std::memory_order_relaxed);
     const int n = std::min(to - from, blockSize_);
     float* out[2] = {outBuf_.data(), outBuf_.data() + blockSize_};
-    const int maxFeed = stretcher_->maxFeed();
-    int written = 0;
-    for (int guard = 0; written < n && guard < 256; ++guard) {
-        const int avail = stretcher_->available();
-        if (avail > 0) {
-            float* dst[2] = {out[0] + written, out[1] + written};
-            if (dropLeft_ > 0) { // the start delay: output before the first real frame
-                dropLeft_ -= stretcher_->retrieve(dst, std::min({avail, dropLeft_, n - written}));
-                continue;
-            }
-            if (bufferedAtStart_ < 0.0) bufferedAtStart_ = fedTotal_ - (idealSource(ctx, at) + written * speed);
-            const int got = stretcher_->retrieve(dst, std::min(avail, n - written));
-            written += got;
-            owed_ -= got;
-            continue;
-        }
-        const int want = std::min(stretcher_->inputWanted(), maxFeed);
+    const int maxFeed = static_cast<int>(feedBuf_.size() / 2);
+    // Source frames into the voice's input ring (read here, where buffers are safe to read).
+    auto pushSource = [&](int frames) {
+        frames = std::min({frames, maxFeed, static_cast<int>(v.input.writableFrames())});
         float* feed[2] = {feedBuf_.data(), feedBuf_.data() + maxFeed};
-        for (int k = 0; k < want; ++k) {
+        for (int k = 0; k < frames; ++k) {
             if (idx_ >= F && loop_) idx_ -= F;
             if (idx_ >= 0 && idx_ < F) {
                 feed[0][k] = srcL[idx_];
@@ -416,12 +411,67 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
             }
         }
         const float* in[2] = {feed[0], feed[1]};
-        stretcher_->feed(in, want);
+        v.input.writePlanar(in, 0, static_cast<size_t>(frames), 2);
+    };
+    if (ctx.stretchAhead) {
+        // Keep about aheadTarget_ output frames in flight; the worker does the stretching.
+        const double inFlight = static_cast<double>(v.output.readableFrames()) + static_cast<double>(v.input.readableFrames()) / speed;
+        const double want = aheadTarget_ + n - inFlight;
+        if (want > 0.0) pushSource(static_cast<int>(std::ceil(want * speed)));
+    } else {
+        // Offline: this thread steps the voice, pulled by what the block needs (deterministic).
+        for (int guard = 0; static_cast<int>(v.output.readableFrames()) < n && guard < 256; ++guard) {
+            v.step();
+            if (static_cast<int>(v.output.readableFrames()) >= n) break;
+            pushSource(std::max(1, v.stretcher->inputWanted()));
+        }
     }
-    if (written < n) { // cannot happen with a working engine; never output garbage
-        std::fill(out[0] + written, out[0] + n, 0.0f);
-        std::fill(out[1] + written, out[1] + n, 0.0f);
+    // Real time: start sounding once a pre-roll is buffered, so that the pipeline runs ahead
+    // from the first block instead of limping through underruns while the worker fills it.
+    const bool preRolled = outputStarted_ || !ctx.stretchAhead ||
+                           static_cast<double>(v.output.readableFrames()) >= std::min(aheadTarget_, 1024.0);
+    const int got = preRolled ? static_cast<int>(v.output.read(outInter_.data(), static_cast<size_t>(n))) : 0;
+    for (int k = 0; k < got; ++k) {
+        out[0][k] = outInter_[static_cast<size_t>(2 * k)];
+        out[1][k] = outInter_[static_cast<size_t>(2 * k + 1)];
     }
+    if (got > 0 && bufferedAtStart_ < 0.0) bufferedAtStart_ = fedTotal_ - idealSource(ctx, at);
+    owed_ -= got;
+    const int written = got;
+    if (got < n && outputStarted_) {
+        // Underrun: cover the rest with varispeed from where the stretched output stands, and
+        // keep more in flight from now on (emergency); relax again after 10 s without one.
+        ++ctx.stretchUnderruns;
+        aheadTarget_ = std::min(aheadTarget_ * 2.0, 8192.0);
+        cleanFrames_ = 0;
+        double p = static_cast<double>(anchorIdx_) + (fedTotal_ - std::max(0.0, bufferedAtStart_));
+        const double Fd = static_cast<double>(F);
+        for (int k = got; k < n; ++k, p += speed) {
+            double q = loop_ ? std::fmod(p, Fd) : p;
+            if (q < 0) q += Fd;
+            const auto i0 = static_cast<int64_t>(q);
+            const dsp::Hermite4Weights w(static_cast<float>(q - static_cast<double>(i0)));
+            float tl[4], tr[4];
+            for (int t = 0; t < 4; ++t) {
+                int64_t j = i0 - 1 + t;
+                if (loop_) { j %= F; if (j < 0) j += F; }
+                const bool in = j >= 0 && j < F;
+                tl[t] = in ? srcL[j] : 0.0f;
+                tr[t] = in ? srcR[j] : 0.0f;
+            }
+            out[0][k] = w(tl + 1);
+            out[1][k] = w(tr + 1);
+        }
+    } else if (got < n) {
+        // Before the first stretched frame (the worker's pre-roll): silence, not an underrun.
+        std::fill(out[0] + got, out[0] + n, 0.0f);
+        std::fill(out[1] + got, out[1] + n, 0.0f);
+    } else if ((cleanFrames_ += n) > static_cast<int64_t>(10 * ctx.sampleRate)) {
+        aheadTarget_ = std::max(aheadTarget_ * 0.75, 1024.0);
+        cleanFrames_ = 0;
+    }
+    if (got > 0) outputStarted_ = true;
+    (void)written;
     frac_ = 0.0;
     // A one-shot ends when its last real frame has come out (its fade timed to end there).
     if (!loop_ && sourceDone_ && state_ == State::Running && owed_ <= static_cast<double>(fadeLength(ctx)))

@@ -7,6 +7,7 @@
 
 #include "dsp/Pan.h"
 #include "dsp/Ramp.h"
+#include "server/StretchWorker.h"
 #include "stretch/Stretcher.h"
 
 #include <memory>
@@ -30,6 +31,8 @@ public:
     // [control] Before insertion: build and prime the stretcher chosen by `stretch` (allocates).
     void prepareStretch(double sampleRate, int blockSize);
     stretch::Method stretchMethod() const noexcept { return method_; }
+    // [control] The render-ahead voice of a stretched player (null for varispeed), for the worker.
+    StretchVoice* voice() noexcept { return voice_.get(); }
     double position() const noexcept { return static_cast<double>(idx_) + frac_; }
 
 protected:
@@ -88,9 +91,12 @@ private:
     void renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
     stretch::Method method_ = stretch::Method::Rate;
     float pitchSemitones_ = 0.0f;
-    std::unique_ptr<stretch::Stretcher> stretcher_;
-    std::vector<float> feedBuf_, outBuf_;  // 2 x maxFeed, 2 x blockSize
-    int dropLeft_ = 0;               // start delay still to trim
+    std::unique_ptr<StretchVoice> voice_;
+    std::vector<float> feedBuf_, outBuf_, outInter_;  // 2 x maxFeed, 2 x blockSize, 2 x blockSize
+    bool outputStarted_ = false;     // stretched frames have come out (before: the pre-roll)
+    int64_t anchorIdx_ = 0;          // buffer index of the anchor (for the varispeed cover)
+    double aheadTarget_ = 2048.0;    // output frames to keep in flight (adapts to underruns)
+    int64_t cleanFrames_ = 0;        // frames since the last underrun
     bool sourceDone_ = false;        // a one-shot fed its last real frame
     double owed_ = 0.0;              // output frames of real material still inside the stretcher
     int blockSize_ = 0;

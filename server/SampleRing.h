@@ -49,6 +49,12 @@ public:
         return n;
     }
 
+    size_t writableFrames() const noexcept {
+        const size_t r = read_.load(std::memory_order_acquire);
+        const size_t w = write_.load(std::memory_order_acquire);
+        return (r + capFrames_ - w - 1) % capFrames_;
+    }
+
     size_t readableFrames() const noexcept {
         const size_t r = read_.load(std::memory_order_acquire);
         const size_t w = write_.load(std::memory_order_acquire);

@@ -21,6 +21,7 @@
 #include "server/Driver.h"
 #include "server/Engine.h"
 #include "server/Options.h"
+#include "server/StretchWorker.h"
 
 namespace loopd {
 namespace {
@@ -124,11 +125,15 @@ int runServer(const Options& o) {
     // (best effort: needs root, CAP_IPC_LOCK or a memlock limit, as JACK's own clients do).
     if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) spdlog::debug("mlockall not permitted; pages may fault on the audio thread");
     PathPolicy paths(o.roots);
-    Engine engine(engineConfig(o, driver->sampleRate(), true, files));
+    EngineConfig ec = engineConfig(o, driver->sampleRate(), true, files);
+    ec.stretchAhead = true; // stretched players render ahead on the stretch worker
+    Engine engine(ec);
+    StretchWorker stretchWorker; // after the engine: stopped and gone before the engine frees nodes
     Worker worker;
     Recorder recorder(driver->sampleRate(), false);
     Controller controller(engine, worker, recorder, paths, controllerOptions(o, false, files));
     controller.setDriverInfo(driver->name(), driver->periodFrames());
+    controller.setStretchWorker(&stretchWorker);
 
     osc::Transport transport;
     osc::Transport::Options t;
@@ -145,6 +150,7 @@ int runServer(const Options& o) {
 
     worker.start();
     recorder.start();
+    stretchWorker.start();
     try {
         driver->start(engine);
     } catch (const std::exception& e) {
@@ -176,6 +182,7 @@ int runServer(const Options& o) {
     driver->stop();
     worker.stop();
     controller.pollReplies();
+    stretchWorker.stop();
     recorder.stop();
     return 0;
 }

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "server/Driver.h"
+#include "server/StretchWorker.h"
 #include "server/RtCheck.h"
 #include "support/OfflineServer.h"
 
@@ -263,10 +264,13 @@ TEST(RtSafety, ThirtyTwoPlayersOnJackForTenSecondsWithoutXrunsOrAllocations) {
     EXPECT_EQ(fails.load(), 0);
 }
 
-// Issue 4's acceptance test for the render-ahead stretch worker. With stretching on the audio
-// thread (today) it fails: 8 rb2 followers average 44 % of the budget but Rubber Band works in
-// bursts (a hop of all eight players in one 64-frame block: up to 450 % of that block), giving
-// 1-11 xruns per 20 s on `jackd -d dummy -p 256`. Opt-in until the worker lands.
+// Issue 4's acceptance test for the render-ahead stretch worker (opt-in: not yet reliably met on
+// the 2-core CI machine). Stretching on the audio thread: 8 rb2 followers averaged 44 % of the
+// budget with bursts of 450 % of a 64-frame block (a Rubber Band hop of all eight at once), 1-11
+// xruns per 20 s. With the worker (StretchWorker): about 1 % on average, peaks 11-127 %, but still
+// 1-4 xruns per 20 s — JACK's dummy driver waking late ("JackTimedDriver::Process XRun = 12
+// usec") while the worker keeps a core ~45 % busy — and occasional stretch underruns when the
+// worker falls behind (covered by varispeed).
 TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
     if (!std::getenv("LOOPD_JACK") || !std::getenv("LOOPD_JACK_STRETCH"))
         GTEST_SKIP() << "set LOOPD_JACK=1 and LOOPD_JACK_STRETCH=1 with a JACK server running (issue 4's worker)";
@@ -277,12 +281,15 @@ TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
     std::unique_ptr<Driver> driver = openDriver(d);
     EngineConfig cfg;
     cfg.sampleRate = driver->sampleRate();
+    cfg.stretchAhead = true; // as the server runs: stretchers on the stretch worker
     Engine engine(cfg);
+    StretchWorker stretchWorker;
     Worker worker;
     Recorder recorder(cfg.sampleRate, false);
     PathPolicy paths;
     const ControllerOptions copts;
     Controller controller(engine, worker, recorder, paths, copts);
+    controller.setStretchWorker(&stretchWorker);
     std::atomic<int> fails{0};
     controller.setSender([&](const loopd::osc::Endpoint&, const char* data, size_t size) {
         ::osc::ReceivedMessage m(::osc::ReceivedPacket(data, static_cast<::osc::osc_bundle_element_size_t>(size)));
@@ -291,6 +298,7 @@ TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
     });
     worker.start();
     recorder.start();
+    stretchWorker.start();
     loopd::osc::Endpoint from;
     from.kind = loopd::osc::Endpoint::Kind::Udp;
     auto send = [&](const std::vector<char>& p) { controller.handlePacket(p.data(), p.size(), from); };
@@ -303,9 +311,10 @@ TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     EngineStats st{};
     uint64_t xruns = 0;
+    uint64_t underruns = 0;
     for (int attempt = 1; attempt <= 3; ++attempt) {
-        const uint64_t before = engine.stats().xruns;
-        engine.stats(); // resets the peak
+        const EngineStats s0 = engine.stats(); // also resets the peak
+        const uint64_t before = s0.xruns;
         resetCounters();
         const auto t0 = std::chrono::steady_clock::now();
         int tick = 0;
@@ -318,15 +327,19 @@ TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
         }
         st = engine.stats();
         xruns = st.xruns - before;
-        std::printf("jack stretch attempt %d: 8 rb2 followers, avg cpu %.1f%%, peak block %.1f%%, xruns %llu, allocs %ld\n",
-                    attempt, st.cpuAverage, st.cpuPeak, static_cast<unsigned long long>(xruns), g_allocs.load());
-        if (xruns == 0) break;
+        underruns = st.stretchUnderruns - s0.stretchUnderruns;
+        std::printf("jack stretch attempt %d: 8 rb2 followers, avg cpu %.1f%%, peak block %.1f%%, xruns %llu, stretch underruns %llu, allocs %ld\n",
+                    attempt, st.cpuAverage, st.cpuPeak, static_cast<unsigned long long>(xruns),
+                    static_cast<unsigned long long>(underruns), g_allocs.load());
+        if (xruns == 0 && underruns == 0) break;
     }
     driver->stop();
     worker.stop();
     controller.pollReplies();
+    stretchWorker.stop();
     recorder.stop();
     EXPECT_EQ(xruns, 0u);
+    EXPECT_EQ(underruns, 0u);
     EXPECT_EQ(g_allocs.load(), 0);
     EXPECT_EQ(g_frees.load(), 0);
     EXPECT_EQ(g_locks.load(), 0);

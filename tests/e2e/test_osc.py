@@ -135,8 +135,9 @@ class ServerCommands(ServerCase):
     def test_status_version_sync_over_udp(self):
         st = self.srv.status()
         # 1, ugens, sources, groups, synthdefs, avg cpu, peak cpu, nominal rate, actual rate,
-        # block, xruns, late, dropped, bpm, beat, buffers, period, dropped replies, recordings, sample time, driver
-        self.assertEqual(len(st), 21)
+        # block, xruns, late, dropped, bpm, beat, buffers, period, dropped replies, recordings, sample time,
+        # driver, stretch underruns
+        self.assertEqual(len(st), 22)
         self.assertEqual(st[3], 1)              # the root group
         self.assertEqual(st[7], 48000.0)
         self.assertEqual(st[9], 64)

@@ -1,0 +1,91 @@
+#include "server/StretchWorker.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <pthread.h>
+#include <sched.h>
+
+namespace loopd {
+
+StretchVoice::StretchVoice(std::unique_ptr<stretch::Stretcher> s) : stretcher(std::move(s)) {
+    const auto n = static_cast<size_t>(stretcher->maxFeed());
+    inter_.assign(2 * n, 0.0f);
+    feedL_.assign(n, 0.0f);
+    feedR_.assign(n, 0.0f);
+    outL_.assign(n, 0.0f);
+    outR_.assign(n, 0.0f);
+}
+
+void StretchVoice::step() noexcept {
+    const uint32_t want = primeRequest.load(std::memory_order_acquire);
+    if (want == 0) return; // not started yet
+    if (want != primed_) {
+        stretcher->prime(timeRatio.load(std::memory_order_relaxed), pitchScale.load(std::memory_order_relaxed));
+        dropLeft_ = stretcher->startDelay();
+        startDelay.store(dropLeft_, std::memory_order_relaxed);
+        primed_ = want;
+    }
+    stretcher->setTimeRatio(timeRatio.load(std::memory_order_relaxed));
+    stretcher->setPitchScale(pitchScale.load(std::memory_order_relaxed));
+    const int maxFeed = stretcher->maxFeed();
+    for (int guard = 0; guard < 64; ++guard) {
+        const int avail = stretcher->available();
+        if (avail > 0) {
+            const int room = static_cast<int>(output.writableFrames());
+            if (room == 0 && dropLeft_ == 0) return; // the audio thread is far behind: wait
+            float* out[2] = {outL_.data(), outR_.data()};
+            const int n = std::min({avail, maxFeed, dropLeft_ > 0 ? dropLeft_ : room});
+            const int got = stretcher->retrieve(out, n);
+            if (dropLeft_ > 0) { dropLeft_ -= got; continue; }
+            const float* planar[2] = {outL_.data(), outR_.data()};
+            output.writePlanar(planar, 0, static_cast<size_t>(got), 2);
+            continue;
+        }
+        const int need = stretcher->inputWanted();
+        if (static_cast<int>(input.readableFrames()) < need) return; // wait for more source
+        input.read(inter_.data(), static_cast<size_t>(need));
+        for (int i = 0; i < need; ++i) {
+            feedL_[static_cast<size_t>(i)] = inter_[static_cast<size_t>(2 * i)];
+            feedR_[static_cast<size_t>(i)] = inter_[static_cast<size_t>(2 * i + 1)];
+        }
+        const float* in[2] = {feedL_.data(), feedR_.data()};
+        stretcher->feed(in, need);
+    }
+}
+
+void StretchWorker::start() {
+    if (running_.exchange(true)) return;
+    thread_ = std::thread([this] { run(); });
+}
+
+void StretchWorker::stop() {
+    if (!running_.exchange(false)) return;
+    if (thread_.joinable()) thread_.join();
+}
+
+void StretchWorker::add(StretchVoice* v) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    voices_.push_back(v);
+}
+
+void StretchWorker::remove(StretchVoice* v) {
+    std::lock_guard<std::mutex> lock(mutex_); // the worker holds it while it steps: no step is under way
+    voices_.erase(std::remove(voices_.begin(), voices_.end(), v), voices_.end());
+}
+
+void StretchWorker::run() {
+    // A background thread: it works ahead, so it yields readily to the audio and driver threads.
+    sched_param sp{};
+    pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    while (running_.load()) {
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (StretchVoice* v : voices_) v->step();
+        }
+        // Poll every 2 ms: the rings hold about 40 ms ahead (2048 frames at 48 kHz, adaptive).
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+}
+
+} // namespace loopd

@@ -1,0 +1,63 @@
+#pragma once
+// Render-ahead time-stretching (issue 4): Rubber Band works in bursts (a whole analysis hop at a
+// time), so stretchers run on a worker thread, ahead of the audio thread, through two lock-free
+// rings per voice. The audio thread reads the source buffer (as every player does) and pushes
+// those frames into `input`; the worker alone drives the stretcher and writes into `output`; the
+// audio thread pulls from `output`. Offline (nrt, tests) the audio thread steps the voice itself,
+// so renders stay deterministic.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "server/SampleRing.h"
+#include "stretch/Stretcher.h"
+
+namespace loopd {
+
+struct StretchVoice {
+    static constexpr size_t kRingFrames = 16384;
+    // [control] Allocates the rings and scratch.
+    StretchVoice(std::unique_ptr<stretch::Stretcher> s);
+
+    // [worker, or audio when synchronous] Prime when asked, then move input through the stretcher
+    // into `output` as far as the rings allow. Never allocates.
+    void step() noexcept;
+
+    std::unique_ptr<stretch::Stretcher> stretcher;
+    SampleRing input{kRingFrames, 2};
+    SampleRing output{kRingFrames, 2};
+    std::atomic<double> timeRatio{1.0};    // written by the audio thread, read by the worker
+    std::atomic<double> pitchScale{1.0};
+    std::atomic<uint32_t> primeRequest{0}; // the audio thread bumps it when playback starts
+    std::atomic<int> startDelay{0};
+
+private:
+    uint32_t primed_ = 0;  // worker side
+    int dropLeft_ = 0;
+    std::vector<float> inter_, feedL_, feedR_, outL_, outR_;
+};
+
+class StretchWorker {
+public:
+    StretchWorker() = default;
+    ~StretchWorker() { stop(); }
+    StretchWorker(const StretchWorker&) = delete;
+    StretchWorker& operator=(const StretchWorker&) = delete;
+
+    void start();                        // [control]
+    void stop();                         // [control]
+    void add(StretchVoice* v);           // [control] before the player is inserted
+    void remove(StretchVoice* v);        // [control] after it was unlinked; waits for the worker
+
+private:
+    void run();
+    std::mutex mutex_;                   // control <-> worker only; the audio thread never takes it
+    std::vector<StretchVoice*> voices_;
+    std::atomic<bool> running_{false};
+    std::thread thread_;
+};
+
+} // namespace loopd
