@@ -64,9 +64,6 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
         return SetResult::Ok;
     case ParamId::Pitch:
         if (!(value >= -24.0f && value <= 24.0f)) return SetResult::BadValue;
-        // SoundTouch allocates new anti-alias filter coefficients on every pitch change: for
-        // wsola the pitch is chosen at creation only.
-        if (inserted_ && method_ == stretch::Method::Wsola && value != pitchSemitones_) return SetResult::BadValue;
         pitchSemitones_ = value;
         return SetResult::Ok;
     case ParamId::OutMask:

@@ -44,54 +44,10 @@ public:
           ratio_(ratio), pitch_(pitch) {
         channels_ = channels;
         maxFeed_ = maxFeed;
-        // The largest process() size first: no reallocation on the audio thread afterwards.
+        // The largest process() size first, as the header prescribes.
         rb_.setMaxProcessSize(static_cast<size_t>(maxFeed));
         zeros_.assign(static_cast<size_t>(maxFeed), 0.0f);
         zeroPtr_.assign(static_cast<size_t>(channels), zeros_.data());
-        // Both engines grow buffers when a ratio or pitch needs more room than they have (R2's
-        // reconfigure, R3's resampler): visit the extremes of the supported range here, on the
-        // control thread, so that every buffer is at its largest before the audio thread uses
-        // the stretcher. Then run at the starting settings until the engine's own smoothing has
-        // settled (reset() does not clear it), and start clean.
-        std::vector<float> sink(static_cast<size_t>(maxFeed));
-        std::vector<float*> sinkPtr(static_cast<size_t>(channels), sink.data());
-        for (double r : {0.25, 4.0})
-            for (double p : {0.25, 4.0, 1.0}) {
-                rb_.setTimeRatio(r);
-                rb_.setPitchScale(p);
-                for (int k = 0; k < 4; ++k) {
-                    rb_.process(zeroPtr_.data(), static_cast<size_t>(maxFeed), false);
-                    while (rb_.available() > 0) rb_.retrieve(sinkPtr.data(), static_cast<size_t>(std::min(rb_.available(), maxFeed)));
-                }
-            }
-        rb_.setTimeRatio(ratio);
-        rb_.setPitchScale(pitch);
-        for (int k = 0; k < 24; ++k) {
-            rb_.process(zeroPtr_.data(), static_cast<size_t>(maxFeed), false);
-            while (rb_.available() > 0) rb_.retrieve(sinkPtr.data(), static_cast<size_t>(std::min(rb_.available(), maxFeed)));
-        }
-        rb_.reset();
-        // After that, the engine's reported start delay no longer tells the whole latency (a
-        // constant 125 frames more at 48 kHz, measured): find the rest with an impulse.
-        prime(ratio, pitch);
-        std::vector<float> impulse(static_cast<size_t>(maxFeed), 0.0f);
-        impulse[0] = 1.0f;
-        std::vector<const float*> impPtr(static_cast<size_t>(channels), impulse.data());
-        int outAt = 0, peakAt = -1;
-        float peak = 0.0f;
-        for (int k = 0; k < 8; ++k) {
-            rb_.process(k == 0 ? impPtr.data() : zeroPtr_.data(), static_cast<size_t>(maxFeed), false);
-            while (rb_.available() > 0) {
-                const int got = static_cast<int>(rb_.retrieve(sinkPtr.data(), static_cast<size_t>(std::min(rb_.available(), maxFeed))));
-                for (int i = 0; i < got; ++i)
-                    if (std::fabs(sink[static_cast<size_t>(i)]) > peak) { peak = std::fabs(sink[static_cast<size_t>(i)]); peakAt = outAt + i; }
-                outAt += got;
-            }
-        }
-        extraDelay_ = peakAt >= 0 ? std::max(0, peakAt - static_cast<int>(rb_.getStartDelay())) : 0;
-        rb_.reset();
-        rb_.setTimeRatio(ratio);
-        rb_.setPitchScale(pitch);
     }
     void prime(double timeRatio, double pitchScale) noexcept override {
         setTimeRatio(timeRatio);
@@ -102,10 +58,9 @@ public:
             rb_.process(zeroPtr_.data(), static_cast<size_t>(n), false);
             fed += n;
         }
-        startDelay_ = static_cast<int>(rb_.getStartDelay()) + static_cast<int>(std::lround(extraDelay_ * timeRatio));
+        startDelay_ = static_cast<int>(rb_.getStartDelay());
     }
-    // Only real changes reach the engine: compare with what was last asked for (R2 treats every
-    // setTimeRatio call as a change, and calling it every block cost 2.7 dB on a steady tone).
+    // Only real changes reach the engine: compare with what was last asked for.
     void setTimeRatio(double r) noexcept override {
         if (r == ratio_) return;
         ratio_ = r;
@@ -131,7 +86,6 @@ private:
     bool finer_;
     RubberBand::RubberBandStretcher rb_;
     double ratio_, pitch_;
-    int extraDelay_ = 0; // latency beyond getStartDelay(), measured at creation (output frames at ratio 1)
     std::vector<float> zeros_;
     std::vector<const float*> zeroPtr_;
     int startDelay_ = 0;

@@ -8,9 +8,11 @@
 //   wsola — SoundTouch (WSOLA time-stretch)
 // (`rate`, plain varispeed, needs no stretcher: the player reads faster or slower.)
 //
-// Threads: create() and prepare-time work on the control thread (allocates, primes the engine
-// with its preferred start pad); everything else is [audio]-safe after that: no allocation as
-// long as feed() gets at most maxFeed frames per call.
+// Threads: create() on the control thread (allocates). The rest runs on one thread at a time —
+// in real time the stretch worker, never the audio thread (server/StretchWorker.h). Rubber Band
+// may still grow buffers when a ratio or pitch needs more room than it had (its header's
+// "extreme ratio changes" exception), SoundTouch on every pitch change: harmless on the worker
+// and offline, which is why no audio thread runs them.
 #include <memory>
 #include <optional>
 #include <string_view>

@@ -139,7 +139,7 @@ void churn(OfflineServer& s, TempDir& dir, int tick, double now) {
     if (tick % 5 == 0) s.send("/tempo", 100.0f + static_cast<float>(tick % 40), 0.2f);
     if (tick % 7 == 0) s.send("/dance/total_movement", static_cast<float>(tick % 10) / 10.0f);
     s.send("/n_set", 404, "engage", tick % 4 < 2 ? 1 : 0);
-    s.send("/n_set", 300 + tick % 2, "pitch", static_cast<float>(tick % 5) - 2.0f); // rb2, rb3 (wsola: creation only)
+    s.send("/n_set", 300 + tick % 3, "pitch", static_cast<float>(tick % 5) - 2.0f);
 }
 } // namespace
 
@@ -164,6 +164,7 @@ TEST(RtSafety, TheHookSeesAllocationsInsideTheAudioScope) {
 TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     EngineConfig cfg = OfflineServer::defaultConfig();
     cfg.maxNodes = 2048;
+    cfg.stretchAhead = true; // stretchers on the stretch worker, as in the real-time server
     OfflineServer s(cfg);
     TempDir dir;
     buildScene(s, dir);

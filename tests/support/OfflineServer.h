@@ -19,6 +19,7 @@
 #include "server/Engine.h"
 #include "server/PathPolicy.h"
 #include "server/Recorder.h"
+#include "server/StretchWorker.h"
 #include "server/Worker.h"
 
 namespace loopd::test {
@@ -100,6 +101,14 @@ public:
         });
         for (int c = 0; c < cfg.numOutputs; ++c) output.emplace_back();
         from_.kind = osc::Endpoint::Kind::Udp;
+        if (cfg.stretchAhead) { // as the real-time server runs stretched players
+            stretchWorker_ = std::make_unique<StretchWorker>();
+            stretchWorker_->start();
+            controller_.setStretchWorker(stretchWorker_.get());
+        }
+    }
+    ~OfflineServer() {
+        if (stretchWorker_) stretchWorker_->stop();
     }
 
     static EngineConfig defaultConfig() {
@@ -172,6 +181,7 @@ private:
     }
     EngineConfig config_;
     Engine engine_;
+    std::unique_ptr<StretchWorker> stretchWorker_; // destroyed before the engine frees players
     Worker worker_;
     Recorder recorder_;
     PathPolicy paths_;
