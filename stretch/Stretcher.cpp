@@ -101,6 +101,11 @@ public:
         maxFeed_ = maxFeed;
         st_.setChannels(static_cast<unsigned>(channels));
         st_.setSampleRate(static_cast<unsigned>(std::lround(sampleRate)));
+        // Fixed processing lengths: by default SoundTouch re-tunes them with the tempo, so the
+        // audio it holds jumps at a tempo step and followers lose the beat grid.
+        st_.setSetting(SETTING_SEQUENCE_MS, 40);
+        st_.setSetting(SETTING_SEEKWINDOW_MS, 15);
+        st_.setSetting(SETTING_OVERLAP_MS, 8);
         st_.setPitch(pitch);
         st_.setTempo(1.0 / ratio);
         ratio_ = ratio;
