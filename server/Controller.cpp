@@ -564,12 +564,11 @@ std::string Controller::checkedPath(Msg&, const std::string& path, bool forWriti
 }
 
 void Controller::swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data) {
-    BufferData* previous = workerBuffers_[static_cast<size_t>(b)];
+    // The previous data is freed by the control thread once the audio thread has let go of it.
     BufferData* raw = data.get();
     if (!pushFromWorker(client, address, 0, cmd::SwapBuffer{b, raw, address})) return; // data freed by unique_ptr
     data.release();
     workerBuffers_[static_cast<size_t>(b)] = raw;
-    (void)previous; // freed by the control thread once the audio thread has let go of it
 }
 
 void Controller::hBAlloc(Msg& m) {

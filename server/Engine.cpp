@@ -499,23 +499,23 @@ void Engine::disposeSubtree(Node* n) noexcept {
 }
 
 void Engine::recomputeSolo() noexcept {
+    // A node plays when nothing is soloed, when it or an ancestor is soloed, or when it is on the
+    // path to a soloed node (so the soloed node's parents stay open). The paths are marked once,
+    // walking up from each soloed node and stopping at marks: O(nodes x depth), not O(nodes^2).
     bool anySolo = false;
-    nodes_.forEach([&](Node* n) { anySolo |= n->solo; });
+    nodes_.forEach([&](Node* n) {
+        n->onSoloPath = false;
+        anySolo |= n->solo;
+    });
+    if (anySolo)
+        nodes_.forEach([&](Node* s) {
+            if (!s->solo) return;
+            for (Node* a = s->parent; a && !a->onSoloPath; a = a->parent) a->onSoloPath = true;
+        });
     nodes_.forEach([&](Node* n) {
         if (n == root_) return;
-        bool keep = !anySolo;
-        if (!keep) {
-            // Soloed itself or below a soloed group: plays.
-            for (Node* a = n; a && !keep; a = a->parent) keep = a->solo;
-        }
-        if (!keep && n->isGroup()) {
-            // On the path to a soloed node: plays (its other children are muted themselves).
-            nodes_.forEach([&](Node* s) {
-                if (keep || !s->solo) return;
-                for (Node* a = s->parent; a; a = a->parent)
-                    if (a == n) { keep = true; break; }
-            });
-        }
+        bool keep = !anySolo || n->onSoloPath;
+        for (Node* a = n; a && !keep; a = a->parent) keep = a->solo;
         n->setSoloMuted(!keep, ctx_);
     });
 }
@@ -744,7 +744,6 @@ void Engine::doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept {
             reply(c.client, reply::RecorderRejected{m.slot});
             return;
         }
-        static_cast<Group*>(n)->tapped = true;
     }
     if (m.group == 0) m.slot->skipFrames = limiter_.latencySamples(); // master tap: post-limiter
     for (RecordSlot*& s : recorders_) {

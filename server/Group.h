@@ -37,9 +37,6 @@ public:
     static void unlink(Node* n) noexcept;
     int numChildren() const noexcept;
 
-    // Post-fader taps (recorders) read bus() after render; set by the engine.
-    bool tapped = false;
-
 private:
     std::unique_ptr<float[]> storage_;
     Bus bus_;

@@ -112,6 +112,7 @@ public:
     // Solo state (see Engine::recomputeSolo).
     bool solo = false;
     bool soloMuted = false;
+    bool onSoloPath = false;      // [audio] an ancestor of a soloed node (Engine::recomputeSolo)
     // dipstream links: start when `startWith` starts (+offset), stop when `stopWith` ends (+offset).
     int32_t startWith = -1;
     int32_t stopWith = -1;

@@ -434,7 +434,6 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     }
     if (got > 0 && bufferedAtStart_ < 0.0) bufferedAtStart_ = fedTotal_ - idealSource(ctx, at);
     owed_ -= got;
-    const int written = got;
     if (got < n && outputStarted_) {
         // Underrun: cover the rest with varispeed from where the stretched output stands, and
         // keep more in flight from now on (emergency); relax again after 10 s without one.
@@ -468,7 +467,6 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         cleanFrames_ = 0;
     }
     if (got > 0) outputStarted_ = true;
-    (void)written;
     frac_ = 0.0;
     // A one-shot ends when its last real frame has come out (its fade timed to end there).
     if (!loop_ && sourceDone_ && state_ == State::Running && owed_ <= static_cast<double>(fadeLength(ctx)))
