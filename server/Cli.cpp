@@ -34,6 +34,13 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--declick-ms", o.declickMs, "start/stop fade time in milliseconds")->capture_default_str()->check(CLI::Range(0.0, 1000.0));
     app.add_option("--cue-out", o.cueOut, "first channel of a stereo cue/headphone pair fed pre-fader by groups with cue 1 (needs --outputs >= 4)")
         ->check(CLI::Range(0, 30));
+    app.add_option("--loops", o.loops, "loops created at startup (SooperLooper's --loopcount)")->capture_default_str()->check(CLI::Range(0, 64));
+    app.add_option("--loop-seconds", o.loopSeconds, "memory per loop in seconds (SooperLooper's --looptime)")->capture_default_str()->check(CLI::Range(1.0, 3600.0));
+    app.add_option("--undo-seconds", o.undoSeconds, "extra memory per loop for undo history, in seconds")->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+    app.add_option("--capture-seconds", o.captureSeconds, "always-on input history for /sl/#/hit capture, in seconds")->capture_default_str()->check(CLI::Range(1.0, 3600.0));
+    app.add_option("--input-latency", o.inputLatency, "input latency in frames that loops compensate (default: the driver's figure)")->check(CLI::Range(0, 8192));
+    app.add_option("--output-latency", o.outputLatency, "output latency in frames that loops compensate (default: the driver's figure)")->check(CLI::Range(0, 8192));
+    app.add_flag("--pa-mute", o.paMute, "mute the main outputs while a loop records (the --cue-out pair keeps the whole mix)");
     app.add_option("--nrt", o.nrt, "offline render: SCORE INPUT(or _) OUTPUT")->expected(3);
     app.add_option("--config", o.config, "JSON configuration (bpm, meter, movement map; see docs/OSC.md)")->check(CLI::ExistingFile);
     app.add_option("--bpm-config", o.bpmConfig, "Crowdstream bpm_config.json (movement_bpm)")->check(CLI::ExistingFile);

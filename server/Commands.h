@@ -64,12 +64,22 @@ struct ClockReset {};
 // Start held nodes together on one sample, once all are ready (buffers loaded), or after
 // waitSeconds with whichever are ready (the others start when their buffers arrive).
 struct StartGroup { int32_t ids[8]; int count; double waitSeconds; };
+// Looper (SooperLooper namespace). cmd/ctl are LoopCmd/LoopCtl values.
+struct LoopCommand { int32_t id; uint8_t cmd; float arg; };
+struct LoopControl { int32_t id; uint8_t ctl; float value; };
+// New loop content (a file the worker loaded): swap at the next boundary when quantized.
+struct LoopLoad { int32_t id; BufferData* data; bool quantized; };
+// Copy a loop into `data` (sized by the control thread) for /sl/#/save_loop.
+struct LoopSave { int32_t id; BufferData* data; };
+struct LoopGlobals { int32_t syncSource; int32_t anchorId; double eighthPerCycle; double lenienceSeconds; bool paMute; };
 } // namespace cmd
 
 using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::Free, cmd::Run,
                                  cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
                                  cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
-                                 cmd::Tempo, cmd::Meter, cmd::ClockReset, cmd::StartGroup>;
+                                 cmd::Tempo, cmd::Meter, cmd::ClockReset, cmd::StartGroup,
+                                 cmd::LoopCommand, cmd::LoopControl, cmd::LoopLoad, cmd::LoopSave,
+                                 cmd::LoopGlobals>;
 
 struct Command {
     uint64_t timetag = 0;     // NTP 32.32; 0 or 1 = now
@@ -82,6 +92,7 @@ enum class FailCode : uint8_t {
     NodeNotFound, GroupNotFound, NodeIdInUse, NotAGroup, NoSuchParam, BadParamValue, NotRampable,
     SchedulerFull, TooManyNodes, TreeTooDeep, MoveIntoSelf, CannotFreeRoot, RecorderGroupNotFound,
     RecorderNotFound, RecorderSlotsFull, TreeTruncated, GroupStartsFull, GroupStartTimedOut,
+    NotALooper, LoopValueOutOfRange, LoopBusy,
 };
 
 enum class NodeEventKind : uint8_t { Go, End, Off, On, Move, Info };
@@ -102,12 +113,14 @@ struct RecorderDetached { RecordSlot* slot; };
 struct RecorderRejected { RecordSlot* slot; };
 struct Log { uint8_t level; char text[96]; };
 struct Beat { int64_t beat; int32_t bar; int32_t beatInBar; double bpm; int64_t sampleTime; };
+// A buffer a looper is done with: loaded content to free, or a finished save_loop copy.
+struct LoopBuffer { BufferData* data; int32_t nodeId; bool saved; };
 } // namespace reply
 
 using ReplyBody = std::variant<reply::Done, reply::Fail, reply::NodeEvent, reply::Late,
                                reply::Synced, reply::DisposeNode, reply::BufferSwapped,
                                reply::TreeReady, reply::RecorderDetached, reply::RecorderRejected,
-                               reply::Log, reply::Beat>;
+                               reply::Log, reply::Beat, reply::LoopBuffer>;
 
 struct Reply {
     uint16_t client = kNoClient;

@@ -14,6 +14,7 @@
 #include "server/Eq3Node.h"
 #include "server/Group.h"
 #include "server/InputNode.h"
+#include "server/Looper.h"
 #include "server/Player.h"
 #include "server/Version.h"
 
@@ -71,6 +72,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     add("/rec_start", &Controller::hRecStart);
     add("/rec_stop", &Controller::hRecStop);
     registerCrowdstream();
+    registerSooperLooper();
     if (const auto v = paramEnumValue(ParamId::Stretch, options_.stretchMethod)) defaultStretch_ = *v;
 }
 
@@ -156,6 +158,8 @@ bool Controller::push(Msg& m, CommandBody&& body) {
     if (engine_.pushCommand(std::move(c))) return true;
     // Not moved on failure: free what it carried.
     if (auto* n = std::get_if<cmd::NewNode>(&c.body)) disposeNode(n->node);
+    if (auto* l = std::get_if<cmd::LoopLoad>(&c.body)) delete l->data;
+    if (auto* v = std::get_if<cmd::LoopSave>(&c.body)) delete v->data;
     if (auto* t = std::get_if<cmd::QueryTree>(&c.body)) delete t->snapshot;
     fail(m.client, m.address, "command queue full (" + std::to_string(engine_.config().commandQueueSize) +
                                   " commands waiting); the command was not run");
@@ -204,14 +208,17 @@ void Controller::handleMessage(const ::osc::ReceivedMessage& m, uint64_t timetag
         spdlog::info("dumpOSC: {}", s.str());
     }
     auto h = handlers_.find(address);
-    if (h == handlers_.end()) {
+    const bool sl = h == handlers_.end() && address.rfind("/sl/", 0) == 0;
+    if (h == handlers_.end() && !sl) {
         fail(client, "/?", "unknown command " + address);
         return;
     }
     osc::ArgReader args(m);
-    Msg msg{h->second.first, args, timetag, client};
+    if (sl) slAddress_ = address;
+    Msg msg{sl ? slAddress_.c_str() : h->second.first, args, timetag, client};
     try {
-        (this->*(h->second.second))(msg);
+        if (sl) hSl(msg);
+        else (this->*(h->second.second))(msg);
     } catch (const osc::ArgError& e) {
         fail(client, msg.address, e.what());
     } catch (const ::osc::Exception& e) {
@@ -234,8 +241,8 @@ std::string Controller::failReason(const reply::Fail& f) const {
         return f.a == 0 ? std::string("nothing can be placed beside the root group 0")
                         : "node " + std::to_string(f.a) + " is not a group";
     case FailCode::NoSuchParam: {
-        static const char* kinds[] = {"group", "player", "input", "effect"};
-        const char* k = f.b >= 0 && f.b < 4 ? kinds[f.b] : "node";
+        static const char* kinds[] = {"group", "player", "input", "effect", "looper"};
+        const char* k = f.b >= 0 && f.b < 5 ? kinds[f.b] : "node";
         return std::string(k) + " " + std::to_string(f.a) + " has no parameter '" + param() + "'";
     }
     case FailCode::BadParamValue:
@@ -253,6 +260,10 @@ std::string Controller::failReason(const reply::Fail& f) const {
     case FailCode::RecorderSlotsFull: return "too many recordings at once (limit " + std::to_string(f.a) + ")";
     case FailCode::TreeTruncated: return "tree too large to report";
     case FailCode::GroupStartsFull: return "too many group starts waiting (limit " + std::to_string(f.a) + ")";
+    case FailCode::NotALooper: return "node " + std::to_string(f.a) + " is not a looper";
+    case FailCode::LoopValueOutOfRange:
+        return "value " + fmtFloat(f.value) + " is out of range for '" + std::string(loopCtlName(static_cast<LoopCtl>(f.b)) ? loopCtlName(static_cast<LoopCtl>(f.b)) : "?") + "'";
+    case FailCode::LoopBusy: return "looper " + std::to_string(f.a) + " is already saving";
     case FailCode::GroupStartTimedOut:
         return "not every deck finished loading in time; the ready ones started together, the others start when loaded";
     }
@@ -305,7 +316,7 @@ void Controller::pollReplies() {
                     for (const auto& e : s->entries) {
                         m.i(e.id).i(e.numChildren);
                         if (e.numChildren < 0) {
-                            m.s(e.kind == static_cast<uint8_t>(Node::Kind::Player) ? "player" : e.kind == static_cast<uint8_t>(Node::Kind::Input) ? "input" : "effect");
+                            m.s(e.kind == static_cast<uint8_t>(Node::Kind::Player) ? "player" : e.kind == static_cast<uint8_t>(Node::Kind::Input) ? "input" : e.kind == static_cast<uint8_t>(Node::Kind::Looper) ? "looper" : "effect");
                             if (s->withControls) m.i(2).s("buf").f(static_cast<float>(e.buf)).s("gain").f(e.gain);
                         }
                     }
@@ -321,12 +332,15 @@ void Controller::pollReplies() {
                     });
                 } else if constexpr (std::is_same_v<T, reply::RecorderRejected>) {
                     recorder_.discard(b.slot);
+                } else if constexpr (std::is_same_v<T, reply::LoopBuffer>) {
+                    slLoopBuffer(b);
                 } else if constexpr (std::is_same_v<T, reply::Log>) {
                     spdlog::log(static_cast<spdlog::level::level_enum>(b.level), "{}", b.text);
                 }
             },
             r.body);
     }
+    pollLoopers();
     // Measured sample rate, over windows of at least two seconds.
     const auto now = std::chrono::steady_clock::now();
     const double wall = std::chrono::duration<double>(now - rateWallTime_).count();
@@ -414,6 +428,7 @@ void Controller::applyParams(Msg& m, Node& node) {
 }
 
 void Controller::disposeNode(Node* n) {
+    if (n && n->kind() == Node::Kind::Looper) forgetLooperNode(n->id());
     if (n && n->kind() == Node::Kind::Player && stretchWorker_)
         if (StretchVoice* v = static_cast<Player*>(n)->voice()) stretchWorker_->remove(v);
     delete n;
@@ -450,12 +465,23 @@ void Controller::hSNew(Msg& m) {
     else if (type == "stutter") node = std::make_unique<StutterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
     else if (type == "limiter") node = std::make_unique<LimiterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
     else if (type == "gain") node = std::make_unique<GainNode>(id, c.blockSize);
-    else throw osc::ArgError("unknown node type '" + type + "' (known: player, input, eq3, filter, delay, reverb, stutter, limiter, gain)");
+    else if (type == "looper") node = std::make_unique<Looper>(id, 2, c.sampleRate, options_.loopSeconds, options_.undoSeconds);
+    else throw osc::ArgError("unknown node type '" + type + "' (known: player, input, looper, eq3, filter, delay, reverb, stutter, limiter, gain)");
     auto* player = node->kind() == Node::Kind::Player ? static_cast<Player*>(node.get()) : nullptr;
     if (player && defaultStretch_ != 0.0f) player->setParam(ParamId::Stretch, defaultStretch_, 0, false, paramCtx_);
     applyParams(m, *node);
     if (player) prepareStretch(*player); // builds the stretcher here, not on the audio thread
-    push(m, cmd::NewNode{node.release(), static_cast<AddAction>(action), target});
+    Looper* looper = node->kind() == Node::Kind::Looper ? static_cast<Looper*>(node.get()) : nullptr;
+    if (!push(m, cmd::NewNode{node.release(), static_cast<AddAction>(action), target})) return;
+    if (looper) {
+        // A looper made with /s_new joins the SooperLooper namespace as the next loop index.
+        SlLoop loop;
+        loop.node = id;
+        loop.looper = looper;
+        loop.memorySeconds = options_.loopSeconds;
+        slLoops_.push_back(std::move(loop));
+        pushLoopGlobals(m);
+    }
 }
 
 void Controller::hGNew(Msg& m) {

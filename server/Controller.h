@@ -9,7 +9,9 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -29,6 +31,7 @@
 namespace loopd {
 
 class Player;
+class Looper;
 
 struct ControllerOptions {
     double bpm = 120.0;
@@ -41,6 +44,8 @@ struct ControllerOptions {
     bool followTempo = true;      // false: --disable-time-stretch
     std::string stretchMethod = "rate";
     float stemMasterGain = 0.8f;  // the Crowdstream server's master volume
+    double loopSeconds = 40.0;    // loop memory per loop (SooperLooper's -t default)
+    double undoSeconds = 40.0;    // extra memory per loop for undo history
 };
 
 class Controller {
@@ -72,6 +77,8 @@ public:
     void send(uint16_t client, const osc::MessageBuilder& m);
     // [control] Run a message as if a client had sent it (startup flags); failures are logged.
     void runInternal(const std::vector<char>& packet);
+    // [control] The URL /ping answers with (osc.udp://host:port/).
+    void setHostUrl(const std::string& url) { slHostUrl_ = url; }
 
 private:
     struct Msg {
@@ -129,6 +136,53 @@ private:
     void setEqBand(Msg& m, int deck, int band, float gain);
     static float cutOnlyGain(float percent);
 
+    // SooperLooper namespace (SooperLooper.cpp).
+    struct SlLoop {
+        int32_t node = -1;
+        Looper* looper = nullptr;           // owned by the engine; valid until disposeNode
+        int channels = 2;
+        double memorySeconds = 0.0;
+        std::map<std::string, float> controls; // as clients set them
+        bool soloed = false;
+        int lastState = -99;
+        std::chrono::steady_clock::time_point downAt[32];
+        bool held[32] = {};
+    };
+    struct SlRegistration {
+        int loop; std::string ctrl, url, path; bool autoUpdate; float last; uint16_t client;
+    };
+    struct SlSave { std::string path, sample, url, errPath; uint16_t client; int index; };
+    void registerSooperLooper();
+    void hSl(Msg&);
+    void hSlPing(Msg&); void hSlLoopAdd(Msg&); void hSlLoopDel(Msg&); void hSlGlobalSet(Msg&); void hSlGlobalGet(Msg&);
+    void hSlRegister(Msg&); void hSlUnregister(Msg&); void hSlRegisterUpdate(Msg&);
+    void hSlSaveSession(Msg&); void hSlLoadSession(Msg&);
+    void slCommand(Msg& m, int index, const std::string& verb);
+    void slSolo(Msg& m, int index);
+    void slSet(Msg& m, int index);
+    void slGet(Msg& m, int index);
+    void slGlobalSet(Msg& m, const std::string& name, float value);
+    void slGlobalGet(Msg& m, const std::string& name, const std::string& url, const std::string& path);
+    float slGlobalValue(const std::string& name);
+    float slValue(const SlLoop& loop, const std::string& name) const;
+    float slDefault(const std::string& name) const;
+    void slRegister(Msg& m, int index, const std::string& verb);
+    void slNotifyChange(int index, const std::string& name, float value);
+    void slSaveLoop(Msg& m, int index);
+    void slLoadLoop(Msg& m, int index);
+    void slLoopBuffer(const reply::LoopBuffer& b);
+    void slError(Msg& m, const std::string& url, const std::string& path, const std::string& reason);
+    std::vector<int> slTargets(Msg& m, int index);
+    void ensureLooperGroup(Msg& m);
+    int addLoop(Msg& m, int channels, double seconds);
+    void pushLoopGlobals(Msg& m);
+    void sendConfigUpdates();
+    void pollLoopers();
+    void forgetLooperNode(int32_t node);
+    osc::MessageBuilder slPingReply(const std::string& path) const;
+    std::optional<osc::Endpoint> endpointForUrl(const std::string& url);
+    void sendToUrl(uint16_t client, const std::string& url, const osc::MessageBuilder& m);
+
     // Worker-side (run on the worker thread).
     void swapBuffer(uint16_t client, const char* address, int32_t bufnum, std::unique_ptr<BufferData> data);
 
@@ -167,6 +221,24 @@ private:
     int64_t rateSampleTime_ = 0;
     std::chrono::steady_clock::time_point rateWallTime_;
     double actualRate_ = 0.0;
+
+    // SooperLooper state (control thread).
+    std::string slAddress_;                          // the /sl/... address being handled
+    std::string slHostUrl_ = "osc.udp://localhost:57120/";
+    std::vector<SlLoop> slLoops_;
+    bool looperGroupCreated_ = false;
+    int32_t nextLoopNode_ = 801;
+    int slSelected_ = 0;
+    int slSyncSource_ = 1;                           // loop 1 (index 0) is the anchor
+    double slEighthPerCycle_ = 16.0;
+    double slLenience_ = 0.1;
+    bool slPaMute_ = false;
+    std::map<std::string, float> slGlobals_;
+    std::vector<std::pair<std::string, std::string>> slConfigListeners_;
+    std::vector<SlRegistration> slRegistrations_;
+    std::map<int32_t, SlSave> slSaves_;              // node → save in flight
+    std::unordered_map<std::string, osc::Endpoint> urlCache_;
+    std::chrono::steady_clock::time_point slLastAuto_;
 };
 
 } // namespace loopd

@@ -25,6 +25,8 @@ public:
     virtual std::string name() const = 0;
     virtual double sampleRate() const = 0;
     virtual int periodFrames() const = 0;
+    // [control] Input + output latency in frames as the device reports it (0 when unknown).
+    virtual int roundTripFrames() { return 0; }
 };
 
 // [control] Chooses and opens a driver; `auto` tries JACK, then ALSA/Pulse, then null with one

@@ -10,6 +10,7 @@
 #include "dsp/Denormals.h"
 #include "server/BufferData.h"
 #include "server/Group.h"
+#include "server/Looper.h"
 #include "server/Player.h"
 #include "server/RecordSlot.h"
 #include "server/RtCheck.h"
@@ -71,6 +72,12 @@ Engine::Engine(const EngineConfig& config)
     tempo_.prepare(config_.sampleRate, config_.bpm, config_.beatsPerBar);
     statBpm_.store(config_.bpm);
     statBeatsPerBar_.store(config_.beatsPerBar);
+    capture_ = std::make_unique<CaptureRing>(std::max(1, config_.numInputs),
+                                             static_cast<int64_t>(std::max(1.0, config_.captureSeconds) * config_.sampleRate));
+    ctx_.capture = capture_.get();
+    ctx_.loop.roundTripFrames = std::max(0, config_.roundTripLatency);
+    ctx_.loop.lenienceFrames = std::llround(0.1 * config_.sampleRate);
+    paGain_.reset(1.0f);
     ctx_.declickSamples = std::llround(config_.declickSeconds * config_.sampleRate);
     ctx_.smoothSamples = std::llround(config_.smoothSeconds * config_.sampleRate);
 
@@ -305,6 +312,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
         if (in && in[c]) std::memcpy(inputStorage_.data() + c * B, in[c], sizeof(float) * static_cast<size_t>(B));
         else std::memset(inputStorage_.data() + c * B, 0, sizeof(float) * static_cast<size_t>(B));
     }
+    capture_->write(inputPtrs_.data(), config_.numInputs, renderPos_, B);
 
     // Hand back what could not be handed back before.
     while (pendingDisposeCount_ > 0) {
@@ -315,8 +323,10 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     }
 
     int budget = config_.maxCommandsPerBlock;
-    drainQueue(workerQueue_, budget);
+    // Control first: a worker's result (a loaded file) may address a node created by a command
+    // that was sent before it (loop content after /loop_add).
     drainQueue(controlQueue_, budget);
+    drainQueue(workerQueue_, budget);
     serviceGroupStarts();
     afterSegment();
 
@@ -374,11 +384,33 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
 void Engine::renderSegment(int offset, int numFrames) noexcept {
     if (numFrames <= 0) return;
     ctx_.beats = tempo_.beats();
+    ctx_.beatsPerBar = tempo_.beatsPerBar();
     ctx_.segmentStart = ctx_.blockStartSample + offset;
+    ctx_.loop.writers = 0;
     if (ctx_.cueBus)
         for (int c = 0; c < 2; ++c) std::memset(cueBus_.ch[c] + offset, 0, sizeof(float) * static_cast<size_t>(numFrames));
     root_->renderOwnBus(ctx_, offset, numFrames);
     Bus& bus = root_->bus();
+    if (ctx_.loop.paMute || paGain_.ramping() || paGain_.value() < 1.0f) {
+        // PA mute: while a loop records, the main outputs fade out; the headphone (cue) pair
+        // carries the whole mix, through the same limiter, so it stays aligned with the mains.
+        const bool cue = ctx_.cueBus != nullptr;
+        if (cue && ctx_.loop.paMute)
+            for (int c = 0; c < 2; ++c) {
+                float* dst = cueBus_.ch[c] + offset;
+                const float* src = bus.ch[std::min(c, bus.numChannels - 1)] + offset;
+                for (int i = 0; i < numFrames; ++i) dst[i] += src[i];
+            }
+        const float target = ctx_.loop.paMute && ctx_.loop.writers > 0 ? 0.0f : 1.0f;
+        if (target != paGain_.target()) paGain_.setTarget(target, ctx_.declickSamples);
+        for (int i = 0; i < numFrames; ++i) {
+            const float g = paGain_.next();
+            for (int c = 0; c < bus.numChannels; ++c) {
+                if (cue && (c == config_.cueOutput || c == config_.cueOutput + 1)) continue;
+                bus.ch[c][offset + i] *= g;
+            }
+        }
+    }
     if (ctx_.cueBus) {
         // The cue pair bypasses the master fader (it is pre-fader by design); the limiter guards it too.
         for (int c = 0; c < 2; ++c) {
@@ -429,6 +461,26 @@ void Engine::renderSegment(int offset, int numFrames) noexcept {
 void Engine::afterSegment() noexcept {
     resolveStarts();
     collectEnded();
+    handBackBuffers();
+}
+
+void Engine::handBackBuffers() noexcept {
+    int kept = 0;
+    for (int i = 0; i < ctx_.numHandBack; ++i) {
+        const auto& h = ctx_.handBack[i];
+        Reply r;
+        r.body = reply::LoopBuffer{h.data, h.nodeId, h.saved};
+        if (!replyQueue_.tryPush(std::move(r))) ctx_.handBack[kept++] = h; // retry next segment
+    }
+    ctx_.numHandBack = kept;
+}
+
+template <class Fn>
+static void withLooper(NodeMap& nodes, int32_t id, Fn&& fn, const auto& onFail) {
+    Node* n = nodes.find(id);
+    if (!n) { onFail(FailCode::NodeNotFound); return; }
+    if (n->kind() != Node::Kind::Looper) { onFail(FailCode::NotALooper); return; }
+    fn(*static_cast<Looper*>(n));
 }
 
 void Engine::resolveStarts() noexcept {
@@ -575,6 +627,43 @@ void Engine::execute(Command& c) noexcept {
                    [&](cmd::Meter& m) { tempo_.setMeter(m.beatsPerBar); },
                    [&](cmd::ClockReset&) { tempo_.resetPosition(); },
                    [&](cmd::StartGroup& m) { doStartGroup(c, m); },
+                   [&](cmd::LoopCommand& m) {
+                       withLooper(nodes_, m.id, [&](Looper& l) {
+                           l.command(static_cast<LoopCmd>(m.cmd), m.arg, ctx_, renderPos_);
+                       }, [&](FailCode f) { fail(c, f, m.id); });
+                   },
+                   [&](cmd::LoopControl& m) {
+                       withLooper(nodes_, m.id, [&](Looper& l) {
+                           if (!l.setControl(static_cast<LoopCtl>(m.ctl), m.value, ctx_)) fail(c, FailCode::LoopValueOutOfRange, m.id, m.ctl, ParamId::Count, m.value);
+                       }, [&](FailCode f) { fail(c, f, m.id); });
+                   },
+                   [&](cmd::LoopLoad& m) {
+                       BufferData* data = m.data;
+                       withLooper(nodes_, m.id, [&](Looper& l) {
+                           data = l.loadContent(data, m.quantized, ctx_, renderPos_);
+                       }, [&](FailCode f) { fail(c, f, m.id); });
+                       if (data && ctx_.numHandBack < ProcessContext::kMaxHandBack)
+                           ctx_.handBack[ctx_.numHandBack++] = ProcessContext::HandBack{data, m.id, false};
+                   },
+                   [&](cmd::LoopSave& m) {
+                       bool taken = false;
+                       withLooper(nodes_, m.id, [&](Looper& l) {
+                           taken = l.startSave(m.data);
+                           if (!taken) fail(c, FailCode::LoopBusy, m.id);
+                       }, [&](FailCode f) { fail(c, f, m.id); });
+                       if (!taken && ctx_.numHandBack < ProcessContext::kMaxHandBack) {
+                           m.data->numFrames = -1; // tells the control thread the save did not happen
+                           ctx_.handBack[ctx_.numHandBack++] = ProcessContext::HandBack{m.data, m.id, true};
+                       }
+                   },
+                   [&](cmd::LoopGlobals& m) {
+                       ctx_.loop.syncSource = m.syncSource;
+                       if (ctx_.loop.anchorId != m.anchorId) ctx_.loop.cycleStamp = -1;
+                       ctx_.loop.anchorId = m.anchorId;
+                       ctx_.loop.eighthPerCycle = m.eighthPerCycle;
+                       ctx_.loop.lenienceFrames = std::llround(m.lenienceSeconds * config_.sampleRate);
+                       ctx_.loop.paMute = m.paMute;
+                   },
                },
                c.body);
 }

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "dsp/Limiter.h"
+#include "dsp/Ramp.h"
+#include "server/CaptureRing.h"
 #include "server/Commands.h"
 #include "server/Node.h"
 #include "server/NodeMap.h"
@@ -43,6 +45,8 @@ struct EngineConfig {
     bool enableFilters = true;   // false: eq3 nodes pass audio through (--disable-filters)
     int cueOutput = -1;          // first channel of the stereo cue/headphone pair (-1: none)
     bool stretchAhead = false;   // a StretchWorker renders stretched players ahead (real time)
+    double captureSeconds = 60.0; // always-on input history (--capture-seconds)
+    int roundTripLatency = 0;    // driver input + output latency in frames (loopers compensate it)
 };
 
 struct EngineStats {
@@ -131,6 +135,8 @@ private:
     void doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept;
     void doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept;
     void doStartGroup(Command& c, cmd::StartGroup& m) noexcept;
+    void doLoop(Command& c, int32_t id, const auto& fn) noexcept;
+    void handBackBuffers() noexcept;
     void serviceGroupStarts() noexcept;
 
     EngineConfig config_;
@@ -161,6 +167,8 @@ private:
     int64_t missingLoggedAt_ = -1;     // sample time of the last "buffer not loaded" log line
 
     TempoClock tempo_;
+    std::unique_ptr<CaptureRing> capture_;
+    dsp::LinearRamp paGain_;      // main outputs while PA mute holds them
     struct GroupStart {
         bool active = false;
         int32_t ids[8] = {};

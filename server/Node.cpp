@@ -10,6 +10,7 @@ const char* Node::kindName() const noexcept {
     case Kind::Player: return "player";
     case Kind::Input: return "input";
     case Kind::Effect: return "effect";
+    case Kind::Looper: return "looper";
     }
     return "node";
 }

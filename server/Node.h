@@ -11,6 +11,7 @@
 namespace loopd {
 
 struct BufferData;
+class CaptureRing;
 class Group;
 class Node;
 
@@ -20,6 +21,24 @@ constexpr int kMaxChannels = 32;
 struct Bus {
     float* ch[kMaxChannels] = {};
     int numChannels = 0;
+};
+
+// Looper synchronisation, shared by every looper during a block [audio].
+struct LoopSync {
+    int syncSource = 1;            // -3 internal (tempo clock bars), 0 none, n > 0: loop n (1-based)
+    int32_t anchorId = -1;         // the node id of loop n (the anchor)
+    double eighthPerCycle = 16.0;
+    int64_t cycleFrames = 0;       // published by the anchor while it plays
+    int64_t cycleOrigin = 0;       // absolute sample at which one of the anchor's cycles began
+    int64_t cycleStamp = -1;       // block the anchor last published in (-1: no cycle)
+    int64_t lenienceFrames = 4800; // a press this soon after a boundary snaps back to it
+    int64_t roundTripFrames = 0;   // input + output latency of the driver (autoset_latency)
+    bool paMute = false;           // mute the main outputs while any loop records
+    int writers = 0;               // loops writing input during the current block
+    template <class Ctx>
+    bool cycleValid(const Ctx& ctx) const noexcept {
+        return cycleStamp >= 0 && cycleStamp >= ctx.blockStartSample - 2 * ctx.blockSize;
+    }
 };
 
 // What a node may see of the engine while it renders [audio].
@@ -59,6 +78,15 @@ struct ProcessContext {
     double baseBpm = 120.0;           // --bpm: the material tempo of followers that set none
     bool followTempo = true;          // false: --disable-time-stretch
     bool filtersEnabled = true;       // false: --disable-filters (eq3 passes audio through)
+    int beatsPerBar = 4;              // the clock's meter
+    const CaptureRing* capture = nullptr; // always-on input history (loopers read it)
+    LoopSync loop;
+    // Buffers nodes are done with (loaded loop content, finished save_loop copies); the engine
+    // hands them to the control thread after every segment.
+    struct HandBack { BufferData* data; int32_t nodeId; bool saved; };
+    static constexpr int kMaxHandBack = 16;
+    HandBack handBack[kMaxHandBack] = {};
+    int numHandBack = 0;
 
     const BufferData* buffer(int32_t id) const noexcept {
         return buffers && id >= 0 && id < numBuffers ? buffers[id] : nullptr; // no table: the control thread
@@ -69,7 +97,7 @@ enum class SetResult : uint8_t { Ok, NoSuchParam, BadValue, NotRampable };
 
 class Node {
 public:
-    enum class Kind : uint8_t { Group, Player, Input, Effect };
+    enum class Kind : uint8_t { Group, Player, Input, Effect, Looper };
     enum class State : uint8_t { Pending, Running, Pausing, Paused, Releasing, Ended };
 
     Node(int32_t id, Kind kind) noexcept : id_(id), kind_(kind) {}

@@ -38,6 +38,14 @@ struct Options {
     bool disableTimeStretch = false;
     std::string stretchMethod = "rate";
     int cueOut = -1;                  // first channel of the cue/headphone pair (-1: none)
+    // Looper.
+    int loops = 1;                    // loops created at startup (SooperLooper's --loopcount)
+    double loopSeconds = 40.0;        // memory per loop (SooperLooper's --looptime)
+    double undoSeconds = 40.0;        // extra memory per loop for undo history
+    double captureSeconds = 60.0;     // always-on input history
+    int inputLatency = -1;            // frames; -1: what the driver reports
+    int outputLatency = -1;
+    bool paMute = false;              // mute the main outputs while a loop records
 };
 
 // [control] Parses argv; on --help/--version/errors prints and returns false with exitCode set.

@@ -86,6 +86,13 @@ public:
     std::string name() const override { return apiName(); }
     double sampleRate() const override { return rate_; }
     int periodFrames() const override { return static_cast<int>(period_); }
+    int roundTripFrames() override {
+        try {
+            return static_cast<int>(audio_.getStreamLatency());
+        } catch (const RtAudioError&) {
+            return 0;
+        }
+    }
 
 private:
     std::string apiName() const {

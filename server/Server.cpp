@@ -66,6 +66,7 @@ EngineConfig engineConfig(const Options& o, double rate, bool realtime, const Fi
     c.limiterCeilingDb = o.limiterCeilingDb;
     c.declickSeconds = o.declickMs / 1000.0;
     c.realtimeClock = realtime;
+    c.captureSeconds = o.captureSeconds;
     return c;
 }
 
@@ -78,6 +79,8 @@ ControllerOptions controllerOptions(const Options& o, bool offline, const FileCo
     c.stretchMethod = o.stretchMethod;
     c.maxBufferSamples = static_cast<int64_t>(o.maxBufferMb) * (1 << 20) / 4;
     c.offline = offline;
+    c.loopSeconds = o.loopSeconds;
+    c.undoSeconds = o.undoSeconds;
     return c;
 }
 
@@ -100,6 +103,15 @@ void runStartupActions(const Options& o, Controller& controller) {
     }
     if (!o.cPreload.empty() && o.deck[2].empty()) run(osc::MessageBuilder("/load_buffer").i(base[2]).s(o.cPreload));
     if (o.cAt >= 0) run(osc::MessageBuilder("/schedule_c_at").f(static_cast<float>(o.cAt)));
+    for (int i = 0; i < o.loops; ++i) run(osc::MessageBuilder("/loop_add").i(2).f(0.0f));
+    if (o.paMute) run(osc::MessageBuilder("/set").s("pa_mute").f(1.0f));
+}
+
+// Input + output latency the loopers compensate: the flags, else what the driver reports.
+int roundTrip(const Options& o, Driver* driver) {
+    const int reported = driver ? driver->roundTripFrames() : 0;
+    if (o.inputLatency < 0 && o.outputLatency < 0) return reported;
+    return std::max(0, o.inputLatency) + std::max(0, o.outputLatency);
 }
 
 } // namespace
@@ -126,6 +138,7 @@ int runServer(const Options& o) {
     if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) spdlog::debug("mlockall not permitted; pages may fault on the audio thread");
     PathPolicy paths(o.roots);
     EngineConfig ec = engineConfig(o, driver->sampleRate(), true, files);
+    ec.roundTripLatency = roundTrip(o, driver.get());
     ec.stretchAhead = true; // stretched players render ahead on the stretch worker
     Engine engine(ec);
     StretchWorker stretchWorker; // after the engine: stopped and gone before the engine frees nodes
@@ -147,6 +160,7 @@ int runServer(const Options& o) {
         return 1;
     }
     controller.setSender([&transport](const osc::Endpoint& to, const char* data, size_t size) { return transport.send(to, data, size); });
+    controller.setHostUrl("osc.udp://" + (o.bind == "0.0.0.0" ? std::string("localhost") : o.bind) + ":" + std::to_string(transport.udpPort()) + "/");
 
     worker.start();
     recorder.start();
@@ -238,6 +252,7 @@ int runNrt(const Options& o) {
     FileConfig files;
     if (!loadFiles(o, files)) return 1;
     EngineConfig ec = engineConfig(eo, sr, false, files);
+    ec.roundTripLatency = roundTrip(o, nullptr);
     ec.commandQueueSize = std::max<size_t>(ec.commandQueueSize, 1 << 16);
     ec.maxCommandsPerBlock = 1 << 16;
     ec.schedulerCapacity = 1 << 16;

@@ -1,0 +1,56 @@
+#pragma once
+// Always-on recording of the live input: the engine writes every block of every input channel
+// here before anything renders, so "what was just played" is never lost. Loopers read it to
+// record (with latency compensation: they read the past), to capture the last cycles
+// retroactively and to crossfade a loop's end with the audio that preceded its start.
+//
+// Threads: constructed on the control thread (allocates); write/read only on the audio thread.
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+namespace loopd {
+
+class CaptureRing {
+public:
+    // [control] At least `frames` of history per channel (rounded up to a power of two).
+    CaptureRing(int channels, int64_t frames) : channels_(std::max(1, channels)) {
+        int64_t cap = 1;
+        while (cap < std::max<int64_t>(frames, 1024)) cap <<= 1;
+        mask_ = cap - 1;
+        data_.assign(static_cast<size_t>(cap) * static_cast<size_t>(channels_), 0.0f);
+    }
+    CaptureRing(const CaptureRing&) = delete;
+    CaptureRing& operator=(const CaptureRing&) = delete;
+
+    int channels() const noexcept { return channels_; }
+    int64_t capacity() const noexcept { return mask_ + 1; }
+    // Absolute sample time one past the newest frame written.
+    int64_t end() const noexcept { return end_; }
+    // The oldest absolute sample time still held.
+    int64_t begin() const noexcept { return std::max<int64_t>(0, end_ - capacity()); }
+
+    // [audio] Append planar frames in[c][0..n) for absolute times [at, at+n). `at` must be end().
+    void write(const float* const* in, int numInputs, int64_t at, int n) noexcept {
+        for (int i = 0; i < n; ++i) {
+            float* f = data_.data() + static_cast<size_t>((at + i) & mask_) * static_cast<size_t>(channels_);
+            for (int c = 0; c < channels_; ++c) f[c] = c < numInputs && in[c] ? in[c][i] : 0.0f;
+        }
+        end_ = at + n;
+    }
+
+    // [audio] Input channel c at absolute time t; 0 outside what is held.
+    float read(int64_t t, int c) const noexcept {
+        if (t < begin() || t >= end_ || c < 0 || c >= channels_) return 0.0f;
+        return data_[static_cast<size_t>(t & mask_) * static_cast<size_t>(channels_) + static_cast<size_t>(c)];
+    }
+    bool holds(int64_t t) const noexcept { return t >= begin() && t < end_; }
+
+private:
+    int channels_;
+    int64_t mask_ = 0;
+    int64_t end_ = 0;
+    std::vector<float> data_;
+};
+
+} // namespace loopd

@@ -1,0 +1,562 @@
+// Issue 5 in offline renders: the looper and SooperLooper's OSC namespace, measured on the loops
+// it records (saved with /sl/#/save_loop and compared sample for sample with the input) and on
+// the sound it plays.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "server/LoopMemory.h"
+#include "support/OfflineServer.h"
+
+using namespace loopd;
+using namespace loopd::test;
+
+namespace {
+constexpr int kRate = 48000;
+constexpr int kFade = 256; // fade_samples default
+constexpr const char* kUrl = "osc.udp://127.0.0.1:9/";
+
+int64_t S(double seconds) { return static_cast<int64_t>(std::llround(seconds * kRate)); }
+
+std::vector<float> noise(size_t n, uint32_t seed, float amp = 0.4f) {
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-amp, amp);
+    std::vector<float> x(n);
+    for (auto& v : x) v = u(rng);
+    return x;
+}
+
+struct Rig {
+    explicit Rig(int loops = 1, int roundTrip = 0, int block = 64, int outputs = 2, int cue = -1)
+        : s(config(roundTrip, block, outputs, cue), {}, options()) {
+        for (int i = 0; i < loops; ++i) s.send("/loop_add", 2, 0.0f);
+    }
+    static EngineConfig config(int roundTrip, int block, int outputs, int cue) {
+        EngineConfig c = cfgWithBlock(block);
+        c.roundTripLatency = roundTrip;
+        c.captureSeconds = 20.0;
+        c.numOutputs = outputs;
+        c.cueOutput = cue;
+        return c;
+    }
+    static ControllerOptions options() {
+        ControllerOptions o;
+        o.loopSeconds = 12.0;
+        o.undoSeconds = 12.0;
+        return o;
+    }
+    static std::string addr(int loop, const char* verb) { return "/sl/" + std::to_string(loop) + "/" + verb; }
+    void hitAt(double t, int loop, const char* cmd) { s.at(t, addr(loop, "hit").c_str(), cmd); }
+    void hit(int loop, const char* cmd) { s.send(addr(loop, "hit").c_str(), cmd); }
+    void set(int loop, const char* ctrl, float v) { s.send(addr(loop, "set").c_str(), ctrl, v); }
+    // Render up to absolute time t (seconds).
+    void until(double t) {
+        const int64_t target = S(t);
+        const int64_t now = static_cast<int64_t>(s.output[0].size());
+        if (target > now) s.render(target - now);
+    }
+    float get(int loop, const char* ctrl) {
+        s.send(addr(loop, "get").c_str(), ctrl, kUrl, "/val");
+        const auto r = s.find("/val");
+        EXPECT_FALSE(r.empty()) << ctrl;
+        return r.empty() ? -999.0f : static_cast<float>(r.back().num(2));
+    }
+    // The loop's content, through /sl/#/save_loop (float WAV) and back.
+    std::vector<std::vector<float>> content(int loop) {
+        const std::string path = dir.file("loop" + std::to_string(loop) + "_" + std::to_string(saves++) + ".wav");
+        s.send(addr(loop, "save_loop").c_str(), path.c_str(), "float", "little", kUrl, "/err");
+        for (int i = 0; i < 64 && !std::filesystem::exists(path); ++i) s.render(s.config().blockSize);
+        s.render(s.config().blockSize * 2);
+        if (!std::filesystem::exists(path)) { ADD_FAILURE() << "save_loop wrote nothing"; return {{}, {}}; }
+        return readWav(path);
+    }
+    void input(std::vector<float> l, std::vector<float> r) { s.input = {std::move(l), std::move(r)}; }
+
+    OfflineServer s;
+    TempDir dir;
+    int saves = 0;
+};
+
+// What a recording of input[start, start+len) holds after its end was crossfaded with the
+// input just before its start.
+float expectedRecorded(const std::vector<float>& in, int64_t start, int64_t len, int64_t k) {
+    const int64_t n = std::min<int64_t>(kFade, len / 2);
+    const float v = in[static_cast<size_t>(start + k)];
+    if (k < len - n) return v;
+    const int64_t j = k - (len - n);
+    const float w = static_cast<float>(j + 1) / static_cast<float>(n + 1);
+    return v * (1.0f - w) + in[static_cast<size_t>(start - n + j)] * w;
+}
+
+void expectRecording(const std::vector<float>& got, const std::vector<float>& in, int64_t start, int64_t len, const char* what) {
+    ASSERT_EQ(static_cast<int64_t>(got.size()), len) << what;
+    int64_t bad = 0, first = -1;
+    for (int64_t k = 0; k < len; ++k)
+        if (std::fabs(got[static_cast<size_t>(k)] - expectedRecorded(in, start, len, k)) > 1e-6f) {
+            if (first < 0) first = k;
+            ++bad;
+        }
+    EXPECT_EQ(bad, 0) << what << ": first mismatch at frame " << first;
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------
+// LoopMemory
+
+TEST(LoopMemory, UndoAndRedoRestoreEveryGenerationExactly) {
+    LoopMemory m(2, 20000, 40);
+    m.beginGeneration(true);
+    for (int64_t f = 0; f < 10000; ++f) { float* p = m.writable(f); p[0] = static_cast<float>(f); p[1] = -static_cast<float>(f); }
+    m.setLength(10000);
+    m.beginGeneration(false);
+    for (int64_t f = 5000; f < 6000; ++f) m.writable(f)[0] += 0.5f;
+    EXPECT_EQ(m.frame(5500)[0], 5500.5f);
+    ASSERT_TRUE(m.undo());
+    EXPECT_EQ(m.frame(5500)[0], 5500.0f);
+    EXPECT_EQ(m.length(), 10000);
+    ASSERT_TRUE(m.redo());
+    EXPECT_EQ(m.frame(5500)[0], 5500.5f);
+    EXPECT_EQ(m.undoAll(), 2);
+    EXPECT_EQ(m.length(), 0);
+    EXPECT_EQ(m.frame(100), nullptr);
+    EXPECT_EQ(m.redoAll(), 2);
+    EXPECT_EQ(m.frame(100)[1], -100.0f);
+    EXPECT_EQ(m.frame(5999)[0], 5999.5f);
+    // A new edit after an undo forgets what could have been redone.
+    m.undo();
+    m.beginGeneration(false);
+    m.writable(0)[0] = 7.0f;
+    EXPECT_FALSE(m.redo());
+    EXPECT_EQ(m.frame(5500)[0], 5500.0f);
+}
+
+TEST(LoopMemory, ForgetsTheOldestHistoryWhenThePoolRunsDry) {
+    // 3 slots of content, 8 pages in all: the undo history holds only a few page copies.
+    LoopMemory m(1, 3 * LoopMemory::kPageFrames, 8);
+    m.beginGeneration(true);
+    for (int64_t f = 0; f < 3 * LoopMemory::kPageFrames; ++f) *m.writable(f) = 1.0f;
+    for (int g = 0; g < 6; ++g) {
+        m.beginGeneration(false);
+        for (int64_t f = 0; f < 3 * LoopMemory::kPageFrames; ++f) {
+            float* p = m.writable(f);
+            ASSERT_NE(p, nullptr) << "generation " << g;
+            *p += 1.0f;
+        }
+    }
+    EXPECT_EQ(m.frame(0)[0], 7.0f);
+    EXPECT_LT(m.undoDepth(), 7);
+    EXPECT_GE(m.undoDepth(), 1);
+    const int depth = m.undoDepth();
+    EXPECT_EQ(m.undoAll(), depth);
+    EXPECT_EQ(m.frame(0) ? m.frame(0)[0] : 0.0f, 7.0f - static_cast<float>(depth)); // each undo removes exactly one layer
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recording, lengths, quantization
+
+TEST(Looper, RecordingBetweenTwoTimetagsHasExactlyThatLength) {
+    for (int block : {64, 1000}) {
+        Rig r(1, 0, block);
+        const auto a = noise(S(6), 1), b = noise(S(6), 2);
+        r.input(a, b);
+        r.hitAt(0.5, 0, "record");
+        r.until(1.0);
+        EXPECT_EQ(r.get(0, "state"), 2.0f); // Recording
+        r.hitAt(2.0, 0, "record");
+        r.until(3.0);
+        EXPECT_EQ(r.get(0, "state"), 4.0f); // Playing
+        EXPECT_FLOAT_EQ(r.get(0, "loop_len"), 1.5f);
+        EXPECT_FLOAT_EQ(r.get(0, "cycle_len"), 1.5f);
+        const auto loop = r.content(0);
+        expectRecording(loop[0], a, S(0.5), S(1.5), "left");
+        expectRecording(loop[1], b, S(0.5), S(1.5), "right");
+        // It plays from frame 0 at 2.0 s (faded in over fade_samples), seamlessly round the end.
+        r.until(4.0);
+        const auto& out = r.s.output[0];
+        int64_t bad = 0;
+        for (int64_t k = kFade; k < S(1.5) + 4000; ++k)
+            if (std::fabs(out[static_cast<size_t>(S(2.0) + k)] - loop[0][static_cast<size_t>(k % S(1.5))]) > 1e-6f) ++bad;
+        EXPECT_EQ(bad, 0) << "block " << block;
+        EXPECT_TRUE(r.s.find("/fail").empty());
+    }
+}
+
+TEST(Looper, LaterRecordingsAreQuantizedToTheAnchorAndExtendedToPowersOfTwo) {
+    Rig r(3);
+    const auto a = noise(S(12), 3), b = noise(S(12), 4);
+    r.input(a, b);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record");      // anchor: 1 s cycles starting at 0.5, 1.5, 2.5, ...
+    r.hitAt(2.3, 1, "record");      // waits for 2.5
+    r.until(2.4);
+    EXPECT_EQ(r.get(1, "state"), 1.0f); // WaitStart
+    r.hitAt(5.4, 1, "record");      // 2.9 s recorded: extended to 4 cycles, ends at 6.5
+    r.until(5.5);
+    EXPECT_EQ(r.get(1, "state"), 3.0f); // WaitStop
+    r.until(6.6);
+    EXPECT_EQ(r.get(1, "state"), 4.0f);
+    EXPECT_FLOAT_EQ(r.get(1, "loop_len"), 4.0f);
+    EXPECT_FLOAT_EQ(r.get(1, "cycle_len"), 1.0f);
+    expectRecording(r.content(1)[0], a, S(2.5), S(4.0), "loop 1");
+
+    // Lenience: a press 50 ms after a boundary starts the recording at that boundary; a stop
+    // 20 ms past the first cycle keeps one cycle.
+    r.hitAt(7.55, 2, "record");
+    r.hitAt(8.52, 2, "record");
+    r.until(9.0);
+    EXPECT_FLOAT_EQ(r.get(2, "loop_len"), 1.0f);
+    expectRecording(r.content(2)[1], b, S(7.5), S(1.0), "loop 2 (snapped back)");
+    EXPECT_TRUE(r.s.find("/fail").empty());
+}
+
+TEST(Looper, RecordingsFollowTheTempoClocksBarsWhenSyncedToIt) {
+    Rig r(1);
+    const auto a = noise(S(12), 5);
+    r.input(a, a);
+    r.s.send("/set", "sync_source", -3.0f); // internal: the tempo clock (120 BPM, 4/4: 2 s bars)
+    r.hitAt(0.7, 0, "record");               // starts at 2.0
+    r.hitAt(5.1, 0, "record");               // 3.1 s recorded: 2 bars, ends at 6.0
+    r.until(6.5);
+    EXPECT_FLOAT_EQ(r.get(0, "loop_len"), 4.0f);
+    expectRecording(r.content(0)[0], a, S(2.0), S(4.0), "bars");
+}
+
+TEST(Looper, CaptureTurnsTheLastCycleIntoALoopSampleForSample) {
+    Rig r(2);
+    const auto a = noise(S(8), 6), b = noise(S(8), 7);
+    r.input(a, b);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record");      // anchor 1 s
+    r.hitAt(1.6, 0, "mute_on");
+    r.hitAt(3.7, 1, "capture");     // the last whole cycle: [2.5, 3.5)
+    r.until(4.6);
+    EXPECT_EQ(r.get(1, "state"), 4.0f);
+    EXPECT_FLOAT_EQ(r.get(1, "loop_len"), 1.0f);
+    const auto loop = r.content(1);
+    expectRecording(loop[0], a, S(2.5), S(1.0), "left");
+    expectRecording(loop[1], b, S(2.5), S(1.0), "right");
+    // And it plays in phase with the anchor from the moment of the capture.
+    int64_t bad = 0;
+    for (int64_t t = S(3.7) + kFade; t < S(4.5); ++t)
+        if (std::fabs(r.s.output[0][static_cast<size_t>(t)] - loop[0][static_cast<size_t>((t - S(2.5)) % S(1.0))]) > 1e-6f) ++bad;
+    EXPECT_EQ(bad, 0);
+}
+
+TEST(Looper, FirstCaptureTakesTheLastBarsOrSeconds) {
+    Rig r(2);
+    const auto a = noise(S(12), 8);
+    r.input(a, a);
+    r.hitAt(9.3, 0, "capture");          // no anchor: the tempo clock's last 2 s bar, [6, 8)
+    r.until(9.4);
+    EXPECT_FLOAT_EQ(r.get(0, "loop_len"), 2.0f);
+    expectRecording(r.content(0)[0], a, S(6.0), S(2.0), "one bar");
+    r.s.at(9.5, "/sl/1/hit", "capture_seconds", 1.25f);
+    r.until(9.6);
+    EXPECT_FLOAT_EQ(r.get(1, "loop_len"), 1.25f);
+    expectRecording(r.content(1)[0], a, S(9.5 - 1.25), S(1.25), "seconds");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Edits
+
+TEST(Looper, OverdubSumsUndoRestoresExactlyRedoReapplies) {
+    Rig r(1);
+    const int64_t L = S(1.0);
+    auto in = noise(S(8), 9, 0.25f);
+    const auto tone = sine(330.0, 0.25, static_cast<size_t>(S(8)), kRate);
+    for (int64_t t = S(1.5); t < S(8); ++t) in[static_cast<size_t>(t)] = tone[static_cast<size_t>(t)]; // play a tone after recording
+    r.input(in, in);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record");
+    r.until(2.0);
+    const auto base = r.content(0)[0];
+    r.hitAt(2.5, 0, "overdub");        // exactly one cycle: frame 0 at 2.5
+    r.until(2.6);
+    EXPECT_EQ(r.get(0, "state"), 5.0f);
+    r.hitAt(3.5, 0, "overdub");
+    r.until(4.0);
+    const auto dubbed = r.content(0)[0];
+    ASSERT_EQ(static_cast<int64_t>(dubbed.size()), L);
+    int64_t bad = 0;
+    for (int64_t k = kFade; k < L; ++k)
+        if (std::fabs(dubbed[static_cast<size_t>(k)] - (base[static_cast<size_t>(k)] + in[static_cast<size_t>(S(2.5) + k)])) > 1e-6f) ++bad;
+    EXPECT_EQ(bad, 0) << "overdub = old + input";
+
+    r.hitAt(4.1, 0, "undo");
+    r.until(4.2);
+    EXPECT_EQ(r.content(0)[0], base) << "undo restores the loop bit for bit";
+    r.hitAt(4.3, 0, "redo");
+    r.until(4.4);
+    EXPECT_EQ(r.content(0)[0], dubbed) << "redo re-applies the overdub bit for bit";
+    r.hitAt(4.5, 0, "undo_all");
+    r.until(4.6);
+    EXPECT_EQ(r.get(0, "state"), 0.0f);
+    EXPECT_EQ(r.get(0, "loop_len"), 0.0f);
+    r.hitAt(4.7, 0, "redo_all");
+    r.until(4.8);
+    EXPECT_EQ(r.content(0)[0], dubbed);
+}
+
+TEST(Looper, ReversePlaysBackwards) {
+    Rig r(1);
+    const auto a = noise(S(6), 10);
+    r.input(a, a);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record");
+    r.until(2.0);
+    const auto loop = r.content(0)[0];
+    const int64_t L = S(1.0);
+    r.hitAt(2.5, 0, "reverse");        // at frame 0 of a pass
+    r.until(3.6);
+    EXPECT_LT(r.get(0, "rate_output"), 0.0f);
+    int64_t bad = 0;
+    for (int64_t k = kFade + 1; k < L; ++k)
+        if (std::fabs(r.s.output[0][static_cast<size_t>(S(2.5) + k)] - loop[static_cast<size_t>((L - k) % L)]) > 1e-6f) ++bad;
+    EXPECT_EQ(bad, 0);
+}
+
+TEST(Looper, MultiplyGrowsByWholeCyclesAndInsertShiftsTheRest) {
+    {
+        Rig r(1);
+        auto in = noise(S(8), 11, 0.2f);
+        r.input(in, in);
+        r.hitAt(0.5, 0, "record");
+        r.hitAt(1.5, 0, "record");
+        r.until(2.0);
+        const auto base = r.content(0)[0];
+        r.hitAt(2.5, 0, "multiply");
+        r.hitAt(4.1, 0, "multiply");    // 1.6 cycles: rounds up to 2
+        r.until(4.2);
+        EXPECT_EQ(r.get(0, "state"), 6.0f);
+        r.until(4.7);
+        EXPECT_FLOAT_EQ(r.get(0, "loop_len"), 2.0f);
+        EXPECT_FLOAT_EQ(r.get(0, "cycle_len"), 1.0f);
+        const auto grown = r.content(0)[0];
+        ASSERT_EQ(grown.size(), static_cast<size_t>(S(2.0)));
+        int64_t bad = 0;
+        for (int64_t k = kFade; k < S(2.0); ++k)
+            if (std::fabs(grown[static_cast<size_t>(k)] - (base[static_cast<size_t>(k % S(1.0))] + in[static_cast<size_t>(S(2.5) + k)])) > 1e-6f) ++bad;
+        EXPECT_EQ(bad, 0) << "multiply = repeated loop + input";
+        r.hitAt(4.8, 0, "undo");
+        r.until(4.9);
+        EXPECT_FLOAT_EQ(r.get(0, "loop_len"), 1.0f);
+        EXPECT_EQ(r.content(0)[0], base);
+    }
+    {
+        Rig r(1);
+        auto in = noise(S(8), 12, 0.2f);
+        r.input(in, in);
+        r.set(0, "quantize", 0.0f);
+        r.hitAt(0.5, 0, "record");
+        r.hitAt(1.5, 0, "record");
+        r.until(2.0);
+        const auto base = r.content(0)[0];
+        r.hitAt(2.7, 0, "insert");      // at frame 0.2 s
+        r.hitAt(3.0, 0, "insert");      // 0.3 s inserted: rounds up to one cycle
+        r.until(3.2);
+        EXPECT_EQ(r.get(0, "state"), 7.0f);
+        r.until(3.9);
+        EXPECT_FLOAT_EQ(r.get(0, "loop_len"), 2.0f);
+        const auto grown = r.content(0)[0];
+        ASSERT_EQ(grown.size(), static_cast<size_t>(S(2.0)));
+        const int64_t at = S(0.2), ins = S(1.0);
+        int64_t bad = 0;
+        for (int64_t k = 0; k < S(2.0); ++k) {
+            float want;
+            if (k < at) want = base[static_cast<size_t>(k)];
+            else if (k < at + ins) want = in[static_cast<size_t>(S(2.7) + (k - at))];
+            else want = base[static_cast<size_t>(k - ins)];
+            if (k >= at && k < at + kFade) continue; // the inserted audio fades in
+            if (std::fabs(grown[static_cast<size_t>(k)] - want) > 1e-6f) ++bad;
+        }
+        EXPECT_EQ(bad, 0) << "insert = head + input + tail";
+    }
+}
+
+TEST(Looper, NoClickAtAnyBoundaryOrEdit) {
+    Rig r(1);
+    // A tone whose period does not divide the loop: only the crossfades keep the wrap smooth.
+    const auto tone = sine(441.3, 0.3, static_cast<size_t>(S(10)), kRate);
+    r.input(tone, tone);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5123, 0, "record");
+    r.hitAt(2.1, 0, "mute");
+    r.hitAt(2.4, 0, "mute");
+    r.hitAt(2.7, 0, "reverse");
+    r.hitAt(3.0, 0, "trigger");
+    r.hitAt(3.3, 0, "overdub");
+    r.hitAt(3.9, 0, "overdub");
+    r.hitAt(4.2, 0, "undo");
+    r.hitAt(4.5, 0, "redo");
+    r.hitAt(4.8, 0, "pause");
+    r.hitAt(5.1, 0, "pause");
+    r.hitAt(5.4, 0, "oneshot");
+    r.until(7.5);
+    EXPECT_TRUE(r.s.find("/fail").empty());
+    // The loop alone (dry is 0): sample steps never exceed those of two summed tones.
+    const float own = maxStep(tone);
+    const float steps = maxStep(r.s.output[0], static_cast<size_t>(S(1.5)), static_cast<size_t>(S(7.5)));
+    EXPECT_GT(steps, 0.5f * own); // it did play
+    EXPECT_LT(steps, 2.2f * own) << "a click";
+    EXPECT_EQ(r.get(0, "state"), 10.0f); // after the one shot: muted
+}
+
+TEST(Looper, OverdubIsAlignedByTheRoundTripLatency) {
+    const int D = 300;
+    Rig r(1, D);
+    // The player hears the loop and plays along: the input is the loop's own click, late by the
+    // round trip. The recording itself is taken D frames late too (the same compensation).
+    std::vector<float> in(static_cast<size_t>(S(6)), 0.0f);
+    const int64_t clickAt = 1000;
+    in[static_cast<size_t>(S(0.5) + D + clickAt)] = 0.5f;               // recorded as frame 1000
+    for (int n = 1; n < 4; ++n) in[static_cast<size_t>(S(1.5) + n * S(1.0) + clickAt + D)] = 0.5f; // heard, played back
+    r.input(in, in);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record");
+    r.hitAt(2.5, 0, "overdub");
+    r.hitAt(3.5, 0, "overdub");
+    r.until(4.5);
+    const auto loop = r.content(0)[0];
+    ASSERT_EQ(loop.size(), static_cast<size_t>(S(1.0)));
+    EXPECT_NEAR(loop[clickAt], 1.0f, 1e-6f) << "the overdubbed click lands on the recorded one";
+    EXPECT_EQ(loop[clickAt + D], 0.0f);
+    EXPECT_NEAR(maxAbs(loop), 1.0f, 1e-6f);
+}
+
+TEST(Looper, PaMuteSilencesTheMainsWhileRecordingButNotTheHeadphones) {
+    Rig r(1, 0, 64, 4, 2);
+    const auto tone = sine(500.0, 0.3, static_cast<size_t>(S(5)), kRate);
+    r.input(tone, tone);
+    r.set(0, "dry", 1.0f);  // monitor the input through the loop
+    r.s.send("/set", "pa_mute", 1.0f);
+    r.hitAt(1.0, 0, "record");
+    r.hitAt(2.0, 0, "record");
+    r.until(3.0);
+    auto rmsAt = [&](int ch, double from, double to) { return rms(r.s.output[static_cast<size_t>(ch)], static_cast<size_t>(S(from)), static_cast<size_t>(S(to))); };
+    EXPECT_GT(rmsAt(0, 0.5, 0.9), 0.1);   // before: the mains play
+    EXPECT_LT(rmsAt(0, 1.1, 1.9), 1e-6);  // recording: muted
+    EXPECT_GT(rmsAt(2, 1.1, 1.9), 0.1);   // headphones: still the input
+    EXPECT_GT(rmsAt(0, 2.1, 2.9), 0.1);   // after: back
+    EXPECT_LT(maxStep(r.s.output[0], static_cast<size_t>(S(0.5)), static_cast<size_t>(S(3.0))), 3.0f * maxStep(tone));
+}
+
+TEST(Looper, LoadLoopSwapsAtTheNextBoundaryWithoutAGap) {
+    Rig r(1);
+    const auto a = noise(S(6), 13);
+    r.input(a, a);
+    const auto fresh = noise(S(1.0), 14, 0.3f);
+    writeWav(r.dir.file("new.wav"), {fresh, fresh}, kRate);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record");
+    r.until(2.0);
+    const auto old = r.content(0)[0];
+    r.s.at(2.3, "/sl/0/load_loop", r.dir.file("new.wav").c_str(), kUrl, "/err", 1);
+    r.until(3.6);
+    EXPECT_EQ(r.s.find("/done", "/sl/#/load_loop").size(), 1u);
+    int64_t badOld = 0, badNew = 0;
+    for (int64_t t = S(2.3); t < S(2.5); ++t)
+        if (std::fabs(r.s.output[0][static_cast<size_t>(t)] - old[static_cast<size_t>((t - S(1.5)) % S(1.0))]) > 1e-6f) ++badOld;
+    for (int64_t t = S(2.5) + kFade; t < S(3.5); ++t)
+        if (std::fabs(r.s.output[0][static_cast<size_t>(t)] - fresh[static_cast<size_t>(t - S(2.5))]) > 1e-6f) ++badNew;
+    EXPECT_EQ(badOld, 0) << "the old content until the boundary";
+    EXPECT_EQ(badNew, 0) << "the new content from the boundary";
+    EXPECT_EQ(r.content(0)[0], fresh);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The SooperLooper namespace
+
+TEST(SooperLooper, RepliesAsItsDocumentationSays) {
+    Rig r(2);
+    r.s.send("/ping", kUrl, "/pong");
+    auto pong = r.s.find("/pong");
+    ASSERT_EQ(pong.size(), 1u);
+    EXPECT_EQ(pong[0].str(0).rfind("osc.udp://", 0), 0u);
+    EXPECT_EQ(pong[0].i(2), 2);
+    r.s.send("/sl/1/get", "feedback", kUrl, "/val");
+    auto v = r.s.find("/val");
+    ASSERT_EQ(v.size(), 1u);
+    EXPECT_EQ(v[0].i(0), 1);
+    EXPECT_EQ(v[0].str(1), "feedback");
+    EXPECT_EQ(v[0].num(2), 1.0);
+    r.s.send("/set", "eighth_per_cycle", 8.0f);
+    r.s.send("/get", "eighth_per_cycle", kUrl, "/g");
+    auto g = r.s.find("/g");
+    ASSERT_EQ(g.size(), 1u);
+    EXPECT_EQ(g[0].i(0), -2);
+    EXPECT_EQ(g[0].num(2), 8.0);
+    // -1 addresses every loop; -3 the selected one.
+    r.s.send("/sl/-1/set", "wet", 0.5f);
+    r.s.send("/sl/-1/get", "wet", kUrl, "/all");
+    EXPECT_EQ(r.s.find("/all").size(), 2u);
+    r.s.send("/set", "selected_loop_num", 1.0f);
+    r.s.send("/sl/-3/get", "wet", kUrl, "/sel");
+    ASSERT_EQ(r.s.find("/sel").size(), 1u);
+    EXPECT_EQ(r.s.find("/sel")[0].i(0), 1);
+    // Registered auto updates of state arrive when it changes.
+    r.s.send("/sl/0/register_auto_update", "state", 100, kUrl, "/upd");
+    r.hit(0, "record");
+    r.until(0.3);
+    auto u = r.s.find("/upd");
+    ASSERT_FALSE(u.empty());
+    EXPECT_EQ(u.back().num(2), 2.0);
+    r.s.send("/loop_del", -1);
+    r.s.send("/ping", kUrl, "/pong");
+    EXPECT_EQ(r.s.find("/pong").back().i(2), 1);
+    EXPECT_TRUE(r.s.find("/fail").empty());
+}
+
+TEST(SooperLooper, BadInputFailsAndLeavesEveryLoopIntact) {
+    Rig r(1);
+    const auto a = noise(S(4), 15);
+    r.input(a, a);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record");
+    r.until(2.0);
+    const auto before = r.content(0)[0];
+    const size_t fails0 = r.s.find("/fail").size();
+    r.s.send("/sl/3/hit", "record");
+    r.s.send("/sl/0/hit", "frobnicate");
+    r.s.send("/sl/0/set", "nonsense", 1.0f);
+    r.s.send("/sl/0/set", "feedback", 2.0f);
+    r.s.send("/sl/0/set", "state", 1.0f);
+    r.s.send("/sl/x/hit", "record");
+    r.s.send("/sl/0/get", "bogus", kUrl, "/val");
+    r.s.send("/sl/0/load_loop", r.dir.file("missing.wav").c_str(), kUrl, "/err");
+    r.s.send("/set", "sync_source", 9.0f);
+    r.s.send("/loop_add", 7, 1.0f);
+    r.until(2.5);
+    const auto fails = r.s.find("/fail");
+    EXPECT_EQ(fails.size() - fails0, 10u);
+    for (size_t i = fails0; i < fails.size(); ++i) EXPECT_FALSE(fails[i].str(1).empty());
+    EXPECT_EQ(r.s.find("/err").size(), 1u); // SooperLooper's error path too
+    EXPECT_EQ(r.get(0, "state"), 4.0f);
+    EXPECT_EQ(r.content(0)[0], before);
+}
+
+TEST(SooperLooper, SessionsSaveAndRestoreLoopsAndControls) {
+    const auto a = noise(S(4), 16);
+    TempDir keep;
+    const std::string session = keep.file("set.slsess");
+    std::vector<float> saved;
+    {
+        Rig r(2);
+        r.input(a, a);
+        r.set(1, "feedback", 0.75f);
+        r.hitAt(0.5, 0, "record");
+        r.hitAt(1.5, 0, "record");
+        r.until(2.0);
+        saved = r.content(0)[0];
+        r.s.send("/save_session", session.c_str(), kUrl, "/err");
+        r.until(2.5);
+        EXPECT_EQ(r.s.find("/done", "/save_session").size(), 1u);
+    }
+    Rig r(0);
+    r.s.send("/load_session", session.c_str(), kUrl, "/err");
+    r.until(0.5);
+    EXPECT_EQ(r.s.find("/done", "/load_session").size(), 1u);
+    EXPECT_FLOAT_EQ(r.get(1, "feedback"), 0.75f);
+    EXPECT_FLOAT_EQ(r.get(0, "loop_len"), 1.0f);
+    EXPECT_EQ(r.content(0)[0], saved);
+}
