@@ -42,9 +42,11 @@ def tone(hz, seconds, amp=0.5, rate=48000):
 class Loopd:
     """A loopd process on free ports, with a UDP client that collects every reply."""
 
-    def __init__(self, *extra, driver="null"):
+    def __init__(self, *extra, driver="null", loops=0):
+        # loops=0: the node tree starts empty (the server's default is one SooperLooper loop).
         self.log = []
-        self.proc = subprocess.Popen([LOOPD, "--driver", driver, "-u", "0", "-t", "0", "--log-level", "debug", *extra],
+        self.proc = subprocess.Popen([LOOPD, "--driver", driver, "-u", "0", "-t", "0", "--log-level", "debug",
+                                      "--loops", str(loops), *extra],
                                      stderr=subprocess.PIPE, text=True)
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._read_log, daemon=True)
