@@ -13,7 +13,7 @@ LOOPD_PACKAGES=(
   liboscpack-dev librubberband-dev libsndfile1-dev libsamplerate0-dev libsoundtouch-dev
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
-  liblo-tools python3-liblo sox aubio-tools
+  liblo-tools python3-liblo sox aubio-tools puredata-core
 )
 
 as_root() {

@@ -956,8 +956,14 @@ void Looper::handBack(ProcessContext& ctx) noexcept {
         ctx.handBack[ctx.numHandBack++] = ProcessContext::HandBack{slot.data, id(), slot.saved};
         slot.data = nullptr;
     }
-    // A save in progress: copy a slice per render.
-    if (save_.dst) {
+    // A save in progress: copy a slice per render, once the write head has finished what the
+    // play head already shows (a recording's last frames arrive one round trip later).
+    if (save_.dst && !save_.started && !recordEndPending_ && !lengthChangePending_ && !copy_.active) {
+        save_.started = true;
+        save_.frames = std::min(save_.dst->numFrames, mem_.length());
+        save_.dst->numFrames = save_.frames;
+    }
+    if (save_.dst && save_.started) {
         const int64_t n = std::min(save_.frames - save_.done, kCopyFramesPerBlock);
         for (int64_t j = save_.done; j < save_.done + n; ++j)
             for (int c = 0; c < save_.dst->numChannels; ++c) {
@@ -975,8 +981,7 @@ void Looper::handBack(ProcessContext& ctx) noexcept {
 bool Looper::startSave(BufferData* dst) noexcept {
     if (save_.dst || !dst) return false;
     save_.dst = dst;
-    save_.frames = std::min(dst->numFrames, mem_.length());
-    dst->numFrames = save_.frames;
+    save_.started = false;
     save_.done = 0;
     return true;
 }

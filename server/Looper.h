@@ -121,7 +121,7 @@ private:
         int64_t startTau = 0;   // wait until the write head has passed this time
         bool fadeTail = false;  // crossfade the end with the input before srcStart when done
     };
-    struct SaveJob { BufferData* dst = nullptr; int64_t frames = 0, done = 0; };
+    struct SaveJob { BufferData* dst = nullptr; int64_t frames = 0, done = 0; bool started = false; };
     struct HandBackSlot { BufferData* data = nullptr; bool saved = false; };
 
     int64_t len() const noexcept { return playLen_; }

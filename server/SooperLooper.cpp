@@ -586,10 +586,11 @@ void Controller::slLoopBuffer(const reply::LoopBuffer& b) {
         std::unique_ptr<BufferData> owned(raw);
         try {
             writeAudioFile(save.path, *owned, 0, -1, "wav", save.sample);
-            send(save.client, osc::MessageBuilder("/done").s(kAddrSave).i(save.index).s(save.path));
+            const std::string address = "/sl/" + std::to_string(save.index) + "/save_loop";
+            send(save.client, osc::MessageBuilder("/done").s(address).i(save.index).s(save.path));
         } catch (const std::exception& e) {
             if (!save.url.empty() && !save.errPath.empty()) sendToUrl(save.client, save.url, osc::MessageBuilder(save.errPath.c_str()).s(e.what()));
-            fail(save.client, kAddrSave, e.what());
+            fail(save.client, ("/sl/" + std::to_string(save.index) + "/save_loop").c_str(), e.what());
         }
     });
 }
@@ -611,6 +612,7 @@ void Controller::slLoadLoop(Msg& m, int index) {
     const uint16_t client = m.client;
     const uint64_t tag = m.timetag;
     for (int i : targets) {
+        const std::string address = "/sl/" + std::to_string(i) + "/load_loop";
         const int32_t node = slLoops_[static_cast<size_t>(i)].node;
         worker_.post([=, this] {
             try {
@@ -618,11 +620,11 @@ void Controller::slLoadLoop(Msg& m, int index) {
                 BufferData* raw = data.get();
                 if (pushFromWorker(client, kAddrLoad, tag, cmd::LoopLoad{node, raw, quantized})) {
                     data.release();
-                    send(client, osc::MessageBuilder("/done").s(kAddrLoad).i(i).s(path));
+                    send(client, osc::MessageBuilder("/done").s(address).i(i).s(path));
                 }
             } catch (const std::exception& e) {
                 if (!url.empty() && !errPath.empty()) sendToUrl(client, url, osc::MessageBuilder(errPath.c_str()).s(e.what()));
-                fail(client, kAddrLoad, e.what());
+                fail(client, address.c_str(), e.what());
             }
         });
     }
