@@ -117,6 +117,10 @@ void buildScene(OfflineServer& s, TempDir& dir) {
     s.send("/s_new", "reverb", 403, 1, 13, "room", 0.8f);
     s.send("/s_new", "stutter", 404, 1, 13, "division", 16, "engage", 1);
     s.send("/s_new", "limiter", 405, 1, 0);
+    // Two loops of the looper, recording the (noise) input.
+    s.send("/loop_add", 2, 8.0f);
+    s.send("/loop_add", 1, 8.0f);
+    writeWav(dir.file("loop.wav"), {sine(440.0, 0.1, 30000, 48000.0)}, 48000);
 }
 
 // One tick of control traffic: storms of sets, ramps, churn, swaps, queries.
@@ -140,6 +144,17 @@ void churn(OfflineServer& s, TempDir& dir, int tick, double now) {
     if (tick % 7 == 0) s.send("/dance/total_movement", static_cast<float>(tick % 10) / 10.0f);
     s.send("/n_set", 404, "engage", tick % 4 < 2 ? 1 : 0);
     s.send("/n_set", 300 + tick % 3, "pitch", static_cast<float>(tick % 5) - 2.0f);
+    // The looper through its whole command set: record, overdub, multiply, insert, undo/redo,
+    // capture, reverse, mute, load at the next boundary, save.
+    static const char* cmds[] = {"record", "record", "overdub", "overdub", "undo", "redo", "multiply", "multiply",
+                                 "reverse", "insert", "insert", "mute", "mute", "trigger", "undo_all", "redo_all"};
+    s.send("/sl/0/hit", cmds[tick % 16]);
+    s.send("/sl/1/hit", tick % 8 == 4 ? "capture" : cmds[(tick + 5) % 16]);
+    s.send("/sl/0/get", "state", "osc.udp://127.0.0.1:9/", "/st");
+    if (tick % 20 == 10) s.send("/sl/1/load_loop", dir.file("loop.wav").c_str(), "osc.udp://127.0.0.1:9/", "/err", 1);
+    if (tick % 20 == 3) s.send("/sl/0/save_loop", dir.file("saved.wav").c_str(), "float", "little", "osc.udp://127.0.0.1:9/", "/err");
+    if (tick == 30) s.send("/set", "pa_mute", 1.0f);
+    if (tick == 45) s.send("/set", "pa_mute", 0.0f);
 }
 } // namespace
 
@@ -167,6 +182,7 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     cfg.stretchAhead = true; // stretchers on the stretch worker, as in the real-time server
     OfflineServer s(cfg);
     TempDir dir;
+    s.input = {sine(300.0, 0.2, 48000 * 8, 48000.0), sine(500.0, 0.2, 48000 * 8, 48000.0)};
     buildScene(s, dir);
     s.render(4800);
     resetCounters();
@@ -183,6 +199,10 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     EXPECT_GE(s.find("/fail", "/n_free").size(), 60u);
     EXPECT_GE(s.find("/g_queryTree.reply").size(), 60u);
     EXPECT_EQ(s.find("/done", "/rec_stop").size(), 1u);
+    EXPECT_GE(s.find("/done", "/sl/1/load_loop").size(), 2u);
+    EXPECT_GE(s.find("/done", "/sl/0/save_loop").size(), 1u);
+    EXPECT_EQ(s.find("/st").size(), 60u);
+    for (const auto& f : s.find("/fail")) EXPECT_NE(f.str(0).rfind("/sl", 0), 0u) << f.str(0) << ": " << f.str(1);
 }
 
 TEST(RtSafety, ThirtyTwoPlayersOnJackForTenSecondsWithoutXrunsOrAllocations) {
