@@ -179,9 +179,16 @@ int64_t Looper::boundaryFor(LoopCmd c, const ProcessContext& ctx, int64_t at, bo
         quantized = true;
         mayRetro = mode_ == WriteMode::None;
         break;
-    case LoopCmd::Reverse: case LoopCmd::Trigger: case LoopCmd::OneShot:
+    case LoopCmd::Reverse:
         quantized = true;
         break;
+    case LoopCmd::Trigger: case LoopCmd::OneShot: {
+        // Restarting on the loop's own cycle would only ever restart it where it already is:
+        // these wait for the anchor's cycle or the clock's bar, never for the loop itself.
+        const auto& ls = ctx.loop;
+        quantized = sync_ && ((ls.syncSource > 0 && ls.anchorId != id() && ls.cycleValid(ctx)) || ls.syncSource < 0);
+        break;
+    }
     case LoopCmd::Overdub:
         quantized = overdubQuantized_;
         mayRetro = mode_ == WriteMode::None;
@@ -824,30 +831,62 @@ void Looper::runWriteHead(ProcessContext& ctx, int64_t until) noexcept {
         const size_t h = static_cast<size_t>(tau & (kHistory - 1));
         const auto m = static_cast<WriteMode>(histMode_[h]);
         const int64_t pos = histPos_[h];
+        const int64_t L = mem_.length();
+        const bool layered = m == WriteMode::Overdub || m == WriteMode::Replace;
         if (m != writeMode_) {
-            if (writeMode_ == WriteMode::Overdub || writeMode_ == WriteMode::Replace) {
-                fadeOutLeft_ = fade;
-                fadeOutMode_ = writeMode_;
-            }
+            if ((writeMode_ == WriteMode::Overdub || writeMode_ == WriteMode::Replace) && lastWritePos_ >= 0)
+                startFadeOut(writeMode_, L, fade);
             if (m != WriteMode::None) {
                 if (copy_.active) finishCopy();
                 mem_.beginGeneration(m == WriteMode::Record);
                 writeRun_ = 0;
-                fadeOutLeft_ = 0;
+                lastWritePos_ = -1;
             }
             writeMode_ = m;
+        } else if (layered && lastWritePos_ >= 0) {
+            // The play head jumped while writing (reverse, trigger, a rate change): end the old
+            // trajectory with a fade-out and fade the input in again where the head went.
+            int64_t step = pos - lastWritePos_;
+            if (L > 0) {
+                if (step > L / 2) step -= L;
+                if (step < -L / 2) step += L;
+            }
+            const bool near = std::llabs(step) <= 4;
+            const bool continuous = step == 0 || (near && (lastWriteDir_ == 0 || (step > 0) == (lastWriteDir_ > 0)));
+            if (!continuous) {
+                startFadeOut(m, L, fade);
+                writeRun_ = 0;
+                lastWriteDir_ = near ? (step > 0 ? 1 : -1) : 0; // a jump: the next step tells
+            } else if (step != 0) {
+                lastWriteDir_ = step > 0 ? 1 : -1;
+            }
+        }
+        if (fadeOutLeft_ > 0) {
+            writeFrame(ctx, fadeOutMode_, fadeOutPos_, tau + d, static_cast<float>(fadeOutLeft_) / static_cast<float>(fade + 1));
+            fadeOutPos_ += fadeOutDir_;
+            if (L > 0) fadeOutPos_ = ((fadeOutPos_ % L) + L) % L;
+            --fadeOutLeft_;
         }
         if (m != WriteMode::None) {
             const float w = m == WriteMode::Record ? 1.0f : std::min(1.0f, static_cast<float>(writeRun_ + 1) / static_cast<float>(fade));
             writeFrame(ctx, m, pos, tau + d, w);
             ++writeRun_;
-        } else if (fadeOutLeft_ > 0) {
-            writeFrame(ctx, fadeOutMode_, pos, tau + d, static_cast<float>(fadeOutLeft_) / static_cast<float>(fade + 1));
-            --fadeOutLeft_;
+            if (layered && lastWritePos_ < 0) lastWriteDir_ = dir_;
+            lastWritePos_ = layered ? pos : -1;
+        } else {
+            lastWritePos_ = -1;
         }
     }
     writeCursor_ = std::max(writeCursor_, until);
     handleWriteEvents(ctx, writeCursor_);
+}
+
+void Looper::startFadeOut(WriteMode m, int64_t length, int fade) noexcept {
+    fadeOutLeft_ = fade;
+    fadeOutMode_ = m;
+    fadeOutDir_ = lastWriteDir_ != 0 ? lastWriteDir_ : 1;
+    fadeOutPos_ = lastWritePos_ + fadeOutDir_;
+    if (length > 0) fadeOutPos_ = ((fadeOutPos_ % length) + length) % length;
 }
 
 void Looper::writeFrame(ProcessContext& ctx, WriteMode m, int64_t pos, int64_t inputTime, float w) noexcept {

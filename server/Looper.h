@@ -153,6 +153,7 @@ private:
     void runWriteHead(ProcessContext& ctx, int64_t until) noexcept;
     void handleWriteEvents(const ProcessContext& ctx, int64_t tau) noexcept;
     void writeFrame(ProcessContext& ctx, WriteMode m, int64_t pos, int64_t inputTime, float w) noexcept;
+    void startFadeOut(WriteMode m, int64_t length, int fade) noexcept;
     void crossfadeTail(const ProcessContext& ctx, int64_t srcStart, int64_t length) noexcept;
     void runCopyJob(ProcessContext& ctx) noexcept;
     bool copyStep(int64_t budget) noexcept;
@@ -209,6 +210,10 @@ private:
     int64_t writeRun_ = 0;                // frames since the write mode began (fade in)
     int64_t fadeOutLeft_ = 0;             // frames of input fade-out after an overdub/replace ended
     WriteMode fadeOutMode_ = WriteMode::None;
+    int64_t fadeOutPos_ = 0;              // the fade-out continues the old trajectory
+    int fadeOutDir_ = 1;
+    int64_t lastWritePos_ = -1;           // overdub/replace: the last frame written, its direction
+    int lastWriteDir_ = 1;
     bool recordEndPending_ = false;       // the write head sets the length and crossfades the tail
     int64_t recordEndTau_ = 0, recordLength_ = 0;
     bool lengthChangePending_ = false;    // multiply/insert: the write head sets the new length
