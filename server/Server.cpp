@@ -177,6 +177,8 @@ int runServer(const Options& o) {
                  o.bind, transport.udpPort(), transport.tcpPort(), driver->name(), driver->sampleRate(), o.blockSize,
                  driver->periodFrames(), o.inputs, o.outputs, paths.roots().empty() ? ", file access unrestricted" : "");
 
+    spdlog::info("looper: {} loop(s), {:.0f} s each (+{:.0f} s undo), input capture {:.0f} s, round-trip latency compensated {} frames",
+                 o.loops, o.loopSeconds, o.undoSeconds, o.captureSeconds, ec.roundTripLatency);
     runStartupActions(o, controller);
     const auto handler = [&controller](const char* data, size_t size, const osc::Endpoint& from) {
         controller.handlePacket(data, size, from);
