@@ -580,3 +580,78 @@ TEST(Looper, SaveRightAfterStopWaitsForTheLastFramesOfTheRoundTrip) {
     ASSERT_EQ(loop.size(), static_cast<size_t>(S(1.0)));
     expectRecording(loop, a, S(0.8) + 768, S(1.0), "saved at once");
 }
+
+TEST(Looper, ReplaceOverwritesSubstituteKeepsTheLoopAudible) {
+    for (const char* cmd : {"replace", "substitute"}) {
+        Rig r(1);
+        auto in = noise(S(6), 18, 0.2f);
+        const auto tone = sine(250.0, 0.2, static_cast<size_t>(S(6)), kRate);
+        for (int64_t t = S(1.5); t < S(6); ++t) in[static_cast<size_t>(t)] = tone[static_cast<size_t>(t)];
+        r.input(in, in);
+        r.hitAt(0.5, 0, "record");
+        r.hitAt(1.5, 0, "record");
+        r.hitAt(2.5, 0, cmd);     // one whole cycle, from frame 0
+        r.hitAt(3.5, 0, cmd);
+        r.until(3.0);
+        EXPECT_EQ(r.get(0, "state"), std::string(cmd) == "replace" ? 8.0f : 13.0f);
+        r.until(4.0);
+        const auto loop = r.content(0)[0];
+        int64_t bad = 0;
+        for (int64_t k = kFade; k < S(1.0); ++k)
+            if (std::fabs(loop[static_cast<size_t>(k)] - in[static_cast<size_t>(S(2.5) + k)]) > 1e-6f) ++bad;
+        EXPECT_EQ(bad, 0) << cmd << ": the loop is the new input";
+        // Replace silences the loop while it replaces; substitute lets it be heard.
+        const double during = rms(r.s.output[0], static_cast<size_t>(S(2.6)), static_cast<size_t>(S(3.4)));
+        if (std::string(cmd) == "replace") EXPECT_LT(during, 1e-6) << cmd;
+        else EXPECT_GT(during, 0.05) << cmd;
+    }
+}
+
+TEST(Looper, RecThresholdWaitsForTheInputToReachIt) {
+    Rig r(1);
+    std::vector<float> in(static_cast<size_t>(S(4)), 0.0f);
+    const int64_t onset = S(1.2345);
+    for (int64_t t = onset; t < S(4); ++t) in[static_cast<size_t>(t)] = 0.3f * std::sin(static_cast<float>(t - onset) * 0.05f + 0.3f);
+    r.input(in, in);
+    r.set(0, "rec_thresh", 0.05f);
+    r.hitAt(0.5, 0, "record");
+    r.until(1.0);
+    EXPECT_EQ(r.get(0, "state"), 1.0f); // WaitStart: nothing reached the threshold yet
+    r.hitAt(2.2345, 0, "record");
+    r.until(2.5);
+    EXPECT_EQ(r.get(0, "state"), 4.0f);
+    const auto loop = r.content(0)[0];
+    // The recording began on the first sample at or above the threshold.
+    int64_t first = onset;
+    while (std::fabs(in[static_cast<size_t>(first)]) < 0.05f) ++first;
+    EXPECT_EQ(static_cast<int64_t>(loop.size()), S(2.2345) - first);
+    EXPECT_EQ(loop[0], in[static_cast<size_t>(first)]);
+}
+
+TEST(SooperLooper, SoloMutesTheOthersAndLongPressesRelease) {
+    Rig r(2);
+    const auto a = noise(S(8), 19);
+    r.input(a, a);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record");
+    r.hitAt(1.5, 1, "record");
+    r.hitAt(2.5, 1, "record");
+    r.until(2.6);
+    r.hit(1, "solo");
+    r.until(2.7);
+    EXPECT_EQ(r.get(0, "state"), 10.0f);
+    EXPECT_EQ(r.get(1, "state"), 4.0f);
+    EXPECT_EQ(r.get(1, "is_soloed"), 1.0f);
+    r.hit(1, "solo");
+    r.until(2.8);
+    EXPECT_EQ(r.get(0, "state"), 4.0f);
+    // down/up: a short press toggles on the press only; a long one (>= 0.5 s) releases on up.
+    r.s.send("/sl/0/down", "mute");
+    r.s.send("/sl/0/up", "mute");
+    r.until(2.9);
+    EXPECT_EQ(r.get(0, "state"), 10.0f);
+    r.s.send("/sl/0/forceup", "mute"); // forced release: toggles back
+    r.until(3.0);
+    EXPECT_EQ(r.get(0, "state"), 4.0f);
+    EXPECT_TRUE(r.s.find("/fail").empty());
+}
