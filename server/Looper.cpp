@@ -20,7 +20,9 @@ constexpr const char* kCtlNames[] = {
     "relative_sync", "round", "mute_quantized", "overdub_quantized", "fade_samples", "input_latency",
     "output_latency", "autoset_latency", "pan_1", "pan_2", "in"};
 static_assert(sizeof(kCtlNames) / sizeof(kCtlNames[0]) == static_cast<size_t>(LoopCtl::Count));
-constexpr int64_t kCopyFramesPerBlock = 32768;
+// Frames a capture, load or insert copies per render: 128x real time at block 64, a small
+// share of the block's budget (loopd_looper_bench editBlock/capture).
+constexpr int64_t kCopyFramesPerBlock = 8192;
 
 } // namespace
 
@@ -932,29 +934,43 @@ void Looper::crossfadeTail(const ProcessContext& ctx, int64_t srcStart, int64_t 
 }
 
 bool Looper::copyStep(int64_t budget) noexcept {
-    while (budget-- > 0 && copy_.done < copy_.frames) {
+    // Page by page: one copy-on-write lookup per page, then a straight run of frames.
+    const int ch = channels_;
+    while (budget > 0 && copy_.done < copy_.frames) {
         const int64_t j = copy_.done;
-        float* dst = nullptr;
-        if (copy_.shift) {
-            const float* src = mem_.frameBefore(insertAt_ + j);
-            dst = mem_.writable(insertAt_ + shiftInserted_ + j);
-            if (dst) for (int c = 0; c < channels_; ++c) dst[c] = src ? src[c] : 0.0f;
-        } else if (copy_.fromRing) {
-            const int64_t t = copy_.srcStart + j;
-            if (!ctxRing_ || t >= ctxRing_->end()) return false; // not arrived yet
-            dst = mem_.writable(j);
-            if (dst) for (int c = 0; c < channels_; ++c) dst[c] = ctxRing_->read(t, ringChannel(c)) * inGain_.value();
-        } else if (copy_.buffer) {
-            dst = mem_.writable(j);
-            if (dst) for (int c = 0; c < channels_; ++c) dst[c] = copy_.buffer->channel(std::min(c, copy_.buffer->numChannels - 1))[j];
+        const int64_t dstFrame = copy_.shift ? insertAt_ + shiftInserted_ + j : j;
+        int64_t run = std::min({budget, copy_.frames - j, LoopMemory::kPageFrames - dstFrame % LoopMemory::kPageFrames});
+        if (copy_.fromRing) {
+            if (!ctxRing_) return false;
+            run = std::min(run, ctxRing_->end() - (copy_.srcStart + j)); // the rest has not arrived yet
+            if (run <= 0) return false;
         }
+        float* dst = mem_.writable(dstFrame);
         if (!dst) {
             memoryFull_ = true;
             status_.memoryFull.fetch_add(1, std::memory_order_relaxed);
             copy_.frames = copy_.done;
             break;
         }
-        ++copy_.done;
+        if (copy_.shift) {
+            for (int64_t k = 0; k < run; ++k) {
+                const float* src = mem_.frameBefore(insertAt_ + j + k);
+                for (int c = 0; c < ch; ++c) dst[k * ch + c] = src ? src[c] : 0.0f;
+            }
+        } else if (copy_.fromRing) {
+            const float g = inGain_.value();
+            for (int c = 0; c < ch; ++c) {
+                const int rc = ringChannel(c);
+                for (int64_t k = 0; k < run; ++k) dst[k * ch + c] = ctxRing_->read(copy_.srcStart + j + k, rc) * g;
+            }
+        } else if (copy_.buffer) {
+            for (int c = 0; c < ch; ++c) {
+                const float* src = copy_.buffer->channel(std::min(c, copy_.buffer->numChannels - 1)) + j;
+                for (int64_t k = 0; k < run; ++k) dst[k * ch + c] = src[k];
+            }
+        }
+        copy_.done += run;
+        budget -= run;
     }
     return copy_.done >= copy_.frames;
 }
