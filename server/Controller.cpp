@@ -288,6 +288,7 @@ void Controller::pollReplies() {
                     broadcast(osc::MessageBuilder("/beat").i(b.bar).i(b.beatInBar).f(static_cast<float>(b.bpm)).d(static_cast<double>(b.sampleTime)));
                 } else if constexpr (std::is_same_v<T, reply::NodeEvent>) {
                     if (b.kind == NodeEventKind::End) {
+                        if (b.id == 800) looperGroupCreated_ = false; // freed: /loop_add makes it again
                         for (auto it = stemNodes_.begin(); it != stemNodes_.end(); ++it)
                             if (it->second == b.id) { stemNodes_.erase(it); break; }
                         for (int32_t& a : armed_) if (a == b.id) a = -1;

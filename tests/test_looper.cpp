@@ -655,3 +655,30 @@ TEST(SooperLooper, SoloMutesTheOthersAndLongPressesRelease) {
     EXPECT_EQ(r.get(0, "state"), 4.0f);
     EXPECT_TRUE(r.s.find("/fail").empty());
 }
+
+TEST(Looper, EighthQuantizeAndAFreedLooperGroupComeBack) {
+    Rig r(2);
+    const auto a = noise(S(6), 20);
+    r.input(a, a);
+    r.s.send("/set", "eighth_per_cycle", 8.0f);
+    r.set(1, "quantize", 2.0f);        // 8th: a cycle of 1 s in eighths of 125 ms
+    r.s.send("/set", "quantize_lenience", 0.0f);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record");
+    r.hitAt(2.03, 1, "record");        // next eighth: 2.125
+    r.hitAt(2.9, 1, "record");         // stops on a power-of-two number of cycles: 1 cycle → 3.125
+    r.until(3.3);
+    EXPECT_FLOAT_EQ(r.get(1, "loop_len"), 1.0f);
+    expectRecording(r.content(1)[0], a, S(2.125), S(1.0), "eighth");
+    // The looper group freed natively: its loops leave the namespace, /loop_add makes it again.
+    r.s.send("/g_freeAll", 0);
+    r.until(3.5);
+    r.s.send("/ping", kUrl, "/pong");
+    EXPECT_EQ(r.s.find("/pong").back().i(2), 0);
+    r.s.send("/loop_add", 1, 2.0f);
+    r.until(3.6);
+    r.s.send("/ping", kUrl, "/pong");
+    EXPECT_EQ(r.s.find("/pong").back().i(2), 1);
+    EXPECT_EQ(r.get(0, "state"), 0.0f);
+    EXPECT_TRUE(r.s.find("/fail").empty());
+}
