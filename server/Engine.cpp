@@ -623,6 +623,7 @@ void Engine::execute(Command& c) noexcept {
                        if (m.mode == 0) tempo_.jump(m.bpm);
                        else if (m.mode == 1) tempo_.ramp(m.bpm, m.seconds);
                        else tempo_.follow(m.bpm, m.seconds, m.downSeconds);
+                       ctx_.tempoBpm = tempo_.bpm(); // a jump holds from this sample, not the next segment
                    },
                    [&](cmd::Meter& m) { tempo_.setMeter(m.beatsPerBar); },
                    [&](cmd::ClockReset&) { tempo_.resetPosition(); },

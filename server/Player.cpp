@@ -147,21 +147,47 @@ double Player::lockedTempoFactor(ProcessContext& ctx, int from, int to, double f
 
 void Player::onBegin(ProcessContext& ctx) noexcept {
     relock_ = true;
-    fedTotal_ = 0.0;
-    bufferedAtStart_ = -1.0;
     lockError_ = 0.0;
+    segHead_ = segCount_ = 0;
+    outSrc_ = lockOutSrc_ = 0.0;
+    lockAtOutput_ = true;
     if (voice_) {
         // Prime at the ratio playback starts with (Rubber Band: ratios before the start pad);
         // whoever steps the voice (worker, or this thread offline) does it on its next step.
         const double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
         voice_->timeRatio.store(1.0 / speed, std::memory_order_relaxed);
         voice_->pitchScale.store(std::exp2(pitchSemitones_ / 12.0), std::memory_order_relaxed);
-        voice_->primeRequest.fetch_add(1, std::memory_order_release);
+        realPushed_ = 0;
+        voice_->realPushed.store(0, std::memory_order_relaxed);
+        primeGen_ = voice_->primeRequest.fetch_add(1, std::memory_order_release) + 1;
         outputStarted_ = false;
-        anchorIdx_ = idx_;
     }
     if (startFrac_ >= 0.0f)
         if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
+    startIdx_ = idx_;
+}
+
+void Player::queueOutput(double frames, double speed) noexcept {
+    if (frames <= 0.0) return;
+    if (segCount_ > 0) {
+        OutSegment& tail = segs_[(segHead_ + segCount_ - 1) % kMaxSegments];
+        // Same speed, or no room left: extend the newest segment.
+        if (tail.speed == speed || segCount_ == kMaxSegments) { tail.out += frames; return; }
+    }
+    segs_[(segHead_ + segCount_) % kMaxSegments] = OutSegment{frames, speed};
+    ++segCount_;
+}
+
+void Player::consumeOutput(double frames, double speed) noexcept {
+    while (frames > 0.0 && segCount_ > 0) {
+        OutSegment& head = segs_[segHead_];
+        const double take = std::min(frames, head.out);
+        outSrc_ += take * head.speed;
+        head.out -= take;
+        frames -= take;
+        if (head.out <= 1e-9) { segHead_ = (segHead_ + 1) % kMaxSegments; --segCount_; }
+    }
+    if (frames > 0.0) outSrc_ += frames * speed; // more out than queued (rounding): current speed
 }
 
 int64_t Player::fadeLength(const ProcessContext& ctx) const noexcept {
@@ -366,16 +392,13 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         if (relock_) {
             lockBeats_ = ctx.beatsAt(at);
             lockRate_ = rate_.value();
-            anchorIdx_ = idx_;
-            fedTotal_ = 0.0;
-            bufferedAtStart_ = -1.0;
+            lockOutSrc_ = outSrc_;
             lockError_ = 0.0;
             relock_ = false;
-        } else if (bufferedAtStart_ >= 0.0) {
-            // The source position of what comes out now: what went in, less what the engine
-            // held when output began. Its distance to the grid, low-passed over ~0.5 s, trims
-            // the speed by at most 3 %.
-            const double e = (fedTotal_ - bufferedAtStart_) - idealSource(ctx, at);
+        } else if (!lockAtOutput_) {
+            // The source position of what comes out now against the grid, low-passed over
+            // ~0.5 s, trims the speed by at most 3 %.
+            const double e = (outSrc_ - lockOutSrc_) - idealSource(ctx, at);
             lockError_ += (e - lockError_) * std::min(1.0, static_cast<double>(n64) / (0.5 * ctx.sampleRate));
             const double trim = std::clamp(lockError_ / (0.5 * ctx.sampleRate * speed), -0.03, 0.03);
             speed *= 1.0 - trim;
@@ -394,14 +417,18 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     auto pushSource = [&](int frames) {
         frames = std::min({frames, maxFeed, static_cast<int>(v.input.writableFrames())});
         float* feed[2] = {feedBuf_.data(), feedBuf_.data() + maxFeed};
+        int real = 0;
         for (int k = 0; k < frames; ++k) {
             if (idx_ >= F && loop_) idx_ -= F;
             if (idx_ >= 0 && idx_ < F) {
                 feed[0][k] = srcL[idx_];
                 feed[1][k] = srcR[idx_];
                 ++idx_;
-                owed_ += 1.0 / speed;
-                fedTotal_ += 1.0;
+                ++real;
+                // The last real frame is in: from here owed_ counts down to its way out (the
+                // engine may hold a lot of output, R3 ~2000 frames; waiting for it to ask for
+                // more input before timing the end made one-shots 1.8 % long).
+                if (idx_ >= F && !loop_) sourceDone_ = true;
             } else {
                 feed[0][k] = feed[1][k] = 0.0f;
                 sourceDone_ = true;
@@ -409,6 +436,8 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         }
         const float* in[2] = {feed[0], feed[1]};
         v.input.writePlanar(in, 0, static_cast<size_t>(frames), 2);
+        realPushed_ += real;
+        v.realPushed.store(realPushed_, std::memory_order_release);
     };
     if (ctx.stretchAhead) {
         // Keep about aheadTarget_ output frames in flight; the worker does the stretching.
@@ -432,15 +461,32 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         out[0][k] = outInter_[static_cast<size_t>(2 * k)];
         out[1][k] = outInter_[static_cast<size_t>(2 * k + 1)];
     }
-    if (got > 0 && bufferedAtStart_ < 0.0) bufferedAtStart_ = fedTotal_ - idealSource(ctx, at);
-    owed_ -= got;
+    // What the stretcher was given, and at which speed (see StretchVoice::segments).
+    for (StretchVoice::Segment seg; v.segments.tryPop(seg);)
+        if (seg.generation == primeGen_) queueOutput(seg.out, seg.speed);
+    if (got > 0 && lockAtOutput_) {
+        // The grid is taken from the first frame that sounds (the real-time pre-roll is not
+        // chased: it would be 3 % fast for a second).
+        lockBeats_ = ctx.beatsAt(at);
+        lockOutSrc_ = outSrc_;
+        lockError_ = 0.0;
+        lockAtOutput_ = false;
+    }
+    consumeOutput(static_cast<double>(got), speed);
+    // Real output still to come: what waits in the input ring at the current speed, plus what
+    // the stretcher was given and has not put out.
+    double owed = static_cast<double>(realPushed_ - v.realFed.load(std::memory_order_acquire)) / speed;
+    for (int k = 0; k < segCount_; ++k) {
+        const OutSegment& sg = segs_[(segHead_ + k) % kMaxSegments];
+        if (sg.speed > 0.0) owed += sg.out;
+    }
     if (got < n && outputStarted_) {
         // Underrun: cover the rest with varispeed from where the stretched output stands, and
         // keep more in flight from now on (emergency); relax again after 10 s without one.
         ++ctx.stretchUnderruns;
         aheadTarget_ = std::min(aheadTarget_ * 2.0, 8192.0);
         cleanFrames_ = 0;
-        double p = static_cast<double>(anchorIdx_) + (fedTotal_ - std::max(0.0, bufferedAtStart_));
+        double p = static_cast<double>(startIdx_) + outSrc_;
         const double Fd = static_cast<double>(F);
         for (int k = got; k < n; ++k, p += speed) {
             double q = loop_ ? std::fmod(p, Fd) : p;
@@ -469,12 +515,18 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     if (got > 0) outputStarted_ = true;
     frac_ = 0.0;
     // A one-shot ends when its last real frame has come out (its fade timed to end there).
-    if (!loop_ && sourceDone_ && state_ == State::Running && owed_ <= static_cast<double>(fadeLength(ctx)))
-        release(ctx, ctx.blockStartSample + from);
+    // A one-shot fades out so that the fade ends on its last real frame: the fade starts at the
+    // frame of this block where the real output left equals the fade.
+    int releaseAt = -1;
+    if (!loop_ && sourceDone_ && state_ == State::Running) {
+        const double startIn = owed + static_cast<double>(got) - static_cast<double>(fadeLength(ctx));
+        if (startIn < static_cast<double>(n)) releaseAt = static_cast<int>(std::clamp(std::ceil(startIn), 0.0, static_cast<double>(n - 1)));
+    }
     const bool pair = out_ + 1 < bus.numChannels;
     dsp::StereoGains pg = mono ? dsp::constantPowerPan(pan_.value()) : dsp::balance(pan_.value());
     for (int k = 0; k < n; ++k) {
         const int i = from + k;
+        if (k == releaseAt) release(ctx, ctx.blockStartSample + i);
         const float g = gain_.next() * mute_.next() * nextEnvelope();
         if (pan_.ramping()) { const float p = pan_.next(); pg = mono ? dsp::constantPowerPan(p) : dsp::balance(p); }
         if (mono) {
@@ -486,7 +538,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
             if (pair) bus.ch[out_ + 1][i] += g * pg.right * out[1][k];
         }
     }
-    if (!loop_ && sourceDone_ && owed_ <= 0.0 && state_ != State::Ended && state_ != State::Releasing)
+    if (!loop_ && sourceDone_ && owed <= 0.0 && state_ != State::Ended && state_ != State::Releasing)
         endNow(ctx, ctx.blockStartSample + to);
 }
 

@@ -94,20 +94,32 @@ private:
     std::unique_ptr<StretchVoice> voice_;
     std::vector<float> feedBuf_, outBuf_, outInter_;  // 2 x maxFeed, 2 x blockSize, 2 x blockSize
     bool outputStarted_ = false;     // stretched frames have come out (before: the pre-roll)
-    int64_t anchorIdx_ = 0;          // buffer index of the anchor (for the varispeed cover)
     double aheadTarget_ = 2048.0;    // output frames to keep in flight (adapts to underruns)
     int64_t cleanFrames_ = 0;        // frames since the last underrun
     bool sourceDone_ = false;        // a one-shot fed its last real frame
-    double owed_ = 0.0;              // output frames of real material still inside the stretcher
+    int64_t realPushed_ = 0;         // real source frames put into the voice since the start
+    uint32_t primeGen_ = 0;          // the voice's prime generation this playback belongs to
     int blockSize_ = 0;
     // Beat-grid lock (followers).
     bool relock_ = true;         // take a new anchor (start, rate change, seek)
     double lockBeats_ = 0.0;     // clock beats at the anchor
     double lockPos_ = 0.0;       // source position at the anchor (varispeed)
     double lockRate_ = 1.0;      // the `rate` the anchor was taken with
-    double fedTotal_ = 0.0;      // stretched: real input frames fed since the anchor
-    double bufferedAtStart_ = -1.0; // stretched: input frames inside the engine when output began
     double lockError_ = 0.0;     // stretched: low-passed position error (frames)
+    // Stretched: where the output stands in the source. Every fed chunk is queued with the speed
+    // it was fed at (the output frames it becomes); consuming output pops the queue, so outSrc_
+    // is the source position of the next output frame — not an estimate from what the engine
+    // held once (that was biased by the engines' chunking: R3 one-shots ran 1.8 % long).
+    struct OutSegment { double out; double speed; }; // speed 0: padding after a one-shot's end
+    void queueOutput(double frames, double speed) noexcept;
+    void consumeOutput(double frames, double speed) noexcept;
+    static constexpr int kMaxSegments = 512;
+    OutSegment segs_[kMaxSegments] = {};
+    int segHead_ = 0, segCount_ = 0;
+    double outSrc_ = 0.0;        // source frames come out since playback began
+    double lockOutSrc_ = 0.0;    // outSrc_ at the lock anchor
+    bool lockAtOutput_ = true;   // anchor the lock when the first output comes out
+    int64_t startIdx_ = 0;       // buffer index playback began at
 };
 
 } // namespace loopd

@@ -18,6 +18,11 @@ StretchVoice::StretchVoice(std::unique_ptr<stretch::Stretcher> s) : stretcher(st
 }
 
 void StretchVoice::step() noexcept {
+    stepInner();
+    flushAnnounced();
+}
+
+void StretchVoice::stepInner() noexcept {
     const uint32_t want = primeRequest.load(std::memory_order_acquire);
     if (want == 0) return; // not started yet
     if (want != primed_) {
@@ -25,6 +30,9 @@ void StretchVoice::step() noexcept {
         dropLeft_ = stretcher->startDelay();
         startDelay.store(dropLeft_, std::memory_order_relaxed);
         primed_ = want;
+        pending_ = Segment{0.0, -1.0, want};
+        realFed_ = 0;
+        realFed.store(0, std::memory_order_release);
     }
     stretcher->setTimeRatio(timeRatio.load(std::memory_order_relaxed));
     stretcher->setPitchScale(pitchScale.load(std::memory_order_relaxed));
@@ -45,6 +53,13 @@ void StretchVoice::step() noexcept {
         const int need = stretcher->inputWanted();
         if (static_cast<int>(input.readableFrames()) < need) return; // wait for more source
         input.read(inter_.data(), static_cast<size_t>(need));
+        // Real frames come first, padding only after a one-shot's last frame.
+        const double ratio = timeRatio.load(std::memory_order_relaxed);
+        const int real = static_cast<int>(std::clamp<int64_t>(realPushed.load(std::memory_order_acquire) - realFed_, 0, need));
+        realFed_ += real;
+        realFed.store(realFed_, std::memory_order_release);
+        announce(real * ratio, 1.0 / ratio);
+        announce((need - real) * ratio, 0.0);
         for (int i = 0; i < need; ++i) {
             feedL_[static_cast<size_t>(i)] = inter_[static_cast<size_t>(2 * i)];
             feedR_[static_cast<size_t>(i)] = inter_[static_cast<size_t>(2 * i + 1)];
@@ -52,6 +67,26 @@ void StretchVoice::step() noexcept {
         const float* in[2] = {feedL_.data(), feedR_.data()};
         stretcher->feed(in, need);
     }
+}
+
+void StretchVoice::announce(double out, double speed) noexcept {
+    if (out <= 0.0) return;
+    if (pending_.speed != speed && pending_.out > 0.0) flushAnnounced();
+    if (pending_.out > 0.0 && pending_.speed != speed) {
+        // The queue is full (the audio thread is far behind): merge, keeping the source total.
+        const double src = pending_.out * pending_.speed + out * speed;
+        pending_.out += out;
+        pending_.speed = src / pending_.out;
+        return;
+    }
+    pending_.speed = speed;
+    pending_.out += out;
+    pending_.generation = primed_;
+}
+
+void StretchVoice::flushAnnounced() noexcept {
+    if (pending_.out <= 0.0) return;
+    if (segments.tryPush(pending_)) pending_.out = 0.0;
 }
 
 void StretchWorker::start() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "server/SampleRing.h"
+#include "server/SpscQueue.h"
 #include "stretch/Stretcher.h"
 
 namespace loopd {
@@ -34,7 +35,21 @@ struct StretchVoice {
     std::atomic<uint32_t> primeRequest{0}; // the audio thread bumps it when playback starts
     std::atomic<int> startDelay{0};
 
+    // What the stretcher was given, for the audio thread to know where its output stands in the
+    // source: each chunk handed to the stretcher becomes `out` output frames of material read at
+    // `speed` (0: padding after a one-shot's end), at the ratio in force when it was handed over
+    // (frames waiting in `input` have no ratio yet: the audio thread may still change it).
+    struct Segment { double out; double speed; uint32_t generation; };
+    SpscQueue<Segment> segments{1024};       // worker → audio
+    std::atomic<int64_t> realPushed{0};      // audio: real (non-padding) frames put into `input`
+    std::atomic<int64_t> realFed{0};         // worker: of those, handed to the stretcher
+
 private:
+    void stepInner() noexcept;
+    void announce(double out, double speed) noexcept;
+    void flushAnnounced() noexcept;
+    Segment pending_{0.0, -1.0, 0};          // worker: merged until the speed changes
+    int64_t realFed_ = 0;
     uint32_t primed_ = 0;  // worker side
     int dropLeft_ = 0;
     std::vector<float> inter_, feedL_, feedR_, outL_, outR_;
