@@ -49,7 +49,13 @@ private:
     void announce(double out, double speed) noexcept;
     void flushAnnounced() noexcept;
     Segment pending_{0.0, -1.0, 0};          // worker: merged until the speed changes
-    int64_t realFed_ = 0;
+    int64_t realFed_ = 0;                    // real frames announced
+    int64_t realGiven_ = 0, inputGiven_ = 0;  // handed to the stretcher
+    struct Held { int64_t endInput; int real; int pad; };
+    static constexpr int kMaxHeld = 256;
+    Held held_[kMaxHeld] = {};
+    int heldHead_ = 0, heldCount_ = 0;
+    int64_t holdFrames_ = 0;
     uint32_t primed_ = 0;  // worker side
     int dropLeft_ = 0;
     std::vector<float> inter_, feedL_, feedR_, outL_, outR_;

@@ -200,16 +200,16 @@ LockResult clickTrackOnTheGrid(const char* method) {
 TEST(BeatGrid, FollowingPlayersStayOnTheClocksBeatsThroughStepsAndRamps) {
     // Targets (issue 4): within 2 ms for rate and rb3, 8 ms for rb2 and wsola. Met: rate (exact,
     // 0.02 ms), rb2 and wsola (the output's source position is counted from what each chunk was
-    // handed to the stretcher at, not estimated from what the engine held once). Known gap, in
-    // the issue 4 note, printed and held to 8 ms only: rb3 after a tempo step (~9.5 ms: Rubber
-    // Band applies a new ratio to the ~4096 frames it already holds, so its output runs at the
-    // new speed before the count says so).
+    // handed to the stretcher at, and when the engine gets to them — not estimated from what it
+    // held once). Known gap, in the issue 4 note, printed and held to 8 ms only: rb3 after a
+    // tempo step (~5.9 ms; the lock's 0.5 s low-pass and 3 % trim take a beat to pull back what
+    // was in flight at the old speed; stronger gains reach 3.3 ms for rb3 but push rb2 to 6 ms).
     for (const char* method : {"rate", "rb3", "rb2", "wsola"}) {
         const LockResult r = clickTrackOnTheGrid(method);
         std::printf("%-5s: %d beats, worst onset error %.2f ms, mean %+.2f ms\n", method, r.beats, r.worstMs, r.meanMs);
         const std::string m = method;
         EXPECT_GE(r.beats, 20) << method;
-        if (m == "rb3") { EXPECT_LT(r.worstMs, 12.0) << method; continue; }
+        if (m == "rb3") { EXPECT_LT(r.worstMs, 8.0) << method; continue; }
         EXPECT_LT(r.worstMs, m == "rate" ? 2.0 : 8.0) << method;
         EXPECT_LT(std::fabs(r.meanMs), m == "rate" ? 1.0 : 3.0) << method; // not offset as a whole
     }
