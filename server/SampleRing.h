@@ -23,14 +23,17 @@ public:
         const size_t r = read_.load(std::memory_order_acquire);
         const size_t space = (r + capFrames_ - w - 1) % capFrames_;
         const size_t n = std::min(space, numFrames);
-        size_t pos = w;
-        for (size_t i = 0; i < n; ++i) {
-            float* frame = data_.get() + pos * static_cast<size_t>(channels_);
-            for (int c = 0; c < channels_; ++c)
-                frame[c] = c < available && ch[c] ? ch[c][static_cast<size_t>(offset) + i] : 0.0f;
-            pos = pos + 1 == capFrames_ ? 0 : pos + 1;
+        // Two straight runs (before and after the wrap), channel by channel.
+        const size_t first = std::min(n, capFrames_ - w);
+        const auto C = static_cast<size_t>(channels_);
+        for (int c = 0; c < channels_; ++c) {
+            const float* src = c < available && ch[c] ? ch[c] + offset : nullptr;
+            float* d = data_.get() + w * C + static_cast<size_t>(c);
+            for (size_t i = 0; i < first; ++i) d[i * C] = src ? src[i] : 0.0f;
+            d = data_.get() + static_cast<size_t>(c);
+            for (size_t i = first; i < n; ++i) d[(i - first) * C] = src ? src[i] : 0.0f;
         }
-        write_.store(pos, std::memory_order_release);
+        write_.store((w + n) % capFrames_, std::memory_order_release);
         return n;
     }
 
@@ -40,12 +43,11 @@ public:
         const size_t w = write_.load(std::memory_order_acquire);
         const size_t avail = (w + capFrames_ - r) % capFrames_;
         const size_t n = std::min(avail, maxFrames);
-        size_t pos = r;
-        for (size_t i = 0; i < n; ++i) {
-            std::copy_n(data_.get() + pos * static_cast<size_t>(channels_), channels_, out + i * static_cast<size_t>(channels_));
-            pos = pos + 1 == capFrames_ ? 0 : pos + 1;
-        }
-        read_.store(pos, std::memory_order_release);
+        const auto C = static_cast<size_t>(channels_);
+        const size_t first = std::min(n, capFrames_ - r);
+        std::copy_n(data_.get() + r * C, first * C, out);
+        std::copy_n(data_.get(), (n - first) * C, out + first * C);
+        read_.store((r + n) % capFrames_, std::memory_order_release);
         return n;
     }
 

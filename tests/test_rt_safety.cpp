@@ -285,16 +285,15 @@ TEST(RtSafety, ThirtyTwoPlayersOnJackForTenSecondsWithoutXrunsOrAllocations) {
     EXPECT_EQ(fails.load(), 0);
 }
 
-// Issue 4's acceptance test for the render-ahead stretch worker (opt-in: not yet reliably met on
-// the 2-core CI machine). Stretching on the audio thread: 8 rb2 followers averaged 44 % of the
-// budget with bursts of 450 % of a 64-frame block (a Rubber Band hop of all eight at once), 1-11
-// xruns per 20 s. With the worker (StretchWorker): about 1 % on average, peaks 11-127 %, but still
-// 1-4 xruns per 20 s — JACK's dummy driver waking late ("JackTimedDriver::Process XRun = 12
-// usec") while the worker keeps a core ~45 % busy — and occasional stretch underruns when the
-// worker falls behind (covered by varispeed).
+// Issue 4's acceptance test for the render-ahead stretch worker. Stretching on the audio thread:
+// 8 rb2 followers averaged 44 % of the budget with bursts of 450 % of a 64-frame block (a Rubber
+// Band hop of all eight at once), 1-11 xruns per 20 s. With the worker (StretchWorker): about 1 %
+// on average, peaks 7-25 %, 0 stretch underruns; 3 of 4 20 s windows had 0 xruns on this shared
+// 2-core VM (the others 2: JACK's dummy driver itself waking late, "JackTimedDriver::Process
+// XRun"), so up to three windows are tried and one must be clean, as the 32-player test does.
 TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
-    if (!std::getenv("LOOPD_JACK") || !std::getenv("LOOPD_JACK_STRETCH"))
-        GTEST_SKIP() << "set LOOPD_JACK=1 and LOOPD_JACK_STRETCH=1 with a JACK server running (issue 4's worker)";
+    if (!std::getenv("LOOPD_JACK") || std::getenv("LOOPD_SKIP_JACK_STRETCH"))
+        GTEST_SKIP() << "set LOOPD_JACK=1 with a JACK server running (scripts/test does); LOOPD_SKIP_JACK_STRETCH skips it";
     mlockall(MCL_CURRENT | MCL_FUTURE);
     DriverOptions d;
     d.name = "jack";
