@@ -342,8 +342,22 @@ void Controller::pollReplies() {
             r.body);
     }
     pollLoopers();
-    // Measured sample rate, over windows of at least two seconds.
     const auto now = std::chrono::steady_clock::now();
+    // Device xruns and stretch underruns reach /notify clients (at most every 100 ms, with the
+    // running count and the engine sample time).
+    if (now - lastTroubleCheck_ >= std::chrono::milliseconds(100)) {
+        lastTroubleCheck_ = now;
+        const EngineStats st = engine_.stats();
+        if (st.xruns != notifiedXruns_) {
+            notifiedXruns_ = st.xruns;
+            broadcast(osc::MessageBuilder("/xrun").i(static_cast<int32_t>(st.xruns)).d(static_cast<double>(st.sampleTime)));
+        }
+        if (st.stretchUnderruns != notifiedUnderruns_) {
+            notifiedUnderruns_ = st.stretchUnderruns;
+            broadcast(osc::MessageBuilder("/stretch_underrun").i(static_cast<int32_t>(st.stretchUnderruns)).d(static_cast<double>(st.sampleTime)));
+        }
+    }
+    // Measured sample rate, over windows of at least two seconds.
     const double wall = std::chrono::duration<double>(now - rateWallTime_).count();
     if (wall >= 2.0) {
         const int64_t t = engine_.sampleTime();

@@ -221,6 +221,8 @@ private:
     int64_t rateSampleTime_ = 0;
     std::chrono::steady_clock::time_point rateWallTime_;
     double actualRate_ = 0.0;
+    std::chrono::steady_clock::time_point lastTroubleCheck_;
+    uint64_t notifiedXruns_ = 0, notifiedUnderruns_ = 0;
 
     // SooperLooper state (control thread).
     std::string slAddress_;                          // the /sl/... address being handled

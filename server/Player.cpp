@@ -486,7 +486,9 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         ++ctx.stretchUnderruns;
         aheadTarget_ = std::min(aheadTarget_ * 2.0, 8192.0);
         cleanFrames_ = 0;
-        double p = static_cast<double>(startIdx_) + outSrc_;
+        // A cover that goes on over several blocks continues where it was; a new one starts
+        // where the stretched output stands.
+        double p = coverRunning_ && got == 0 ? coverPos_ : static_cast<double>(startIdx_) + outSrc_;
         const double Fd = static_cast<double>(F);
         for (int k = got; k < n; ++k, p += speed) {
             double q = loop_ ? std::fmod(p, Fd) : p;
@@ -504,6 +506,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
             out[0][k] = w(tl + 1);
             out[1][k] = w(tr + 1);
         }
+        coverPos_ = p;
     } else if (got < n) {
         // Before the first stretched frame (the worker's pre-roll): silence, not an underrun.
         std::fill(out[0] + got, out[0] + n, 0.0f);
@@ -512,6 +515,26 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         aheadTarget_ = std::max(aheadTarget_ * 0.75, 1024.0);
         cleanFrames_ = 0;
     }
+    // Where the stretched output and the varispeed cover meet, the waveform would step (the
+    // stretcher's phases are its own): the step is spread over 64 frames as a decaying offset.
+    const bool covering = got < n && outputStarted_;
+    if (outputStarted_) {
+        for (int k = 0; k < n; ++k) {
+            const bool coverHere = covering && k >= got;
+            if ((k == 0 && coverHere != coverRunning_) || (k > 0 && k == got && coverHere)) {
+                for (int c = 0; c < 2; ++c) spliceOffset_[c] = lastOut_[c] - out[c][k];
+                spliceLeft_ = kSpliceFrames;
+            }
+            if (spliceLeft_ > 0) {
+                const float w = static_cast<float>(spliceLeft_) / static_cast<float>(kSpliceFrames);
+                for (int c = 0; c < 2; ++c) out[c][k] += spliceOffset_[c] * w;
+                --spliceLeft_;
+            }
+            lastOut_[0] = out[0][k];
+            lastOut_[1] = out[1][k];
+        }
+    }
+    coverRunning_ = covering;
     if (got > 0) outputStarted_ = true;
     frac_ = 0.0;
     // A one-shot ends when its last real frame has come out (its fade timed to end there).

@@ -120,6 +120,13 @@ private:
     double lockOutSrc_ = 0.0;    // outSrc_ at the lock anchor
     bool lockAtOutput_ = true;   // anchor the lock when the first output comes out
     int64_t startIdx_ = 0;       // buffer index playback began at
+    // Underrun cover (varispeed) and the splices where it meets the stretched output.
+    static constexpr int kSpliceFrames = 64;
+    bool coverRunning_ = false;
+    double coverPos_ = 0.0;
+    float lastOut_[2] = {0.0f, 0.0f};
+    float spliceOffset_[2] = {0.0f, 0.0f};
+    int spliceLeft_ = 0;
 };
 
 } // namespace loopd

@@ -2,6 +2,9 @@
 // (Rubber Band's TestStretcher measures the same: zero crossings and RMS of a stretched sine).
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "stretch/Stretcher.h"
 #include "support/OfflineServer.h"
 
@@ -131,6 +134,43 @@ TEST(StretchedPlayer, AOneShotLastsItsLengthOverTheSpeed) {
         // Timed from the output side: the fade ends on the last real frame (offline: exact).
         EXPECT_NEAR(frames, 38400.0, 1.0) << method;
     }
+}
+
+TEST(StretchedPlayer, AStalledWorkerIsCoveredByVarispeedReportedAndContinuous) {
+    // Artificial load: the stretch worker keeps up at real-time pace, then stops altogether.
+    EngineConfig cfg = OfflineServer::defaultConfig();
+    cfg.stretchAhead = true;
+    OfflineServer s(cfg);
+    TempDir dir;
+    const auto x = sine(440.0, 0.4, 96000, 48000.0);
+    writeWav(dir.file("s.wav"), {x, x}, 48000);
+    s.send("/b_allocRead", 1, dir.file("s.wav").c_str());
+    s.send("/notify", 1);
+    s.send("/set_tempo", 150.0f);
+    s.send("/s_new", "player", 5, 0, 0, "buf", 1, "loop", 1, "follow", 1, "stretch", "rb2");
+    for (int b = 0; b < 450; ++b) { // 0.6 s at real-time pace
+        s.render(64);
+        std::this_thread::sleep_for(std::chrono::microseconds(1333));
+    }
+    const uint64_t before = s.engine().stats().stretchUnderruns;
+    s.stretchWorker()->stop();
+    s.render(48000 * 3 / 10);
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    s.render(64);
+    const uint64_t after = s.engine().stats().stretchUnderruns;
+    std::printf("stalled worker: %llu underruns before, %llu after\n", static_cast<unsigned long long>(before), static_cast<unsigned long long>(after));
+    EXPECT_GT(after, before + 100) << "every block of the stall is an underrun";
+    EXPECT_FALSE(s.find("/stretch_underrun").empty()) << "reported to /notify clients";
+    s.send("/status");
+    ASSERT_FALSE(s.find("/status.reply").empty());
+    EXPECT_EQ(static_cast<uint64_t>(s.find("/status.reply").back().i(21)), after);
+    // Never silence, never a click: the cover plays on (at varispeed, 1.25 x the tone: 550 Hz)
+    // and its splices with the stretched output are smoothed.
+    const auto& out = s.output[0];
+    const size_t from = 48000 * 3 / 10, to = out.size();
+    EXPECT_GT(rms(out, to - 48000 * 3 / 10, to), 0.2);
+    const float own = maxStep(sine(550.0, 0.4, 4800, 48000.0));
+    EXPECT_LT(maxStep(out, from, to), 1.3f * own) << "a step above the signal's own";
 }
 
 TEST(StretchedPlayer, LatencyIsCompensatedSoThatAClickLandsOnItsSample) {

@@ -166,6 +166,7 @@ public:
     void stopRecordings() { controller_.stopRecordings(); render(config_.blockSize); }
 
     Engine& engine() { return engine_; }
+    StretchWorker* stretchWorker() { return stretchWorker_.get(); }
     Controller& controller() { return controller_; }
     const EngineConfig& config() const { return config_; }
 
