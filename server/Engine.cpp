@@ -897,7 +897,8 @@ void Engine::doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept {
             any = true;
         }
     }
-    if (!any) fail(c, FailCode::RecorderNotFound, m.slotId);
+    // The server closing whatever runs (shutdown, end of nrt) is not a failure when nothing does.
+    if (!any && !(m.slotId < 0 && c.client == kNoClient)) fail(c, FailCode::RecorderNotFound, m.slotId);
 }
 
 } // namespace loopd

@@ -124,6 +124,33 @@ class NullDriver(unittest.TestCase):
         self.assertEqual(self.sl.get(0, "loop_len"), 0.5)
 
 
+class Offline(unittest.TestCase):
+    def test_nrt_score_records_the_input_file(self):
+        """`loopd --nrt score.osc in.wav out.wav`: the looper records the input file, exactly."""
+        with tempfile.TemporaryDirectory() as d:
+            src = [0.3 * math.sin(2 * math.pi * 440 * i / 48000) for i in range(4 * 48000)]
+            write_wav16(os.path.join(d, "in.wav"), [src, src])
+            loop = os.path.join(d, "loop.wav")
+            oscutil.write_score(os.path.join(d, "s.osc"), [
+                (0.0, [oscutil.message("/loop_add", 2, 10.0)]),
+                (0.5, [oscutil.message("/sl/0/hit", "record")]),
+                (1.5, [oscutil.message("/sl/0/hit", "record")]),
+                (2.0, [oscutil.message("/sl/0/save_loop", loop, "float", "little", "osc.udp://127.0.0.1:9/", "/err")]),
+                (3.0, [oscutil.message("/sync", 1)]),
+            ])
+            r = subprocess.run([os.environ.get("LOOPD_BIN", "../../build/server/loopd"), "--nrt", os.path.join(d, "s.osc"),
+                                os.path.join(d, "in.wav"), os.path.join(d, "out.wav")], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("0 failed commands", r.stderr)
+            rate, ch, frames, _ = oscutil.read_wav(loop)
+            self.assertEqual((rate, ch, len(frames)), (48000, 2, 48000))
+            _, _, inp, _ = oscutil.read_wav(os.path.join(d, "in.wav"))
+            # Frame k of the loop is input frame 24000 + k (the last 256 crossfade into the
+            # input before the start, so that the loop wraps without a click).
+            for k in range(0, 48000 - 256, 97):
+                self.assertAlmostEqual(frames[k][0], inp[24000 + k][0], places=6)
+
+
 PD_PATCH = """#N canvas 0 0 600 500 12;
 #X obj 20 20 loadbang;
 #X msg 20 50 connect 127.0.0.1 {port};
