@@ -689,7 +689,23 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
         numFrames -= at - offset;
         offset = at;
     }
-    if (histEnd_ == 0 && writeCursor_ == 0) histEnd_ = writeCursor_ = ctx.blockStartSample + offset;
+    const int64_t now = ctx.blockStartSample + offset;
+    if (histEnd_ != now) {
+        // First render, or not rendered for a while (paused with /n_run): both heads resume here;
+        // a recording or overdub that was running ends where the node stopped.
+        if (histEnd_ > 0) {
+            for (int64_t t = std::max(writeCursor_, histEnd_ - kHistory + 1); t < histEnd_; ++t)
+                histMode_[static_cast<size_t>(t & (kHistory - 1))] = static_cast<uint8_t>(WriteMode::None);
+            if (mode_ == WriteMode::Record) stopRecord(ctx, histEnd_, false);
+            else if (mode_ != WriteMode::None) stopWriteMode(ctx, histEnd_);
+            if (recordEndPending_) { recordEndPending_ = false; mem_.setLength(recordLength_); }
+            if (lengthChangePending_) { lengthChangePending_ = false; mem_.setLength(lengthChange_); }
+            writeMode_ = WriteMode::None;
+            fadeOutLeft_ = 0;
+            lastWritePos_ = -1;
+        }
+        histEnd_ = writeCursor_ = now;
+    }
     const int fade = std::max(1, std::min(fadeSamples_, kMaxFade));
     const bool toPair = bus.numChannels >= 2;
     for (int i = offset; i < offset + numFrames; ++i) {

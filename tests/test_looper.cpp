@@ -682,3 +682,22 @@ TEST(Looper, EighthQuantizeAndAFreedLooperGroupComeBack) {
     EXPECT_EQ(r.get(0, "state"), 0.0f);
     EXPECT_TRUE(r.s.find("/fail").empty());
 }
+
+TEST(Looper, PausingTheNodeEndsARecordingWhereItStopped) {
+    Rig r(1);
+    const auto a = noise(S(4), 21);
+    r.input(a, a);
+    r.hitAt(0.5, 0, "record");
+    r.s.at(1.0, "/n_run", 801, 0);   // the node itself paused (fades out) mid-recording
+    r.s.at(1.5, "/n_run", 801, 1);
+    r.until(2.0);
+    EXPECT_EQ(r.get(0, "state"), 4.0f);
+    const auto loop = r.content(0)[0];
+    ASSERT_GE(loop.size(), static_cast<size_t>(S(0.5)));
+    EXPECT_LE(loop.size(), static_cast<size_t>(S(0.5) + 512)); // ends within the node's fade-out
+    int64_t bad = 0;
+    for (int64_t k = 0; k < S(0.5) - kFade; ++k)
+        if (loop[static_cast<size_t>(k)] != a[static_cast<size_t>(S(0.5) + k)]) ++bad;
+    EXPECT_EQ(bad, 0);
+    EXPECT_TRUE(r.s.find("/fail").empty());
+}
