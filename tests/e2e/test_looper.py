@@ -86,7 +86,7 @@ class NullDriver(unittest.TestCase):
         self.assertEqual(self.srv.wait("/t"), [-2, "tempo", 120.0])
 
     def test_timetagged_recording_is_exactly_one_second(self):
-        t0 = liblo.time() + 0.3
+        t0 = liblo.time() + 0.6
         self.sl.hit_at(t0, 0, "record")
         self.sl.hit_at(t0 + 1.0, 0, "record")
         time.sleep(0.8)
@@ -106,7 +106,7 @@ class NullDriver(unittest.TestCase):
         self.assertAlmostEqual(self.sl.get(0, "loop_len"), 1.0, delta=1.5 / 48000)
 
     def test_bad_input_fails_and_keeps_the_loop(self):
-        t0 = liblo.time() + 0.2
+        t0 = liblo.time() + 0.6
         self.sl.hit_at(t0, 0, "record")
         self.sl.hit_at(t0 + 0.5, 0, "record")
         self.sl.wait_state(0, PLAYING)
@@ -234,7 +234,7 @@ class Jack(JackBase):
         self.srv.request("/b_allocRead", 1, wav)
         self.srv.send("/s_new", "player", 100, 1, 0, "buf", 1, "loop", 1)
         time.sleep(0.5)
-        t0 = liblo.time() + 0.3
+        t0 = liblo.time() + 0.6
         self.sl.hit_at(t0, 0, "record")
         self.sl.hit_at(t0 + 1.0, 0, "record")
         time.sleep(0.8)

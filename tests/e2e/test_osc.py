@@ -112,6 +112,18 @@ class Loopd:
         self.thread.join(2)
         self.proc.stderr.close()
         self.client.free()
+        self.check_sanitizers()
+
+    # Reports from inside librtaudio's JACK shutdown (not loopd's code) are not ours to fix.
+    FOREIGN = ("RtApiJack::stopStream", "RtApiJack::closeStream")
+
+    def check_sanitizers(self):
+        """A server built with ASan/UBSan/TSan prints its reports to stderr: any is a failure."""
+        text = "\n".join(self.log)
+        reports = re.split(r"(?=WARNING: ThreadSanitizer|ERROR: AddressSanitizer|runtime error:)", text)[1:]
+        ours = [r for r in reports if not any(f in r.split("SUMMARY")[0] for f in self.FOREIGN)]
+        if ours:
+            raise AssertionError("sanitizer report from loopd:\n" + ours[0][:4000])
 
 
 class ServerCase(unittest.TestCase):
@@ -356,7 +368,7 @@ class TinyLimits(ServerCase):
         # and /status counts exactly those.
         tcp = oscutil.TcpClient(self.srv.tcp_port)
         try:
-            msgs = [oscutil.message("/n_set", 0, "gain", 1.0) for _ in range(300)]
+            msgs = [oscutil.message("/n_set", 0, "gain", 1.0) for _ in range(1000)]
             tcp.send_raw(oscutil.bundle(1, *msgs))
             fails = 0
             try:
@@ -367,7 +379,9 @@ class TinyLimits(ServerCase):
                         fails += 1
             except (TimeoutError, OSError):
                 pass
-            self.assertGreater(fails, 200)
+            # A queue of 8: how many the audio thread drains meanwhile depends on the build (TSan is
+            # slow); that some overflowed, and that /status counts exactly those, does not.
+            self.assertGreater(fails, 50)
             tcp.send("/status")
             addr, args = tcp.recv()
             self.assertEqual(addr, "/status.reply")
