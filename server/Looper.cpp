@@ -830,7 +830,7 @@ void Looper::handleWriteEvents(const ProcessContext& ctx, int64_t tau) noexcept 
     if (recordEndPending_ && tau >= recordEndTau_) {
         recordEndPending_ = false;
         mem_.setLength(recordLength_);
-        crossfadeTail(ctx, recordStart_ + latency(ctx), recordLength_);
+        crossfadeTail(recordStart_ + latency(ctx), recordLength_);
     }
     if (lengthChangePending_ && tau >= lengthChangeTau_) {
         lengthChangePending_ = false;
@@ -933,8 +933,8 @@ void Looper::writeFrame(ProcessContext& ctx, WriteMode m, int64_t pos, int64_t i
     }
 }
 
-void Looper::crossfadeTail(const ProcessContext& ctx, int64_t srcStart, int64_t length) noexcept {
-    const CaptureRing* ring = ctx.capture;
+void Looper::crossfadeTail(int64_t srcStart, int64_t length) noexcept {
+    const CaptureRing* ring = ctxRing_;
     const int64_t n = std::min<int64_t>(std::min(fadeSamples_, kMaxFade), length / 2);
     if (!ring || n <= 0) return;
     const float g = inGain_.value();
@@ -943,7 +943,7 @@ void Looper::crossfadeTail(const ProcessContext& ctx, int64_t srcStart, int64_t 
         float* f = mem_.writable(length - n + k);
         if (!f) return;
         for (int c = 0; c < channels_; ++c) {
-            const float pre = ring->read(srcStart - n + k, inputChannel(c, ctx)) * g;
+            const float pre = ring->read(srcStart - n + k, ringChannel(c)) * g;
             f[c] = f[c] * (1.0f - w) + pre * w;
         }
     }
@@ -992,11 +992,7 @@ bool Looper::copyStep(int64_t budget) noexcept {
 }
 
 void Looper::completeCopy() noexcept {
-    if (copy_.fadeTail && ctxRing_) {
-        ProcessContext tmp;
-        tmp.capture = ctxRing_;
-        crossfadeTail(tmp, copy_.srcStart, copy_.frames);
-    }
+    if (copy_.fadeTail) crossfadeTail(copy_.srcStart, copy_.frames);
     if (copy_.buffer) queueHandBack(const_cast<BufferData*>(copy_.buffer), false);
     copy_ = CopyJob{};
 }

@@ -154,7 +154,7 @@ private:
     void handleWriteEvents(const ProcessContext& ctx, int64_t tau) noexcept;
     void writeFrame(ProcessContext& ctx, WriteMode m, int64_t pos, int64_t inputTime, float w) noexcept;
     void startFadeOut(WriteMode m, int64_t length, int fade) noexcept;
-    void crossfadeTail(const ProcessContext& ctx, int64_t srcStart, int64_t length) noexcept;
+    void crossfadeTail(int64_t srcStart, int64_t length) noexcept; // with the ring of this render
     void runCopyJob(ProcessContext& ctx) noexcept;
     bool copyStep(int64_t budget) noexcept;
     void completeCopy() noexcept;
