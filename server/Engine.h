@@ -135,7 +135,6 @@ private:
     void doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept;
     void doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept;
     void doStartGroup(Command& c, cmd::StartGroup& m) noexcept;
-    void doLoop(Command& c, int32_t id, const auto& fn) noexcept;
     void handBackBuffers() noexcept;
     void serviceGroupStarts() noexcept;
 
