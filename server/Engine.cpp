@@ -67,6 +67,8 @@ Engine::Engine(const EngineConfig& config)
     ctx_.tempoBpm = config_.bpm;
     ctx_.baseBpm = config_.bpm;
     ctx_.followTempo = config_.followTempo;
+    ctx_.clock = &tempo_;
+    ctx_.forecast = &forecast_;
     ctx_.stretchAhead = config_.stretchAhead;
     ctx_.filtersEnabled = config_.enableFilters;
     tempo_.prepare(config_.sampleRate, config_.bpm, config_.beatsPerBar);
@@ -289,6 +291,8 @@ void Engine::accept(Command& c) noexcept {
         if (auto* n = std::get_if<cmd::NewNode>(&c.body)) dispose(n->node);
         return;
     }
+    if (const auto* t = std::get_if<cmd::Tempo>(&c.body))
+        forecast_.add(TempoForecast::Change{at, seq_, t->bpm, t->seconds, t->downSeconds, t->mode});
     heapPush(Scheduled{at, seq_++, std::move(c)});
 }
 
@@ -334,6 +338,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     while (pos < B) {
         while (heapSize_ > 0 && heap_[0].sample <= ctx_.blockStartSample + pos) {
             Command c = std::move(heap_[0].cmd);
+            if (std::holds_alternative<cmd::Tempo>(c.body)) forecast_.remove(heap_[0].seq);
             heapPop();
             execute(c);
         }
@@ -620,9 +625,7 @@ void Engine::execute(Command& c) noexcept {
                    [&](cmd::AttachRecorder& m) { doAttachRecorder(c, m); },
                    [&](cmd::DetachRecorder& m) { doDetachRecorder(c, m); },
                    [&](cmd::Tempo& m) {
-                       if (m.mode == 0) tempo_.jump(m.bpm);
-                       else if (m.mode == 1) tempo_.ramp(m.bpm, m.seconds);
-                       else tempo_.follow(m.bpm, m.seconds, m.downSeconds);
+                       tempo_.apply(m.mode, m.bpm, m.seconds, m.downSeconds);
                        ctx_.tempoBpm = tempo_.bpm(); // a jump holds from this sample, not the next segment
                    },
                    [&](cmd::Meter& m) { tempo_.setMeter(m.beatsPerBar); },

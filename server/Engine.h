@@ -166,6 +166,7 @@ private:
     int64_t missingLoggedAt_ = -1;     // sample time of the last "buffer not loaded" log line
 
     TempoClock tempo_;
+    TempoForecast forecast_;    // tempo commands waiting in the heap (for stretched followers)
     std::unique_ptr<CaptureRing> capture_;
     dsp::LinearRamp paGain_;      // main outputs while PA mute holds them
     struct GroupStart {

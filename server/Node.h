@@ -7,6 +7,7 @@
 
 #include "dsp/Ramp.h"
 #include "server/Params.h"
+#include "server/TempoClock.h"
 
 namespace loopd {
 
@@ -70,6 +71,17 @@ struct ProcessContext {
     // within a segment: the clock integrates ramps block by block).
     double beatsAt(int64_t at) const noexcept {
         return beats + static_cast<double>(at - segmentStart) * tempoBpm / (60.0 * sampleRate);
+    }
+    // The clock at this segment's start and the tempo changes scheduled ahead of it.
+    const TempoClock* clock = nullptr;
+    const TempoForecast* forecast = nullptr;
+    // Beats and tempo at a later sample `at` (>= segmentStart), counting the tempo changes
+    // already scheduled before it (without a clock: this segment's tempo, held).
+    double beatsAhead(int64_t at, double& bpm) const noexcept {
+        if (!clock || !forecast) { bpm = tempoBpm; return beatsAt(at); }
+        double b = 0.0;
+        forecast->predict(*clock, segmentStart, at, b, bpm);
+        return b;
     }
     Bus* cueBus = nullptr;            // the cue/headphone pair, fed pre-fader (null: none)
     float* scratch = nullptr;         // blockSize floats any node may use during its render

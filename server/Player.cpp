@@ -147,7 +147,6 @@ double Player::lockedTempoFactor(ProcessContext& ctx, int from, int to, double f
 
 void Player::onBegin(ProcessContext& ctx) noexcept {
     relock_ = true;
-    lockError_ = 0.0;
     segHead_ = segCount_ = 0;
     outSrc_ = lockOutSrc_ = 0.0;
     lockAtOutput_ = true;
@@ -388,26 +387,55 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     // Material frames per output frame; the stretcher makes 1/speed output frames of each.
     double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
     const int64_t at = ctx.blockStartSample + from;
+    StretchVoice& v = *voice_;
+    // What the stretcher was given since the last block, and at which speed (see
+    // StretchVoice::segments).
+    for (StretchVoice::Segment seg; v.segments.tryPop(seg);)
+        if (seg.generation == primeGen_) queueOutput(seg.out, seg.speed);
     if (follow_ && ctx.followTempo && !rate_.ramping()) {
         if (relock_) {
             lockBeats_ = ctx.beatsAt(at);
             lockRate_ = rate_.value();
             lockOutSrc_ = outSrc_;
-            lockError_ = 0.0;
             relock_ = false;
         } else if (!lockAtOutput_) {
-            // The source position of what comes out now against the grid, low-passed over
-            // ~0.5 s, trims the speed by at most 3 %.
-            const double e = (outSrc_ - lockOutSrc_) - idealSource(ctx, at);
-            lockError_ += (e - lockError_) * std::min(1.0, static_cast<double>(n64) / (0.5 * ctx.sampleRate));
-            const double trim = std::clamp(lockError_ / (0.5 * ctx.sampleRate * speed), -0.03, 0.03);
-            speed *= 1.0 - trim;
+            // A Smith predictor: the stretcher's latency is outside the loop. What it already
+            // holds plays at the speeds it was given, whatever is decided now; input handed
+            // over now sounds once all of that is out, at `sounds`. So the speed for it is the
+            // tempo at that moment (tempo changes scheduled ahead are known: see TempoForecast),
+            // trimmed by where the output will stand against the grid then; the error is
+            // corrected over kLockSeconds of new input. After a tempo step this pulls back what
+            // was in flight at the old speed at once, instead of waiting for it to show in the
+            // output (it used to take a beat); a step timetagged ahead is not chased at all.
+            double src = outSrc_ - lockOutSrc_, inFlight = 0.0;
+            for (int k = 0; k < segCount_; ++k) {
+                const OutSegment& sg = segs_[(segHead_ + k) % kMaxSegments];
+                src += sg.out * sg.speed;
+                inFlight += sg.out;
+            }
+            // Source frames the stretcher has not been told a speed for yet: the speed set now
+            // reaches the engine's held input too (R3 holds about 3/4 of its start delay before
+            // a new ratio applies to it, see StretchVoice), so what sounds at the new speed
+            // starts after the announced output plus what waits beyond that hold.
+            const auto unannounced = static_cast<double>(realPushed_ - v.realFed.load(std::memory_order_acquire));
+            const double ahead = std::max(0.0, unannounced - static_cast<double>(v.holdFrames.load(std::memory_order_relaxed)));
+            src += ahead;
+            inFlight += ahead / speed;
+            double bpmThen = 0.0;
+            const double beatsThen = ctx.beatsAhead(at + static_cast<int64_t>(inFlight), bpmThen);
+            const double nominal = std::clamp(static_cast<double>(rate_.value()) * (ctx.followTempo ? bpmThen / materialBpm(ctx) : 1.0), 0.25, 4.0);
+            const double e = src - (beatsThen - lockBeats_) * 60.0 / materialBpm(ctx) * ctx.sampleRate * lockRate_;
+            // A trim below 0.05 % is left out: Rubber Band R2 told a slightly different ratio
+            // every block drifted 0.1 % from it (its hop rounding restarts on each change).
+            constexpr double kLockSeconds = 0.05, kMaxTrim = 0.08, kDeadBand = 0.0005;
+            const double trim = std::clamp(e / (kLockSeconds * ctx.sampleRate * nominal), -kMaxTrim, kMaxTrim);
+            speed = nominal;
+            if (std::fabs(trim) >= kDeadBand) speed = nominal * (1.0 - trim);
         }
     } else {
         relock_ = true;
     }
     rate_.skip(n64);
-    StretchVoice& v = *voice_;
     v.timeRatio.store(1.0 / speed, std::memory_order_relaxed);
     v.pitchScale.store(std::exp2(pitchSemitones_ / 12.0), std::memory_order_relaxed);
     const int n = std::min(to - from, blockSize_);
@@ -461,15 +489,13 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         out[0][k] = outInter_[static_cast<size_t>(2 * k)];
         out[1][k] = outInter_[static_cast<size_t>(2 * k + 1)];
     }
-    // What the stretcher was given, and at which speed (see StretchVoice::segments).
-    for (StretchVoice::Segment seg; v.segments.tryPop(seg);)
+    for (StretchVoice::Segment seg; v.segments.tryPop(seg);) // what the steps above handed over
         if (seg.generation == primeGen_) queueOutput(seg.out, seg.speed);
     if (got > 0 && lockAtOutput_) {
         // The grid is taken from the first frame that sounds (the real-time pre-roll is not
         // chased: it would be 3 % fast for a second).
         lockBeats_ = ctx.beatsAt(at);
         lockOutSrc_ = outSrc_;
-        lockError_ = 0.0;
         lockAtOutput_ = false;
     }
     consumeOutput(static_cast<double>(got), speed);

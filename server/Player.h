@@ -105,7 +105,6 @@ private:
     double lockBeats_ = 0.0;     // clock beats at the anchor
     double lockPos_ = 0.0;       // source position at the anchor (varispeed)
     double lockRate_ = 1.0;      // the `rate` the anchor was taken with
-    double lockError_ = 0.0;     // stretched: low-passed position error (frames)
     // Stretched: where the output stands in the source. Every fed chunk is queued with the speed
     // it was fed at (the output frames it becomes); consuming output pops the queue, so outSrc_
     // is the source position of the next output frame — not an estimate from what the engine

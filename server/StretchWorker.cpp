@@ -37,11 +37,13 @@ void StretchVoice::stepInner() noexcept {
         inputGiven_ = 0;
         heldCount_ = 0;
         // How much input the engine sits on before a new ratio reaches it, as a share of its
-        // start delay. Measured on the beat-grid test (tempo steps and ramps, worst onset error
-        // over 0 / 0.25 / 0.4 / 0.5 / 0.6 / 0.75): R3 0.5 (9.5 -> 5.9 ms), R2 0.25 (2.65 ->
-        // 2.4 ms, mean offset -0.44 -> +0.02 ms); SoundTouch 0 (any hold made it worse).
-        const double share = stretcher->method() == stretch::Method::Rb3 ? 0.5 : stretcher->method() == stretch::Method::Rb2 ? 0.25 : 0.0;
+        // start delay. Measured on the beat-grid tests (two tempo scripts with steps on and
+        // between beats and ramps; worst onset error over shares 0 .. 0.9 with the predictive,
+        // forecasting lock): R3 0.75 (0.5: 2.8 ms, 0.6: 2.1, 0.75: 0.96, 0.9: 2.2); R2 0
+        // (1.75 ms; 0.1 .. 0.9: 1.9 .. 3.5); SoundTouch 0 (any hold made it worse).
+        const double share = stretcher->method() == stretch::Method::Rb3 ? 0.75 : 0.0;
         holdFrames_ = static_cast<int64_t>(static_cast<double>(dropLeft_) * share);
+        holdFrames.store(holdFrames_, std::memory_order_relaxed);
     }
     stretcher->setTimeRatio(timeRatio.load(std::memory_order_relaxed));
     stretcher->setPitchScale(pitchScale.load(std::memory_order_relaxed));

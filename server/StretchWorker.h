@@ -34,6 +34,7 @@ struct StretchVoice {
     std::atomic<double> pitchScale{1.0};
     std::atomic<uint32_t> primeRequest{0}; // the audio thread bumps it when playback starts
     std::atomic<int> startDelay{0};
+    std::atomic<int64_t> holdFrames{0};      // worker: input the engine holds before a ratio reaches it
 
     // What the stretcher was given, for the audio thread to know where its output stands in the
     // source: each chunk handed to the stretcher becomes `out` output frames of material read at

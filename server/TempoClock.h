@@ -33,6 +33,12 @@ public:
         tau_ = std::max(1e-3, t99) / std::log(100.0);
         mode_ = Mode::Follow;
     }
+    // A tempo command: mode 0 jump, 1 linear ramp over `seconds`, 2 follow (see cmd::Tempo).
+    void apply(uint8_t mode, double bpm, double seconds, double downSeconds) noexcept {
+        if (mode == 0) jump(bpm);
+        else if (mode == 1) ramp(bpm, seconds);
+        else follow(bpm, seconds, downSeconds);
+    }
     void setMeter(int beatsPerBar) noexcept { beatsPerBar_ = beatsPerBar; }
     void resetPosition() noexcept { beats_ = 0.0; }
 
@@ -94,6 +100,54 @@ private:
     double target_ = 120.0;
     double rampPerSecond_ = 0.0;
     double tau_ = 1.0;
+};
+
+// The clock's future as far as it is known: its state now plus the tempo commands scheduled
+// (timetagged) ahead of time, in the order they will run. A stretched follower hears its input
+// a stretcher's latency later (R3 ~60 ms); it aims that input at the tempo of the moment it will
+// sound, so a tempo change sent ahead lands on its sample instead of being chased afterwards.
+class TempoForecast {
+public:
+    struct Change { int64_t sample; uint64_t seq; double bpm, seconds, downSeconds; uint8_t mode; };
+    static constexpr int kMax = 32;
+
+    // [audio] A scheduled tempo command (false: the forecast is full; that change is not foreseen).
+    bool add(const Change& c) noexcept {
+        if (count_ == kMax) return false;
+        int i = count_++;
+        for (; i > 0 && (changes_[i - 1].sample > c.sample || (changes_[i - 1].sample == c.sample && changes_[i - 1].seq > c.seq)); --i)
+            changes_[i] = changes_[i - 1];
+        changes_[i] = c;
+        return true;
+    }
+    // [audio] The scheduled command `seq` ran (or will not): it is the clock's present now.
+    void remove(uint64_t seq) noexcept {
+        for (int i = 0; i < count_; ++i)
+            if (changes_[i].seq == seq) {
+                for (int k = i + 1; k < count_; ++k) changes_[k - 1] = changes_[k];
+                --count_;
+                return;
+            }
+    }
+    int size() const noexcept { return count_; }
+
+    // Beats and tempo at absolute sample `at`, from `clock` as it stands at sample `from`.
+    void predict(const TempoClock& clock, int64_t from, int64_t at, double& beats, double& bpm) const noexcept {
+        TempoClock c = clock;
+        auto none = [](int64_t, int) {};
+        for (int i = 0; i < count_ && changes_[i].sample <= at; ++i) {
+            const Change& ch = changes_[i];
+            if (ch.sample > from) { c.advance(static_cast<int>(ch.sample - from), none); from = ch.sample; }
+            c.apply(ch.mode, ch.bpm, ch.seconds, ch.downSeconds);
+        }
+        if (at > from) c.advance(static_cast<int>(at - from), none);
+        beats = c.beats();
+        bpm = c.bpm();
+    }
+
+private:
+    Change changes_[kMax] = {};
+    int count_ = 0;
 };
 
 } // namespace loopd

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <thread>
 
+#include "server/TempoClock.h"
 #include "stretch/Stretcher.h"
 #include "support/OfflineServer.h"
 
@@ -195,14 +196,63 @@ TEST(StretchedPlayer, LatencyIsCompensatedSoThatAClickLandsOnItsSample) {
     }
 }
 
+TEST(TempoForecast, PredictsTheClockThroughScheduledJumpsRampsAndFollows) {
+    // The forecast from sample 0 must match the clock that actually runs those commands at their
+    // samples (block by block, as the engine does), to rounding.
+    TempoClock real;
+    real.prepare(48000.0, 120.0, 4);
+    TempoForecast f;
+    const TempoForecast::Change changes[] = {{3000, 2, 90.0, 0.0, 0.0, 2},  // follow (added out of order)
+                                             {1000, 1, 140.0, 0.0, 0.0, 0}, // jump
+                                             {2000, 3, 100.0, 0.5, 0.0, 1}, // ramp over 0.5 s
+                                             {9000, 4, 60.0, 0.0, 0.0, 0}}; // beyond the horizon
+    for (const auto& c : changes) ASSERT_TRUE(f.add(c));
+    double beats = 0.0, bpm = 0.0;
+    f.predict(real, 0, 8000, beats, bpm);
+    auto none = [](int64_t, int) {};
+    int64_t t = 0;
+    for (const int64_t at : {1000, 2000, 3000}) {
+        for (; t + 64 <= at; t += 64) real.advance(64, none);
+        if (at > t) { real.advance(static_cast<int>(at - t), none); t = at; }
+        if (at == 1000) real.apply(0, 140.0, 0.0, 0.0);
+        if (at == 2000) real.apply(1, 100.0, 0.5, 0.0);
+        if (at == 3000) real.apply(2, 90.0, 0.0, 0.0);
+    }
+    for (; t + 64 <= 8000; t += 64) real.advance(64, none);
+    real.advance(static_cast<int>(8000 - t), none);
+    EXPECT_NEAR(beats, real.beats(), 1e-9);
+    EXPECT_NEAR(bpm, real.bpm(), 1e-9);
+    EXPECT_GT(std::fabs(beats - 8000.0 / 48000.0 * 2.0), 0.01); // the changes did move it
+    // Ran commands leave the forecast; a full forecast refuses more (that change is not foreseen).
+    f.remove(1);
+    f.remove(3);
+    EXPECT_EQ(f.size(), 2);
+    for (int i = f.size(); i < TempoForecast::kMax; ++i) ASSERT_TRUE(f.add({20000 + i, 100u + static_cast<uint64_t>(i), 120.0, 0.0, 0.0, 0}));
+    EXPECT_FALSE(f.add({30000, 999, 120.0, 0.0, 0.0, 0}));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Beat-grid lock: a 120 BPM click track following the clock through steps and ramps.
 
 namespace {
 struct LockResult { double worstMs; double meanMs; int beats; };
 
-LockResult clickTrackOnTheGrid(const char* method) {
-    OfflineServer s;
+// Tempo scripts: A steps on a beat and ramps up then down; B steps down between beats, ramps up
+// steeply and steps down again 47 ms before a beat. Both are timetagged (sent ahead, as clients
+// do); L is A sent live, each command when its moment has come.
+// `paceUs` > 0: the real-time path (a worker renders ahead) at that many microseconds per block.
+LockResult clickTrackOnTheGrid(const char* method, char script = 'A', int blockSize = 64, int paceUs = 0) {
+    EngineConfig cfg = OfflineServer::defaultConfig();
+    cfg.blockSize = blockSize;
+    cfg.stretchAhead = paceUs > 0;
+    OfflineServer s(cfg);
+    auto run = [&](double seconds) {
+        if (paceUs == 0) { s.renderSeconds(seconds); return; }
+        for (int64_t n = static_cast<int64_t>(seconds * 48000.0) / blockSize; n > 0; --n) {
+            s.render(blockSize);
+            std::this_thread::sleep_for(std::chrono::microseconds(paceUs));
+        }
+    };
     TempDir dir;
     std::vector<float> clicks(24000 * 8, 0.0f); // eight beats at 120 BPM, a click on each
     for (int b = 0; b < 8; ++b)
@@ -212,10 +262,25 @@ LockResult clickTrackOnTheGrid(const char* method) {
     s.send("/b_allocRead", 1, dir.file("clicks.wav").c_str());
     s.send("/notify", 1);
     s.send("/s_new", "player", 5, 0, 0, "buf", 1, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
-    s.packet(bundleAt(2.0, {msg("/set_tempo", 140.0f)}));        // a step
-    s.packet(bundleAt(5.0, {msg("/tempo", 130.0f, 2.0f)}));      // a ramp
-    s.packet(bundleAt(8.0, {msg("/tempo", 105.0f, 1.0f)}));      // a ramp down
-    s.renderSeconds(12.0);
+    if (script == 'A') {
+        s.packet(bundleAt(2.0, {msg("/set_tempo", 140.0f)}));    // a step
+        s.packet(bundleAt(5.0, {msg("/tempo", 130.0f, 2.0f)}));  // a ramp
+        s.packet(bundleAt(8.0, {msg("/tempo", 105.0f, 1.0f)}));  // a ramp down
+        run(12.0);
+    } else if (script == 'B') {
+        s.packet(bundleAt(2.2, {msg("/set_tempo", 100.0f)}));    // a step down between beats
+        s.packet(bundleAt(4.0, {msg("/tempo", 150.0f, 3.0f)}));  // a steep ramp
+        s.packet(bundleAt(8.3, {msg("/set_tempo", 128.0f)}));    // a step down again
+        run(12.0);
+    } else {
+        run(2.0);
+        s.send("/set_tempo", 140.0f);
+        run(3.0);
+        s.send("/tempo", 130.0f, 2.0f);
+        run(3.0);
+        s.send("/tempo", 105.0f, 1.0f);
+        run(4.0);
+    }
     const auto& y = s.output[0];
     LockResult r{0.0, 0.0, 0};
     for (const auto& beat : s.find("/beat")) {
@@ -228,6 +293,7 @@ LockResult clickTrackOnTheGrid(const char* method) {
             if (std::fabs(y[static_cast<size_t>(i)]) > 0.2f) { onset = i; break; }
         if (onset < 0) { r.worstMs = 1e9; break; }
         const double ms = static_cast<double>(onset - at) / 48.0;
+        if (std::getenv("LOOPD_BEATS")) std::printf("  %c %s beat at %.3f s: %+.2f ms\n", script, method, static_cast<double>(at) / 48000.0, ms);
         r.worstMs = std::max(r.worstMs, std::fabs(ms));
         r.meanMs += ms;
         ++r.beats;
@@ -238,19 +304,24 @@ LockResult clickTrackOnTheGrid(const char* method) {
 } // namespace
 
 TEST(BeatGrid, FollowingPlayersStayOnTheClocksBeatsThroughStepsAndRamps) {
-    // Targets (issue 4): within 2 ms for rate and rb3, 8 ms for rb2 and wsola. Met: rate (exact,
-    // 0.02 ms), rb2 and wsola (the output's source position is counted from what each chunk was
-    // handed to the stretcher at, and when the engine gets to them — not estimated from what it
-    // held once). Known gap, in the issue 4 note, printed and held to 8 ms only: rb3 after a
-    // tempo step (~5.9 ms; the lock's 0.5 s low-pass and 3 % trim take a beat to pull back what
-    // was in flight at the old speed; stronger gains reach 3.3 ms for rb3 but push rb2 to 6 ms).
+    // Targets (issue 4): within 2 ms for rate and rb3, 8 ms for rb2 and wsola, and not offset as a
+    // whole. The lock is a Smith predictor aimed at the moment new input will sound, with the
+    // tempo changes scheduled by then (see Player::renderStretched). LOOPD_BEATS=1 prints every
+    // beat. Block 64 for all three scripts, and the hardest (B) at JACK's usual 256.
     for (const char* method : {"rate", "rb3", "rb2", "wsola"}) {
-        const LockResult r = clickTrackOnTheGrid(method);
-        std::printf("%-5s: %d beats, worst onset error %.2f ms, mean %+.2f ms\n", method, r.beats, r.worstMs, r.meanMs);
+        LockResult r{0.0, 0.0, 1 << 30};
+        std::printf("%-5s:", method);
+        for (const auto& [script, block] : {std::pair{'A', 64}, {'B', 64}, {'L', 64}, {'B', 256}}) {
+            const LockResult x = clickTrackOnTheGrid(method, script, block);
+            std::printf("  %c/%d %d beats, worst %.2f ms, mean %+.2f ms;", script, block, x.beats, x.worstMs, x.meanMs);
+            r.beats = std::min(r.beats, x.beats);
+            r.worstMs = std::max(r.worstMs, x.worstMs);
+            if (std::fabs(x.meanMs) > std::fabs(r.meanMs)) r.meanMs = x.meanMs;
+        }
+        std::printf("\n");
         const std::string m = method;
         EXPECT_GE(r.beats, 20) << method;
-        if (m == "rb3") { EXPECT_LT(r.worstMs, 8.0) << method; continue; }
-        EXPECT_LT(r.worstMs, m == "rate" ? 2.0 : 8.0) << method;
-        EXPECT_LT(std::fabs(r.meanMs), m == "rate" ? 1.0 : 3.0) << method; // not offset as a whole
+        EXPECT_LT(r.worstMs, m == "rate" || m == "rb3" ? 2.0 : 8.0) << method;
+        EXPECT_LT(std::fabs(r.meanMs), m == "rate" ? 0.1 : 1.5) << method; // not offset as a whole
     }
 }
