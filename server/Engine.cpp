@@ -246,6 +246,11 @@ void Engine::updateClock() noexcept {
     blockNtp_ = anchorNtp_ + static_cast<double>(s - anchorSample_) * (kTwo32 / config_.sampleRate);
 }
 
+void Engine::forgetPreRoll(uint64_t seq) noexcept {
+    for (int i = 0; i < numPreRolls_; ++i)
+        if (preRolls_[i].seq == seq) { preRolls_[i] = preRolls_[--numPreRolls_]; return; }
+}
+
 void Engine::heapPush(Scheduled&& s) noexcept {
     size_t i = static_cast<size_t>(heapSize_++);
     heap_[i] = std::move(s);
@@ -293,6 +298,9 @@ void Engine::accept(Command& c) noexcept {
     }
     if (const auto* t = std::get_if<cmd::Tempo>(&c.body))
         forecast_.add(TempoForecast::Change{at, seq_, t->bpm, t->seconds, t->downSeconds, t->mode});
+    if (const auto* nn = std::get_if<cmd::NewNode>(&c.body); nn && config_.stretchAhead && numPreRolls_ < kMaxPreRolls &&
+        nn->node && nn->node->kind() == Node::Kind::Player && static_cast<Player*>(nn->node)->voice())
+        preRolls_[numPreRolls_++] = PreRoll{static_cast<Player*>(nn->node), seq_, at};
     heapPush(Scheduled{at, seq_++, std::move(c)});
 }
 
@@ -334,11 +342,19 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     serviceGroupStarts();
     afterSegment();
 
+    if (numPreRolls_ > 0) {
+        ctx_.segmentStart = ctx_.blockStartSample;
+        ctx_.beats = tempo_.beats();
+        for (int i = 0; i < numPreRolls_; ++i)
+            if (preRolls_[i].sample - ctx_.blockStartSample <= Player::kPreRollLead) preRolls_[i].player->preRoll(ctx_, preRolls_[i].sample);
+    }
+
     int pos = 0;
     while (pos < B) {
         while (heapSize_ > 0 && heap_[0].sample <= ctx_.blockStartSample + pos) {
             Command c = std::move(heap_[0].cmd);
             if (std::holds_alternative<cmd::Tempo>(c.body)) forecast_.remove(heap_[0].seq);
+            if (std::holds_alternative<cmd::NewNode>(c.body)) forgetPreRoll(heap_[0].seq);
             heapPop();
             execute(c);
         }

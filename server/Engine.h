@@ -23,6 +23,7 @@
 namespace loopd {
 
 class Group;
+class Player;
 
 struct EngineConfig {
     double sampleRate = 48000.0;
@@ -119,6 +120,7 @@ private:
     int64_t sampleForTimetag(uint64_t tag) const noexcept;
     double sampleRateNtpScale() const noexcept;
     void heapPush(Scheduled&& s) noexcept;
+    void forgetPreRoll(uint64_t seq) noexcept;
     void heapPop() noexcept;
 
     // Command handlers.
@@ -166,7 +168,13 @@ private:
     int64_t missingLoggedAt_ = -1;     // sample time of the last "buffer not loaded" log line
 
     TempoClock tempo_;
-    TempoForecast forecast_;    // tempo commands waiting in the heap (for stretched followers)
+    TempoForecast forecast_;
+    // Stretched players created by timetagged /s_new commands still in the heap: they pre-roll
+    // (Player::preRoll) so that they sound from their timetag's sample.
+    struct PreRoll { Player* player; uint64_t seq; int64_t sample; };
+    static constexpr int kMaxPreRolls = 64;
+    PreRoll preRolls_[kMaxPreRolls] = {};
+    int numPreRolls_ = 0;    // tempo commands waiting in the heap (for stretched followers)
     std::unique_ptr<CaptureRing> capture_;
     dsp::LinearRamp paGain_;      // main outputs while PA mute holds them
     struct GroupStart {

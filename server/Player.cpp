@@ -19,6 +19,10 @@ Player::Player(int32_t id) noexcept : Node(id, Kind::Player) {
 SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool explicitRamp,
                            const ProcessContext& ctx) noexcept {
     const int64_t ramp = rampFor(explicitRamp, rampSamples, ctx);
+    // A change to what a pre-roll read or how: prime again at the start.
+    if (id == ParamId::Buf || id == ParamId::Start || id == ParamId::StartFrac || id == ParamId::Rate || id == ParamId::Loop ||
+        id == ParamId::Pitch || id == ParamId::Follow || id == ParamId::Bpm)
+        preRolled_ = false;
     switch (id) {
     case ParamId::Gain:
         if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
@@ -147,23 +151,115 @@ double Player::lockedTempoFactor(ProcessContext& ctx, int from, int to, double f
 
 void Player::onBegin(ProcessContext& ctx) noexcept {
     relock_ = true;
-    segHead_ = segCount_ = 0;
-    outSrc_ = lockOutSrc_ = 0.0;
-    lockAtOutput_ = true;
     if (voice_) {
-        // Prime at the ratio playback starts with (Rubber Band: ratios before the start pad);
-        // whoever steps the voice (worker, or this thread offline) does it on its next step.
-        const double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
-        voice_->timeRatio.store(1.0 / speed, std::memory_order_relaxed);
-        voice_->pitchScale.store(std::exp2(pitchSemitones_ / 12.0), std::memory_order_relaxed);
-        realPushed_ = 0;
-        voice_->realPushed.store(0, std::memory_order_relaxed);
-        primeGen_ = voice_->primeRequest.fetch_add(1, std::memory_order_release) + 1;
-        outputStarted_ = false;
+        // Prime at the ratio playback starts with (Rubber Band: ratios before the start pad),
+        // unless a pre-roll did already.
+        if (!preRolled_) primeVoice(ctx, std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0));
+        preRolled_ = false;
+        return;
     }
     if (startFrac_ >= 0.0f)
         if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
     startIdx_ = idx_;
+}
+
+void Player::primeVoice(ProcessContext& ctx, double speed) noexcept {
+    // Whoever steps the voice (the worker, or this thread offline) primes it on its next step.
+    segHead_ = segCount_ = 0;
+    outSrc_ = lockOutSrc_ = 0.0;
+    voice_->timeRatio.store(1.0 / speed, std::memory_order_relaxed);
+    voice_->pitchScale.store(std::exp2(pitchSemitones_ / 12.0), std::memory_order_relaxed);
+    realPushed_ = 0;
+    voice_->realPushed.store(0, std::memory_order_relaxed);
+    primeGen_ = voice_->primeRequest.fetch_add(1, std::memory_order_release) + 1;
+    outputStarted_ = false;
+    sourceDone_ = false;
+    coverRunning_ = false;
+    spliceLeft_ = 0;
+    fadeInLeft_ = 0;
+    if (startFrac_ >= 0.0f)
+        if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
+    startIdx_ = idx_;
+}
+
+void Player::preRoll(ProcessContext& ctx, int64_t startSample) noexcept {
+    if (!voice_ || !ctx.stretchAhead) return;
+    const BufferData* b = ctx.buffer(buf_);
+    if (!b || b->numFrames <= 0 || b->numChannels <= 0) return;
+    if (!preRolled_) {
+        // The speed at the start: the tempo then, with the changes already scheduled before it.
+        double bpm = ctx.tempoBpm;
+        ctx.beatsAhead(startSample, bpm);
+        const double tf = follow_ && ctx.followTempo ? bpm / materialBpm(ctx) : 1.0;
+        preRollSpeed_ = std::clamp(static_cast<double>(rate_.value()) * tf, 0.25, 4.0);
+        primeVoice(ctx, preRollSpeed_);
+        preRolled_ = true;
+    }
+    takeSegments();
+    fillAhead(*b, preRollSpeed_, blockSize_);
+}
+
+void Player::takeSegments() noexcept {
+    // What the stretcher was given, and at which speed (see StretchVoice::segments).
+    for (StretchVoice::Segment seg; voice_->segments.tryPop(seg);)
+        if (seg.generation == primeGen_) queueOutput(seg.out, seg.speed);
+}
+
+void Player::pushSource(const BufferData& b, int frames) noexcept {
+    StretchVoice& v = *voice_;
+    const int64_t F = b.numFrames;
+    const float* srcL = b.channel(0);
+    const float* srcR = b.channel(b.numChannels == 1 ? 0 : 1);
+    const int maxFeed = static_cast<int>(feedBuf_.size() / 2);
+    frames = std::min({frames, maxFeed, static_cast<int>(v.input.writableFrames())});
+    float* feed[2] = {feedBuf_.data(), feedBuf_.data() + maxFeed};
+    int real = 0;
+    for (int k = 0; k < frames; ++k) {
+        if (idx_ >= F && loop_) idx_ -= F;
+        if (idx_ >= 0 && idx_ < F) {
+            feed[0][k] = srcL[idx_];
+            feed[1][k] = srcR[idx_];
+            ++idx_;
+            ++real;
+            // The last real frame is in: from here `owed` counts down to its way out (the engine
+            // may hold a lot of output, R3 ~2000 frames; waiting for it to ask for more input
+            // before timing the end made one-shots 1.8 % long).
+            if (idx_ >= F && !loop_) sourceDone_ = true;
+        } else {
+            feed[0][k] = feed[1][k] = 0.0f;
+            sourceDone_ = true;
+        }
+    }
+    const float* in[2] = {feed[0], feed[1]};
+    v.input.writePlanar(in, 0, static_cast<size_t>(frames), 2);
+    realPushed_ += real;
+    v.realPushed.store(realPushed_, std::memory_order_release);
+}
+
+void Player::fillAhead(const BufferData& b, double speed, int n) noexcept {
+    StretchVoice& v = *voice_;
+    const double inFlight = static_cast<double>(v.output.readableFrames()) + static_cast<double>(v.input.readableFrames()) / speed;
+    const double want = aheadTarget_ + n - inFlight;
+    if (want > 0.0) pushSource(b, static_cast<int>(std::ceil(want * speed)));
+}
+
+bool Player::catchUp(ProcessContext& ctx, int64_t at, double speed, int n) noexcept {
+    // Given up after half a second (a worker that cannot get ahead): the lock chases the rest.
+    if (at - startedAt > static_cast<int64_t>(0.5 * ctx.sampleRate)) return true;
+    StretchVoice& v = *voice_;
+    bool dropped = false;
+    for (;;) {
+        const double lag = idealSource(ctx, at) - (outSrc_ - lockOutSrc_); // source frames
+        const int k = static_cast<int>(std::min<double>({lag / speed, static_cast<double>(n), static_cast<double>(v.output.readableFrames())}));
+        if (k <= 0) {
+            if (dropped) fadeInLeft_ = fadeLength(ctx);
+            return lag < speed;
+        }
+        v.output.read(outInter_.data(), static_cast<size_t>(k));
+        takeSegments();
+        consumeOutput(static_cast<double>(k), speed);
+        dropped = true;
+    }
 }
 
 void Player::queueOutput(double frames, double speed) noexcept {
@@ -194,6 +290,7 @@ int64_t Player::fadeLength(const ProcessContext& ctx) const noexcept {
 }
 
 void Player::skipFrames(double frames, const ProcessContext& ctx) noexcept {
+    preRolled_ = false;
     double p = position() + frames * rate_.target();
     const BufferData* b = ctx.buffer(buf_);
     if (b && b->numFrames > 0 && loop_) {
@@ -211,6 +308,8 @@ void Player::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
         begin(ctx, ctx.blockStartSample + i);
     }
     if (state_ == State::Pending) {
+        if (scheduledStart >= ctx.blockStartSample + end && scheduledStart - ctx.blockStartSample <= kPreRollLead)
+            preRoll(ctx, scheduledStart);
         if (scheduledStart < 0 || scheduledStart >= ctx.blockStartSample + end) return;
         const int at = static_cast<int>(std::max<int64_t>(i, scheduledStart - ctx.blockStartSample));
         begin(ctx, ctx.blockStartSample + at);
@@ -388,17 +487,17 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
     const int64_t at = ctx.blockStartSample + from;
     StretchVoice& v = *voice_;
-    // What the stretcher was given since the last block, and at which speed (see
-    // StretchVoice::segments).
-    for (StretchVoice::Segment seg; v.segments.tryPop(seg);)
-        if (seg.generation == primeGen_) queueOutput(seg.out, seg.speed);
-    if (follow_ && ctx.followTempo && !rate_.ramping()) {
+    takeSegments();
+    // The grid is anchored where the player began; real time, the output may start later (an
+    // immediate start waits for the stretcher's first output): it then catches up (catchUp).
+    const bool locked = follow_ && ctx.followTempo && !rate_.ramping();
+    if (locked) {
         if (relock_) {
             lockBeats_ = ctx.beatsAt(at);
             lockRate_ = rate_.value();
             lockOutSrc_ = outSrc_;
             relock_ = false;
-        } else if (!lockAtOutput_) {
+        } else if (outputStarted_) {
             // A Smith predictor: the stretcher's latency is outside the loop. What it already
             // holds plays at the speeds it was given, whatever is decided now; input handed
             // over now sounds once all of that is out, at `sounds`. So the speed for it is the
@@ -440,64 +539,27 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     v.pitchScale.store(std::exp2(pitchSemitones_ / 12.0), std::memory_order_relaxed);
     const int n = std::min(to - from, blockSize_);
     float* out[2] = {outBuf_.data(), outBuf_.data() + blockSize_};
-    const int maxFeed = static_cast<int>(feedBuf_.size() / 2);
-    // Source frames into the voice's input ring (read here, where buffers are safe to read).
-    auto pushSource = [&](int frames) {
-        frames = std::min({frames, maxFeed, static_cast<int>(v.input.writableFrames())});
-        float* feed[2] = {feedBuf_.data(), feedBuf_.data() + maxFeed};
-        int real = 0;
-        for (int k = 0; k < frames; ++k) {
-            if (idx_ >= F && loop_) idx_ -= F;
-            if (idx_ >= 0 && idx_ < F) {
-                feed[0][k] = srcL[idx_];
-                feed[1][k] = srcR[idx_];
-                ++idx_;
-                ++real;
-                // The last real frame is in: from here owed_ counts down to its way out (the
-                // engine may hold a lot of output, R3 ~2000 frames; waiting for it to ask for
-                // more input before timing the end made one-shots 1.8 % long).
-                if (idx_ >= F && !loop_) sourceDone_ = true;
-            } else {
-                feed[0][k] = feed[1][k] = 0.0f;
-                sourceDone_ = true;
-            }
-        }
-        const float* in[2] = {feed[0], feed[1]};
-        v.input.writePlanar(in, 0, static_cast<size_t>(frames), 2);
-        realPushed_ += real;
-        v.realPushed.store(realPushed_, std::memory_order_release);
-    };
     if (ctx.stretchAhead) {
-        // Keep about aheadTarget_ output frames in flight; the worker does the stretching.
-        const double inFlight = static_cast<double>(v.output.readableFrames()) + static_cast<double>(v.input.readableFrames()) / speed;
-        const double want = aheadTarget_ + n - inFlight;
-        if (want > 0.0) pushSource(static_cast<int>(std::ceil(want * speed)));
+        fillAhead(*b, speed, n); // the worker does the stretching
     } else {
         // Offline: this thread steps the voice, pulled by what the block needs (deterministic).
         for (int guard = 0; static_cast<int>(v.output.readableFrames()) < n && guard < 256; ++guard) {
             v.step();
             if (static_cast<int>(v.output.readableFrames()) >= n) break;
-            pushSource(std::max(1, v.stretcher->inputWanted()));
+            pushSource(*b, std::max(1, v.stretcher->inputWanted()));
         }
     }
     // Real time: start sounding once a pre-roll is buffered, so that the pipeline runs ahead
     // from the first block instead of limping through underruns while the worker fills it.
-    const bool preRolled = outputStarted_ || !ctx.stretchAhead ||
-                           static_cast<double>(v.output.readableFrames()) >= std::min(aheadTarget_, 1024.0);
+    bool preRolled = outputStarted_ || !ctx.stretchAhead ||
+                     static_cast<double>(v.output.readableFrames()) >= std::min(aheadTarget_, 1024.0);
+    if (preRolled && !outputStarted_ && ctx.stretchAhead && locked && !relock_) preRolled = catchUp(ctx, at, speed, n);
     const int got = preRolled ? static_cast<int>(v.output.read(outInter_.data(), static_cast<size_t>(n))) : 0;
     for (int k = 0; k < got; ++k) {
         out[0][k] = outInter_[static_cast<size_t>(2 * k)];
         out[1][k] = outInter_[static_cast<size_t>(2 * k + 1)];
     }
-    for (StretchVoice::Segment seg; v.segments.tryPop(seg);) // what the steps above handed over
-        if (seg.generation == primeGen_) queueOutput(seg.out, seg.speed);
-    if (got > 0 && lockAtOutput_) {
-        // The grid is taken from the first frame that sounds (the real-time pre-roll is not
-        // chased: it would be 3 % fast for a second).
-        lockBeats_ = ctx.beatsAt(at);
-        lockOutSrc_ = outSrc_;
-        lockAtOutput_ = false;
-    }
+    takeSegments(); // what the steps above handed over
     consumeOutput(static_cast<double>(got), speed);
     // Real output still to come: what waits in the input ring at the current speed, plus what
     // the stretcher was given and has not put out.
@@ -516,6 +578,33 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         // where the stretched output stands.
         double p = coverRunning_ && got == 0 ? coverPos_ : static_cast<double>(startIdx_) + outSrc_;
         const double Fd = static_cast<double>(F);
+        auto tap = [&](const float* x, int64_t j) {
+            if (loop_) { j %= F; if (j < 0) j += F; }
+            return j >= 0 && j < F ? x[j] : 0.0f;
+        };
+        if (!(coverRunning_ && got == 0)) {
+            // The stretcher's phases are its own: start the cover within +-64 source frames of
+            // where the output stands, at the place that best continues the last two output
+            // frames (value and slope), so that the splice below has little left to smooth.
+            float y1[2], y2[2];
+            for (int c = 0; c < 2; ++c) {
+                y1[c] = got >= 1 ? out[c][got - 1] : lastOut_[c];
+                y2[c] = got >= 2 ? out[c][got - 2] : got == 1 ? lastOut_[c] : prevOut_[c];
+            }
+            const float* src2[2] = {srcL, srcR};
+            double best = 1e30, bestD = 0.0;
+            for (int d = -64; d <= 64; ++d) {
+                const auto j = static_cast<int64_t>(std::floor(p)) + d;
+                double err = 0.0;
+                for (int c = 0; c < 2; ++c) {
+                    const float a = tap(src2[c], j), b2 = tap(src2[c], j + static_cast<int64_t>(std::lround(speed)));
+                    const double ev = a - (2.0f * y1[c] - y2[c]), es = (b2 - a) / std::max(1.0, std::round(speed)) * speed - (y1[c] - y2[c]);
+                    err += ev * ev + es * es;
+                }
+                if (err < best - 1e-12 || (err <= best + 1e-12 && std::abs(d) < std::fabs(bestD))) { best = err; bestD = d; }
+            }
+            p += bestD;
+        }
         for (int k = got; k < n; ++k, p += speed) {
             double q = loop_ ? std::fmod(p, Fd) : p;
             if (q < 0) q += Fd;
@@ -523,11 +612,8 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
             const dsp::Hermite4Weights w(static_cast<float>(q - static_cast<double>(i0)));
             float tl[4], tr[4];
             for (int t = 0; t < 4; ++t) {
-                int64_t j = i0 - 1 + t;
-                if (loop_) { j %= F; if (j < 0) j += F; }
-                const bool in = j >= 0 && j < F;
-                tl[t] = in ? srcL[j] : 0.0f;
-                tr[t] = in ? srcR[j] : 0.0f;
+                tl[t] = tap(srcL, i0 - 1 + t);
+                tr[t] = tap(srcR, i0 - 1 + t);
             }
             out[0][k] = w(tl + 1);
             out[1][k] = w(tr + 1);
@@ -556,6 +642,8 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
                 for (int c = 0; c < 2; ++c) out[c][k] += spliceOffset_[c] * w;
                 --spliceLeft_;
             }
+            prevOut_[0] = lastOut_[0];
+            prevOut_[1] = lastOut_[1];
             lastOut_[0] = out[0][k];
             lastOut_[1] = out[1][k];
         }
@@ -576,7 +664,11 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     for (int k = 0; k < n; ++k) {
         const int i = from + k;
         if (k == releaseAt) release(ctx, ctx.blockStartSample + i);
-        const float g = gain_.next() * mute_.next() * nextEnvelope();
+        float g = gain_.next() * mute_.next() * nextEnvelope();
+        if (fadeInLeft_ > 0 && k < got) {
+            g *= 1.0f - static_cast<float>(fadeInLeft_) / static_cast<float>(fadeLength(ctx) + 1);
+            --fadeInLeft_;
+        }
         if (pan_.ramping()) { const float p = pan_.next(); pg = mono ? dsp::constantPowerPan(p) : dsp::balance(p); }
         if (mono) {
             const float s = out[0][k] * g;

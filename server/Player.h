@@ -31,6 +31,11 @@ public:
     // [control] Before insertion: build and prime the stretcher chosen by `stretch` (allocates).
     void prepareStretch(double sampleRate, int blockSize);
     stretch::Method stretchMethod() const noexcept { return method_; }
+    // [audio] A stretched player due to start at absolute sample `startSample` (a timetagged
+    // /s_new, a /start_group time, a link): fill its stretcher ahead (real time), so that its first
+    // frame sounds on that sample rather than a pre-roll later. Called block by block until then.
+    void preRoll(ProcessContext& ctx, int64_t startSample) noexcept;
+    static constexpr int64_t kPreRollLead = 9600; // samples before the start (0.2 s at 48 kHz)
     // [control] The render-ahead voice of a stretched player (null for varispeed), for the worker.
     StretchVoice* voice() noexcept { return voice_.get(); }
     double position() const noexcept { return static_cast<double>(idx_) + frac_; }
@@ -89,11 +94,25 @@ private:
     // Time-stretch (a method other than varispeed): the player reads the buffer at speed 1 and
     // the stretcher turns it into `speed` times fewer/more output frames at the same pitch.
     void renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
+    // A new playback of the voice from the start position, at `speed` (primes the stretcher).
+    void primeVoice(ProcessContext& ctx, double speed) noexcept;
+    // Source frames into the voice's input ring (read here, where buffers are safe to read).
+    void pushSource(const BufferData& b, int frames) noexcept;
+    // Real time: keep about aheadTarget_ (+ n) output frames in flight for the worker.
+    void fillAhead(const BufferData& b, double speed, int n) noexcept;
+    void takeSegments() noexcept;
+    // Real time, a follower whose output starts after its grid began (an immediate start waits
+    // for the stretcher's first output): drop the output the grid has already passed. True when
+    // the output stands on the grid (or catching up was given up).
+    bool catchUp(ProcessContext& ctx, int64_t at, double speed, int n) noexcept;
     stretch::Method method_ = stretch::Method::Rate;
     float pitchSemitones_ = 0.0f;
     std::unique_ptr<StretchVoice> voice_;
     std::vector<float> feedBuf_, outBuf_, outInter_;  // 2 x maxFeed, 2 x blockSize, 2 x blockSize
     bool outputStarted_ = false;     // stretched frames have come out (before: the pre-roll)
+    bool preRolled_ = false;         // primed and filled ahead of a scheduled start
+    double preRollSpeed_ = 1.0;
+    int64_t fadeInLeft_ = 0;         // a fade-in after catching up (the first frame is mid-material)
     double aheadTarget_ = 2048.0;    // output frames to keep in flight (adapts to underruns)
     int64_t cleanFrames_ = 0;        // frames since the last underrun
     bool sourceDone_ = false;        // a one-shot fed its last real frame
@@ -117,13 +136,13 @@ private:
     int segHead_ = 0, segCount_ = 0;
     double outSrc_ = 0.0;        // source frames come out since playback began
     double lockOutSrc_ = 0.0;    // outSrc_ at the lock anchor
-    bool lockAtOutput_ = true;   // anchor the lock when the first output comes out
     int64_t startIdx_ = 0;       // buffer index playback began at
     // Underrun cover (varispeed) and the splices where it meets the stretched output.
     static constexpr int kSpliceFrames = 64;
     bool coverRunning_ = false;
     double coverPos_ = 0.0;
     float lastOut_[2] = {0.0f, 0.0f};
+    float prevOut_[2] = {0.0f, 0.0f};
     float spliceOffset_[2] = {0.0f, 0.0f};
     int spliceLeft_ = 0;
 };

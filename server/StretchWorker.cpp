@@ -40,7 +40,7 @@ void StretchVoice::stepInner() noexcept {
         // start delay. Measured on the beat-grid tests (two tempo scripts with steps on and
         // between beats and ramps; worst onset error over shares 0 .. 0.9 with the predictive,
         // forecasting lock): R3 0.75 (0.5: 2.8 ms, 0.6: 2.1, 0.75: 0.96, 0.9: 2.2); R2 0
-        // (1.75 ms; 0.1 .. 0.9: 1.9 .. 3.5); SoundTouch 0 (any hold made it worse).
+        // (1.75 ms; 0.1 .. 0.9: 1.9 .. 3.5); SoundTouch 0 (0.1 .. 0.5: 7.9 .. 8.2 ms offline).
         const double share = stretcher->method() == stretch::Method::Rb3 ? 0.75 : 0.0;
         holdFrames_ = static_cast<int64_t>(static_cast<double>(dropLeft_) * share);
         holdFrames.store(holdFrames_, std::memory_order_relaxed);
@@ -130,15 +130,17 @@ void StretchWorker::remove(StretchVoice* v) {
     voices_.erase(std::remove(voices_.begin(), voices_.end(), v), voices_.end());
 }
 
+void StretchWorker::stepAll() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (StretchVoice* v : voices_) v->step();
+}
+
 void StretchWorker::run() {
     // A background thread: it works ahead, so it yields readily to the audio and driver threads.
     sched_param sp{};
     pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
     while (running_.load()) {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            for (StretchVoice* v : voices_) v->step();
-        }
+        stepAll();
         // Poll every 2 ms: the rings hold about 40 ms ahead (2048 frames at 48 kHz, adaptive).
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }

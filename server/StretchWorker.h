@@ -73,6 +73,9 @@ public:
     void stop();                         // [control]
     void add(StretchVoice* v);           // [control] before the player is inserted
     void remove(StretchVoice* v);        // [control] after it was unlinked; waits for the worker
+    // [worker] One pass over the voices. A test that stopped the thread calls it itself, between
+    // blocks, to play a worker keeping up at a chosen pace, deterministically.
+    void stepAll();
 
 private:
     void run();

@@ -141,6 +141,14 @@ void churn(OfflineServer& s, TempDir& dir, int tick, double now) {
     s.send("/n_free", 999999); // a failing command answers /fail from the audio thread
     // The clock moves: followers change their stretch ratios, beat delays and LFOs follow.
     if (tick % 5 == 0) s.send("/tempo", 100.0f + static_cast<float>(tick % 40), 0.2f);
+    // Timetagged tempo steps (the forecast) and stretched followers: timetagged ones pre-roll,
+    // immediate ones catch up with their grid.
+    if (tick % 5 == 2) s.packet(bundleAt(now + 0.03, {msg("/set_tempo", 110.0f + static_cast<float>(tick % 20))}));
+    static const char* stretchers[] = {"rb2", "rb3", "wsola"};
+    s.packet(bundleAt(now + 0.04, {msg("/s_new", "player", 6000 + tick, 0, 13, "buf", 1, "loop", 1, "follow", 1, "stretch", stretchers[tick % 3], "gain", 0.05f)}));
+    s.send("/s_new", "player", 7000 + tick, 0, 13, "buf", 2, "follow", 1, "stretch", stretchers[(tick + 1) % 3], "gain", 0.05f);
+    s.send("/n_free", 6000 + tick - 2);
+    s.send("/n_free", 7000 + tick - 2);
     if (tick % 7 == 0) s.send("/dance/total_movement", static_cast<float>(tick % 10) / 10.0f);
     s.send("/n_set", 404, "engage", tick % 4 < 2 ? 1 : 0);
     s.send("/n_set", 300 + tick % 3, "pitch", static_cast<float>(tick % 5) - 2.0f);
