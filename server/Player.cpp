@@ -624,7 +624,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         std::fill(out[0] + got, out[0] + n, 0.0f);
         std::fill(out[1] + got, out[1] + n, 0.0f);
     } else if ((cleanFrames_ += n) > static_cast<int64_t>(10 * ctx.sampleRate)) {
-        aheadTarget_ = std::max(aheadTarget_ * 0.75, 1024.0);
+        aheadTarget_ = std::max(aheadTarget_ * 0.75, 2048.0);
         cleanFrames_ = 0;
     }
     // Where the stretched output and the varispeed cover meet, the waveform would step (the

@@ -296,14 +296,16 @@ TEST(RtSafety, ThirtyTwoPlayersOnJackForTenSecondsWithoutXrunsOrAllocations) {
 // Issue 4's acceptance test for the render-ahead stretch worker. Stretching on the audio thread:
 // 8 rb2 followers averaged 44 % of the budget with bursts of 450 % of a 64-frame block (a Rubber
 // Band hop of all eight at once), 1-11 xruns per 20 s. With the worker (StretchWorker): about 1 %
-// on average, peaks 2-25 %; 8 of 9 20 s windows were clean in one session on this shared 2-core
-// VM, but a CI run from a clean clone then had 1-3 xruns and one stretch underrun in all three
-// windows. Opt-in (LOOPD_JACK_STRETCH=1) until it is reliably met; up to three windows are tried
-// and one must be clean.
+// on average, peaks 1-5 %. This shared 2-core VM has xruns of its own: by hand (session 3), the
+// same 20 s window with 8 varispeed followers (LOOPD_JACK_METHOD=rate, peak block 0.6 %) had one
+// xrun in 1 of 6 windows, the rb2 window in 2 of 7; never a stretch underrun. So: every window
+// must have 0 stretch underruns, no allocation, and loopd's own block never over its budget (an
+// xrun then is not loopd's); one of up to five windows must be entirely clean.
 TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
-    if (!std::getenv("LOOPD_JACK") || !std::getenv("LOOPD_JACK_STRETCH"))
-        GTEST_SKIP() << "set LOOPD_JACK=1 and LOOPD_JACK_STRETCH=1 with a JACK server running (opt-in: not yet reliable here)";
+    if (!std::getenv("LOOPD_JACK")) GTEST_SKIP() << "set LOOPD_JACK=1 with a JACK server running (scripts/jack-dummy start)";
     mlockall(MCL_CURRENT | MCL_FUTURE);
+    // LOOPD_JACK_METHOD=rate: the same run without stretchers (a baseline for the machine's own xruns).
+    const char* method = std::getenv("LOOPD_JACK_METHOD") ? std::getenv("LOOPD_JACK_METHOD") : "rb2";
     DriverOptions d;
     d.name = "jack";
     d.periodFrames = 256;
@@ -335,13 +337,14 @@ TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
     writeWav(dir.file("a.wav"), {sine(220.0, 0.05, 96000, 48000.0), sine(330.0, 0.05, 96000, 48000.0)}, 48000);
     send(msg("/b_allocRead", 1, dir.file("a.wav").c_str()));
     for (int i = 0; i < 8; ++i)
-        send(msg("/s_new", "player", 100 + i, 1, 0, "buf", 1, "loop", 1, "follow", 1, "stretch", "rb2", "gain", 0.1f, "start", i * 4000));
+        send(msg("/s_new", "player", 100 + i, 1, 0, "buf", 1, "loop", 1, "follow", 1, "stretch", method, "gain", 0.1f, "start", i * 4000));
     driver->start(engine);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     EngineStats st{};
     uint64_t xruns = 0;
     uint64_t underruns = 0;
-    for (int attempt = 1; attempt <= 3; ++attempt) {
+    bool clean = false;
+    for (int attempt = 1; attempt <= 5 && !clean; ++attempt) {
         const EngineStats s0 = engine.stats(); // also resets the peak
         const uint64_t before = s0.xruns;
         resetCounters();
@@ -357,19 +360,20 @@ TEST(RtSafety, EightStretchedFollowersOnJackThroughATempoRampWithoutXruns) {
         st = engine.stats();
         xruns = st.xruns - before;
         underruns = st.stretchUnderruns - s0.stretchUnderruns;
-        std::printf("jack stretch attempt %d: 8 rb2 followers, avg cpu %.1f%%, peak block %.1f%%, xruns %llu, stretch underruns %llu, allocs %ld\n",
-                    attempt, st.cpuAverage, st.cpuPeak, static_cast<unsigned long long>(xruns),
+        std::printf("jack stretch attempt %d: 8 %s followers, avg cpu %.1f%%, peak block %.1f%%, xruns %llu, stretch underruns %llu, allocs %ld\n",
+                    attempt, method, st.cpuAverage, st.cpuPeak, static_cast<unsigned long long>(xruns),
                     static_cast<unsigned long long>(underruns), g_allocs.load());
-        if (xruns == 0 && underruns == 0) break;
+        EXPECT_EQ(underruns, 0u) << "window " << attempt;
+        EXPECT_LT(st.cpuPeak, 100.0) << "window " << attempt << ": loopd's own block went over its budget";
+        EXPECT_EQ(g_allocs.load(), 0) << "window " << attempt;
+        clean = xruns == 0 && underruns == 0;
     }
     driver->stop();
     worker.stop();
     controller.pollReplies();
     stretchWorker.stop();
     recorder.stop();
-    EXPECT_EQ(xruns, 0u);
-    EXPECT_EQ(underruns, 0u);
-    EXPECT_EQ(g_allocs.load(), 0);
+    EXPECT_TRUE(clean) << "no window of five without an xrun";
     EXPECT_EQ(g_frees.load(), 0);
     EXPECT_EQ(g_locks.load(), 0);
     EXPECT_EQ(fails.load(), 0);
