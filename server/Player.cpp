@@ -500,7 +500,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         } else if (outputStarted_) {
             // A Smith predictor: the stretcher's latency is outside the loop. What it already
             // holds plays at the speeds it was given, whatever is decided now; input handed
-            // over now sounds once all of that is out, at `sounds`. So the speed for it is the
+            // over now sounds once all of that is out. So the speed for it is the
             // tempo at that moment (tempo changes scheduled ahead are known: see TempoForecast),
             // trimmed by where the output will stand against the grid then; the error is
             // corrected over kLockSeconds of new input. After a tempo step this pulls back what

@@ -454,3 +454,23 @@ TEST(RealTimePath, AnImmediateFollowerCatchesUpWithItsGridAtOnce) {
         EXPECT_EQ(r.s.engine().stats().stretchUnderruns, 0u) << method;
     }
 }
+
+TEST(RealTimePath, CatchingUpFadesIn) {
+    // The catch-up drops output, so the first frame that sounds is mid-waveform: it fades in.
+    for (const char* method : kMethods) {
+        RealTimeRig r(140.0f);
+        const auto x = sine(440.0, 0.5, 96000, 48000.0);
+        writeWav(r.dir.file("s.wav"), {x, x}, 48000);
+        r.s.send("/b_allocRead", 2, r.dir.file("s.wav").c_str());
+        r.run(0.5);
+        r.s.send("/s_new", "player", 6, 0, 0, "buf", 2, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
+        r.run(0.5);
+        const auto start = static_cast<int64_t>(r.s.find("/n_go").at(0).num(5));
+        const auto& y = r.s.output[0];
+        const float own = maxStep(sine(440.0, 0.5, 4800, 48000.0));
+        const float step = maxStep(y, static_cast<size_t>(start), static_cast<size_t>(start) + 9600);
+        std::printf("%-5s: largest step in the first 0.2 s %.4f (the tone's own %.4f)\n", method, step, own);
+        EXPECT_LT(step, 1.5f * own) << method;
+        EXPECT_GT(rms(y, static_cast<size_t>(start) + 4800, static_cast<size_t>(start) + 9600), 0.2) << method;
+    }
+}
