@@ -1,5 +1,7 @@
 #include "server/StretchWorker.h"
 
+#include "dsp/Denormals.h"
+
 #include <algorithm>
 #include <chrono>
 
@@ -139,6 +141,9 @@ void StretchWorker::run() {
     // A background thread: it works ahead, so it yields readily to the audio and driver threads.
     sched_param sp{};
     pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    // Denormals flushed, as on the audio thread: a fading tail through the engines' filters
+    // would otherwise slow them down by orders of magnitude just when the worker must keep up.
+    const dsp::ScopedNoDenormals noDenormals;
     while (running_.load()) {
         stepAll();
         // Poll every 2 ms: the rings hold about 40 ms ahead (2048 frames at 48 kHz, adaptive).
