@@ -62,6 +62,8 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_flag("--disable-time-stretch", o.disableTimeStretch, "players do not follow the tempo clock");
     app.add_option("--stretch-method", o.stretchMethod, "tempo following method: rate/playback_rate (varispeed); rb2, rb3, wsola, pyrubberband, audiotsm are accepted")
         ->capture_default_str()->check(CLI::IsMember({"rate", "playback_rate", "rb2", "rb3", "wsola", "pyrubberband", "audiotsm"}));
+    app.add_option("--stretch-threads", o.stretchThreads, "threads that render stretched players ahead (0: one per core but one)")
+        ->capture_default_str()->check(CLI::Range(0, 64));
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

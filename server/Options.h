@@ -37,6 +37,7 @@ struct Options {
     bool enableFilters = true;
     bool disableTimeStretch = false;
     std::string stretchMethod = "rate";
+    int stretchThreads = 0;           // stretch worker threads (0: one per core but one)
     int cueOut = -1;                  // first channel of the cue/headphone pair (-1: none)
     // Looper.
     int loops = 1;                    // loops created at startup (SooperLooper's --loopcount)

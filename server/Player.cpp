@@ -243,6 +243,28 @@ void Player::fillAhead(const BufferData& b, double speed, int n) noexcept {
     if (want > 0.0) pushSource(b, static_cast<int>(std::ceil(want * speed)));
 }
 
+void Player::adaptAhead(const ProcessContext& ctx, double ready, bool underrun, int n) noexcept {
+    // The fill target follows the fill level: emergency (an underrun) doubles it; urgent (less
+    // than a quarter of it was ready, at most once per 100 ms) raises it by a quarter; relaxed
+    // (10 s with neither) lowers it by a quarter, but not under 2048 frames nor under three of
+    // the worker's longest recent steps for this voice (its measured cost: R3 works in bursts).
+    const double burstFrames = voice_->burstSeconds.load(std::memory_order_relaxed) * ctx.sampleRate;
+    const double floor = std::min(8192.0, std::max(2048.0, 3.0 * burstFrames));
+    sinceUrgent_ += n;
+    if (underrun) {
+        aheadTarget_ = std::min(aheadTarget_ * 2.0, 8192.0);
+        cleanFrames_ = 0;
+    } else if (ready < 0.25 * aheadTarget_ && sinceUrgent_ > static_cast<int64_t>(0.1 * ctx.sampleRate)) {
+        aheadTarget_ = std::min(aheadTarget_ * 1.25, 8192.0);
+        cleanFrames_ = 0;
+        sinceUrgent_ = 0;
+    } else if ((cleanFrames_ += n) > static_cast<int64_t>(10 * ctx.sampleRate)) {
+        aheadTarget_ *= 0.75;
+        cleanFrames_ = 0;
+    }
+    aheadTarget_ = std::max(aheadTarget_, floor);
+}
+
 bool Player::catchUp(ProcessContext& ctx, int64_t at, double speed, int n) noexcept {
     // Given up after half a second (a worker that cannot get ahead): the lock chases the rest.
     if (at - startedAt > static_cast<int64_t>(0.5 * ctx.sampleRate)) return true;
@@ -554,7 +576,9 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     bool preRolled = outputStarted_ || !ctx.stretchAhead ||
                      static_cast<double>(v.output.readableFrames()) >= std::min(aheadTarget_, 1024.0);
     if (preRolled && !outputStarted_ && ctx.stretchAhead && locked && !relock_) preRolled = catchUp(ctx, at, speed, n);
+    const auto ready = static_cast<double>(v.output.readableFrames());
     const int got = preRolled ? static_cast<int>(v.output.read(outInter_.data(), static_cast<size_t>(n))) : 0;
+    if (ctx.stretchAhead && outputStarted_) adaptAhead(ctx, ready, got < n, n);
     for (int k = 0; k < got; ++k) {
         out[0][k] = outInter_[static_cast<size_t>(2 * k)];
         out[1][k] = outInter_[static_cast<size_t>(2 * k + 1)];
@@ -569,11 +593,9 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         if (sg.speed > 0.0) owed += sg.out;
     }
     if (got < n && outputStarted_) {
-        // Underrun: cover the rest with varispeed from where the stretched output stands, and
-        // keep more in flight from now on (emergency); relax again after 10 s without one.
+        // Underrun: cover the rest with varispeed from where the stretched output stands (and
+        // adaptAhead keeps more in flight from now on).
         ++ctx.stretchUnderruns;
-        aheadTarget_ = std::min(aheadTarget_ * 2.0, 8192.0);
-        cleanFrames_ = 0;
         // A cover that goes on over several blocks continues where it was; a new one starts
         // where the stretched output stands.
         double p = coverRunning_ && got == 0 ? coverPos_ : static_cast<double>(startIdx_) + outSrc_;
@@ -623,9 +645,6 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         // Before the first stretched frame (the worker's pre-roll): silence, not an underrun.
         std::fill(out[0] + got, out[0] + n, 0.0f);
         std::fill(out[1] + got, out[1] + n, 0.0f);
-    } else if ((cleanFrames_ += n) > static_cast<int64_t>(10 * ctx.sampleRate)) {
-        aheadTarget_ = std::max(aheadTarget_ * 0.75, 2048.0);
-        cleanFrames_ = 0;
     }
     // Where the stretched output and the varispeed cover meet, the waveform would step (the
     // stretcher's phases are its own): the step is spread over 64 frames as a decaying offset.

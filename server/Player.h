@@ -101,6 +101,8 @@ private:
     // Real time: keep about aheadTarget_ (+ n) output frames in flight for the worker.
     void fillAhead(const BufferData& b, double speed, int n) noexcept;
     void takeSegments() noexcept;
+    // Real time: the fill target after a block that found `ready` output frames (see there).
+    void adaptAhead(const ProcessContext& ctx, double ready, bool underrun, int n) noexcept;
     // Real time, a follower whose output starts after its grid began (an immediate start waits
     // for the stretcher's first output): drop the output the grid has already passed. True when
     // the output stands on the grid (or catching up was given up).
@@ -119,7 +121,8 @@ private:
     // latency, but the lock leans further on the engine's model (WSOLA's step error 6.5 -> 8.9 ms
     // at 4096 on the real-time test).
     double aheadTarget_ = 2048.0;
-    int64_t cleanFrames_ = 0;        // frames since the last underrun
+    int64_t cleanFrames_ = 0;        // frames since the target last rose
+    int64_t sinceUrgent_ = 0;        // frames since the last urgent raise
     bool sourceDone_ = false;        // a one-shot fed its last real frame
     int64_t realPushed_ = 0;         // real source frames put into the voice since the start
     uint32_t primeGen_ = 0;          // the voice's prime generation this playback belongs to

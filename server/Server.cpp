@@ -164,7 +164,7 @@ int runServer(const Options& o) {
 
     worker.start();
     recorder.start();
-    stretchWorker.start();
+    stretchWorker.start(o.stretchThreads);
     try {
         driver->start(engine);
     } catch (const std::exception& e) {

@@ -112,32 +112,81 @@ void StretchVoice::flushAnnounced() noexcept {
     if (segments.tryPush(pending_)) pending_.out = 0.0;
 }
 
-void StretchWorker::start() {
+void StretchWorker::start(int threads) {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
     if (running_.exchange(true)) return;
-    thread_ = std::thread([this] { run(); });
+    if (threads <= 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+    std::vector<StretchVoice*> voices = std::move(parked_);
+    parked_.clear();
+    for (auto& lane : lanes_) voices.insert(voices.end(), lane->voices.begin(), lane->voices.end());
+    lanes_.clear();
+    for (int i = 0; i < threads; ++i) lanes_.push_back(std::make_unique<Lane>());
+    for (size_t i = 0; i < voices.size(); ++i) lanes_[i % lanes_.size()]->voices.push_back(voices[i]);
+    for (auto& lane : lanes_) {
+        Lane* l = lane.get();
+        l->thread = std::thread([this, l] { run(*l); });
+    }
 }
 
 void StretchWorker::stop() {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
     if (!running_.exchange(false)) return;
-    if (thread_.joinable()) thread_.join();
+    for (auto& lane : lanes_)
+        if (lane->thread.joinable()) lane->thread.join();
+    // The voices stay, parked: a test may go on stepping them itself.
+    for (auto& lane : lanes_) parked_.insert(parked_.end(), lane->voices.begin(), lane->voices.end());
+    lanes_.clear();
 }
 
 void StretchWorker::add(StretchVoice* v) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    voices_.push_back(v);
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    if (lanes_.empty()) { parked_.push_back(v); return; }
+    Lane* least = lanes_.front().get();
+    for (auto& lane : lanes_) {
+        std::lock_guard<std::mutex> lock(lane->mutex);
+        if (lane->voices.size() < least->voices.size()) least = lane.get();
+    }
+    std::lock_guard<std::mutex> lock(least->mutex);
+    least->voices.push_back(v);
 }
 
 void StretchWorker::remove(StretchVoice* v) {
-    std::lock_guard<std::mutex> lock(mutex_); // the worker holds it while it steps: no step is under way
-    voices_.erase(std::remove(voices_.begin(), voices_.end(), v), voices_.end());
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    parked_.erase(std::remove(parked_.begin(), parked_.end(), v), parked_.end());
+    for (auto& lane : lanes_) {
+        std::lock_guard<std::mutex> lock(lane->mutex); // its thread holds it while it steps: no step is under way
+        lane->voices.erase(std::remove(lane->voices.begin(), lane->voices.end(), v), lane->voices.end());
+    }
+}
+
+std::vector<int> StretchWorker::voicesPerThread() {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    std::vector<int> n;
+    for (auto& lane : lanes_) {
+        std::lock_guard<std::mutex> lock(lane->mutex);
+        n.push_back(static_cast<int>(lane->voices.size()));
+    }
+    return n;
+}
+
+void StretchWorker::stepLane(Lane& lane) {
+    std::lock_guard<std::mutex> lock(lane.mutex);
+    for (StretchVoice* v : lane.voices) {
+        const auto t0 = std::chrono::steady_clock::now();
+        v->step();
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double burst = v->burstSeconds.load(std::memory_order_relaxed);
+        v->burstSeconds.store(std::max(dt, burst * 0.99), std::memory_order_relaxed);
+    }
 }
 
 void StretchWorker::stepAll() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    for (StretchVoice* v : voices_) v->step();
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    for (StretchVoice* v : parked_) v->step();
+    for (auto& lane : lanes_) stepLane(*lane);
 }
 
-void StretchWorker::run() {
+void StretchWorker::run(Lane& lane) {
     // A background thread: it works ahead, so it yields readily to the audio and driver threads.
     sched_param sp{};
     pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
@@ -145,7 +194,7 @@ void StretchWorker::run() {
     // would otherwise slow them down by orders of magnitude just when the worker must keep up.
     const dsp::ScopedNoDenormals noDenormals;
     while (running_.load()) {
-        stepAll();
+        stepLane(lane);
         // Poll every 2 ms: the rings hold about 40 ms ahead (2048 frames at 48 kHz, adaptive).
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }

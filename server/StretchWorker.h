@@ -34,7 +34,8 @@ struct StretchVoice {
     std::atomic<double> pitchScale{1.0};
     std::atomic<uint32_t> primeRequest{0}; // the audio thread bumps it when playback starts
     std::atomic<int> startDelay{0};
-    std::atomic<int64_t> holdFrames{0};      // worker: input the engine holds before a ratio reaches it
+    std::atomic<int64_t> holdFrames{0};
+    std::atomic<double> burstSeconds{0.0};   // worker: its longest recent step (decays 1 % a step)      // worker: input the engine holds before a ratio reaches it
 
     // What the stretcher was given, for the audio thread to know where its output stands in the
     // source: each chunk handed to the stretcher becomes `out` output frames of material read at
@@ -62,6 +63,9 @@ private:
     std::vector<float> inter_, feedL_, feedR_, outL_, outR_;
 };
 
+// A pool of stretch threads. Each voice belongs to one thread (the one with the fewest voices
+// when it was added), so the threads never contend: one Rubber Band R3 player costs about a tenth
+// of a core, and a single thread would cap a server at that many whatever its cores.
 class StretchWorker {
 public:
     StretchWorker() = default;
@@ -69,20 +73,30 @@ public:
     StretchWorker(const StretchWorker&) = delete;
     StretchWorker& operator=(const StretchWorker&) = delete;
 
-    void start();                        // [control]
+    // [control] Start `threads` threads (0: one per core but one, at least one).
+    void start(int threads = 0);
     void stop();                         // [control]
     void add(StretchVoice* v);           // [control] before the player is inserted
-    void remove(StretchVoice* v);        // [control] after it was unlinked; waits for the worker
-    // [worker] One pass over the voices. A test that stopped the thread calls it itself, between
+    void remove(StretchVoice* v);        // [control] after it was unlinked; waits for its thread
+    // [worker] One pass over the voices. A test that stopped the threads calls it itself, between
     // blocks, to play a worker keeping up at a chosen pace, deterministically.
     void stepAll();
+    int threads() const noexcept { return static_cast<int>(lanes_.size()); }
+    // Voices per thread (for tests and /status): how the load is spread.
+    std::vector<int> voicesPerThread();
 
 private:
-    void run();
-    std::mutex mutex_;                   // control <-> worker only; the audio thread never takes it
-    std::vector<StretchVoice*> voices_;
+    struct Lane {
+        std::mutex mutex;                // control <-> this thread only; the audio thread never takes it
+        std::vector<StretchVoice*> voices;
+        std::thread thread;
+    };
+    void run(Lane& lane);
+    static void stepLane(Lane& lane);
+    std::mutex lanesMutex_;              // control: the lane list while threads start and stop
+    std::vector<std::unique_ptr<Lane>> lanes_;
+    std::vector<StretchVoice*> parked_;  // voices added while stopped (tests step them via stepAll)
     std::atomic<bool> running_{false};
-    std::thread thread_;
 };
 
 } // namespace loopd

@@ -2,7 +2,9 @@
 // (Rubber Band's TestStretcher measures the same: zero crossings and RMS of a stretched sine).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <numeric>
 #include <thread>
 
 #include "server/TempoClock.h"
@@ -472,5 +474,67 @@ TEST(RealTimePath, CatchingUpFadesIn) {
         std::printf("%-5s: largest step in the first 0.2 s %.4f (the tone's own %.4f)\n", method, step, own);
         EXPECT_LT(step, 1.5f * own) << method;
         EXPECT_GT(rms(y, static_cast<size_t>(start) + 4800, static_cast<size_t>(start) + 9600), 0.2) << method;
+    }
+}
+
+TEST(StretchWorkerPool, SpreadsVoicesOverItsThreadsAndEachThreadRendersItsOwn) {
+    // Seven voices on three threads: 3/2/2; each thread stretches the voices it owns (output
+    // appears on every voice), and a removed voice is no longer stepped.
+    StretchWorker pool;
+    pool.start(3);
+    ASSERT_EQ(pool.threads(), 3);
+    std::vector<std::unique_ptr<StretchVoice>> voices;
+    for (int i = 0; i < 7; ++i) {
+        voices.push_back(std::make_unique<StretchVoice>(stretch::Stretcher::create(stretch::Method::Wsola, 2, 48000.0, 4096, 0.8, 1.0)));
+        pool.add(voices.back().get());
+    }
+    auto counts = pool.voicesPerThread();
+    std::sort(counts.begin(), counts.end());
+    EXPECT_EQ(counts, (std::vector<int>{2, 2, 3}));
+    const auto x = sine(440.0, 0.3, 8192, 48000.0);
+    const float* planar[2] = {x.data(), x.data()};
+    for (auto& v : voices) {
+        v->timeRatio.store(0.8);
+        v->input.writePlanar(planar, 0, x.size(), 2);
+        v->realPushed.store(static_cast<int64_t>(x.size()));
+        v->primeRequest.store(1);
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    auto allHaveOutput = [&] {
+        for (auto& v : voices) if (v->output.readableFrames() < 2048) return false;
+        return true;
+    };
+    while (!allHaveOutput() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_TRUE(allHaveOutput()) << "every voice is stepped by its thread";
+    pool.remove(voices[0].get());
+    const size_t before = voices[0]->output.readableFrames();
+    voices[0]->input.writePlanar(planar, 0, x.size(), 2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(voices[0]->output.readableFrames(), before) << "a removed voice is left alone";
+    counts = pool.voicesPerThread();
+    EXPECT_EQ(std::accumulate(counts.begin(), counts.end(), 0), 6);
+    pool.stop();
+}
+
+TEST(RealTimePath, TheFillTargetGrowsUntilASlowWorkerNoLongerUnderruns) {
+    // The worker gets round only every 12 blocks (64 ms): more than the 2048 frames kept in flight
+    // at first, so the first gaps underrun (covered by varispeed); the target then grows (an
+    // emergency doubles it, an urgent fill raises it) and from then on nothing underruns.
+    for (const char* method : kMethods) {
+        RealTimeRig r(150.0f);
+        r.s.send("/s_new", "player", 5, 0, 0, "buf", 1, "loop", 1, "follow", 1, "stretch", method);
+        uint64_t early = 0;
+        for (int b = 0; b < 750; ++b) { // 4 s
+            r.s.render(256);
+            if (b % 12 == 0) r.s.stretchWorker()->stepAll();
+            if (b == 188) early = r.s.engine().stats().stretchUnderruns; // after 1 s
+        }
+        const uint64_t late = r.s.engine().stats().stretchUnderruns - early;
+        std::printf("%-5s: a worker every 64 ms: %llu underruns in the first second, %llu in the next three\n", method,
+                    static_cast<unsigned long long>(early), static_cast<unsigned long long>(late));
+        EXPECT_GT(early, 0u) << method;
+        EXPECT_EQ(late, 0u) << method;
+        EXPECT_GT(rms(r.s.output[0], r.s.output[0].size() - 48000, r.s.output[0].size()), 0.01) << method;
     }
 }
