@@ -645,7 +645,7 @@ void Engine::execute(Command& c) noexcept {
                        ctx_.tempoBpm = tempo_.bpm(); // a jump holds from this sample, not the next segment
                    },
                    [&](cmd::Meter& m) { tempo_.setMeter(m.beatsPerBar); },
-                   [&](cmd::ClockReset&) { tempo_.resetPosition(); },
+                   [&](cmd::ClockReset&) { tempo_.resetPosition(); ++ctx_.clockEpoch; },
                    [&](cmd::StartGroup& m) { doStartGroup(c, m); },
                    [&](cmd::LoopCommand& m) {
                        withLooper(nodes_, m.id, [&](Looper& l) {

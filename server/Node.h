@@ -72,6 +72,7 @@ struct ProcessContext {
     double beatsAt(int64_t at) const noexcept {
         return beats + static_cast<double>(at - segmentStart) * tempoBpm / (60.0 * sampleRate);
     }
+    uint32_t clockEpoch = 0;          // bumped when the beat position is reset (/reset): followers relock
     // The clock at this segment's start and the tempo changes scheduled ahead of it.
     const TempoClock* clock = nullptr;
     const TempoForecast* forecast = nullptr;

@@ -129,7 +129,8 @@ double Player::lockedTempoFactor(ProcessContext& ctx, int from, int to, double f
     const double tf = tempoFactor(ctx);
     if (!follow_ || !ctx.followTempo || rate_.ramping() || to <= from) { relock_ = true; return tf; }
     const int64_t at = ctx.blockStartSample + from;
-    if (relock_) {
+    if (relock_ || lockEpoch_ != ctx.clockEpoch) {
+        lockEpoch_ = ctx.clockEpoch;
         lockBeats_ = ctx.beatsAt(at);
         lockPos_ = position();
         lockRate_ = rate_.value();
@@ -514,7 +515,9 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     // immediate start waits for the stretcher's first output): it then catches up (catchUp).
     const bool locked = follow_ && ctx.followTempo && !rate_.ramping();
     if (locked) {
-        if (relock_) {
+        if (relock_ || lockEpoch_ != ctx.clockEpoch) {
+            // (A clock reset moves the grid: take it from here rather than chase the jump.)
+            lockEpoch_ = ctx.clockEpoch;
             lockBeats_ = ctx.beatsAt(at);
             lockRate_ = rate_.value();
             lockOutSrc_ = outSrc_;

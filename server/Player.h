@@ -128,7 +128,8 @@ private:
     uint32_t primeGen_ = 0;          // the voice's prime generation this playback belongs to
     int blockSize_ = 0;
     // Beat-grid lock (followers).
-    bool relock_ = true;         // take a new anchor (start, rate change, seek)
+    bool relock_ = true;         // take a new anchor (start, rate change, seek, clock reset)
+    uint32_t lockEpoch_ = 0;     // the clock epoch the anchor belongs to
     double lockBeats_ = 0.0;     // clock beats at the anchor
     double lockPos_ = 0.0;       // source position at the anchor (varispeed)
     double lockRate_ = 1.0;      // the `rate` the anchor was taken with

@@ -538,3 +538,29 @@ TEST(RealTimePath, TheFillTargetGrowsUntilASlowWorkerNoLongerUnderruns) {
         EXPECT_GT(rms(r.s.output[0], r.s.output[0].size() - 48000, r.s.output[0].size()), 0.01) << method;
     }
 }
+
+TEST(BeatGrid, AClockResetMovesTheGridWithoutAChase) {
+    // /reset puts the beat position back to 0 mid-play: followers keep their tempo and take the
+    // grid from there (they are not sped up or slowed down to "catch" a jump of the beat count).
+    for (const char* method : {"rate", "rb2", "rb3", "wsola"}) {
+        OfflineServer s;
+        TempDir dir;
+        const auto clicks = clickTrack(16);
+        writeWav(dir.file("clicks.wav"), {clicks, clicks}, 48000);
+        s.send("/b_allocRead", 1, dir.file("clicks.wav").c_str());
+        s.send("/set_tempo", 140.0f);
+        s.send("/s_new", "player", 5, 0, 0, "buf", 1, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
+        s.packet(bundleAt(1.3, {msg("/reset")}));
+        s.renderSeconds(5.0);
+        const auto& y = s.output[0];
+        std::vector<int64_t> on;
+        for (int64_t i = 0, last = -4800; i < static_cast<int64_t>(y.size()); ++i)
+            if (std::fabs(y[static_cast<size_t>(i)]) > 0.2f) { if (i - last >= 4800) on.push_back(i); last = i; }
+        const double period = 48000.0 * 60.0 / 140.0;
+        double worst = 0.0;
+        for (size_t k = 1; k < on.size(); ++k) worst = std::max(worst, std::fabs(static_cast<double>(on[k] - on[k - 1]) - period) / 48.0);
+        std::printf("%-5s: clicks %zu, worst spacing error %.2f ms across a /reset\n", method, on.size(), worst);
+        EXPECT_GE(on.size(), 10u) << method;
+        EXPECT_LT(worst, std::string(method) == "wsola" ? 8.0 : 2.0) << method;
+    }
+}
