@@ -51,6 +51,7 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
     case ParamId::Start:
         if (!(value >= 0.0f && value < 1e12f)) return SetResult::BadValue;
         setPosition(std::floor(static_cast<double>(value)));
+        relock_ = true; // a seek moves the material; the grid is taken from here (no chase)
         return SetResult::Ok;
     case ParamId::Out:
         if (!(value >= 0.0f && value < static_cast<float>(ctx.numOutputs))) return SetResult::BadValue;
@@ -83,6 +84,7 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
         if (!(value >= 0.0f && value < 1.0f)) return SetResult::BadValue;
         startFrac_ = value;
         if (const BufferData* b = ctx.buffer(buf_); b && inserted_) setPosition(std::floor(static_cast<double>(value) * static_cast<double>(b->numFrames)));
+        relock_ = true;
         return SetResult::Ok;
     default: return Node::setParam(id, value, rampSamples, explicitRamp, ctx);
     }

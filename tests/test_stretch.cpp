@@ -564,3 +564,31 @@ TEST(BeatGrid, AClockResetMovesTheGridWithoutAChase) {
         EXPECT_LT(worst, std::string(method) == "wsola" ? 8.0 : 2.0) << method;
     }
 }
+
+TEST(BeatGrid, ASeekMovesTheMaterialNotTheTempo) {
+    // Setting `start` on a playing follower jumps in the material: from there it keeps the clock's
+    // tempo (it does not speed up or slow down to put the old phase back).
+    for (const char* method : {"rate", "rb2", "rb3", "wsola"}) {
+        OfflineServer s;
+        TempDir dir;
+        const auto clicks = clickTrack(16);
+        writeWav(dir.file("clicks.wav"), {clicks, clicks}, 48000);
+        s.send("/b_allocRead", 1, dir.file("clicks.wav").c_str());
+        s.send("/set_tempo", 140.0f);
+        s.send("/s_new", "player", 5, 0, 0, "buf", 1, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
+        s.packet(bundleAt(1.3, {msg("/n_set", 5, "start", 60000.0f)})); // 2.5 beats of material on
+        s.renderSeconds(5.0);
+        const auto& y = s.output[0];
+        std::vector<int64_t> on;
+        for (int64_t i = 0, last = -4800; i < static_cast<int64_t>(y.size()); ++i)
+            if (std::fabs(y[static_cast<size_t>(i)]) > 0.2f) { if (i - last >= 4800) on.push_back(i); last = i; }
+        const double period = 48000.0 * 60.0 / 140.0;
+        double worst = 0.0;
+        // Spacing of the clicks from 0.3 s after the seek (the jump itself makes one odd gap).
+        for (size_t k = 1; k < on.size(); ++k)
+            if (on[k - 1] > static_cast<int64_t>(1.6 * 48000)) worst = std::max(worst, std::fabs(static_cast<double>(on[k] - on[k - 1]) - period) / 48.0);
+        std::printf("%-5s: clicks %zu, worst spacing error %.2f ms after a seek\n", method, on.size(), worst);
+        EXPECT_GE(on.size(), 9u) << method;
+        EXPECT_LT(worst, std::string(method) == "wsola" ? 8.0 : 2.0) << method;
+    }
+}
