@@ -82,7 +82,7 @@ public:
     // blocks, to play a worker keeping up at a chosen pace, deterministically.
     void stepAll();
     int threads() const noexcept { return static_cast<int>(lanes_.size()); }
-    // Voices per thread (for tests and /status): how the load is spread.
+    // Voices per thread: how the load is spread (tests).
     std::vector<int> voicesPerThread();
 
 private:
