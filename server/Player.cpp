@@ -157,7 +157,7 @@ void Player::onBegin(ProcessContext& ctx) noexcept {
     if (voice_) {
         // Prime at the ratio playback starts with (Rubber Band: ratios before the start pad),
         // unless a pre-roll did already.
-        if (!preRolled_) primeVoice(ctx, std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0));
+        if (!preRolled_) primeVoice(ctx, stretchSpeed(ctx, ctx.tempoBpm));
         preRolled_ = false;
         return;
     }
@@ -193,8 +193,7 @@ void Player::preRoll(ProcessContext& ctx, int64_t startSample) noexcept {
         // The speed at the start: the tempo then, with the changes already scheduled before it.
         double bpm = ctx.tempoBpm;
         ctx.beatsAhead(startSample, bpm);
-        const double tf = follow_ && ctx.followTempo ? bpm / materialBpm(ctx) : 1.0;
-        preRollSpeed_ = std::clamp(static_cast<double>(rate_.value()) * tf, 0.25, 4.0);
+        preRollSpeed_ = stretchSpeed(ctx, bpm);
         primeVoice(ctx, preRollSpeed_);
         preRolled_ = true;
     }
@@ -509,7 +508,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     const float* srcL = b->channel(0);
     const float* srcR = b->channel(mono ? 0 : 1);
     // Material frames per output frame; the stretcher makes 1/speed output frames of each.
-    double speed = std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx), 0.25, 4.0);
+    double speed = stretchSpeed(ctx, ctx.tempoBpm);
     const int64_t at = ctx.blockStartSample + from;
     StretchVoice& v = *voice_;
     takeSegments();
@@ -549,8 +548,8 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
             inFlight += ahead / speed;
             double bpmThen = 0.0;
             const double beatsThen = ctx.beatsAhead(at + static_cast<int64_t>(inFlight), bpmThen);
-            const double nominal = std::clamp(static_cast<double>(rate_.value()) * (ctx.followTempo ? bpmThen / materialBpm(ctx) : 1.0), 0.25, 4.0);
-            const double e = src - (beatsThen - lockBeats_) * 60.0 / materialBpm(ctx) * ctx.sampleRate * lockRate_;
+            const double nominal = stretchSpeed(ctx, bpmThen);
+            const double e = src - idealSourceAtBeats(ctx, beatsThen);
             // A trim below 0.05 % is left out: Rubber Band R2 told a slightly different ratio
             // every block drifted 0.1 % from it (its hop rounding restarts on each change).
             constexpr double kLockSeconds = 0.05, kMaxTrim = 0.08, kDeadBand = 0.0005;

@@ -3,6 +3,7 @@
 // rate 1 at an integer position is an exact copy), with gain, pan, mute, output channel, start
 // offset and de-clicked start/stop (`fade` seconds, default the engine's de-click time). A
 // one-shot player ends by itself: its fade-out is timed to finish on the buffer's last frame.
+#include <algorithm>
 #include <cmath>
 
 #include "dsp/Pan.h"
@@ -44,19 +45,28 @@ protected:
     void onBegin(ProcessContext& ctx) noexcept override;
 
 private:
-    // Read-rate multiplier of a tempo follower: clock BPM / material BPM (1 when not following).
-    double tempoFactor(const ProcessContext& ctx) const noexcept {
+    // Read-rate multiplier of a tempo follower at clock tempo `bpm`: bpm / material BPM (1 when
+    // not following); without `bpm`, the clock's tempo now.
+    double tempoFactor(const ProcessContext& ctx, double bpm) const noexcept {
         if (!follow_ || !ctx.followTempo) return 1.0;
-        return ctx.tempoBpm / materialBpm(ctx);
+        return bpm / materialBpm(ctx);
+    }
+    double tempoFactor(const ProcessContext& ctx) const noexcept { return tempoFactor(ctx, ctx.tempoBpm); }
+    // Material frames per output frame of a stretched player at clock tempo `bpm` (the stretchers'
+    // supported range).
+    double stretchSpeed(const ProcessContext& ctx, double bpm) const noexcept {
+        return std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx, bpm), 0.25, 4.0);
     }
     double materialBpm(const ProcessContext& ctx) const noexcept { return materialBpm_ > 0.0 ? materialBpm_ : ctx.baseBpm; }
     // Beat-grid lock of a follower: the tempo factor for frames [from, to) corrected so that the
     // read position lands where the clock's beats say it should (varispeed: exactly per range).
     double lockedTempoFactor(ProcessContext& ctx, int from, int to, double frames) noexcept;
-    // Where the beat grid puts the source position at absolute sample `at` (relative to the anchor).
-    double idealSource(const ProcessContext& ctx, int64_t at) const noexcept {
-        return (ctx.beatsAt(at) - lockBeats_) * 60.0 / materialBpm(ctx) * ctx.sampleRate * lockRate_;
+    // Where the beat grid puts the source position at clock position `beats` (relative to the
+    // anchor), and at absolute sample `at` of this segment.
+    double idealSourceAtBeats(const ProcessContext& ctx, double beats) const noexcept {
+        return (beats - lockBeats_) * 60.0 / materialBpm(ctx) * ctx.sampleRate * lockRate_;
     }
+    double idealSource(const ProcessContext& ctx, int64_t at) const noexcept { return idealSourceAtBeats(ctx, ctx.beatsAt(at)); }
     void renderRange(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
     void renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
     // One output frame through the general reader (edges, wrap, end); false when the node ended.

@@ -2,8 +2,10 @@
 
 Arguments are (tag, value) pairs or plain Python values (int -> i, float -> f, str -> s).
 """
+import os
 import socket
 import struct
+import subprocess
 
 
 def _pad(b):
@@ -105,6 +107,20 @@ class TcpClient:
 
     def close(self):
         self.sock.close()
+
+
+def render_nrt_twice(loopd, score, directory, timeout=120):
+    """Renders a score with `loopd --nrt` twice (no input) into out0.wav and out1.wav in
+    `directory`; returns the two files' bytes. Raises if a render fails."""
+    outs = []
+    for k in range(2):
+        out = os.path.join(directory, "out%d.wav" % k)
+        r = subprocess.run([loopd, "--nrt", score, "_", out], capture_output=True, text=True, timeout=timeout)
+        if r.returncode != 0:
+            raise AssertionError("loopd --nrt failed (%d):\n%s" % (r.returncode, r.stderr))
+        with open(out, "rb") as f:
+            outs.append(f.read())
+    return outs
 
 
 def write_score(path, bundles):

@@ -424,13 +424,7 @@ class Offline(unittest.TestCase):
                 (1.5, [oscutil.message("/n_free", 100)]),
                 (2.0, [oscutil.message("/sync", 1)]),
             ])
-            outs = []
-            for k in range(2):
-                out = os.path.join(d, "out%d.wav" % k)
-                r = subprocess.run([LOOPD, "--nrt", score, "_", out], capture_output=True, text=True, timeout=60)
-                self.assertEqual(r.returncode, 0, r.stderr)
-                with open(out, "rb") as f:
-                    outs.append(f.read())
+            outs = oscutil.render_nrt_twice(LOOPD, score, d)
             self.assertEqual(outs[0], outs[1])
             rate, ch, frames, _ = oscutil.read_wav(os.path.join(d, "out0.wav"))
             self.assertEqual(len(frames), 96000)

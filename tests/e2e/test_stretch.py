@@ -159,13 +159,7 @@ class Offline(unittest.TestCase):
                 (2.3, [oscutil.message("/set_tempo", 128.0)]),
                 (3.0, [oscutil.message("/sync", 1)]),
             ])
-            outs = []
-            for k in range(2):
-                out = os.path.join(d, "out%d.wav" % k)
-                r = subprocess.run([LOOPD, "--nrt", score, "_", out], capture_output=True, text=True, timeout=120)
-                self.assertEqual(r.returncode, 0, r.stderr)
-                with open(out, "rb") as f:
-                    outs.append(f.read())
+            outs = oscutil.render_nrt_twice(LOOPD, score, d)
             self.assertEqual(outs[0], outs[1], "two renders of one score differ")
             _, _, frames, _ = oscutil.read_wav(os.path.join(d, "out0.wav"))
             self.assertEqual(len(frames), 3 * RATE)
