@@ -18,8 +18,13 @@ constexpr size_t kMaxTcpPacket = 16u << 20;
 int boundSocket(int type, const std::string& bind, int port, int& actualPort) {
     const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    const int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // TCP may rebind a port whose old connections linger in TIME_WAIT (Linux still refuses a
+    // port another socket listens on). UDP gets no SO_REUSEADDR: with it a second server would
+    // silently share the port and take the replies.
+    if (type == SOCK_STREAM) {
+        const int one = 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    }
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(static_cast<uint16_t>(port));
@@ -28,9 +33,12 @@ int boundSocket(int type, const std::string& bind, int port, int& actualPort) {
         throw std::runtime_error("bad --bind address: " + bind);
     }
     if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-        const std::string why = std::strerror(errno);
+        const int err = errno;
         ::close(fd);
-        throw std::runtime_error(std::string(type == SOCK_STREAM ? "TCP" : "UDP") + " port " + std::to_string(port) + " on " + bind + ": " + why);
+        const std::string what = std::string(type == SOCK_STREAM ? "TCP" : "UDP") + " port " + std::to_string(port) + " on " + bind;
+        if (err == EADDRINUSE)
+            throw std::runtime_error(what + " is already in use (another loopd or scsynth?): choose another port with -u/-t");
+        throw std::runtime_error(what + ": " + std::strerror(err));
     }
     socklen_t len = sizeof a;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
@@ -61,8 +69,10 @@ Transport::~Transport() { close(); }
 
 void Transport::open(const Options& o) {
     if (o.udpPort >= 0) udpFd_ = boundSocket(SOCK_DGRAM, o.bindAddress, o.udpPort, udpPort_);
-    if (o.tcpPort >= 0) {
-        tcpFd_ = boundSocket(SOCK_STREAM, o.bindAddress, o.tcpPort, tcpPort_);
+    // The same number as UDP: the port UDP really got (with -u 0, the one the system chose).
+    const int tcpPort = o.tcpPort == kSameAsUdp ? (udpFd_ >= 0 ? udpPort_ : 57120) : o.tcpPort;
+    if (tcpPort >= 0) {
+        tcpFd_ = boundSocket(SOCK_STREAM, o.bindAddress, tcpPort, tcpPort_);
         if (::listen(tcpFd_, 16) != 0) throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
     }
     if (udpFd_ >= 0) {
@@ -95,33 +105,50 @@ void Transport::acceptConnections() {
     }
 }
 
+bool Transport::deliver(Connection& c, const PacketHandler& onPacket) {
+    size_t pos = 0;
+    bool taken = true;
+    while (c.in.size() - pos >= 4) {
+        uint32_t len;
+        std::memcpy(&len, c.in.data() + pos, 4);
+        len = ntohl(len);
+        if (c.in.size() - pos - 4 < len) break;
+        if (len > 0 && !onPacket(c.in.data() + pos + 4, len, c.peer)) { taken = false; break; }
+        pos += 4 + len;
+    }
+    c.in.erase(c.in.begin(), c.in.begin() + static_cast<long>(pos));
+    c.paused = !taken;
+    return taken;
+}
+
 bool Transport::readConnection(Connection& c, const PacketHandler& onPacket) {
     char buf[65536];
-    for (;;) {
+    while (!c.paused) {
         const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
         if (n == 0) return false;
         if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
         c.in.insert(c.in.end(), buf, buf + n);
-        size_t pos = 0;
-        while (c.in.size() - pos >= 4) {
+        if (c.in.size() >= 4) {
             uint32_t len;
-            std::memcpy(&len, c.in.data() + pos, 4);
-            len = ntohl(len);
-            if (len > kMaxTcpPacket) return false; // not OSC framing: drop the connection
-            if (c.in.size() - pos - 4 < len) break;
-            if (len > 0) onPacket(c.in.data() + pos + 4, len, c.peer);
-            pos += 4 + len;
+            std::memcpy(&len, c.in.data(), 4);
+            if (ntohl(len) > kMaxTcpPacket) return false; // not OSC framing: drop the connection
         }
-        c.in.erase(c.in.begin(), c.in.begin() + static_cast<long>(pos));
+        deliver(c, onPacket);
     }
+    return true;
 }
 
 void Transport::poll(int timeoutMs, const PacketHandler& onPacket) {
+    // Connections holding a packet that was not taken: offer it again first.
+    bool waiting = false;
+    for (auto& c : connections_)
+        if (c.paused && !deliver(c, onPacket)) waiting = true;
     std::vector<pollfd> fds;
     if (udpFd_ >= 0) fds.push_back({udpFd_, POLLIN, 0});
     if (tcpFd_ >= 0) fds.push_back({tcpFd_, POLLIN, 0});
-    for (auto& c : connections_) fds.push_back({c.fd, POLLIN, 0});
-    const int r = ::poll(fds.data(), fds.size(), timeoutMs);
+    // A paused connection is not read (its client feels back-pressure); hang-ups still show.
+    for (auto& c : connections_) fds.push_back({c.fd, static_cast<short>(c.paused ? 0 : POLLIN), 0});
+    const int r = ::poll(fds.data(), fds.size(), waiting ? std::min(timeoutMs, 1) : timeoutMs);
     if (r <= 0) return;
     size_t k = 0;
     if (udpFd_ >= 0) {
@@ -146,7 +173,13 @@ void Transport::poll(int timeoutMs, const PacketHandler& onPacket) {
     std::vector<uint64_t> closed;
     const size_t polledConnections = fds.size() - k;
     for (size_t j = 0; j < polledConnections && j < connections_.size(); ++j) {
-        if (!(fds[k + j].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        const short ev = fds[k + j].revents;
+        if (!(ev & (POLLIN | POLLHUP | POLLERR))) continue;
+        if (connections_[j].paused && !(ev & POLLIN)) {
+            // Hung up while its packets wait: keep them until taken, then notice the close.
+            if (ev & POLLERR) closed.push_back(connections_[j].id);
+            continue;
+        }
         if (!readConnection(connections_[j], onPacket)) closed.push_back(connections_[j].id);
     }
     if (!closed.empty()) {

@@ -26,9 +26,14 @@ public:
     struct Options {
         std::string bindAddress = "127.0.0.1";
         int udpPort = 57120;   // 0 = any free port; -1 = no UDP
-        int tcpPort = 57120;   // 0 = any free port; -1 = no TCP
+        int tcpPort = 57120;   // 0 = any free port; -1 = no TCP; kSameAsUdp: the UDP port's number
     };
-    using PacketHandler = std::function<void(const char* data, size_t size, const Endpoint& from)>;
+    static constexpr int kSameAsUdp = -2;
+    // Returns whether it took the packet. A TCP packet it did not take stays in that
+    // connection's buffer and the connection is not read until a later poll() delivers the
+    // packet again and it is taken (back-pressure: the client's sends block, nothing is lost).
+    // UDP packets are never offered twice.
+    using PacketHandler = std::function<bool(const char* data, size_t size, const Endpoint& from)>;
 
     Transport() = default;
     ~Transport();
@@ -37,7 +42,8 @@ public:
 
     // [control] Throws std::runtime_error with the reason when a socket cannot be bound.
     void open(const Options& options);
-    // [control] Wait up to timeoutMs for traffic and deliver every complete packet.
+    // [control] Wait up to timeoutMs for traffic and deliver every complete packet (at most 1 ms
+    // while a connection waits for its packet to be taken).
     void poll(int timeoutMs, const PacketHandler& onPacket);
     // [control|worker] Thread-safe; never called from the audio thread. False if it could not send.
     bool send(const Endpoint& to, const char* data, size_t size);
@@ -47,9 +53,12 @@ public:
     int tcpPort() const noexcept { return tcpPort_; }
 
 private:
-    struct Connection { int fd; uint64_t id; Endpoint peer; std::vector<char> in; };
+    struct Connection { int fd; uint64_t id; Endpoint peer; std::vector<char> in; bool paused = false; };
     void acceptConnections();
+    // Reads what the socket holds; false when the connection is closed or broken.
     bool readConnection(Connection& c, const PacketHandler& onPacket);
+    // Delivers the complete packets buffered; false (c.paused) when the handler refused one.
+    bool deliver(Connection& c, const PacketHandler& onPacket);
 
     int udpFd_ = -1, tcpFd_ = -1;
     int udpPort_ = -1, tcpPort_ = -1;

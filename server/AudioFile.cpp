@@ -11,13 +11,16 @@
 namespace loopd {
 
 std::unique_ptr<BufferData> resampleToPlanar(const float* interleaved, int64_t frames, int channels,
-                                             double fromRate, double toRate) {
+                                             double fromRate, double toRate, MemoryBudget* budget,
+                                             const std::string& what) {
     std::vector<float> converted;
+    MemoryLease convertedLease;
     const float* src = interleaved;
     int64_t outFrames = frames;
     if (fromRate != toRate && frames > 0) {
         const double ratio = toRate / fromRate;
         outFrames = static_cast<int64_t>(std::ceil(static_cast<double>(frames) * ratio));
+        if (budget) convertedLease = budget->reserve((outFrames + 64) * channels * static_cast<int64_t>(sizeof(float)), what + " (resampling)");
         converted.resize(static_cast<size_t>((outFrames + 64) * channels));
         SRC_DATA d{};
         d.data_in = interleaved;
@@ -31,7 +34,7 @@ std::unique_ptr<BufferData> resampleToPlanar(const float* interleaved, int64_t f
         outFrames = d.output_frames_gen;
         src = converted.data();
     }
-    auto b = BufferData::zeros(outFrames, channels, toRate);
+    auto b = BufferData::zeros(outFrames, channels, toRate, budget, what);
     b->sourceRate = fromRate;
     for (int64_t i = 0; i < outFrames; ++i)
         for (int c = 0; c < channels; ++c) b->channel(c)[i] = src[i * channels + c];
@@ -55,6 +58,8 @@ std::unique_ptr<BufferData> loadAudioFile(const std::string& path, const LoadOpt
                                  std::to_string(info.channels) + " channels exceeds the buffer limit)");
     if (start > 0 && sf_seek(f, start, SEEK_SET) < 0) throw std::runtime_error("cannot seek in " + path);
     std::vector<float> inter;
+    MemoryLease interLease;
+    if (o.budget) interLease = o.budget->reserve(count * info.channels * static_cast<int64_t>(sizeof(float)), o.what + " (reading " + path + ")");
     try {
         inter.resize(static_cast<size_t>(count * info.channels));
     } catch (const std::bad_alloc&) {
@@ -62,7 +67,7 @@ std::unique_ptr<BufferData> loadAudioFile(const std::string& path, const LoadOpt
     }
     const sf_count_t got = sf_readf_float(f, inter.data(), count);
     if (got <= 0) throw std::runtime_error("could not read audio from " + path + " (" + sf_strerror(f) + ")");
-    auto b = resampleToPlanar(inter.data(), got, info.channels, info.samplerate, o.targetRate);
+    auto b = resampleToPlanar(inter.data(), got, info.channels, info.samplerate, o.targetRate, o.budget, o.what);
     b->path = path;
     return b;
 }

@@ -30,6 +30,8 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
     app.add_option("--command-queue", o.commandQueue, "capacity of the control→audio command queue")->capture_default_str()->check(CLI::Range(4, 1 << 20));
     app.add_option("--max-buffer-mb", o.maxBufferMb, "largest buffer one file may load into, in MiB of float samples")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    app.add_option("--max-memory-mb", o.maxMemoryMb, "memory budget over buffers, loops, undo history and stretch voices, in MiB (0: half the machine's RAM)")
+        ->capture_default_str()->check(CLI::Range(0, 1 << 24));
     app.add_option("--limiter-ceiling", o.limiterCeilingDb, "master limiter ceiling in dBFS")->capture_default_str()->check(CLI::Range(-40.0, 0.0));
     app.add_option("--declick-ms", o.declickMs, "start/stop fade time in milliseconds")->capture_default_str()->check(CLI::Range(0.0, 1000.0));
     app.add_option("--cue-out", o.cueOut, "first channel of a stereo cue/headphone pair fed pre-fader by groups with cue 1 (needs --outputs >= 4)")

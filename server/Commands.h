@@ -45,11 +45,14 @@ namespace cmd {
 struct NewNode { Node* node; AddAction action; int32_t target; };
 struct SetParams { int32_t id; int count; ParamValue params[kMaxParamsPerCommand]; };
 struct Ramp { int32_t id; ParamId param; float target; float seconds; };
-struct Free { int32_t id; };
+// `byOwner`: sent by the namespace that owns the node (Node::Owner); generic commands are not.
+struct Free { int32_t id; bool byOwner = false; };
 struct Run { int32_t id; bool run; };
 struct Move { int32_t id; int32_t target; bool after; };
 struct Query { int32_t id; };
-struct FreeAll { int32_t group; };
+// /g_freeAll (release every child) or, `deep`, /g_deepFree (release every non-group node in the
+// subtree, keeping the groups). Both leave owned nodes (Node::Owner) and groups holding them.
+struct FreeAll { int32_t group; bool deep = false; };
 struct QueryTree { TreeSnapshot* snapshot; };
 // Stage 3 of an asynchronous buffer command: swap the buffer table entry (data may be null).
 struct SwapBuffer { int32_t bufnum; BufferData* data; const char* address; };
@@ -92,7 +95,7 @@ enum class FailCode : uint8_t {
     NodeNotFound, GroupNotFound, NodeIdInUse, NotAGroup, NoSuchParam, BadParamValue, NotRampable,
     SchedulerFull, TooManyNodes, TreeTooDeep, MoveIntoSelf, CannotFreeRoot, RecorderGroupNotFound,
     RecorderNotFound, RecorderSlotsFull, TreeTruncated, GroupStartsFull, GroupStartTimedOut,
-    NotALooper, LoopValueOutOfRange, LoopBusy,
+    NotALooper, LoopValueOutOfRange, LoopBusy, OwnedNode, HoldsOwnedNode,
 };
 
 enum class NodeEventKind : uint8_t { Go, End, Off, On, Move, Info };

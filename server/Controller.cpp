@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <thread>
 
+#include "osc/Validate.h"
 #include "server/AudioFile.h"
 #include "server/BufferData.h"
 #include "server/Effects.h"
@@ -31,7 +33,8 @@ std::string fmtFloat(float v) {
 
 Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const PathPolicy& paths,
                        const ControllerOptions& options)
-    : engine_(engine), worker_(worker), recorder_(recorder), paths_(paths), options_(options) {
+    : engine_(engine), worker_(worker), recorder_(recorder), paths_(paths), options_(options),
+      budget_(options.maxMemoryBytes), engineMemory_(budget_.account(engine.fixedMemoryBytes())) {
     const EngineConfig& c = engine_.config();
     paramCtx_.sampleRate = c.sampleRate;
     paramCtx_.blockSize = c.blockSize;
@@ -61,6 +64,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     add("/n_after", &Controller::hNAfter);
     add("/n_query", &Controller::hNQuery);
     add("/g_freeAll", &Controller::hGFreeAll);
+    add("/g_deepFree", &Controller::hGDeepFree);
     add("/g_queryTree", &Controller::hGQueryTree);
     add("/b_alloc", &Controller::hBAlloc);
     add("/b_allocRead", &Controller::hBAllocRead);
@@ -131,14 +135,20 @@ void Controller::broadcast(const osc::MessageBuilder& m) {
 
 void Controller::fail(uint16_t client, const char* address, const std::string& reason) {
     fails_.fetch_add(1);
-    bool internal = client == kNoClient;
+    osc::Endpoint who;
     {
         std::lock_guard<std::mutex> lock(clientsMutex_);
-        if (client < clients_.size()) internal = clients_[client].kind == osc::Endpoint::Kind::None;
+        if (client < clients_.size()) who = clients_[client];
     }
-    // Nobody hears the /fail of a startup command or a score: say it in the log.
-    if (internal && !options_.offline) spdlog::warn("{} failed: {}", address, reason);
-    else spdlog::debug("/fail {} {}", address, reason);
+    // Every failure is logged with the client's address, as scsynth does (rate-limited: a flood
+    // of bad packets must not fill the disk). Offline renders report failures themselves.
+    uint64_t heldBack = 0;
+    if (!options_.offline && failLog_.allow(heldBack)) {
+        if (heldBack > 0) spdlog::warn("({} more failures were not logged)", heldBack);
+        spdlog::warn("/fail {} from {}: {}", address, who.kind == osc::Endpoint::Kind::None ? std::string("startup") : who.str(), reason);
+    } else if (options_.offline) {
+        spdlog::debug("/fail {} {}", address, reason);
+    }
     send(client, osc::MessageBuilder("/fail").s(address).s(reason));
 }
 
@@ -155,7 +165,21 @@ bool Controller::push(Msg& m, CommandBody&& body) {
     c.address = m.address;
     c.client = m.client;
     c.body = std::move(body);
-    if (engine_.pushCommand(std::move(c))) return true;
+    if (engine_.pushCommand(std::move(c), !lossless_)) return true;
+    if (lossless_) {
+        // A TCP packet bigger than the room handlePacket waited for: wait for the audio thread
+        // to make room (it drains the queue every block), as long as it is running.
+        int64_t seen = engine_.sampleTime();
+        auto progress = std::chrono::steady_clock::now();
+        for (;;) {
+            std::this_thread::sleep_for(std::chrono::microseconds(200));
+            if (engine_.pushCommand(std::move(c), false)) return true;
+            const auto now = std::chrono::steady_clock::now();
+            if (engine_.sampleTime() != seen) { seen = engine_.sampleTime(); progress = now; }
+            else if (now - progress > std::chrono::seconds(2)) break; // the audio thread stands still
+        }
+        if (engine_.pushCommand(std::move(c))) return true; // else counts the drop
+    }
     // Not moved on failure: free what it carried.
     if (auto* n = std::get_if<cmd::NewNode>(&c.body)) disposeNode(n->node);
     if (auto* l = std::get_if<cmd::LoopLoad>(&c.body)) delete l->data;
@@ -180,8 +204,23 @@ bool Controller::pushFromWorker(uint16_t client, const char* address, uint64_t t
 // ---------------------------------------------------------------------------------------------
 // Packets
 
-void Controller::handlePacket(const char* data, size_t size, const osc::Endpoint& from) {
+bool Controller::handlePacket(const char* data, size_t size, const osc::Endpoint& from) {
     const uint16_t client = clientFor(from);
+    // Nothing decodes a packet before it is known to be well formed (oscpack does not check
+    // every size against the data).
+    osc::PacketShape shape;
+    if (const std::string why = osc::checkPacket(data, size, &shape); !why.empty()) {
+        fail(client, "/?", "malformed OSC packet: " + why);
+        return true;
+    }
+    // TCP is lossless: a packet waits (the transport stops reading its connection) until the
+    // command queue has room for everything it could ask for. A message makes at most one
+    // command per argument plus a few (a deck or loop created on the way).
+    lossless_ = from.kind == osc::Endpoint::Kind::Tcp;
+    if (lossless_) {
+        const size_t need = std::min(shape.messages * kCommandsPerMessage + shape.arguments, engine_.config().commandQueueSize);
+        if (engine_.commandSpace() < need) return false;
+    }
     try {
         ::osc::ReceivedPacket p(data, static_cast<::osc::osc_bundle_element_size_t>(size));
         if (p.IsBundle()) handleBundle(::osc::ReceivedBundle(p), client, 0);
@@ -189,6 +228,8 @@ void Controller::handlePacket(const char* data, size_t size, const osc::Endpoint
     } catch (const ::osc::Exception& e) {
         fail(client, "/?", std::string("malformed OSC packet: ") + e.what());
     }
+    lossless_ = false;
+    return true;
 }
 
 void Controller::handleBundle(const ::osc::ReceivedBundle& b, uint16_t client, int depth) {
@@ -264,6 +305,15 @@ std::string Controller::failReason(const reply::Fail& f) const {
     case FailCode::LoopValueOutOfRange:
         return "value " + fmtFloat(f.value) + " is out of range for '" + std::string(loopCtlName(static_cast<LoopCtl>(f.b)) ? loopCtlName(static_cast<LoopCtl>(f.b)) : "?") + "'";
     case FailCode::LoopBusy: return "looper " + std::to_string(f.a) + " is already saving";
+    case FailCode::OwnedNode:
+    case FailCode::HoldsOwnedNode: {
+        const auto owner = static_cast<Node::Owner>(f.code == FailCode::OwnedNode ? f.b : static_cast<int32_t>(f.value));
+        const std::string who = owner == Node::Owner::Looper
+                                    ? "the looper (/loop_del removes a loop)"
+                                    : "the Crowdstream decks (/stop_stem and /mixer_cleanup remove stems)";
+        if (f.code == FailCode::OwnedNode) return "node " + std::to_string(f.a) + " belongs to " + who;
+        return "group " + std::to_string(f.a) + " holds node " + std::to_string(f.b) + ", which belongs to " + who;
+    }
     case FailCode::GroupStartTimedOut:
         return "not every deck finished loading in time; the ready ones started together, the others start when loaded";
     }
@@ -391,6 +441,8 @@ void Controller::hStatus(Msg& m) {
     r.i(s.numBuffers).i(options_.periodFrames).i(static_cast<int32_t>(s.droppedReplies));
     r.i(recorder_.active()).d(static_cast<double>(s.sampleTime)).s(options_.driverName);
     r.i(static_cast<int32_t>(s.stretchUnderruns));
+    r.f(static_cast<float>(static_cast<double>(budget_.used()) / 1048576.0));
+    r.f(static_cast<float>(static_cast<double>(budget_.limit()) / 1048576.0));
     send(m.client, r);
 }
 
@@ -450,6 +502,14 @@ void Controller::disposeNode(Node* n) {
 }
 
 void Controller::prepareStretch(Player& p) {
+    // What a stretch voice allocates at 48 kHz stereo (mallinfo2 around Player::prepareStretch):
+    // Rubber Band R2 8.0 MB, R3 7.3 MB, SoundTouch 0.8 MB; scaled with the sample rate.
+    const stretch::Method method = p.stretchMethod();
+    if (method != stretch::Method::Rate && !p.voice()) {
+        const double mb = method == stretch::Method::Wsola ? 1.0 : 8.0;
+        const auto bytes = static_cast<int64_t>(mb * 1048576.0 * engine_.config().sampleRate / 48000.0);
+        p.memoryLease = budget_.reserve(bytes, std::string("a ") + stretch::methodName(method) + " stretch voice for node " + std::to_string(p.id()));
+    }
     p.prepareStretch(engine_.config().sampleRate, engine_.config().blockSize);
     if (stretchWorker_ && p.voice()) stretchWorker_->add(p.voice());
 }
@@ -480,7 +540,12 @@ void Controller::hSNew(Msg& m) {
     else if (type == "stutter") node = std::make_unique<StutterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
     else if (type == "limiter") node = std::make_unique<LimiterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
     else if (type == "gain") node = std::make_unique<GainNode>(id, c.blockSize);
-    else if (type == "looper") node = std::make_unique<Looper>(id, 2, c.sampleRate, options_.loopSeconds, options_.undoSeconds);
+    else if (type == "looper") {
+        MemoryLease lease = budget_.reserve(Looper::memoryBytes(2, c.sampleRate, options_.loopSeconds, options_.undoSeconds), "looper " + std::to_string(id));
+        node = std::make_unique<Looper>(id, 2, c.sampleRate, options_.loopSeconds, options_.undoSeconds);
+        node->owner = Node::Owner::Looper; // joins the SooperLooper namespace: /loop_del removes it
+        node->memoryLease = std::move(lease);
+    }
     else throw osc::ArgError("unknown node type '" + type + "' (known: player, input, looper, eq3, filter, delay, reverb, stutter, limiter, gain)");
     auto* player = node->kind() == Node::Kind::Player ? static_cast<Player*>(node.get()) : nullptr;
     if (player && defaultStretch_ != 0.0f) player->setParam(ParamId::Stretch, defaultStretch_, 0, false, paramCtx_);
@@ -572,7 +637,12 @@ void Controller::hNQuery(Msg& m) {
 }
 
 void Controller::hGFreeAll(Msg& m) {
-    do push(m, cmd::FreeAll{m.args.int32("group id")});
+    do push(m, cmd::FreeAll{m.args.int32("group id"), false});
+    while (!m.args.atEnd());
+}
+
+void Controller::hGDeepFree(Msg& m) {
+    do push(m, cmd::FreeAll{m.args.int32("group id"), true});
     while (!m.args.atEnd());
 }
 
@@ -596,6 +666,15 @@ int32_t Controller::bufnum(Msg& m) {
     if (b < 0 || b >= engine_.config().maxBuffers)
         throw osc::ArgError("buffer number " + std::to_string(b) + " out of range (0.." + std::to_string(engine_.config().maxBuffers - 1) + ")");
     return b;
+}
+
+LoadOptions Controller::loadOptions(const std::string& what) {
+    LoadOptions o;
+    o.targetRate = engine_.config().sampleRate;
+    o.maxSamples = options_.maxBufferSamples;
+    o.budget = &budget_;
+    o.what = what;
+    return o;
 }
 
 std::string Controller::checkedPath(Msg&, const std::string& path, bool forWriting) {
@@ -627,9 +706,11 @@ void Controller::hBAlloc(Msg& m) {
     }
     worker_.post([=, this] {
         try {
-            swapBuffer(client, "/b_alloc", b, BufferData::zeros(frames, chans, sr));
+            swapBuffer(client, "/b_alloc", b, BufferData::zeros(frames, chans, sr, &budget_, "buffer " + std::to_string(b)));
         } catch (const std::bad_alloc&) {
             fail(client, "/b_alloc", "out of memory for buffer " + std::to_string(b));
+        } catch (const std::exception& e) {
+            fail(client, "/b_alloc", e.what());
         }
     });
 }
@@ -641,11 +722,9 @@ void Controller::hBAllocRead(Msg& m) {
     const int32_t frames = m.args.atEnd() ? -1 : m.args.int32("frames");
     if (start < 0) throw osc::ArgError("start frame must not be negative");
     const uint16_t client = m.client;
-    LoadOptions o;
+    LoadOptions o = loadOptions("buffer " + std::to_string(b));
     o.startFrame = start;
     o.numFrames = frames <= 0 ? -1 : frames;
-    o.targetRate = engine_.config().sampleRate;
-    o.maxSamples = options_.maxBufferSamples;
     {
         std::lock_guard<std::mutex> lock(knownMutex_);
         knownBuffers_.insert(b);
@@ -671,11 +750,9 @@ void Controller::hBRead(Msg& m) {
     const int32_t bufStart = m.args.atEnd() ? 0 : m.args.int32("buffer start frame");
     if (fileStart < 0 || bufStart < 0) throw osc::ArgError("start frames must not be negative");
     const uint16_t client = m.client;
-    LoadOptions o;
+    LoadOptions o = loadOptions("buffer " + std::to_string(b));
     o.startFrame = fileStart;
     o.numFrames = frames <= 0 ? -1 : frames;
-    o.targetRate = engine_.config().sampleRate;
-    o.maxSamples = options_.maxBufferSamples;
     worker_.post([=, this] {
         try {
             const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
@@ -683,7 +760,7 @@ void Controller::hBRead(Msg& m) {
             if (bufStart >= cur->numFrames) throw std::runtime_error("buffer start frame " + std::to_string(bufStart) + " is past the end of buffer " + std::to_string(b));
             auto in = loadAudioFile(path, o);
             // Copy on write: the audio thread keeps reading the old data until the swap.
-            auto next = BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate);
+            auto next = BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate, &budget_, "buffer " + std::to_string(b));
             std::copy_n(cur->samples.get(), cur->numFrames * cur->numChannels, next->samples.get());
             next->path = path;
             const int64_t n = std::min<int64_t>(in->numFrames, cur->numFrames - bufStart);
@@ -738,8 +815,11 @@ void Controller::hBZero(Msg& m) {
     worker_.post([=, this] {
         const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
         if (!cur) { fail(client, "/b_zero", "buffer " + std::to_string(b) + " is not loaded"); return; }
-        auto z = BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate);
-        swapBuffer(client, "/b_zero", b, std::move(z));
+        try {
+            swapBuffer(client, "/b_zero", b, BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate, &budget_, "buffer " + std::to_string(b)));
+        } catch (const std::exception& e) {
+            fail(client, "/b_zero", e.what());
+        }
     });
 }
 

@@ -22,7 +22,10 @@
 #include "osc/Message.h"
 #include "osc/Transport.h"
 #include "server/Movement.h"
+#include "server/AudioFile.h"
 #include "server/Engine.h"
+#include "server/LogLimiter.h"
+#include "server/MemoryBudget.h"
 #include "server/PathPolicy.h"
 #include "server/Recorder.h"
 #include "server/StretchWorker.h"
@@ -46,6 +49,8 @@ struct ControllerOptions {
     float stemMasterGain = 0.8f;  // the Crowdstream server's master volume
     double loopSeconds = 40.0;    // loop memory per loop (SooperLooper's -t default)
     double undoSeconds = 40.0;    // extra memory per loop for undo history
+    // The memory budget over buffers, loops, undo history and stretch voices (--max-memory-mb).
+    int64_t maxMemoryBytes = MemoryBudget::halfOfPhysicalMemory();
 };
 
 class Controller {
@@ -63,14 +68,17 @@ public:
     // [control] Real time: stretched players render ahead on this worker (null: inline).
     void setStretchWorker(StretchWorker* worker) { stretchWorker_ = worker; }
 
-    // [control] One OSC packet (message or bundle) from `from`.
-    void handlePacket(const char* data, size_t size, const osc::Endpoint& from);
+    // [control] One OSC packet (message or bundle) from `from`. False (TCP only): the command
+    // queue has no room for it now; nothing was done, deliver it again later (back-pressure).
+    bool handlePacket(const char* data, size_t size, const osc::Endpoint& from);
     // [control] Deliver the engine's replies; call every few milliseconds.
     void pollReplies();
     // [control] Stop every recording and wait until the files are closed (shutdown, end of nrt).
     void stopRecordings();
 
     bool quitRequested() const noexcept { return quit_.load(); }
+    // [any] The memory budget every allocation a client asks for is counted against.
+    MemoryBudget& memoryBudget() noexcept { return budget_; }
     uint64_t failCount() const noexcept { return fails_.load(); }
 
     // [any] Send to a registered client (thread-safe).
@@ -100,6 +108,8 @@ private:
     void broadcast(const osc::MessageBuilder& m);
     int32_t bufnum(Msg& m);
     std::string checkedPath(Msg& m, const std::string& path, bool forWriting);
+    // How files load here: the server's rate, the buffer limit, the memory budget naming `what`.
+    LoadOptions loadOptions(const std::string& what);
     void applyParams(Msg& m, Node& node);
     // [control] A node the engine gave back (or never took): unregister, then delete.
     void disposeNode(Node* n);
@@ -112,7 +122,7 @@ private:
     void hStatus(Msg&); void hVersion(Msg&); void hNotify(Msg&); void hDumpOsc(Msg&); void hQuit(Msg&);
     void hSync(Msg&); void hSNew(Msg&); void hGNew(Msg&); void hNSet(Msg&); void hNRamp(Msg&);
     void hNFree(Msg&); void hNRun(Msg&); void hNBefore(Msg&); void hNAfter(Msg&); void hNQuery(Msg&);
-    void hGFreeAll(Msg&); void hGQueryTree(Msg&);
+    void hGFreeAll(Msg&); void hGDeepFree(Msg&); void hGQueryTree(Msg&);
     void hBAlloc(Msg&); void hBAllocRead(Msg&); void hBRead(Msg&); void hBWrite(Msg&); void hBFree(Msg&);
     void hBZero(Msg&); void hBQuery(Msg&);
     void hRecStart(Msg&); void hRecStop(Msg&);
@@ -191,6 +201,8 @@ private:
     Recorder& recorder_;
     const PathPolicy& paths_;
     ControllerOptions options_;
+    MemoryBudget budget_;
+    MemoryLease engineMemory_; // the engine's own rings and queues, counted from the start
     Sender sender_;
     ProcessContext paramCtx_; // engine constants for validating parameters on this thread
     std::unordered_map<std::string, std::pair<const char*, Handler>> handlers_;
@@ -201,7 +213,10 @@ private:
     std::vector<uint16_t> notify_;
     bool dumpOsc_ = false;
     std::atomic<bool> quit_{false};
+    bool lossless_ = false;                    // the packet being handled came over TCP
+    static constexpr size_t kCommandsPerMessage = 12;
     std::atomic<uint64_t> fails_{0};
+    LogLimiter failLog_{20.0, 5.0}; // bursts of 20 /fail log lines, then 5 a second
     int32_t nextAutoId_ = 1000;
 
     std::vector<BufferData*> workerBuffers_; // the worker's view of the buffer table

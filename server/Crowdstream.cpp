@@ -108,13 +108,17 @@ void Controller::ensureDecks(Msg& m) {
     const EngineConfig& c = engine_.config();
     Msg now{m.address, m.args, 0, m.client};
     auto* master = new Group(kStemMasterGroup, c.numOutputs, c.blockSize);
+    master->owner = Node::Owner::Decks;
     master->setParam(ParamId::Gain, options_.stemMasterGain, 0, false, paramCtx_);
     push(now, cmd::NewNode{master, AddAction::Tail, 0});
     for (int d = 0; d < 4; ++d) {
         auto* deck = new Group(kDeckGroup0 + d, c.numOutputs, c.blockSize);
+        deck->owner = Node::Owner::Decks;
         deck->setParam(ParamId::Gain, deckLevels_[d], 0, false, paramCtx_);
         push(now, cmd::NewNode{deck, AddAction::Tail, kStemMasterGroup});
-        push(now, cmd::NewNode{new Eq3Node(kDeckEq0 + d, c.sampleRate, c.numOutputs, c.blockSize), AddAction::Tail, kDeckGroup0 + d});
+        auto* eq = new Eq3Node(kDeckEq0 + d, c.sampleRate, c.numOutputs, c.blockSize);
+        eq->owner = Node::Owner::Decks;
+        push(now, cmd::NewNode{eq, AddAction::Tail, kDeckGroup0 + d});
     }
     decksCreated_ = true;
 }
@@ -130,9 +134,7 @@ void Controller::loadInto(Msg& m, int32_t b, const std::string& path, const char
         knownBuffers_.insert(b);
     }
     const uint16_t client = m.client;
-    LoadOptions o;
-    o.targetRate = engine_.config().sampleRate;
-    o.maxSamples = options_.maxBufferSamples;
+    LoadOptions o = loadOptions("buffer " + std::to_string(b));
     worker_.post([=, this] {
         try {
             swapBuffer(client, address, b, loadAudioFile(path, o));
@@ -150,7 +152,7 @@ void Controller::startStem(Msg& m, int32_t b, float rate, float volume, bool loo
     const int deck = deckOfBuffer(b);
     ensureDecks(m);
     Msg timed{m.address, m.args, at, m.client};
-    if (auto it = stemNodes_.find(b); it != stemNodes_.end()) push(timed, cmd::Free{it->second});
+    if (auto it = stemNodes_.find(b); it != stemNodes_.end()) push(timed, cmd::Free{it->second, true});
     const int32_t id = nextStemNode_++;
     auto p = std::make_unique<Player>(id);
     p->setParam(ParamId::Buf, static_cast<float>(b), 0, false, paramCtx_);
@@ -161,6 +163,7 @@ void Controller::startStem(Msg& m, int32_t b, float rate, float volume, bool loo
     p->setParam(ParamId::Follow, options_.followTempo ? 1.0f : 0.0f, 0, false, paramCtx_);
     if (hold) p->setParam(ParamId::Hold, 1.0f, 0, false, paramCtx_);
     p->setParam(ParamId::Stretch, defaultStretch_, 0, false, paramCtx_);
+    p->owner = Node::Owner::Decks;
     prepareStretch(*p);
     if (push(timed, cmd::NewNode{p.release(), AddAction::Head, kDeckGroup0 + deck})) stemNodes_[b] = id;
     if (hold) armed_[deck] = id;
@@ -232,7 +235,7 @@ void Controller::hLoadBuffer(Msg& m) {
     m.args.expectEnd();
     // Loading over a playing stem stops it, as the original did.
     if (auto it = stemNodes_.find(b); it != stemNodes_.end()) {
-        push(m, cmd::Free{it->second});
+        push(m, cmd::Free{it->second, true});
         stemNodes_.erase(it);
     }
     loadInto(m, b, path, "/load_buffer");
@@ -257,7 +260,7 @@ void Controller::hStopStem(Msg& m) {
     m.args.expectEnd();
     auto it = stemNodes_.find(b);
     if (it == stemNodes_.end()) throw osc::ArgError("stem " + std::to_string(b) + " is not playing");
-    push(m, cmd::Free{it->second});
+    push(m, cmd::Free{it->second, true});
     stemNodes_.erase(it);
     done(m.client, m.address, {b});
 }
@@ -456,10 +459,10 @@ void Controller::hTestTone(Msg& m) {
 
 void Controller::hMixerCleanup(Msg& m) {
     m.args.expectEnd();
-    for (const auto& [b, id] : stemNodes_) push(m, cmd::Free{id});
+    for (const auto& [b, id] : stemNodes_) push(m, cmd::Free{id, true});
     stemNodes_.clear();
     for (int32_t& a : armed_) {
-        if (a >= 0) push(m, cmd::Free{a});
+        if (a >= 0) push(m, cmd::Free{a, true});
         a = -1;
     }
     std::vector<int32_t> buffers;

@@ -121,10 +121,22 @@ Engine::~Engine() {
     for (int i = 0; i < heapSize_; ++i) drop(heap_[static_cast<size_t>(i)].cmd);
 }
 
-bool Engine::pushCommand(Command&& c) noexcept {
+int64_t Engine::fixedMemoryBytes() const noexcept {
+    const int64_t ring = capture_->capacity() * capture_->channels() * static_cast<int64_t>(sizeof(float));
+    const int64_t queues = static_cast<int64_t>((config_.commandQueueSize * 2 + config_.schedulerCapacity) * sizeof(Command) +
+                                                config_.replyQueueSize * sizeof(Reply));
+    return ring + queues;
+}
+
+bool Engine::pushCommand(Command&& c, bool countDrop) noexcept {
     if (controlQueue_.tryPush(std::move(c))) return true;
-    droppedCommands_.fetch_add(1, std::memory_order_relaxed);
+    if (countDrop) droppedCommands_.fetch_add(1, std::memory_order_relaxed);
     return false;
+}
+
+size_t Engine::commandSpace() const noexcept {
+    const size_t queued = controlQueue_.sizeApprox();
+    return queued >= controlQueue_.capacity() ? 0 : controlQueue_.capacity() - queued;
 }
 
 bool Engine::pushWorkerCommand(Command&& c) noexcept {
@@ -698,6 +710,7 @@ void Engine::doNewNode(Command& c, cmd::NewNode& m) noexcept {
         dispose(node);
         return;
     }
+    if (m.action == AddAction::Replace && refuseOwned(c, target)) { dispose(node); return; }
     Group* parent = nullptr;
     switch (m.action) {
     case AddAction::Head:
@@ -764,11 +777,39 @@ void Engine::doRamp(Command& c, cmd::Ramp& m) noexcept {
     else if (r == SetResult::NotRampable) fail(c, FailCode::NotRampable, m.id, 0, m.param);
 }
 
+namespace {
+// The first node in n's subtree (n included) that a namespace owns, or null.
+Node* ownedWithin(Node* n) noexcept {
+    if (n->owner != Node::Owner::Tree) return n;
+    if (!n->isGroup()) return nullptr;
+    for (Node* k = static_cast<Group*>(n)->head; k; k = k->next)
+        if (Node* o = ownedWithin(k)) return o;
+    return nullptr;
+}
+} // namespace
+
+bool Engine::refuseOwned(Command& c, Node* n) noexcept {
+    Node* o = ownedWithin(n);
+    if (!o) return false;
+    if (o == n) fail(c, FailCode::OwnedNode, n->id(), static_cast<int32_t>(n->owner));
+    else fail(c, FailCode::HoldsOwnedNode, n->id(), o->id(), ParamId::Count, static_cast<float>(o->owner));
+    return true;
+}
+
 void Engine::doFree(Command& c, cmd::Free& m) noexcept {
     if (m.id == 0) { fail(c, FailCode::CannotFreeRoot); return; }
     Node* n = nodes_.find(m.id);
     if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
+    if (!m.byOwner && refuseOwned(c, n)) return;
     n->release(ctx_, renderPos_);
+}
+
+void Engine::releaseChildren(Group* g, bool deep) noexcept {
+    for (Node* k = g->head; k; k = k->next) { // a release only fades: the links stay until it ends
+        if (k->owner != Node::Owner::Tree) continue;
+        if (k->isGroup() && (deep || ownedWithin(k))) releaseChildren(static_cast<Group*>(k), deep);
+        else k->release(ctx_, renderPos_);
+    }
 }
 
 void Engine::doRun(Command& c, cmd::Run& m) noexcept {
@@ -806,7 +847,7 @@ void Engine::doFreeAll(Command& c, cmd::FreeAll& m) noexcept {
     Node* n = nodes_.find(m.group);
     if (!n) { fail(c, FailCode::GroupNotFound, m.group); return; }
     if (!n->isGroup()) { fail(c, FailCode::NotAGroup, m.group); return; }
-    for (Node* k = static_cast<Group*>(n)->head; k; k = k->next) k->release(ctx_, renderPos_);
+    releaseChildren(static_cast<Group*>(n), m.deep);
 }
 
 void Engine::doQueryTree(Command& c, cmd::QueryTree& m) noexcept {

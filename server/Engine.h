@@ -71,8 +71,11 @@ public:
 
     const EngineConfig& config() const noexcept { return config_; }
 
-    // [control] Queue a command; false (and a drop counted) when the queue is full.
-    bool pushCommand(Command&& c) noexcept;
+    // [control] Queue a command; false when the queue is full (then `c` is left as it was, and
+    // a dropped command is counted when `countDrop`).
+    bool pushCommand(Command&& c, bool countDrop = true) noexcept;
+    // [control] Free slots in the control queue (at least this many pushes will succeed).
+    size_t commandSpace() const noexcept;
     // [worker] The same on the worker's own queue.
     bool pushWorkerCommand(Command&& c) noexcept;
     // [control] Drain one reply.
@@ -90,6 +93,9 @@ public:
     // that a bundle's sound leaves the engine at its time. Offline writers drop this many frames
     // at the start (and render as many more at the end), so file frame k is timeline sample k.
     int latencySamples() const noexcept { return limiter_.latencySamples(); }
+    // [any] Memory the engine allocated for itself at construction (the input capture ring
+    // dominates), for the memory budget's account.
+    int64_t fixedMemoryBytes() const noexcept;
 
     // [any]
     EngineStats stats() noexcept;
@@ -132,6 +138,10 @@ private:
     void doMove(Command& c, cmd::Move& m) noexcept;
     void doQuery(Command& c, cmd::Query& m) noexcept;
     void doFreeAll(Command& c, cmd::FreeAll& m) noexcept;
+    // Owned nodes (Node::Owner) and groups holding them: a /fail and true, for generic commands.
+    bool refuseOwned(Command& c, Node* n) noexcept;
+    // /g_freeAll (deep: /g_deepFree) below g, leaving owned nodes and the groups that hold them.
+    void releaseChildren(Group* g, bool deep) noexcept;
     void doQueryTree(Command& c, cmd::QueryTree& m) noexcept;
     void doSwapBuffer(Command& c, cmd::SwapBuffer& m) noexcept;
     void doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept;

@@ -24,6 +24,10 @@ static_assert(sizeof(kCtlNames) / sizeof(kCtlNames[0]) == static_cast<size_t>(Lo
 // share of the block's budget (loopd_looper_bench editBlock/capture).
 constexpr int64_t kCopyFramesPerBlock = 8192;
 
+int poolPagesFor(double sampleRate, double loopSeconds, double undoSeconds) noexcept {
+    return static_cast<int>(((std::max(1.0, loopSeconds) + std::max(0.0, undoSeconds)) * sampleRate) / LoopMemory::kPageFrames) + 2;
+}
+
 } // namespace
 
 const char* loopCmdName(LoopCmd c) noexcept {
@@ -49,7 +53,7 @@ bool loopCtlFromName(const char* name, LoopCtl& out) noexcept {
 Looper::Looper(int32_t id, int channels, double sampleRate, double loopSeconds, double undoSeconds)
     : Node(id, Kind::Looper), channels_(std::clamp(channels, 1, 2)), sampleRate_(sampleRate),
       mem_(std::clamp(channels, 1, 2), static_cast<int64_t>(std::max(1.0, loopSeconds) * sampleRate),
-           static_cast<int>(((std::max(1.0, loopSeconds) + std::max(0.0, undoSeconds)) * sampleRate) / LoopMemory::kPageFrames) + 2) {
+           poolPagesFor(sampleRate, loopSeconds, undoSeconds)) {
     xfade_.assign(static_cast<size_t>(kMaxFade * channels_), 0.0f);
     scratchFade_.assign(static_cast<size_t>(kMaxFade * channels_), 0.0f);
     histPos_.assign(static_cast<size_t>(kHistory), 0);
@@ -58,6 +62,17 @@ Looper::Looper(int32_t id, int channels, double sampleRate, double loopSeconds, 
     wet_.reset(1.0f);
     dry_.reset(0.0f);
     inGain_.reset(1.0f);
+}
+
+int64_t Looper::memoryBytes(int channels, double sampleRate, double loopSeconds, double undoSeconds) noexcept {
+    const int64_t ch = std::clamp(channels, 1, 2);
+    const int64_t maxFrames = static_cast<int64_t>(std::max(1.0, loopSeconds) * sampleRate);
+    const int64_t slots = maxFrames / LoopMemory::kPageFrames + 1;
+    const int64_t pages = std::max<int64_t>(poolPagesFor(sampleRate, loopSeconds, undoSeconds), slots + 1);
+    const int64_t pool = pages * LoopMemory::kPageFrames * ch * static_cast<int64_t>(sizeof(float));
+    const int64_t tables = pages * 12 + slots * 28; // free list, entries, table/stamp/before
+    const int64_t own = (2 * kMaxFade * ch) * static_cast<int64_t>(sizeof(float)) + kHistory * 9;
+    return pool + tables + own;
 }
 
 Looper::~Looper() {

@@ -78,6 +78,8 @@ public:
     // undo history (at least one loop's worth is sensible).
     Looper(int32_t id, int channels, double sampleRate, double loopSeconds, double undoSeconds);
     ~Looper() override;
+    // [any] The memory such a looper allocates (its page pool dominates), for the memory budget.
+    static int64_t memoryBytes(int channels, double sampleRate, double loopSeconds, double undoSeconds) noexcept;
 
     const char* typeName() const noexcept override { return "looper"; }
     SetResult setParam(ParamId id, float value, int64_t rampSamples, bool explicitRamp,

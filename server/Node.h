@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "dsp/Ramp.h"
+#include "server/MemoryBudget.h"
 #include "server/Params.h"
 #include "server/TempoClock.h"
 
@@ -112,6 +113,11 @@ class Node {
 public:
     enum class Kind : uint8_t { Group, Player, Input, Effect, Looper };
     enum class State : uint8_t { Pending, Running, Pausing, Paused, Releasing, Ended };
+    // Who may free a node. User audio lives in nodes owned by a namespace (the looper's group
+    // and loops, the Crowdstream decks and stems): the generic tree commands (/n_free,
+    // /g_freeAll, /g_deepFree, replace) leave them and what holds them alone (what sclang sends
+    // on Cmd-period must not erase a loop); only their namespace frees them.
+    enum class Owner : uint8_t { Tree, Looper, Decks };
 
     Node(int32_t id, Kind kind) noexcept : id_(id), kind_(kind) {}
     virtual ~Node() = default;
@@ -149,6 +155,12 @@ public:
     Group* parent = nullptr;
     Node* prev = nullptr;
     Node* next = nullptr;
+
+    // [control before insertion, then read-only] See Owner.
+    Owner owner = Owner::Tree;
+    // [control] Its share of the memory budget (loop memory, stretch voice), returned when the
+    // node is deleted on the control thread.
+    MemoryLease memoryLease;
 
     // Solo state (see Engine::recomputeSolo).
     bool solo = false;

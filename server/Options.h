@@ -22,6 +22,7 @@ struct Options {
     std::string logLevel = "info";
     int commandQueue = 4096;
     int maxBufferMb = 2048;
+    int maxMemoryMb = 0;              // memory budget; 0: half the physical RAM
     float limiterCeilingDb = -0.3f;
     double declickMs = 5.0;
     std::vector<std::string> nrt;     // SCORE IN OUT

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "osc/Transport.h"
+#include "osc/Validate.h"
 #include "server/AudioFile.h"
 #include "server/Controller.h"
 #include "server/Driver.h"
@@ -81,6 +82,7 @@ ControllerOptions controllerOptions(const Options& o, bool offline, const FileCo
     c.offline = offline;
     c.loopSeconds = o.loopSeconds;
     c.undoSeconds = o.undoSeconds;
+    c.maxMemoryBytes = o.maxMemoryMb > 0 ? int64_t(o.maxMemoryMb) << 20 : MemoryBudget::halfOfPhysicalMemory();
     return c;
 }
 
@@ -152,7 +154,7 @@ int runServer(const Options& o) {
     osc::Transport::Options t;
     t.bindAddress = o.bind;
     t.udpPort = o.udpPort;
-    t.tcpPort = o.tcpPort == -2 ? o.udpPort : o.tcpPort;
+    t.tcpPort = o.tcpPort == -2 ? osc::Transport::kSameAsUdp : o.tcpPort;
     try {
         transport.open(t);
     } catch (const std::exception& e) {
@@ -177,11 +179,13 @@ int runServer(const Options& o) {
                  o.bind, transport.udpPort(), transport.tcpPort(), driver->name(), driver->sampleRate(), o.blockSize,
                  driver->periodFrames(), o.inputs, o.outputs, paths.roots().empty() ? ", file access unrestricted" : "");
 
+    spdlog::info("memory budget {} ({} in use by the engine's rings)", MemoryBudget::mb(controller.memoryBudget().limit()),
+                 MemoryBudget::mb(controller.memoryBudget().used()));
     spdlog::info("looper: {} loop(s), {:.0f} s each (+{:.0f} s undo), input capture {:.0f} s, round-trip latency compensated {} frames",
                  o.loops, o.loopSeconds, o.undoSeconds, o.captureSeconds, ec.roundTripLatency);
     runStartupActions(o, controller);
     const auto handler = [&controller](const char* data, size_t size, const osc::Endpoint& from) {
-        controller.handlePacket(data, size, from);
+        return controller.handlePacket(data, size, from);
     };
     while (!controller.quitRequested() && !g_signalled) {
         transport.poll(2, handler);
@@ -224,6 +228,10 @@ int runNrt(const Options& o) {
     }
     std::vector<std::pair<uint64_t, size_t>> order; // (timetag, index)
     for (size_t i = 0; i < packets.size(); ++i) {
+        if (const std::string why = osc::checkPacket(packets[i].data(), packets[i].size()); !why.empty()) {
+            spdlog::critical("score {}: record {} is malformed: {}", scorePath, i, why);
+            return 1;
+        }
         try {
             ::osc::ReceivedPacket p(packets[i].data(), static_cast<::osc::osc_bundle_element_size_t>(packets[i].size()));
             if (!p.IsBundle()) { spdlog::critical("score {}: record {} is not a bundle", scorePath, i); return 1; }

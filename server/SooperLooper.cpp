@@ -150,7 +150,9 @@ void Controller::ensureLooperGroup(Msg& m) {
     if (looperGroupCreated_) return;
     const EngineConfig& c = engine_.config();
     Msg now{m.address, m.args, 0, m.client};
-    if (push(now, cmd::NewNode{new Group(kLooperGroup, c.numOutputs, c.blockSize), AddAction::Head, 0})) looperGroupCreated_ = true;
+    auto* group = new Group(kLooperGroup, c.numOutputs, c.blockSize);
+    group->owner = Node::Owner::Looper;
+    if (push(now, cmd::NewNode{group, AddAction::Head, 0})) looperGroupCreated_ = true;
 }
 
 int Controller::addLoop(Msg& m, int channels, double seconds) {
@@ -160,8 +162,13 @@ int Controller::addLoop(Msg& m, int channels, double seconds) {
     ensureLooperGroup(m);
     const EngineConfig& c = engine_.config();
     const double loopSeconds = seconds > 0.0 ? std::max(seconds, 1.0) : options_.loopSeconds;
+    MemoryLease lease = budget_.reserve(Looper::memoryBytes(channels, c.sampleRate, loopSeconds, options_.undoSeconds),
+                                        "a loop of " + std::to_string(static_cast<int>(loopSeconds)) + " s (+" +
+                                            std::to_string(static_cast<int>(options_.undoSeconds)) + " s undo)");
     const int32_t id = nextLoopNode_++;
     auto node = std::make_unique<Looper>(id, channels, c.sampleRate, loopSeconds, options_.undoSeconds);
+    node->owner = Node::Owner::Looper;
+    node->memoryLease = std::move(lease);
     Looper* raw = node.get();
     Msg now{kAddrLoopAdd, m.args, 0, m.client};
     if (!push(now, cmd::NewNode{node.release(), AddAction::Tail, kLooperGroup})) return -1;
@@ -205,7 +212,7 @@ void Controller::hSlLoopDel(Msg& m) {
         throw osc::ArgError("loop index " + std::to_string(index) + " out of range (" + std::to_string(slLoops_.size()) + " loops)");
     const int32_t node = slLoops_[static_cast<size_t>(index)].node;
     Msg now{m.address, m.args, 0, m.client};
-    if (!push(now, cmd::Free{node})) return;
+    if (!push(now, cmd::Free{node, true})) return;
     slLoops_.erase(slLoops_.begin() + index);
     if (slSelected_ >= static_cast<int>(slLoops_.size())) slSelected_ = slLoops_.empty() ? 0 : static_cast<int>(slLoops_.size()) - 1;
     pushLoopGlobals(m);
@@ -565,7 +572,7 @@ void Controller::slSaveLoop(Msg& m, int index) {
     const int64_t frames = loop.looper->status().loopFrames.load();
     if (frames <= 0) { slError(m, url, errPath, "loop " + std::to_string(targets[0]) + " is empty"); return; }
     if (slSaves_.count(loop.node)) { slError(m, url, errPath, "loop " + std::to_string(targets[0]) + " is already being saved"); return; }
-    auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate);
+    auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget_, "a copy of a loop to save");
     BufferData* raw = data.get();
     Msg now{kAddrSave, m.args, 0, m.client};
     if (!push(now, cmd::LoopSave{loop.node, raw})) return;
@@ -606,9 +613,7 @@ void Controller::slLoadLoop(Msg& m, int index) {
         path = checkedPath(m, file, false);
     } catch (const osc::ArgError& e) { slError(m, url, errPath, e.what()); return; }
     const auto targets = slTargets(m, index);
-    LoadOptions o;
-    o.targetRate = engine_.config().sampleRate;
-    o.maxSamples = options_.maxBufferSamples;
+    LoadOptions o = loadOptions("a loop loaded from " + path);
     const uint16_t client = m.client;
     const uint64_t tag = m.timetag;
     for (int i : targets) {
@@ -667,7 +672,7 @@ void Controller::hSlSaveSession(Msg& m) {
         SlLoop& loop = slLoops_[i];
         const int64_t frames = loop.looper->status().loopFrames.load();
         if (frames <= 0 || slSaves_.count(loop.node)) continue;
-        auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate);
+        auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget_, "a copy of a loop to save");
         BufferData* raw = data.get();
         Msg now{kAddrSave, m.args, 0, m.client};
         if (!push(now, cmd::LoopSave{loop.node, raw})) continue;
@@ -699,7 +704,7 @@ void Controller::hSlLoadSession(Msg& m) {
     // Valid: replace the current loops.
     while (!slLoops_.empty()) {
         Msg now{m.address, m.args, 0, m.client};
-        push(now, cmd::Free{slLoops_.back().node});
+        push(now, cmd::Free{slLoops_.back().node, true});
         slLoops_.pop_back();
     }
     const auto dir = std::filesystem::path(path).parent_path();
@@ -719,9 +724,7 @@ void Controller::hSlLoadSession(Msg& m) {
             }
         if (l.contains("audio")) {
             const std::string audio = (dir / l["audio"].get<std::string>()).string();
-            LoadOptions o;
-            o.targetRate = engine_.config().sampleRate;
-            o.maxSamples = options_.maxBufferSamples;
+            LoadOptions o = loadOptions("a loop loaded from " + audio);
             const int32_t node = loop.node;
             const uint16_t client = m.client;
             worker_.post([=, this] {

@@ -656,7 +656,7 @@ TEST(SooperLooper, SoloMutesTheOthersAndLongPressesRelease) {
     EXPECT_TRUE(r.s.find("/fail").empty());
 }
 
-TEST(Looper, EighthQuantizeAndAFreedLooperGroupComeBack) {
+TEST(Looper, EighthQuantizeAndLoopsSurviveGenericTreeCommands) {
     Rig r(2);
     const auto a = noise(S(6), 20);
     r.input(a, a);
@@ -670,17 +670,31 @@ TEST(Looper, EighthQuantizeAndAFreedLooperGroupComeBack) {
     r.until(3.3);
     EXPECT_FLOAT_EQ(r.get(1, "loop_len"), 1.0f);
     expectRecording(r.content(1)[0], a, S(2.125), S(1.0), "eighth");
-    // The looper group freed natively: its loops leave the namespace, /loop_add makes it again.
+    // What sclang sends on Cmd-period and s.freeAll leaves the looper, its loops and their audio.
     r.s.send("/g_freeAll", 0);
+    r.s.send("/g_deepFree", 0);
     r.until(3.5);
-    r.s.send("/ping", kUrl, "/pong");
-    EXPECT_EQ(r.s.find("/pong").back().i(2), 0);
-    r.s.send("/loop_add", 1, 2.0f);
+    EXPECT_TRUE(r.s.find("/fail").empty());
+    r.s.send("/n_free", 800);
+    r.s.send("/n_free", 802);
     r.until(3.6);
+    ASSERT_EQ(r.s.find("/fail", "/n_free").size(), 2u);
+    EXPECT_EQ(r.s.find("/fail", "/n_free")[0].str(1), "node 800 belongs to the looper (/loop_del removes a loop)");
+    r.s.send("/ping", kUrl, "/pong");
+    EXPECT_EQ(r.s.find("/pong").back().i(2), 2);
+    EXPECT_FLOAT_EQ(r.get(1, "loop_len"), 1.0f);
+    expectRecording(r.content(1)[0], a, S(2.125), S(1.0), "eighth, after /g_freeAll 0");
+    // Only the namespace removes a loop.
+    r.s.send("/loop_del", 1);
+    r.until(3.7);
     r.s.send("/ping", kUrl, "/pong");
     EXPECT_EQ(r.s.find("/pong").back().i(2), 1);
-    EXPECT_EQ(r.get(0, "state"), 0.0f);
-    EXPECT_TRUE(r.s.find("/fail").empty());
+    r.s.send("/loop_add", 1, 2.0f);
+    r.until(3.8);
+    r.s.send("/ping", kUrl, "/pong");
+    EXPECT_EQ(r.s.find("/pong").back().i(2), 2);
+    EXPECT_EQ(r.get(1, "state"), 0.0f);
+    EXPECT_EQ(r.s.find("/fail").size(), 2u);
 }
 
 TEST(Looper, PausingTheNodeEndsARecordingWhereItStopped) {

@@ -109,6 +109,30 @@ class TcpClient:
         self.sock.close()
 
 
+class UdpClient:
+    """Raw UDP packets to the server and the replies it sends back to this socket."""
+
+    def __init__(self, port):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        self.addr = ("127.0.0.1", port)
+
+    def send_raw(self, packet):
+        self.sock.sendto(packet, self.addr)
+
+    def send(self, address, *args):
+        self.send_raw(message(address, *args))
+
+    def recv(self, timeout=5.0):
+        self.sock.settimeout(timeout)
+        data, _ = self.sock.recvfrom(65536)
+        return decode(data)
+
+    def close(self):
+        self.sock.close()
+
+
 def render_nrt_twice(loopd, score, directory, timeout=120):
     """Renders a score with `loopd --nrt` twice (no input) into out0.wav and out1.wav in
     `directory`; returns the two files' bytes. Raises if a render fails."""

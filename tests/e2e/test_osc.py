@@ -150,8 +150,10 @@ class ServerCommands(ServerCase):
         st = self.srv.status()
         # 1, ugens, sources, groups, synthdefs, avg cpu, peak cpu, nominal rate, actual rate,
         # block, xruns, late, dropped, bpm, beat, buffers, period, dropped replies, recordings, sample time,
-        # driver, stretch underruns
-        self.assertEqual(len(st), 22)
+        # driver, stretch underruns, memory in use (MB), memory budget (MB)
+        self.assertEqual(len(st), 24)
+        self.assertGreater(st[22], 0.0)
+        self.assertGreater(st[23], st[22])
         self.assertEqual(st[3], 1)              # the root group
         self.assertEqual(st[7], 48000.0)
         self.assertEqual(st[9], 64)
@@ -364,16 +366,15 @@ class TinyLimits(ServerCase):
     extra = ("--command-queue", "8", "--max-buffer-mb", "1")
 
     def test_full_command_queue_fails_and_is_counted(self):
-        # Over TCP, where no reply can be lost: every command that did not fit answers /fail,
-        # and /status counts exactly those.
-        tcp = oscutil.TcpClient(self.srv.tcp_port)
+        # Over UDP a command that does not fit answers /fail, and /status counts exactly those.
+        udp = oscutil.UdpClient(self.srv.udp_port)
         try:
             msgs = [oscutil.message("/n_set", 0, "gain", 1.0) for _ in range(1000)]
-            tcp.send_raw(oscutil.bundle(1, *msgs))
+            udp.send_raw(oscutil.bundle(1, *msgs))
             fails = 0
             try:
                 while True:
-                    addr, args = tcp.recv(timeout=2)
+                    addr, args = udp.recv(timeout=2)
                     if addr == "/fail":
                         self.assertIn("command queue full", args[1])
                         fails += 1
@@ -382,10 +383,32 @@ class TinyLimits(ServerCase):
             # A queue of 8: how many the audio thread drains meanwhile depends on the build (TSan is
             # slow); that some overflowed, and that /status counts exactly those, does not.
             self.assertGreater(fails, 50)
-            tcp.send("/status")
-            addr, args = tcp.recv()
+            udp.send_raw(oscutil.message("/status"))
+            addr, args = udp.recv()
             self.assertEqual(addr, "/status.reply")
             self.assertEqual(args[12], fails)
+        finally:
+            udp.close()
+
+    def test_tcp_waits_for_room_instead_of_dropping(self):
+        # The same burst over TCP: the server stops reading the connection until the queue has
+        # room, so every command runs and none is dropped (back-pressure), even one bundle of
+        # 1000 commands against a queue of 8.
+        tcp = oscutil.TcpClient(self.srv.tcp_port)
+        try:
+            tcp.send_raw(oscutil.bundle(1, *[oscutil.message("/n_set", 0, "gain", 1.0) for _ in range(1000)]))
+            tcp.send_raw(oscutil.bundle(1, *[oscutil.message("/n_query", 0) for _ in range(300)]))
+            tcp.send("/status")
+            infos = 0
+            while True:
+                addr, args = tcp.recv(timeout=10)
+                self.assertNotEqual(addr, "/fail", args)
+                if addr == "/n_info":
+                    infos += 1
+                if addr == "/status.reply":
+                    break
+            self.assertEqual(infos, 300)
+            self.assertEqual(args[12], 0)
         finally:
             tcp.close()
 
