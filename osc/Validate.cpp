@@ -11,13 +11,17 @@ uint32_t bigEndian32(const char* p) {
 }
 
 // Bytes a padded OSC string starting at `p` occupies within `left` bytes (its NUL included,
-// rounded up to 4), or 0 when no NUL lies within the bytes available.
+// rounded up to 4), or 0 when no NUL lies within the bytes available or the padding is not all
+// NULs (oscpack finds a string's end by its last padding byte: both must agree).
 size_t paddedString(const char* p, size_t left) {
     const void* nul = std::memchr(p, '\0', left);
     if (!nul) return 0;
     const size_t len = static_cast<size_t>(static_cast<const char*>(nul) - p) + 1;
     const size_t padded = (len + 3) & ~size_t(3);
-    return padded <= left ? padded : 0;
+    if (padded > left) return 0;
+    for (size_t k = len; k < padded; ++k)
+        if (p[k] != '\0') return 0;
+    return padded;
 }
 
 class Checker {
@@ -57,14 +61,17 @@ private:
 
     std::string message(const char* p, size_t size) {
         ++shape_.messages;
-        if (p[0] != '/') return "neither a message (address must start with '/') nor a bundle";
-        const size_t addr = paddedString(p, size);
-        if (addr == 0) return "address is not a terminated, padded string within the packet";
+        size_t addr = 4; // scsynth's integer command numbers: a big-endian int32 below 2^24
+        if (p[0] != '\0') {
+            if (p[0] != '/') return "neither a message (address must start with '/') nor a bundle";
+            addr = paddedString(p, size);
+            if (addr == 0) return "address is not a terminated, NUL-padded string within the packet";
+        }
         if (addr == size) return {}; // no type tag string: an old-style message without arguments
         const char* tags = p + addr;
         if (tags[0] != ',') return "type tag string does not start with ','";
         const size_t tagBytes = paddedString(tags, size - addr);
-        if (tagBytes == 0) return "type tag string is not terminated within the packet";
+        if (tagBytes == 0) return "type tag string is not terminated and NUL-padded within the packet";
         const size_t numTags = std::strlen(tags) - 1;
         size_t pos = addr + tagBytes;
         int arrayDepth = 0;
@@ -82,7 +89,7 @@ private:
                 continue;
             case 's': case 'S':
                 need = paddedString(p + pos, left);
-                if (need == 0) return argument(k, t) + " is not a terminated, padded string within the packet";
+                if (need == 0) return argument(k, t) + " is not a terminated, NUL-padded string within the packet";
                 break;
             case 'b': {
                 if (left < 4) return argument(k, t) + " has no room for its size";

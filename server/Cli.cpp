@@ -21,6 +21,7 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--driver", o.driver, "auto, jack, alsa, pulse or null")->capture_default_str()
         ->check(CLI::IsMember({"auto", "jack", "alsa", "pulse", "null"}));
     app.add_option("-H,--device", o.device, "device index or part of its name");
+    app.add_option("--jack-name", o.jackName, "JACK client name (give each loopd on one JACK server its own)")->capture_default_str();
     app.add_option("-i,--inputs", o.inputs, "input channels")->capture_default_str()->check(CLI::Range(0, 32));
     app.add_option("-o,--outputs", o.outputs, "output channels")->capture_default_str()->check(CLI::Range(1, 32));
     app.add_option("--root", o.roots, "directories file commands may read and write (repeatable; default: anywhere)");

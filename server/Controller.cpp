@@ -495,7 +495,7 @@ void Controller::applyParams(Msg& m, Node& node) {
 }
 
 void Controller::disposeNode(Node* n) {
-    if (n && n->kind() == Node::Kind::Looper) forgetLooperNode(n->id());
+    if (n && n->kind() == Node::Kind::Looper) forgetLooperNode(static_cast<const Looper*>(n));
     if (n && n->kind() == Node::Kind::Player && stretchWorker_)
         if (StretchVoice* v = static_cast<Player*>(n)->voice()) stretchWorker_->remove(v);
     delete n;
@@ -684,6 +684,7 @@ std::string Controller::checkedPath(Msg&, const std::string& path, bool forWriti
 }
 
 void Controller::swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data) {
+    if (b < 0 || b >= engine_.config().maxBuffers) { fail(client, address, "buffer number " + std::to_string(b) + " out of range"); return; }
     // The previous data is freed by the control thread once the audio thread has let go of it.
     BufferData* raw = data.get();
     if (!pushFromWorker(client, address, 0, cmd::SwapBuffer{b, raw, address})) return; // data freed by unique_ptr

@@ -83,6 +83,8 @@ public:
 
     // [any] Send to a registered client (thread-safe).
     void send(uint16_t client, const osc::MessageBuilder& m);
+    // [any] Send to every client registered with /notify.
+    void notifyAll(const osc::MessageBuilder& m) { broadcast(m); }
     // [control] Run a message as if a client had sent it (startup flags); failures are logged.
     void runInternal(const std::vector<char>& packet);
     // [control] The URL /ping answers with (osc.udp://host:port/).
@@ -188,7 +190,7 @@ private:
     void pushLoopGlobals(Msg& m);
     void sendConfigUpdates();
     void pollLoopers();
-    void forgetLooperNode(int32_t node);
+    void forgetLooperNode(const Looper* looper);
     osc::MessageBuilder slPingReply(const std::string& path) const;
     std::optional<osc::Endpoint> endpointForUrl(const std::string& url);
     void sendToUrl(uint16_t client, const std::string& url, const osc::MessageBuilder& m);

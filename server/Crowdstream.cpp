@@ -129,6 +129,9 @@ bool Controller::bufferKnown(int32_t b) {
 }
 
 void Controller::loadInto(Msg& m, int32_t b, const std::string& path, const char* address) {
+    if (b < 0 || b >= engine_.config().maxBuffers)
+        throw osc::ArgError("buffer " + std::to_string(b) + " is beyond the server's buffer table (0.." +
+                            std::to_string(engine_.config().maxBuffers - 1) + ")");
     {
         std::lock_guard<std::mutex> lock(knownMutex_);
         knownBuffers_.insert(b);

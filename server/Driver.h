@@ -15,6 +15,7 @@ struct DriverOptions {
     int periodFrames = 256;      // --buffer-size
     int numInputs = 2;
     int numOutputs = 2;
+    std::string clientName = "loopd"; // the JACK client name (--jack-name)
 };
 
 class Driver {
@@ -27,6 +28,13 @@ public:
     virtual int periodFrames() const = 0;
     // [control] Input + output latency in frames as the device reports it (0 when unknown).
     virtual int roundTripFrames() { return 0; }
+    // [control] Whether the device's stream still runs, as far as the driver knows.
+    virtual bool healthy() const { return true; }
+    // [control] The device failed: after this returns the driver never calls the engine again.
+    // It releases the device and deletes itself, on a thread of its own when the device might
+    // hang (call it on a pointer released from its unique_ptr). `serverGone`: the sound server
+    // is known to have shut down (its client library tears the stream down by itself).
+    virtual void abandon(bool serverGone) { (void)serverGone; stop(); delete this; }
 };
 
 // [control] Chooses and opens a driver; `auto` tries JACK, then ALSA/Pulse, then null with one

@@ -14,6 +14,7 @@ struct Options {
     double sampleRate = 48000.0;
     std::string driver = "auto";
     std::string device;
+    std::string jackName = "loopd";   // JACK client name
     int inputs = 2;
     int outputs = 2;
     std::vector<std::string> roots;

@@ -1,12 +1,16 @@
 // JACK, ALSA and PulseAudio through RtAudio 5.2 (exceptions, index-based devices), and the
 // `auto` selection: JACK if a server runs, else the default ALSA/Pulse device, else `null`.
 #include <alsa/asoundlib.h>
+#include <jack/jack.h>
 #include <rtaudio/RtAudio.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <stdexcept>
+#include <thread>
 
 #include "server/Driver.h"
 #include "server/Engine.h"
@@ -55,7 +59,7 @@ public:
         in.nChannels = inChannels_;
         RtAudio::StreamOptions so;
         so.flags = RTAUDIO_SCHEDULE_REALTIME | RTAUDIO_MINIMIZE_LATENCY;
-        so.streamName = "loopd";
+        so.streamName = options_.clientName;
         so.priority = 70;
         period_ = static_cast<unsigned>(options_.periodFrames);
         try {
@@ -86,6 +90,29 @@ public:
     std::string name() const override { return apiName(); }
     double sampleRate() const override { return rate_; }
     int periodFrames() const override { return static_cast<int>(period_); }
+    bool healthy() const override {
+        auto& a = const_cast<RtAudio&>(audio_); // RtAudio's queries are not const
+        return a.isStreamOpen() && a.isStreamRunning();
+    }
+    void abandon(bool serverGone) override {
+        // From now on a callback (if the device ever calls again) touches nothing; wait for the
+        // one that may be running.
+        abandoned_.store(true, std::memory_order_seq_cst);
+        for (int i = 0; i < 2000 && inCallback_.load(std::memory_order_seq_cst); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        // RtAudio closes a stream that JACK shut down on a thread of its own: closing it here too
+        // would race with that thread.
+        const bool closing = serverGone || !healthy();
+        std::thread([this, closing] {
+            if (closing) {
+                for (int i = 0; i < 300 && audio_.isStreamOpen(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+                if (audio_.isStreamOpen()) return; // still closing after 3 s: leave it alone (leaked)
+            } else {
+                stop(); // a stalled device: this may block for as long as the device hangs
+            }
+            delete this;
+        }).detach();
+    }
     int roundTripFrames() override {
         try {
             return static_cast<int>(audio_.getStreamLatency());
@@ -107,10 +134,18 @@ private:
     // [audio]
     static int callback(void* out, void* in, unsigned int frames, double, RtAudioStreamStatus status, void* user) {
         auto* self = static_cast<RtAudioDriver*>(user);
+        self->inCallback_.store(true, std::memory_order_seq_cst);
+        if (self->abandoned_.load(std::memory_order_seq_cst)) {
+            // Another driver feeds the engine now.
+            std::fill_n(static_cast<float*>(out), static_cast<size_t>(frames) * self->outChannels_, 0.0f);
+            self->inCallback_.store(false, std::memory_order_release);
+            return 0;
+        }
         if (status) self->engine_->noteXrun();
         self->engine_->processInterleaved(static_cast<const float*>(in), static_cast<int>(self->inChannels_),
                                           static_cast<float*>(out), static_cast<int>(self->outChannels_),
                                           static_cast<int>(frames));
+        self->inCallback_.store(false, std::memory_order_release);
         return 0;
     }
 
@@ -118,6 +153,7 @@ private:
     DriverOptions options_;
     RtAudio audio_;
     Engine* engine_ = nullptr;
+    std::atomic<bool> abandoned_{false}, inCallback_{false};
     unsigned rate_ = 48000, period_ = 256, inChannels_ = 0, outChannels_ = 2;
     std::string deviceName_;
 };
@@ -139,6 +175,10 @@ std::unique_ptr<Driver> tryApi(RtAudio::Api api, const DriverOptions& o, std::st
 
 std::unique_ptr<Driver> openDriver(const DriverOptions& o) {
     setenv("JACK_NO_START_SERVER", "1", 0); // never start a JACK server behind the user's back
+    // libjack prints every failed connection attempt; loopd reports the outcome itself (and
+    // retries a lost server every few seconds).
+    jack_set_error_function([](const char*) {});
+    jack_set_info_function([](const char*) {});
     snd_lib_error_set_handler(&quietAlsa);
     std::string why;
     if (o.name == "null") return makeNullDriver(o);

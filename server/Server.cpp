@@ -19,6 +19,7 @@
 #include "osc/Validate.h"
 #include "server/AudioFile.h"
 #include "server/Controller.h"
+#include "server/DeviceSupervisor.h"
 #include "server/Driver.h"
 #include "server/Engine.h"
 #include "server/Options.h"
@@ -119,6 +120,18 @@ int roundTrip(const Options& o, Driver* driver) {
 } // namespace
 
 int runServer(const Options& o) {
+    // The ports first: a port in use stops the start before any device is touched.
+    osc::Transport transport;
+    osc::Transport::Options t;
+    t.bindAddress = o.bind;
+    t.udpPort = o.udpPort;
+    t.tcpPort = o.tcpPort == -2 ? osc::Transport::kSameAsUdp : o.tcpPort;
+    try {
+        transport.open(t);
+    } catch (const std::exception& e) {
+        spdlog::critical("cannot listen: {}", e.what());
+        return 1;
+    }
     DriverOptions d;
     d.name = o.driver;
     d.device = o.device;
@@ -126,6 +139,7 @@ int runServer(const Options& o) {
     d.periodFrames = o.bufferSize;
     d.numInputs = o.inputs;
     d.numOutputs = o.outputs;
+    d.clientName = o.jackName;
     std::unique_ptr<Driver> driver;
     try {
         driver = openDriver(d);
@@ -139,45 +153,42 @@ int runServer(const Options& o) {
     // (best effort: needs root, CAP_IPC_LOCK or a memlock limit, as JACK's own clients do).
     if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) spdlog::debug("mlockall not permitted; pages may fault on the audio thread");
     PathPolicy paths(o.roots);
-    EngineConfig ec = engineConfig(o, driver->sampleRate(), true, files);
+    const double rate = driver->sampleRate();
+    const int period = driver->periodFrames();
+    const std::string driverName = driver->name();
+    EngineConfig ec = engineConfig(o, rate, true, files);
     ec.roundTripLatency = roundTrip(o, driver.get());
     ec.stretchAhead = true; // stretched players render ahead on the stretch worker
     Engine engine(ec);
     StretchWorker stretchWorker; // after the engine: stopped and gone before the engine frees nodes
     Worker worker;
-    Recorder recorder(driver->sampleRate(), false);
+    Recorder recorder(rate, false);
     Controller controller(engine, worker, recorder, paths, controllerOptions(o, false, files));
-    controller.setDriverInfo(driver->name(), driver->periodFrames());
+    controller.setDriverInfo(driverName, period);
     controller.setStretchWorker(&stretchWorker);
-
-    osc::Transport transport;
-    osc::Transport::Options t;
-    t.bindAddress = o.bind;
-    t.udpPort = o.udpPort;
-    t.tcpPort = o.tcpPort == -2 ? osc::Transport::kSameAsUdp : o.tcpPort;
-    try {
-        transport.open(t);
-    } catch (const std::exception& e) {
-        spdlog::critical("cannot listen: {}", e.what());
-        return 1;
-    }
     controller.setSender([&transport](const osc::Endpoint& to, const char* data, size_t size) { return transport.send(to, data, size); });
     controller.setHostUrl("osc.udp://" + (o.bind == "0.0.0.0" ? std::string("localhost") : o.bind) + ":" + std::to_string(transport.udpPort()) + "/");
+    // A lost device (JACK restarted, interface unplugged) falls back to the null driver and
+    // comes back by itself; /notify clients hear `/driver state name detail`.
+    DeviceSupervisor device(engine, d, std::move(driver), [&](const std::string& state, const std::string& name, const std::string& detail) {
+        controller.setDriverInfo(name, period);
+        controller.notifyAll(osc::MessageBuilder("/driver").s(state).s(name).s(detail));
+    });
 
     worker.start();
     recorder.start();
     stretchWorker.start(o.stretchThreads);
     try {
-        driver->start(engine);
+        device.start();
     } catch (const std::exception& e) {
-        spdlog::critical("cannot start driver {}: {}", driver->name(), e.what());
+        spdlog::critical("cannot start driver {}: {}", driverName, e.what());
         return 1;
     }
     std::signal(SIGINT, onSignal);
     std::signal(SIGTERM, onSignal);
     spdlog::info("loopd ready: OSC udp {}:{} tcp {}, driver {}, {} Hz, block {}, period {}, {} in / {} out{}",
-                 o.bind, transport.udpPort(), transport.tcpPort(), driver->name(), driver->sampleRate(), o.blockSize,
-                 driver->periodFrames(), o.inputs, o.outputs, paths.roots().empty() ? ", file access unrestricted" : "");
+                 o.bind, transport.udpPort(), transport.tcpPort(), driverName, rate, o.blockSize,
+                 period, o.inputs, o.outputs, paths.roots().empty() ? ", file access unrestricted" : "");
 
     spdlog::info("memory budget {} ({} in use by the engine's rings)", MemoryBudget::mb(controller.memoryBudget().limit()),
                  MemoryBudget::mb(controller.memoryBudget().used()));
@@ -190,6 +201,7 @@ int runServer(const Options& o) {
     while (!controller.quitRequested() && !g_signalled) {
         transport.poll(2, handler);
         controller.pollReplies();
+        device.poll();
     }
     spdlog::info("shutting down");
     // Close recordings cleanly: detach them on the audio thread, then let the recorder finish.
@@ -199,7 +211,7 @@ int runServer(const Options& o) {
         controller.pollReplies();
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
-    driver->stop();
+    device.stop();
     worker.stop();
     controller.pollReplies();
     stretchWorker.stop();

@@ -220,11 +220,15 @@ void Controller::hSlLoopDel(Msg& m) {
     done(m.client, "/loop_del", {index});
 }
 
-void Controller::forgetLooperNode(int32_t node) {
-    for (auto it = slLoops_.begin(); it != slLoops_.end(); ++it)
-        if (it->node == node) { slLoops_.erase(it); break; }
-    for (auto it = slSaves_.begin(); it != slSaves_.end();)
-        it = it->first == node ? slSaves_.erase(it) : std::next(it);
+void Controller::forgetLooperNode(const Looper* looper) {
+    // By object, not id: a looper refused for a duplicate id has the id of a live one.
+    for (auto it = slLoops_.begin(); it != slLoops_.end(); ++it) {
+        if (it->looper != looper) continue;
+        const int32_t node = it->node;
+        slLoops_.erase(it);
+        for (auto s = slSaves_.begin(); s != slSaves_.end();) s = s->first == node ? slSaves_.erase(s) : std::next(s);
+        return;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
