@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -14,6 +15,7 @@
 namespace loopd::osc {
 namespace {
 constexpr size_t kMaxTcpPacket = 16u << 20;
+constexpr size_t kMaxQueuedOut = 64u << 20; // replies waiting for a client that does not read
 
 int boundSocket(int type, const std::string& bind, int port, int& actualPort) {
     const int fd = ::socket(AF_INET, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -101,7 +103,8 @@ void Transport::acceptConnections() {
         const int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         peer.tcpId = nextConnectionId_++;
-        connections_.push_back({fd, peer.tcpId, peer, {}});
+        std::lock_guard<std::mutex> lock(sendMutex_); // send() walks the table on other threads
+        connections_.push_back({fd, peer.tcpId, peer, {}, {}, false});
     }
 }
 
@@ -147,7 +150,12 @@ void Transport::poll(int timeoutMs, const PacketHandler& onPacket) {
     if (udpFd_ >= 0) fds.push_back({udpFd_, POLLIN, 0});
     if (tcpFd_ >= 0) fds.push_back({tcpFd_, POLLIN, 0});
     // A paused connection is not read (its client feels back-pressure); hang-ups still show.
-    for (auto& c : connections_) fds.push_back({c.fd, static_cast<short>(c.paused ? 0 : POLLIN), 0});
+    // Replies a client has not taken yet wait in its outgoing buffer until it can write.
+    {
+        std::lock_guard<std::mutex> lock(sendMutex_);
+        for (auto& c : connections_)
+            fds.push_back({c.fd, static_cast<short>((c.paused ? 0 : POLLIN) | (c.out.empty() ? 0 : POLLOUT)), 0});
+    }
     const int r = ::poll(fds.data(), fds.size(), waiting ? std::min(timeoutMs, 1) : timeoutMs);
     if (r <= 0) return;
     size_t k = 0;
@@ -174,6 +182,10 @@ void Transport::poll(int timeoutMs, const PacketHandler& onPacket) {
     const size_t polledConnections = fds.size() - k;
     for (size_t j = 0; j < polledConnections && j < connections_.size(); ++j) {
         const short ev = fds[k + j].revents;
+        if (ev & POLLOUT) {
+            std::lock_guard<std::mutex> lock(sendMutex_);
+            if (!flush(connections_[j])) closed.push_back(connections_[j].id);
+        }
         if (!(ev & (POLLIN | POLLHUP | POLLERR))) continue;
         if (connections_[j].paused && !(ev & POLLIN)) {
             // Hung up while its packets wait: keep them until taken, then notice the close.
@@ -195,6 +207,18 @@ void Transport::poll(int timeoutMs, const PacketHandler& onPacket) {
     }
 }
 
+bool Transport::flush(Connection& c) {
+    size_t off = 0;
+    while (off < c.out.size()) {
+        const ssize_t n = ::send(c.fd, c.out.data() + off, c.out.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) { off += static_cast<size_t>(n); continue; }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+        return false; // broken
+    }
+    c.out.erase(c.out.begin(), c.out.begin() + static_cast<long>(off));
+    return true;
+}
+
 bool Transport::send(const Endpoint& to, const char* data, size_t size) {
     std::lock_guard<std::mutex> lock(sendMutex_);
     if (to.kind == Endpoint::Kind::Udp) {
@@ -205,23 +229,13 @@ bool Transport::send(const Endpoint& to, const char* data, size_t size) {
     for (auto& c : connections_) {
         if (c.id != to.tcpId) continue;
         if (size > kMaxTcpPacket) return false;
+        // Never blocks: what the socket does not take now waits in the connection's outgoing
+        // buffer (poll() writes it when the client reads), up to kMaxQueuedOut bytes.
+        if (c.out.size() + 4 + size > kMaxQueuedOut) return false;
         const uint32_t len = htonl(static_cast<uint32_t>(size));
-        std::vector<char> frame;
-        frame.reserve(4 + size);
-        frame.insert(frame.end(), reinterpret_cast<const char*>(&len), reinterpret_cast<const char*>(&len) + 4);
-        frame.insert(frame.end(), data, data + size);
-        size_t off = 0;
-        int spins = 0;
-        while (off < frame.size()) {
-            const ssize_t n = ::send(c.fd, frame.data() + off, frame.size() - off, MSG_NOSIGNAL);
-            if (n > 0) { off += static_cast<size_t>(n); continue; }
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && ++spins < 200) {
-                pollfd p{c.fd, POLLOUT, 0};
-                ::poll(&p, 1, 10);
-                continue;
-            }
-            return false;
-        }
+        c.out.insert(c.out.end(), reinterpret_cast<const char*>(&len), reinterpret_cast<const char*>(&len) + 4);
+        c.out.insert(c.out.end(), data, data + size);
+        flush(c); // a broken connection is noticed and closed by poll()
         return true;
     }
     return false;

@@ -45,7 +45,8 @@ public:
     // [control] Wait up to timeoutMs for traffic and deliver every complete packet (at most 1 ms
     // while a connection waits for its packet to be taken).
     void poll(int timeoutMs, const PacketHandler& onPacket);
-    // [control|worker] Thread-safe; never called from the audio thread. False if it could not send.
+    // [control|worker] Thread-safe, never blocks; never called from the audio thread. False if
+    // it could not send (over TCP: the client left, or has not read 64 MB of replies).
     bool send(const Endpoint& to, const char* data, size_t size);
     void close();
 
@@ -53,12 +54,21 @@ public:
     int tcpPort() const noexcept { return tcpPort_; }
 
 private:
-    struct Connection { int fd; uint64_t id; Endpoint peer; std::vector<char> in; bool paused = false; };
+    struct Connection {
+        int fd;
+        uint64_t id;
+        Endpoint peer;
+        std::vector<char> in;   // received, not yet a whole packet or not yet taken [poll thread]
+        std::vector<char> out;  // framed replies the socket did not take yet [sendMutex_]
+        bool paused = false;    // the handler refused the packet at the front of `in`
+    };
     void acceptConnections();
     // Reads what the socket holds; false when the connection is closed or broken.
     bool readConnection(Connection& c, const PacketHandler& onPacket);
     // Delivers the complete packets buffered; false (c.paused) when the handler refused one.
     bool deliver(Connection& c, const PacketHandler& onPacket);
+    // Writes what the socket takes of c.out (sendMutex_ held); false when the connection broke.
+    bool flush(Connection& c);
 
     int udpFd_ = -1, tcpFd_ = -1;
     int udpPort_ = -1, tcpPort_ = -1;

@@ -60,7 +60,7 @@ def seconds_tag(seconds):
 def decode(data):
     def string(pos):
         end = data.index(b"\0", pos)
-        return data[pos:end].decode(), (end + 4) & ~3
+        return data[pos:end].decode(errors="replace"), (end + 4) & ~3
 
     address, pos = string(0)
     tags, pos = string(pos)
