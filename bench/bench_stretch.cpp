@@ -18,7 +18,7 @@ namespace {
 constexpr int kPlayers = 4;
 constexpr int kBlocks = 750; // 1 s
 
-double playerSeconds(const char* method) {
+double playerSeconds(const char* method, bool glide) {
     OfflineServer s;
     TempDir dir;
     const auto x = sine(220.0, 0.3, 48000, 48000.0), y = sine(330.0, 0.3, 48000, 48000.0);
@@ -28,6 +28,7 @@ double playerSeconds(const char* method) {
     for (int i = 0; i < kPlayers; ++i)
         s.send("/s_new", "player", 100 + i, 0, 0, "buf", 1, "loop", 1, "follow", 1, "stretch", method, "gain", 0.2f);
     s.render(9600);
+    if (glide) s.send("/tempo", 100.0f, 20.0f); // a ramp: a new ratio every block, as a following clock gives
     std::vector<float> out(128), in(128);
     float* op[2] = {out.data(), out.data() + 64};
     const float* ip[2] = {in.data(), in.data() + 64};
@@ -71,10 +72,10 @@ double librarySeconds(stretch::Method m) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void stretchCost(benchmark::State& state, const char* name, stretch::Method m) {
+void stretchCost(benchmark::State& state, const char* name, stretch::Method m, bool glide) {
     double player = 0, lib = 0;
     for (auto _ : state) {
-        player = playerSeconds(name);
+        player = playerSeconds(name, glide);
         lib = librarySeconds(m);
         state.SetIterationTime(player);
     }
@@ -84,6 +85,11 @@ void stretchCost(benchmark::State& state, const char* name, stretch::Method m) {
 
 } // namespace
 
-BENCHMARK_CAPTURE(stretchCost, rb2, "rb2", stretch::Method::Rb2)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
-BENCHMARK_CAPTURE(stretchCost, rb3, "rb3", stretch::Method::Rb3)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
-BENCHMARK_CAPTURE(stretchCost, wsola, "wsola", stretch::Method::Wsola)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(stretchCost, rb2, "rb2", stretch::Method::Rb2, false)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(stretchCost, rb3, "rb3", stretch::Method::Rb3, false)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(stretchCost, wsola, "wsola", stretch::Method::Wsola, false)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+// The tempo gliding under the players (the movement controller's case): overhead_pct is against
+// the library at a fixed ratio, so it includes the cost of the ratio changes.
+BENCHMARK_CAPTURE(stretchCost, rb2_glide, "rb2", stretch::Method::Rb2, true)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(stretchCost, rb3_glide, "rb3", stretch::Method::Rb3, true)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(stretchCost, wsola_glide, "wsola", stretch::Method::Wsola, true)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);

@@ -109,12 +109,16 @@ Engine::~Engine() {
         if (auto* d = std::get_if<reply::DisposeNode>(&r.body)) delete d->node;
         else if (auto* b = std::get_if<reply::BufferSwapped>(&r.body)) delete b->old;
         else if (auto* t = std::get_if<reply::TreeReady>(&r.body)) delete t->snapshot;
+        else if (auto* l = std::get_if<reply::LoopBuffer>(&r.body)) delete l->data;
     }
+    for (int i = 0; i < ctx_.numHandBack; ++i) delete ctx_.handBack[i].data;
     Command c;
     auto drop = [](Command& cm) {
         if (auto* n = std::get_if<cmd::NewNode>(&cm.body)) delete n->node;
         else if (auto* s = std::get_if<cmd::SwapBuffer>(&cm.body)) delete s->data;
         else if (auto* t = std::get_if<cmd::QueryTree>(&cm.body)) delete t->snapshot;
+        else if (auto* l = std::get_if<cmd::LoopLoad>(&cm.body)) delete l->data;
+        else if (auto* v = std::get_if<cmd::LoopSave>(&cm.body)) delete v->data;
     };
     while (controlQueue_.tryPop(c)) drop(c);
     while (workerQueue_.tryPop(c)) drop(c);
@@ -497,6 +501,16 @@ void Engine::afterSegment() noexcept {
     handBackBuffers();
 }
 
+void Engine::handBackBuffer(BufferData* data, int32_t nodeId, bool saved) noexcept {
+    if (ctx_.numHandBack < ProcessContext::kMaxHandBack) {
+        ctx_.handBack[ctx_.numHandBack++] = ProcessContext::HandBack{data, nodeId, saved};
+        return;
+    }
+    Reply r;
+    r.body = reply::LoopBuffer{data, nodeId, saved};
+    if (!replyQueue_.tryPush(std::move(r))) droppedReplies_.fetch_add(1, std::memory_order_relaxed); // leaked, never freed here
+}
+
 void Engine::handBackBuffers() noexcept {
     int kept = 0;
     for (int i = 0; i < ctx_.numHandBack; ++i) {
@@ -674,8 +688,7 @@ void Engine::execute(Command& c) noexcept {
                        withLooper(nodes_, m.id, [&](Looper& l) {
                            data = l.loadContent(data, m.quantized, ctx_, renderPos_);
                        }, [&](FailCode f) { fail(c, f, m.id); });
-                       if (data && ctx_.numHandBack < ProcessContext::kMaxHandBack)
-                           ctx_.handBack[ctx_.numHandBack++] = ProcessContext::HandBack{data, m.id, false};
+                       if (data) handBackBuffer(data, m.id, false);
                    },
                    [&](cmd::LoopSave& m) {
                        bool taken = false;
@@ -683,9 +696,9 @@ void Engine::execute(Command& c) noexcept {
                            taken = l.startSave(m.data);
                            if (!taken) fail(c, FailCode::LoopBusy, m.id);
                        }, [&](FailCode f) { fail(c, f, m.id); });
-                       if (!taken && ctx_.numHandBack < ProcessContext::kMaxHandBack) {
+                       if (!taken) {
                            m.data->numFrames = -1; // tells the control thread the save did not happen
-                           ctx_.handBack[ctx_.numHandBack++] = ProcessContext::HandBack{m.data, m.id, true};
+                           handBackBuffer(m.data, m.id, true);
                        }
                    },
                    [&](cmd::LoopGlobals& m) {

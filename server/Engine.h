@@ -148,6 +148,9 @@ private:
     void doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept;
     void doStartGroup(Command& c, cmd::StartGroup& m) noexcept;
     void handBackBuffers() noexcept;
+    // A looper buffer the engine is done with, back to the control thread (the hand-back lane,
+    // else straight into the reply queue; never freed here).
+    void handBackBuffer(BufferData* data, int32_t nodeId, bool saved) noexcept;
     void serviceGroupStarts() noexcept;
 
     EngineConfig config_;

@@ -176,6 +176,7 @@ void Player::primeVoice(ProcessContext& ctx, double speed) noexcept {
     voice_->realPushed.store(0, std::memory_order_relaxed);
     primeGen_ = voice_->primeRequest.fetch_add(1, std::memory_order_release) + 1;
     outputStarted_ = false;
+    voice_->playing.store(false, std::memory_order_relaxed);
     sourceDone_ = false;
     coverRunning_ = false;
     spliceLeft_ = 0;
@@ -672,7 +673,10 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         }
     }
     coverRunning_ = covering;
-    if (got > 0) outputStarted_ = true;
+    if (got > 0 && !outputStarted_) {
+        outputStarted_ = true;
+        v.playing.store(true, std::memory_order_relaxed);
+    }
     frac_ = 0.0;
     // A one-shot ends when its last real frame has come out (its fade timed to end there).
     // A one-shot fades out so that the fade ends on its last real frame: the fade starts at the

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <chrono>
 
-#include <pthread.h>
-#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 namespace loopd {
 
@@ -20,13 +20,14 @@ StretchVoice::StretchVoice(std::unique_ptr<stretch::Stretcher> s) : stretcher(st
 }
 
 void StretchVoice::step() noexcept {
-    stepInner();
+    if (begin())
+        for (int guard = 0; guard < 64 && chunk(); ++guard) {}
     flushAnnounced();
 }
 
-void StretchVoice::stepInner() noexcept {
+bool StretchVoice::begin() noexcept {
     const uint32_t want = primeRequest.load(std::memory_order_acquire);
-    if (want == 0) return; // not started yet
+    if (want == 0) return false; // not started yet
     if (want != primed_) {
         stretcher->prime(timeRatio.load(std::memory_order_relaxed), pitchScale.load(std::memory_order_relaxed));
         dropLeft_ = stretcher->startDelay();
@@ -49,22 +50,33 @@ void StretchVoice::stepInner() noexcept {
     }
     stretcher->setTimeRatio(timeRatio.load(std::memory_order_relaxed));
     stretcher->setPitchScale(pitchScale.load(std::memory_order_relaxed));
+    return true;
+}
+
+double StretchVoice::urgency() const noexcept {
+    // Output frames left before the audio thread runs dry; a voice that is not sounding yet (its
+    // pre-roll) can wait a little longer than one that would underrun.
+    const double ready = static_cast<double>(output.readableFrames());
+    return playing.load(std::memory_order_relaxed) ? ready : ready + 2048.0;
+}
+
+bool StretchVoice::chunk() noexcept {
     const int maxFeed = stretcher->maxFeed();
-    for (int guard = 0; guard < 64; ++guard) {
+    for (;;) {
         const int avail = stretcher->available();
         if (avail > 0) {
             const int room = static_cast<int>(output.writableFrames());
-            if (room == 0 && dropLeft_ == 0) return; // the audio thread is far behind: wait
+            if (room == 0 && dropLeft_ == 0) return false; // the audio thread is far behind: wait
             float* out[2] = {outL_.data(), outR_.data()};
             const int n = std::min({avail, maxFeed, dropLeft_ > 0 ? dropLeft_ : room});
             const int got = stretcher->retrieve(out, n);
-            if (dropLeft_ > 0) { dropLeft_ -= got; continue; }
+            if (dropLeft_ > 0) { dropLeft_ -= got; continue; } // the start delay: not output
             const float* planar[2] = {outL_.data(), outR_.data()};
             output.writePlanar(planar, 0, static_cast<size_t>(got), 2);
-            continue;
+            return got > 0;
         }
         const int need = stretcher->inputWanted();
-        if (static_cast<int>(input.readableFrames()) < need) return; // wait for more source
+        if (static_cast<int>(input.readableFrames()) < need) return false; // wait for more source
         input.read(inter_.data(), static_cast<size_t>(need));
         // Real frames come first, padding only after a one-shot's last frame.
         const double ratio = timeRatio.load(std::memory_order_relaxed);
@@ -89,6 +101,7 @@ void StretchVoice::stepInner() noexcept {
         }
         const float* in[2] = {feedL_.data(), feedR_.data()};
         stretcher->feed(in, need);
+        return true;
     }
 }
 
@@ -169,27 +182,55 @@ std::vector<int> StretchWorker::voicesPerThread() {
     return n;
 }
 
+void StretchWorker::stepVoices(const std::vector<StretchVoice*>& voices, std::vector<StretchVoice*>& active) {
+    // Earliest deadline first, one chunk (a hop in or out of the stretcher) at a time: the voice
+    // closest to running dry goes next, so that one voice with a lot to do (a start, a catch-up)
+    // does not make the others wait for all of it. A voice that has nothing to do now (waiting
+    // for source) is asked again after any other made progress: the audio thread keeps feeding
+    // it while the pass goes on.
+    active.clear();
+    for (StretchVoice* v : voices) {
+        v->passSeconds = 0.0;
+        if (v->begin()) active.push_back(v);
+    }
+    for (size_t guard = 0; guard < 64 * voices.size(); ++guard) {
+        std::sort(active.begin(), active.end(), [](const StretchVoice* a, const StretchVoice* b) { return a->urgency() < b->urgency(); });
+        bool progress = false;
+        for (StretchVoice* v : active) {
+            const auto t0 = std::chrono::steady_clock::now();
+            progress = v->chunk();
+            v->passSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (progress) break;
+        }
+        if (!progress) break;
+    }
+    for (StretchVoice* v : voices) {
+        v->flushAnnounced();
+        // Its cost this pass: the player keeps a few of these in flight (its fill floor).
+        const double burst = v->burstSeconds.load(std::memory_order_relaxed);
+        v->burstSeconds.store(std::max(v->passSeconds, burst * 0.99), std::memory_order_relaxed);
+    }
+}
+
 void StretchWorker::stepLane(Lane& lane) {
     std::lock_guard<std::mutex> lock(lane.mutex);
-    for (StretchVoice* v : lane.voices) {
-        const auto t0 = std::chrono::steady_clock::now();
-        v->step();
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        const double burst = v->burstSeconds.load(std::memory_order_relaxed);
-        v->burstSeconds.store(std::max(dt, burst * 0.99), std::memory_order_relaxed);
-    }
+    stepVoices(lane.voices, lane.active);
 }
 
 void StretchWorker::stepAll() {
     std::lock_guard<std::mutex> guard(lanesMutex_);
-    for (StretchVoice* v : parked_) v->step();
+    stepVoices(parked_, parkedActive_);
     for (auto& lane : lanes_) stepLane(*lane);
 }
 
 void StretchWorker::run(Lane& lane) {
-    // A background thread: it works ahead, so it yields readily to the audio and driver threads.
-    sched_param sp{};
-    pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    // Above ordinary threads, below the real-time ones: it works ahead of the audio thread by
+    // some tens of milliseconds only, so it must not wait behind a busy control thread, a file
+    // load or another process (SCHED_BATCH, as before, was woken late enough on a loaded 2-core
+    // machine to let players run dry); the audio and driver threads still preempt it. Its work
+    // is bounded by the fill targets. A higher priority needs root or CAP_SYS_NICE; without
+    // them it stays at the default.
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
     // Denormals flushed, as on the audio thread: a fading tail through the engines' filters
     // would otherwise slow them down by orders of magnitude just when the worker must keep up.
     const dsp::ScopedNoDenormals noDenormals;

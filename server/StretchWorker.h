@@ -26,6 +26,15 @@ struct StretchVoice {
     // [worker, or audio when synchronous] Prime when asked, then move input through the stretcher
     // into `output` as far as the rings allow. Never allocates.
     void step() noexcept;
+    // [worker] The same in steps, for a scheduler that interleaves voices: begin() primes when
+    // asked and hands the current ratios over (false: the voice has not started); chunk() moves
+    // one hop in or out of the stretcher (false: nothing to do until the rings change);
+    // flushAnnounced() publishes what was handed over.
+    bool begin() noexcept;
+    bool chunk() noexcept;
+    void flushAnnounced() noexcept;
+    // [worker] Smaller goes first: the output frames left before the audio thread runs dry.
+    double urgency() const noexcept;
 
     std::unique_ptr<stretch::Stretcher> stretcher;
     SampleRing input{kRingFrames, 2};
@@ -35,7 +44,9 @@ struct StretchVoice {
     std::atomic<uint32_t> primeRequest{0}; // the audio thread bumps it when playback starts
     std::atomic<int> startDelay{0};
     std::atomic<int64_t> holdFrames{0};
-    std::atomic<double> burstSeconds{0.0};   // worker: its longest recent step (decays 1 % a step)      // worker: input the engine holds before a ratio reaches it
+    std::atomic<double> burstSeconds{0.0};   // worker: its longest recent pass (decays 1 % a pass)
+    std::atomic<bool> playing{false};        // audio: its output sounds (an underrun would be heard)
+    double passSeconds = 0.0;                // worker: time spent on it in the current pass
 
     // What the stretcher was given, for the audio thread to know where its output stands in the
     // source: each chunk handed to the stretcher becomes `out` output frames of material read at
@@ -47,9 +58,7 @@ struct StretchVoice {
     std::atomic<int64_t> realFed{0};         // worker: of those, handed to the stretcher
 
 private:
-    void stepInner() noexcept;
     void announce(double out, double speed) noexcept;
-    void flushAnnounced() noexcept;
     Segment pending_{0.0, -1.0, 0};          // worker: merged until the speed changes
     int64_t realFed_ = 0;                    // real frames announced
     int64_t realGiven_ = 0, inputGiven_ = 0;  // handed to the stretcher
@@ -78,8 +87,9 @@ public:
     void stop();                         // [control]
     void add(StretchVoice* v);           // [control] before the player is inserted
     void remove(StretchVoice* v);        // [control] after it was unlinked; waits for its thread
-    // [worker] One pass over the voices. A test that stopped the threads calls it itself, between
-    // blocks, to play a worker keeping up at a chosen pace, deterministically.
+    // [worker] One pass over the voices, earliest deadline first (the voice closest to running
+    // dry gets the next hop). A test that stopped the threads calls it itself, between blocks, to
+    // play a worker keeping up at a chosen pace, deterministically.
     void stepAll();
     int threads() const noexcept { return static_cast<int>(lanes_.size()); }
     // Voices per thread: how the load is spread (tests).
@@ -89,13 +99,18 @@ private:
     struct Lane {
         std::mutex mutex;                // control <-> this thread only; the audio thread never takes it
         std::vector<StretchVoice*> voices;
+        std::vector<StretchVoice*> active; // scratch of stepLane (capacity kept: no allocation per pass)
         std::thread thread;
     };
+    static constexpr int kNice = -10;    // the stretch threads' priority, where permitted
     void run(Lane& lane);
     static void stepLane(Lane& lane);
+    // One pass over `voices`, earliest deadline first; `active` is scratch.
+    static void stepVoices(const std::vector<StretchVoice*>& voices, std::vector<StretchVoice*>& active);
     std::mutex lanesMutex_;              // control: the lane list while threads start and stop
     std::vector<std::unique_ptr<Lane>> lanes_;
     std::vector<StretchVoice*> parked_;  // voices added while stopped (tests step them via stepAll)
+    std::vector<StretchVoice*> parkedActive_;
     std::atomic<bool> running_{false};
 };
 

@@ -517,6 +517,67 @@ TEST(StretchWorkerPool, SpreadsVoicesOverItsThreadsAndEachThreadRendersItsOwn) {
     pool.stop();
 }
 
+namespace {
+// A stretcher that does no DSP and writes down, in a log shared by several, which one worked.
+class LoggingStretcher final : public stretch::Stretcher {
+public:
+    LoggingStretcher(char name, std::string& log) : name_(name), log_(log) { channels_ = 2; maxFeed_ = 4096; }
+    void prime(double, double) noexcept override {}
+    void setTimeRatio(double) noexcept override {}
+    void setPitchScale(double) noexcept override {}
+    int inputWanted() const noexcept override { return 512; }
+    void feed(const float* const*, int n) noexcept override { held_ += n; log_ += name_; }
+    int available() const noexcept override { return held_; }
+    int retrieve(float* const* out, int n) noexcept override {
+        const int k = std::min(n, held_);
+        for (int c = 0; c < 2; ++c) std::fill(out[c], out[c] + k, 0.0f);
+        held_ -= k;
+        return k;
+    }
+    int startDelay() const noexcept override { return 0; }
+    stretch::Method method() const noexcept override { return stretch::Method::Wsola; }
+
+private:
+    char name_;
+    std::string& log_;
+    int held_ = 0;
+};
+} // namespace
+
+TEST(StretchWorkerPool, TheVoiceClosestToRunningDryIsServedFirst) {
+    // One pass over three voices, one hop (512 frames) at a time: the sounding voice with 1024
+    // frames left ('a') goes first; the voice still in its pre-roll ('c', nothing yet) counts
+    // 2048 frames more than it has (a late start is not an underrun); the sounding one with 3072
+    // ('b') waits until the others have as much in hand. Stepped one voice after another, as
+    // before, a voice with much to do could take the whole pass while another ran dry.
+    std::string log;
+    StretchWorker pool; // never started: stepAll() is the pass
+    std::vector<std::unique_ptr<StretchVoice>> v;
+    const std::vector<float> silence(8192, 0.0f);
+    const float* planar[2] = {silence.data(), silence.data()};
+    for (char name : {'a', 'b', 'c'}) {
+        v.push_back(std::make_unique<StretchVoice>(std::make_unique<LoggingStretcher>(name, log)));
+        v.back()->input.writePlanar(planar, 0, 8192, 2);
+        v.back()->realPushed.store(8192);
+        v.back()->primeRequest.store(1);
+        pool.add(v.back().get());
+    }
+    v[0]->output.writePlanar(planar, 0, 1024, 2);
+    v[0]->playing.store(true);
+    v[1]->output.writePlanar(planar, 0, 3072, 2);
+    v[1]->playing.store(true);
+    pool.stepAll();
+    ASSERT_GE(log.size(), 12u) << log;
+    EXPECT_EQ(log.substr(0, 2), "aa") << log;  // 1024 -> 2048: level with 'c'
+    const std::string beforeB = log.substr(0, log.find('b'));
+    // 'b' waits until 'a' has 3072 (4 hops) and 'c' 1024 + 2048 (2 hops); ties go either way.
+    EXPECT_GE(std::count(beforeB.begin(), beforeB.end(), 'a'), 4) << log;
+    EXPECT_GE(std::count(beforeB.begin(), beforeB.end(), 'c'), 2) << log;
+    EXPECT_LE(beforeB.size(), 9u) << log; // and no longer than one hop past that
+    for (char name : {'a', 'b', 'c'}) EXPECT_EQ(std::count(log.begin(), log.end(), name), 16) << log; // all the input, in the end
+    for (auto& x : v) pool.remove(x.get());
+}
+
 TEST(RealTimePath, TheFillTargetGrowsUntilASlowWorkerNoLongerUnderruns) {
     // The worker gets round only every 12 blocks (64 ms): more than the 2048 frames kept in flight
     // at first, so the first gaps underrun (covered by varispeed); the target then grows (an
