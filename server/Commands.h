@@ -114,7 +114,7 @@ struct BufferSwapped { int32_t bufnum; BufferData* old; const char* address; };
 struct TreeReady { TreeSnapshot* snapshot; };
 struct RecorderDetached { RecordSlot* slot; };
 struct RecorderRejected { RecordSlot* slot; };
-struct Log { uint8_t level; char text[96]; };
+struct Log { uint8_t level; char text[128]; };
 struct Beat { int64_t beat; int32_t bar; int32_t beatInBar; double bpm; int64_t sampleTime; };
 // A buffer a looper is done with: loaded content to free, or a finished save_loop copy.
 struct LoopBuffer { BufferData* data; int32_t nodeId; bool saved; };

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <cmath>
+#include <mutex>
+#include <thread>
 
 #include "server/Engine.h"
 
@@ -27,15 +29,37 @@ void DeviceSupervisor::start() {
 void DeviceSupervisor::stop() {
     if (!running_) return;
     running_ = false;
-    driver_->stop();
+    if (driver_) driver_->stop();
+    if (lost_ && !lost_->inEngine()) lost_.release()->dispose(lostServerGone_);
     ports_.detach();
 }
 
 void DeviceSupervisor::poll() {
     if (!running_ || !supervised_) return;
     const auto now = std::chrono::steady_clock::now();
+    if (lost_) {
+        // One caller of the engine at a time: the null driver starts once no callback of the
+        // lost device is inside the engine any more (callbacks from now on leave it alone).
+        if (lost_->inEngine()) {
+            if (!stuckLogged_ && now - lostAt_ > std::chrono::seconds(2)) {
+                spdlog::error("driver {}: an audio callback is still inside the engine 2 s after the device was lost; waiting for it", device_.name);
+                stuckLogged_ = true;
+            }
+            return;
+        }
+        lost_.release()->dispose(lostServerGone_);
+        DriverOptions n = device_;
+        n.name = "null";
+        driver_ = makeNullDriver(n);
+        driver_->start(engine_);
+        fallback_ = true;
+        retryLogged_ = false;
+        nextRetry_ = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(kRetrySeconds));
+        report_("fallback", "null", lostWhy_);
+        return;
+    }
     if (fallback_) {
-        if (now >= nextRetry_) retry();
+        if (attempt_ || now >= nextRetry_) retry();
         return;
     }
     ports_.poll();
@@ -56,31 +80,52 @@ void DeviceSupervisor::lose(const std::string& why) {
     spdlog::error("driver {} lost: {}; carrying on with the null driver (clock, recordings and OSC keep going), "
                   "retrying every {:.0f} s", name, why, kRetrySeconds);
     report_("lost", name, why);
-    driver_.release()->abandon(ports_.serverGone());
+    driver_->detachEngine();
+    lost_ = std::move(driver_);
+    lostServerGone_ = ports_.serverGone();
+    lostWhy_ = why;
+    lostAt_ = std::chrono::steady_clock::now();
+    stuckLogged_ = false;
     ports_.detach();
-    DriverOptions n = device_;
-    n.name = "null";
-    driver_ = makeNullDriver(n);
-    driver_->start(engine_);
-    fallback_ = true;
-    retryLogged_ = false;
-    nextRetry_ = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(kRetrySeconds));
-    report_("fallback", "null", why);
+    poll(); // usually no callback is inside: the null driver starts now
 }
 
 void DeviceSupervisor::retry() {
-    nextRetry_ = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(kRetrySeconds));
+    // The attempt runs on a thread of its own: opening a device can block (a JACK server that
+    // hangs answers its clients late or never), and the control thread must go on serving OSC.
+    if (!attempt_) {
+        auto a = std::make_shared<Attempt>();
+        const DriverOptions options = device_;
+        std::thread([a, options] {
+            std::unique_ptr<Driver> d;
+            std::string why;
+            try {
+                d = openDriver(options);
+            } catch (const std::exception& e) {
+                why = e.what();
+            }
+            std::lock_guard<std::mutex> lock(a->mutex);
+            a->driver = std::move(d);
+            a->why = why;
+            a->done = true;
+        }).detach();
+        attempt_ = std::move(a);
+        return;
+    }
     std::unique_ptr<Driver> d;
     std::string why;
-    try {
-        d = openDriver(device_);
-        if (std::fabs(d->sampleRate() - engine_.config().sampleRate) > 0.5) {
-            why = device_.name + " is back at " + std::to_string(static_cast<int>(d->sampleRate())) + " Hz, loopd runs at " +
-                  std::to_string(static_cast<int>(engine_.config().sampleRate)) + " Hz";
-            d.reset();
-        }
-    } catch (const std::exception& e) {
-        why = e.what();
+    {
+        std::lock_guard<std::mutex> lock(attempt_->mutex);
+        if (!attempt_->done) return; // still trying
+        d = std::move(attempt_->driver);
+        why = attempt_->why;
+    }
+    attempt_.reset();
+    nextRetry_ = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(kRetrySeconds));
+    if (d && std::fabs(d->sampleRate() - engine_.config().sampleRate) > 0.5) {
+        why = device_.name + " is back at " + std::to_string(static_cast<int>(d->sampleRate())) + " Hz, loopd runs at " +
+              std::to_string(static_cast<int>(engine_.config().sampleRate)) + " Hz";
+        d.reset();
     }
     if (!d) {
         if (!retryLogged_) spdlog::info("driver {} not back yet ({}); retrying every {:.0f} s", device_.name, why, kRetrySeconds);

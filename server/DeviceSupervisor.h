@@ -13,6 +13,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "server/Driver.h"
@@ -41,7 +42,7 @@ public:
     // [control] Stops whichever driver runs.
     void stop();
 
-    const Driver& current() const noexcept { return *driver_; }
+    const Driver* current() const noexcept { return driver_.get(); } // null while switching
     bool onFallback() const noexcept { return fallback_; }
 
     // Seconds between attempts to reopen the device, and the silence after which a device whose
@@ -64,6 +65,20 @@ private:
     int64_t lastSample_ = -1;
     std::chrono::steady_clock::time_point lastAdvance_, nextRetry_;
     bool retryLogged_ = false;
+    // A device found lost, waiting until no callback of it is inside the engine.
+    std::unique_ptr<Driver> lost_;
+    bool lostServerGone_ = false, stuckLogged_ = false;
+    std::string lostWhy_;
+    std::chrono::steady_clock::time_point lostAt_;
+    // An attempt to reopen the device, under way on a thread of its own (shared: an attempt that
+    // never returns is left behind at shutdown).
+    struct Attempt {
+        std::mutex mutex;
+        bool done = false;
+        std::unique_ptr<Driver> driver;
+        std::string why;
+    };
+    std::shared_ptr<Attempt> attempt_;
 };
 
 } // namespace loopd

@@ -30,11 +30,15 @@ public:
     virtual int roundTripFrames() { return 0; }
     // [control] Whether the device's stream still runs, as far as the driver knows.
     virtual bool healthy() const { return true; }
-    // [control] The device failed: after this returns the driver never calls the engine again.
-    // It releases the device and deletes itself, on a thread of its own when the device might
-    // hang (call it on a pointer released from its unique_ptr). `serverGone`: the sound server
-    // is known to have shut down (its client library tears the stream down by itself).
-    virtual void abandon(bool serverGone) { (void)serverGone; stop(); delete this; }
+    // When the device fails (DeviceSupervisor): detachEngine() makes every callback from then on
+    // leave the engine alone (silence); inEngine() says whether one is still inside it (another
+    // driver may start only when none is); dispose() releases the device and deletes the driver,
+    // on a thread of its own when the device might hang (call it on a pointer released from its
+    // unique_ptr). `serverGone`: the sound server is known to have shut down (its client library
+    // tears the stream down by itself). [control]
+    virtual void detachEngine() {}
+    virtual bool inEngine() const { return false; }
+    virtual void dispose(bool serverGone) { (void)serverGone; stop(); delete this; }
 };
 
 // [control] Chooses and opens a driver; `auto` tries JACK, then ALSA/Pulse, then null with one

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <thread>
 
 namespace loopd {
 
@@ -37,8 +38,10 @@ void JackPortMemory::detach() {
     if (!client_) return;
     // After a shutdown, jack_client_close races with the other clients of this process that
     // libjack is tearing down (RtAudio's, on its own thread): libjack2 deadlocks in it. The
-    // client of a dead server holds a few kilobytes and no thread; it is left as it is.
-    if (!gone_.load(std::memory_order_acquire)) jack_client_close(client_);
+    // client of a dead server holds a few kilobytes and no thread; it is left as it is. A server
+    // that is alive may still hang (stopped, overloaded): closing waits for its answer, so it is
+    // done on a thread of its own, never on the control thread.
+    if (!gone_.load(std::memory_order_acquire)) std::thread([c = client_] { jack_client_close(c); }).detach();
     client_ = nullptr;
 }
 

@@ -94,12 +94,9 @@ public:
         auto& a = const_cast<RtAudio&>(audio_); // RtAudio's queries are not const
         return a.isStreamOpen() && a.isStreamRunning();
     }
-    void abandon(bool serverGone) override {
-        // From now on a callback (if the device ever calls again) touches nothing; wait for the
-        // one that may be running.
-        abandoned_.store(true, std::memory_order_seq_cst);
-        for (int i = 0; i < 2000 && inCallback_.load(std::memory_order_seq_cst); ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    void detachEngine() override { abandoned_.store(true, std::memory_order_seq_cst); }
+    bool inEngine() const override { return inCallback_.load(std::memory_order_seq_cst); }
+    void dispose(bool serverGone) override {
         // RtAudio closes a stream that JACK shut down on a thread of its own: closing it here too
         // would race with that thread.
         const bool closing = serverGone || !healthy();

@@ -9,8 +9,8 @@ would treat it (issue 11). Every test drives loopd the way a client does.
   MemoryBudget  a request beyond --max-memory-mb fails with the figures, nothing else changes
   Ports         a port in use stops the start; -u 0 gives TCP the UDP port's number
   FailLog       every /fail is logged with the client's address, a flood rate-limited
-  JackRestart   jackd killed and started again under a playing loopd: it carries on with the
-                null driver (the clock never stops) and comes back with its connections
+  JackRestart   jackd killed, terminated and frozen under a playing loopd: it carries on with the
+                null driver (the clock never stops, OSC answers) and comes back with its connections
 
 Run with Debian's /usr/bin/python3 (python3-liblo). LOOPD_BIN names the binary.
 """
@@ -372,18 +372,24 @@ class JackRestart(unittest.TestCase):
         t0, driver = self.sample_time()
         w0 = time.time()
         self.assertEqual(driver, "jack")
-        for sig, label in ((9, "killed"), (15, "terminated")):
+        for sig, label in ((9, "killed"), (15, "terminated"), (19, "stopped")):
             self.jack.send_signal(sig)
-            self.jack.wait(10)
+            if sig != 19:
+                self.jack.wait(10)
             lost = self.wait_driver("lost", 5)
             self.assertEqual(lost[1], "jack")
+            if sig == 19:  # a server that hangs: no callback for 1.5 s
+                self.assertIn("no audio callback", lost[2])
             self.wait_driver("fallback", 5)
-            s1, driver = self.sample_time()
+            s1, driver = self.sample_time()  # OSC answers while the server hangs
             time.sleep(1.0)
             s2, _ = self.sample_time()
             self.assertEqual(driver, "null")
             self.assertAlmostEqual((s2 - s1) / 48000.0, 1.0, delta=0.25)  # the clock runs on
-            self.start_jack()
+            if sig == 19:
+                self.jack.send_signal(18)  # SIGCONT
+            else:
+                self.start_jack()
             back = self.wait_driver("restored", 15)
             self.assertEqual(back[1], "jack")
             self.assertIn("1 connections restored", back[2])
@@ -392,7 +398,7 @@ class JackRestart(unittest.TestCase):
             self.assertEqual(after, before, "jackd %s: the connections came back different" % label)
         t1, _ = self.sample_time()
         elapsed = time.time() - w0
-        print("\nsample time advanced %.2f s over %.2f s of wall clock through two restarts" % ((t1 - t0) / 48000.0, elapsed))
+        print("\nsample time advanced %.2f s over %.2f s of wall clock through two restarts and a freeze" % ((t1 - t0) / 48000.0, elapsed))
         self.assertAlmostEqual((t1 - t0) / 48000.0, elapsed, delta=0.1 * elapsed + 0.5)
         self.assertTrue(any("driver jack lost" in l for l in srv.log))
 
