@@ -182,7 +182,7 @@ std::vector<int> StretchWorker::voicesPerThread() {
     return n;
 }
 
-void StretchWorker::stepVoices(const std::vector<StretchVoice*>& voices, std::vector<StretchVoice*>& active) {
+void StretchWorker::stepVoices(const std::vector<StretchVoice*>& voices, std::vector<std::pair<double, StretchVoice*>>& active) {
     // Earliest deadline first, one chunk (a hop in or out of the stretcher) at a time: the voice
     // closest to running dry goes next, so that one voice with a lot to do (a start, a catch-up)
     // does not make the others wait for all of it. A voice that has nothing to do now (waiting
@@ -191,12 +191,15 @@ void StretchWorker::stepVoices(const std::vector<StretchVoice*>& voices, std::ve
     active.clear();
     for (StretchVoice* v : voices) {
         v->passSeconds = 0.0;
-        if (v->begin()) active.push_back(v);
+        if (v->begin()) active.push_back({0.0, v});
     }
     for (size_t guard = 0; guard < 64 * voices.size(); ++guard) {
-        std::sort(active.begin(), active.end(), [](const StretchVoice* a, const StretchVoice* b) { return a->urgency() < b->urgency(); });
+        // The keys are read once per round: the audio thread drains the rings meanwhile, and a
+        // sort whose comparisons change under it may run off the end of the array.
+        for (auto& [key, v] : active) key = v->urgency();
+        std::sort(active.begin(), active.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
         bool progress = false;
-        for (StretchVoice* v : active) {
+        for (auto& [key, v] : active) {
             const auto t0 = std::chrono::steady_clock::now();
             progress = v->chunk();
             v->passSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

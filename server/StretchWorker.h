@@ -10,6 +10,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "server/SampleRing.h"
@@ -99,18 +100,18 @@ private:
     struct Lane {
         std::mutex mutex;                // control <-> this thread only; the audio thread never takes it
         std::vector<StretchVoice*> voices;
-        std::vector<StretchVoice*> active; // scratch of stepLane (capacity kept: no allocation per pass)
+        std::vector<std::pair<double, StretchVoice*>> active; // scratch of stepVoices (capacity kept)
         std::thread thread;
     };
     static constexpr int kNice = -10;    // the stretch threads' priority, where permitted
     void run(Lane& lane);
     static void stepLane(Lane& lane);
     // One pass over `voices`, earliest deadline first; `active` is scratch.
-    static void stepVoices(const std::vector<StretchVoice*>& voices, std::vector<StretchVoice*>& active);
+    static void stepVoices(const std::vector<StretchVoice*>& voices, std::vector<std::pair<double, StretchVoice*>>& active);
     std::mutex lanesMutex_;              // control: the lane list while threads start and stop
     std::vector<std::unique_ptr<Lane>> lanes_;
     std::vector<StretchVoice*> parked_;  // voices added while stopped (tests step them via stepAll)
-    std::vector<StretchVoice*> parkedActive_;
+    std::vector<std::pair<double, StretchVoice*>> parkedActive_;
     std::atomic<bool> running_{false};
 };
 
