@@ -68,6 +68,20 @@ void ArgReader::expectEnd() {
     if (it_ != end_) throw ArgError("too many arguments (" + std::to_string(remaining_) + " left over)");
 }
 
+std::vector<char> ArgReader::takeTrailingBlob() {
+    if (it_ == end_) return {};
+    auto last = it_;
+    for (auto k = it_; k != end_; ++k) last = k;
+    if (!last->IsBlob()) return {};
+    const void* data = nullptr;
+    ::osc::osc_bundle_element_size_t size = 0;
+    last->AsBlobUnchecked(data, size);
+    std::vector<char> out(static_cast<const char*>(data), static_cast<const char*>(data) + size);
+    end_ = last;
+    --remaining_;
+    return out;
+}
+
 MessageBuilder::MessageBuilder(const char* address) : address_(address) {}
 MessageBuilder& MessageBuilder::i(int32_t v) { args_.push_back({'i', v, 0, {}}); return *this; }
 MessageBuilder& MessageBuilder::f(float v) { args_.push_back({'f', 0, v, {}}); return *this; }

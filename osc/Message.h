@@ -32,6 +32,9 @@ public:
     std::optional<float> optNumber(const char* what) { return atEnd() ? std::nullopt : std::optional(number(what)); }
     std::optional<std::string> optString(const char* what) { return atEnd() ? std::nullopt : std::optional(string(what)); }
     void expectEnd();
+    // scsynth's completion message: when the last argument is a blob, it is taken off the end
+    // (the reader then ends before it) and returned; else empty.
+    std::vector<char> takeTrailingBlob();
 
 private:
     ::osc::ReceivedMessageArgumentIterator it_, end_;

@@ -55,7 +55,9 @@ struct Query { int32_t id; };
 struct FreeAll { int32_t group; bool deep = false; };
 struct QueryTree { TreeSnapshot* snapshot; };
 // Stage 3 of an asynchronous buffer command: swap the buffer table entry (data may be null).
-struct SwapBuffer { int32_t bufnum; BufferData* data; const char* address; };
+// `completion`: the client's completion message waiting for it (0: none); `announce`: answer
+// /done (false for /b_set and /b_setn, which scsynth does not answer).
+struct SwapBuffer { int32_t bufnum; BufferData* data; const char* address; uint32_t completion = 0; bool announce = true; };
 struct Sync { int32_t id; };
 struct AttachRecorder { RecordSlot* slot; int32_t group; };
 struct DetachRecorder { int32_t slotId; }; // -1: all
@@ -110,7 +112,7 @@ struct NodeEvent {
 struct Late { double seconds; const char* address; };
 struct Synced { int32_t id; };
 struct DisposeNode { Node* node; };
-struct BufferSwapped { int32_t bufnum; BufferData* old; const char* address; };
+struct BufferSwapped { int32_t bufnum; BufferData* old; const char* address; uint32_t completion; bool announce; };
 struct TreeReady { TreeSnapshot* snapshot; };
 struct RecorderDetached { RecordSlot* slot; };
 struct RecorderRejected { RecordSlot* slot; };

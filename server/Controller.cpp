@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "osc/Validate.h"
+#include "server/ScsynthCommands.h"
 #include "server/AudioFile.h"
 #include "server/BufferData.h"
 #include "server/Effects.h"
@@ -34,7 +35,8 @@ std::string fmtFloat(float v) {
 Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const PathPolicy& paths,
                        const ControllerOptions& options)
     : engine_(engine), worker_(worker), recorder_(recorder), paths_(paths), options_(options),
-      budget_(options.maxMemoryBytes), engineMemory_(budget_.account(engine.fixedMemoryBytes())) {
+      budget_(options.maxMemoryBytes), engineMemory_(budget_.account(engine.fixedMemoryBytes())),
+      controlThread_(std::this_thread::get_id()) {
     const EngineConfig& c = engine_.config();
     paramCtx_.sampleRate = c.sampleRate;
     paramCtx_.blockSize = c.blockSize;
@@ -73,6 +75,8 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     add("/b_free", &Controller::hBFree);
     add("/b_zero", &Controller::hBZero);
     add("/b_query", &Controller::hBQuery);
+    add("/error", &Controller::hError);
+    for (const char* a : {"/d_recv", "/d_load", "/d_loadDir", "/d_free", "/d_freeAll"}) add(a, &Controller::hSynthDef);
     add("/rec_start", &Controller::hRecStart);
     add("/rec_stop", &Controller::hRecStop);
     registerCrowdstream();
@@ -133,23 +137,55 @@ void Controller::broadcast(const osc::MessageBuilder& m) {
     for (uint16_t c : targets) send(c, m);
 }
 
-void Controller::fail(uint16_t client, const char* address, const std::string& reason) {
+void Controller::fail(uint16_t client, const char* address, const std::string& reason, bool log) {
     fails_.fetch_add(1);
     osc::Endpoint who;
+    bool quiet = false; // /error 0, or -1 in the bundle being handled
     {
         std::lock_guard<std::mutex> lock(clientsMutex_);
         if (client < clients_.size()) who = clients_[client];
+        if (client < errorsOff_.size()) quiet = errorsOff_[client];
     }
+    if (std::this_thread::get_id() == controlThread_ && bundleErrors_ != 0) quiet = bundleErrors_ == -1;
     // Every failure is logged with the client's address, as scsynth does (rate-limited: a flood
     // of bad packets must not fill the disk). Offline renders report failures themselves.
     uint64_t heldBack = 0;
-    if (!options_.offline && failLog_.allow(heldBack)) {
+    if (!log) {
+    } else if (!options_.offline && failLog_.allow(heldBack)) {
         if (heldBack > 0) spdlog::warn("({} more failures were not logged)", heldBack);
         spdlog::warn("/fail {} from {}: {}", address, who.kind == osc::Endpoint::Kind::None ? std::string("startup") : who.str(), reason);
     } else if (options_.offline) {
         spdlog::debug("/fail {} {}", address, reason);
     }
-    send(client, osc::MessageBuilder("/fail").s(address).s(reason));
+    if (!quiet) send(client, osc::MessageBuilder("/fail").s(address).s(reason));
+}
+
+void Controller::hError(Msg& m) {
+    // scsynth's /error: 0 turns this client's /fail replies off, 1 on; -1 and -2 do the same for
+    // the rest of the bundle the message is in. Failures are logged either way.
+    const int32_t mode = m.args.int32("mode");
+    m.args.expectEnd();
+    if (mode < -2 || mode > 1) throw osc::ArgError("mode must be 1 (on), 0 (off), -1 (off in this bundle) or -2 (on in this bundle)");
+    if (mode < 0) {
+        bundleErrors_ = static_cast<int8_t>(mode);
+        return;
+    }
+    std::lock_guard<std::mutex> lock(clientsMutex_);
+    if (errorsOff_.size() <= m.client) errorsOff_.resize(static_cast<size_t>(m.client) + 1, false);
+    errorsOff_[m.client] = mode == 0;
+}
+
+void Controller::hSynthDef(Msg& m) {
+    // loopd's node types are built in: a SynthDef cannot be loaded. One /fail per packet (sclang
+    // sends its default SynthDefs in many), logged once per client.
+    if (synthDefRefused_) return;
+    synthDefRefused_ = true;
+    const bool first = synthDefWarned_.insert(m.client).second;
+    if (first) spdlog::warn("{} from a client: loopd has no SynthDefs (further SynthDef commands of this client are not logged)", m.address);
+    fail(m.client, m.address,
+         "loopd has built-in node types (player, input, looper, eq3, filter, delay, reverb, stutter, limiter, gain) "
+         "and loads no SynthDefs: use /s_new with one of them",
+         false);
 }
 
 void Controller::done(uint16_t client, const char* address, std::initializer_list<int32_t> ids) {
@@ -206,6 +242,11 @@ bool Controller::pushFromWorker(uint16_t client, const char* address, uint64_t t
 
 bool Controller::handlePacket(const char* data, size_t size, const osc::Endpoint& from) {
     const uint16_t client = clientFor(from);
+    return handleFrom(client, data, size, from.kind == osc::Endpoint::Kind::Tcp, true);
+}
+
+bool Controller::handleFrom(uint16_t client, const char* data, size_t size, bool tcp, bool mayDefer) {
+    synthDefRefused_ = false; // one /fail per packet for SynthDef commands
     // Nothing decodes a packet before it is known to be well formed (oscpack does not check
     // every size against the data).
     osc::PacketShape shape;
@@ -216,8 +257,8 @@ bool Controller::handlePacket(const char* data, size_t size, const osc::Endpoint
     // TCP is lossless: a packet waits (the transport stops reading its connection) until the
     // command queue has room for everything it could ask for. A message makes at most one
     // command per argument plus a few (a deck or loop created on the way).
-    lossless_ = from.kind == osc::Endpoint::Kind::Tcp;
-    if (lossless_) {
+    lossless_ = tcp;
+    if (lossless_ && mayDefer) {
         const size_t need = std::min(shape.messages * kCommandsPerMessage + shape.arguments, engine_.config().commandQueueSize);
         if (engine_.commandSpace() < need) return false;
     }
@@ -235,18 +276,30 @@ bool Controller::handlePacket(const char* data, size_t size, const osc::Endpoint
 void Controller::handleBundle(const ::osc::ReceivedBundle& b, uint16_t client, int depth) {
     if (depth > 8) { fail(client, "#bundle", "bundles nested too deep"); return; }
     const uint64_t tag = b.TimeTag() == 1 ? 0 : b.TimeTag();
+    // /error -1 and -2 hold for the rest of the bundle they are in (scsynth's bundle-local mode).
+    const int8_t outer = bundleErrors_;
     for (auto it = b.ElementsBegin(); it != b.ElementsEnd(); ++it) {
         if (it->IsBundle()) handleBundle(::osc::ReceivedBundle(*it), client, depth + 1);
         else handleMessage(::osc::ReceivedMessage(*it), tag, client);
     }
+    bundleErrors_ = outer;
 }
 
 void Controller::handleMessage(const ::osc::ReceivedMessage& m, uint64_t timetag, uint16_t client) {
-    const std::string address = m.AddressPattern();
+    std::string address;
+    if (m.AddressPatternIsUInt32()) {
+        // scsynth's command numbers, as sclang sends them.
+        const uint32_t n = m.AddressPatternAsUInt32();
+        const char* name = scsynthCommandName(n);
+        if (!name) { fail(client, "/?", "unknown command number " + std::to_string(n)); return; }
+        address = name;
+    } else {
+        address = m.AddressPattern();
+    }
     if (dumpOsc_) {
         std::ostringstream s;
         s << m;
-        spdlog::info("dumpOSC: {}", s.str());
+        spdlog::info("dumpOSC: {}{} {}", address, m.AddressPatternIsUInt32() ? " (by number)" : "", s.str());
     }
     auto h = handlers_.find(address);
     const bool sl = h == handlers_.end() && address.rfind("/sl/", 0) == 0;
@@ -257,9 +310,21 @@ void Controller::handleMessage(const ::osc::ReceivedMessage& m, uint64_t timetag
     osc::ArgReader args(m);
     if (sl) slAddress_ = address;
     Msg msg{sl ? slAddress_.c_str() : h->second.first, args, timetag, client};
+    // An asynchronous command's completion message runs when it has finished.
+    if (!sl && takesCompletionMessage(msg.address)) {
+        std::vector<char> completion = args.takeTrailingBlob();
+        if (!completion.empty()) {
+            if (const std::string why = osc::checkPacket(completion.data(), completion.size()); !why.empty()) {
+                fail(client, msg.address, "malformed completion message: " + why);
+                return;
+            }
+            msg.completion = registerCompletion(client, std::move(completion));
+        }
+    }
     try {
         if (sl) hSl(msg);
         else (this->*(h->second.second))(msg);
+        return;
     } catch (const osc::ArgError& e) {
         fail(client, msg.address, e.what());
     } catch (const ::osc::Exception& e) {
@@ -267,6 +332,61 @@ void Controller::handleMessage(const ::osc::ReceivedMessage& m, uint64_t timetag
     } catch (const std::exception& e) {
         fail(client, msg.address, e.what());
     }
+    dropCompletion(msg.completion); // the command never started
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completion messages (scsynth's): a packet that runs, as if the same client had sent it, once
+// an asynchronous command has finished, before its /done.
+
+uint32_t Controller::registerCompletion(uint16_t client, std::vector<char> packet) {
+    std::lock_guard<std::mutex> lock(completionsMutex_);
+    uint32_t id = nextCompletion_++;
+    if (id == 0) id = nextCompletion_++;
+    completions_[id] = Completion{client, std::move(packet)};
+    return id;
+}
+
+void Controller::dropCompletion(uint32_t id) {
+    if (id == 0) return;
+    std::lock_guard<std::mutex> lock(completionsMutex_);
+    completions_.erase(id);
+}
+
+void Controller::finishAsync(uint16_t client, const char* address, int32_t id, uint32_t completion) {
+    std::lock_guard<std::mutex> lock(completionsMutex_);
+    finished_.push_back(Finished{client, address, id, completion});
+}
+
+void Controller::failAsync(uint16_t client, const char* address, const std::string& reason, uint32_t completion) {
+    dropCompletion(completion);
+    fail(client, address, reason);
+}
+
+void Controller::complete(uint16_t client, const char* address, int32_t id, uint32_t completion) {
+    Completion c;
+    bool found = false;
+    if (completion != 0) {
+        std::lock_guard<std::mutex> lock(completionsMutex_);
+        if (auto it = completions_.find(completion); it != completions_.end()) {
+            c = std::move(it->second);
+            completions_.erase(it);
+            found = true;
+        }
+    }
+    if (found) {
+        bool tcp = false;
+        {
+            std::lock_guard<std::mutex> lock(clientsMutex_);
+            if (c.client < clients_.size()) tcp = clients_[c.client].kind == osc::Endpoint::Kind::Tcp;
+        }
+        // Runs now, whatever the queue holds: over TCP its commands wait for room rather than
+        // the packet being offered again.
+        const bool wasLossless = lossless_;
+        handleFrom(c.client, c.packet.data(), c.packet.size(), tcp, false);
+        lossless_ = wasLossless;
+    }
+    done(client, address, {id});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,6 +441,15 @@ std::string Controller::failReason(const reply::Fail& f) const {
 }
 
 void Controller::pollReplies() {
+    // Asynchronous commands the worker finished (their completion messages run here, on the
+    // control thread, before their /done), before the engine's replies: a /sync the worker
+    // passed on after them must answer after them.
+    std::vector<Finished> finished;
+    {
+        std::lock_guard<std::mutex> lock(completionsMutex_);
+        finished.swap(finished_);
+    }
+    for (const auto& f : finished) complete(f.client, f.address, f.id, f.completion);
     Reply r;
     while (engine_.popReply(r)) {
         std::visit(
@@ -336,6 +465,9 @@ void Controller::pollReplies() {
                         spdlog::info("bar={} beat={} bar_phase={:.3f} beat_phase={:.3f} bpm={:.2f}", b.bar, b.beatInBar, barPhase, 0.0, b.bpm);
                     }
                     broadcast(osc::MessageBuilder("/beat").i(b.bar).i(b.beatInBar).f(static_cast<float>(b.bpm)).d(static_cast<double>(b.sampleTime)));
+                    // SooperLooper tells clients registered for tap_tempo of every beat (slgui
+                    // flashes its tap button), with a value that differs each time.
+                    slNotifyChange(-2, "tap_tempo", static_cast<float>(b.beat));
                 } else if constexpr (std::is_same_v<T, reply::NodeEvent>) {
                     if (b.kind == NodeEventKind::End) {
                         if (b.id == 800) looperGroupCreated_ = false; // freed: /loop_add makes it again
@@ -358,7 +490,7 @@ void Controller::pollReplies() {
                     disposeNode(b.node);
                 } else if constexpr (std::is_same_v<T, reply::BufferSwapped>) {
                     delete b.old;
-                    done(r.client, b.address, {b.bufnum});
+                    if (b.announce) complete(r.client, b.address, b.bufnum, b.completion);
                 } else if constexpr (std::is_same_v<T, reply::TreeReady>) {
                     std::unique_ptr<TreeSnapshot> s(b.snapshot);
                     if (!s->found) { fail(r.client, "/g_queryTree", "group " + std::to_string(s->rootId) + " not found"); return; }
@@ -452,14 +584,38 @@ void Controller::hVersion(Msg& m) {
 }
 
 void Controller::hNotify(Msg& m) {
+    // As scsynth: a registered client gets a client id of its own (0 .. maxLogins-1; the one it
+    // asks for when that is free), answered as `/done /notify clientID maxLogins`; registering
+    // twice answers `/fail /notify "already registered" clientID` (sclang reads the id from it).
     const int32_t on = m.args.int32("flag");
+    const int32_t wanted = m.args.atEnd() ? -1 : m.args.int32("client id");
+    m.args.expectEnd();
+    int32_t id = -1;
+    bool already = false;
     {
         std::lock_guard<std::mutex> lock(clientsMutex_);
-        auto it = std::find(notify_.begin(), notify_.end(), m.client);
-        if (on && it == notify_.end()) notify_.push_back(m.client);
-        if (!on && it != notify_.end()) notify_.erase(it);
+        for (int32_t k = 0; k < kMaxLogins; ++k)
+            if (loginOf_[static_cast<size_t>(k)] == m.client) id = k;
+        if (!on) {
+            if (id < 0) throw osc::ArgError("not registered");
+            loginOf_[static_cast<size_t>(id)] = kNoClient;
+            notify_.erase(std::remove(notify_.begin(), notify_.end(), m.client), notify_.end());
+        } else if (id >= 0) {
+            already = true;
+        } else {
+            if (wanted >= 0 && wanted < kMaxLogins && loginOf_[static_cast<size_t>(wanted)] == kNoClient) id = wanted;
+            for (int32_t k = 0; id < 0 && k < kMaxLogins; ++k)
+                if (loginOf_[static_cast<size_t>(k)] == kNoClient) id = k;
+            if (id < 0) throw osc::ArgError("too many users (" + std::to_string(kMaxLogins) + " clients are registered)");
+            loginOf_[static_cast<size_t>(id)] = m.client;
+            notify_.push_back(m.client);
+        }
     }
-    done(m.client, m.address, {static_cast<int32_t>(m.client)});
+    if (already) {
+        send(m.client, osc::MessageBuilder("/fail").s("/notify").s("already registered").i(id));
+        return;
+    }
+    send(m.client, osc::MessageBuilder("/done").s("/notify").i(id).i(kMaxLogins));
 }
 
 void Controller::hDumpOsc(Msg& m) {
@@ -528,7 +684,7 @@ void Controller::hSNew(Msg& m) {
     const int32_t action = m.args.atEnd() ? 0 : m.args.int32("add action");
     const int32_t target = m.args.atEnd() ? 0 : m.args.int32("target id");
     if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4 (head, tail, before, after, replace), got " + std::to_string(action));
-    if (id < 0) id = nextAutoId_++;
+    if (id < 0) id = nextAutoId_--; // server-chosen ids are negative, as scsynth's
     const EngineConfig& c = engine_.config();
     std::unique_ptr<Node> node;
     if (type == "player") node = std::make_unique<Player>(id);
@@ -570,7 +726,7 @@ void Controller::hGNew(Msg& m) {
         const int32_t action = m.args.atEnd() ? 0 : m.args.int32("add action");
         const int32_t target = m.args.atEnd() ? 0 : m.args.int32("target id");
         if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4, got " + std::to_string(action));
-        if (id < 0) id = nextAutoId_++;
+        if (id < 0) id = nextAutoId_--;
         const EngineConfig& c = engine_.config();
         push(m, cmd::NewNode{new Group(id, c.numOutputs, c.blockSize), static_cast<AddAction>(action), target});
     } while (!m.args.atEnd());
@@ -683,11 +839,15 @@ std::string Controller::checkedPath(Msg&, const std::string& path, bool forWriti
     return path;
 }
 
-void Controller::swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data) {
-    if (b < 0 || b >= engine_.config().maxBuffers) { fail(client, address, "buffer number " + std::to_string(b) + " out of range"); return; }
+void Controller::swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data,
+                            uint32_t completion, bool announce) {
+    if (b < 0 || b >= engine_.config().maxBuffers) { failAsync(client, address, "buffer number " + std::to_string(b) + " out of range", completion); return; }
     // The previous data is freed by the control thread once the audio thread has let go of it.
     BufferData* raw = data.get();
-    if (!pushFromWorker(client, address, 0, cmd::SwapBuffer{b, raw, address})) return; // data freed by unique_ptr
+    if (!pushFromWorker(client, address, 0, cmd::SwapBuffer{b, raw, address, completion, announce})) {
+        dropCompletion(completion);
+        return; // data freed by unique_ptr
+    }
     data.release();
     workerBuffers_[static_cast<size_t>(b)] = raw;
 }
@@ -700,6 +860,7 @@ void Controller::hBAlloc(Msg& m) {
     if (chans < 1 || chans > 32) throw osc::ArgError("channels must be 1..32, got " + std::to_string(chans));
     if (static_cast<int64_t>(frames) * chans > options_.maxBufferSamples) throw osc::ArgError("buffer too large for the buffer limit");
     const uint16_t client = m.client;
+    const uint32_t completion = m.completion;
     const double sr = engine_.config().sampleRate;
     {
         std::lock_guard<std::mutex> lock(knownMutex_);
@@ -707,11 +868,11 @@ void Controller::hBAlloc(Msg& m) {
     }
     worker_.post([=, this] {
         try {
-            swapBuffer(client, "/b_alloc", b, BufferData::zeros(frames, chans, sr, &budget_, "buffer " + std::to_string(b)));
+            swapBuffer(client, "/b_alloc", b, BufferData::zeros(frames, chans, sr, &budget_, "buffer " + std::to_string(b)), completion);
         } catch (const std::bad_alloc&) {
-            fail(client, "/b_alloc", "out of memory for buffer " + std::to_string(b));
+            failAsync(client, "/b_alloc", "out of memory for buffer " + std::to_string(b), completion);
         } catch (const std::exception& e) {
-            fail(client, "/b_alloc", e.what());
+            failAsync(client, "/b_alloc", e.what(), completion);
         }
     });
 }
@@ -730,15 +891,16 @@ void Controller::hBAllocRead(Msg& m) {
         std::lock_guard<std::mutex> lock(knownMutex_);
         knownBuffers_.insert(b);
     }
+    const uint32_t completion = m.completion;
     worker_.post([=, this] {
         try {
-            swapBuffer(client, "/b_allocRead", b, loadAudioFile(path, o));
+            swapBuffer(client, "/b_allocRead", b, loadAudioFile(path, o), completion);
         } catch (const std::exception& e) {
             if (!workerBuffers_[static_cast<size_t>(b)]) {
                 std::lock_guard<std::mutex> lock(knownMutex_);
                 knownBuffers_.erase(b);
             }
-            fail(client, "/b_allocRead", e.what());
+            failAsync(client, "/b_allocRead", e.what(), completion);
         }
     });
 }
@@ -754,6 +916,7 @@ void Controller::hBRead(Msg& m) {
     LoadOptions o = loadOptions("buffer " + std::to_string(b));
     o.startFrame = fileStart;
     o.numFrames = frames <= 0 ? -1 : frames;
+    const uint32_t completion = m.completion;
     worker_.post([=, this] {
         try {
             const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
@@ -769,9 +932,9 @@ void Controller::hBRead(Msg& m) {
                 const float* src = in->channel(std::min(c, in->numChannels - 1));
                 std::copy_n(src, n, next->channel(c) + bufStart);
             }
-            swapBuffer(client, "/b_read", b, std::move(next));
+            swapBuffer(client, "/b_read", b, std::move(next), completion);
         } catch (const std::exception& e) {
-            fail(client, "/b_read", e.what());
+            failAsync(client, "/b_read", e.what(), completion);
         }
     });
 }
@@ -783,16 +946,19 @@ void Controller::hBWrite(Msg& m) {
     const std::string sample = m.args.atEnd() ? "" : m.args.string("sample format");
     const int32_t frames = m.args.atEnd() ? -1 : m.args.int32("frames");
     const int32_t start = m.args.atEnd() ? 0 : m.args.int32("start frame");
+    if (!m.args.atEnd()) m.args.int32("leave open"); // scsynth's: loopd writes the file at once
+    m.args.expectEnd();
     soundFileFormat(path, header, sample); // throws on unknown names
     const uint16_t client = m.client;
+    const uint32_t completion = m.completion;
     worker_.post([=, this] {
         try {
             const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
             if (!cur) throw std::runtime_error("buffer " + std::to_string(b) + " is not loaded");
             writeAudioFile(path, *cur, start, frames, header, sample);
-            done(client, "/b_write", {b});
+            finishAsync(client, "/b_write", b, completion);
         } catch (const std::exception& e) {
-            fail(client, "/b_write", e.what());
+            failAsync(client, "/b_write", e.what(), completion);
         }
     });
 }
@@ -800,12 +966,15 @@ void Controller::hBWrite(Msg& m) {
 void Controller::hBFree(Msg& m) {
     const int32_t b = bufnum(m);
     const uint16_t client = m.client;
+    const uint32_t completion = m.completion;
     worker_.post([=, this] {
-        if (!workerBuffers_[static_cast<size_t>(b)]) { fail(client, "/b_free", "buffer " + std::to_string(b) + " is not loaded"); return; }
-        if (pushFromWorker(client, "/b_free", 0, cmd::SwapBuffer{b, nullptr, "/b_free"})) {
+        if (!workerBuffers_[static_cast<size_t>(b)]) { failAsync(client, "/b_free", "buffer " + std::to_string(b) + " is not loaded", completion); return; }
+        if (pushFromWorker(client, "/b_free", 0, cmd::SwapBuffer{b, nullptr, "/b_free", completion})) {
             workerBuffers_[static_cast<size_t>(b)] = nullptr;
             std::lock_guard<std::mutex> lock(knownMutex_);
             knownBuffers_.erase(b);
+        } else {
+            dropCompletion(completion);
         }
     });
 }
@@ -813,13 +982,14 @@ void Controller::hBFree(Msg& m) {
 void Controller::hBZero(Msg& m) {
     const int32_t b = bufnum(m);
     const uint16_t client = m.client;
+    const uint32_t completion = m.completion;
     worker_.post([=, this] {
         const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
-        if (!cur) { fail(client, "/b_zero", "buffer " + std::to_string(b) + " is not loaded"); return; }
+        if (!cur) { failAsync(client, "/b_zero", "buffer " + std::to_string(b) + " is not loaded", completion); return; }
         try {
-            swapBuffer(client, "/b_zero", b, BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate, &budget_, "buffer " + std::to_string(b)));
+            swapBuffer(client, "/b_zero", b, BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate, &budget_, "buffer " + std::to_string(b)), completion);
         } catch (const std::exception& e) {
-            fail(client, "/b_zero", e.what());
+            failAsync(client, "/b_zero", e.what(), completion);
         }
     });
 }

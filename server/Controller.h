@@ -5,6 +5,7 @@
 //
 // Threads: handlePacket() and pollReplies() on the control thread; worker jobs it posts run on
 // the worker thread; send() may be called from the control, worker and recorder threads.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -13,6 +14,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -96,13 +98,27 @@ private:
         osc::ArgReader& args;
         uint64_t timetag;
         uint16_t client;
+        uint32_t completion = 0; // a completion message waiting for this command (registerCompletion)
     };
     using Handler = void (Controller::*)(Msg&);
 
+    // One packet from a known client. `mayDefer`: over TCP, refuse it (false) when the command
+    // queue has no room; otherwise run it, waiting for room where needed.
+    bool handleFrom(uint16_t client, const char* data, size_t size, bool tcp, bool mayDefer);
     void handleBundle(const ::osc::ReceivedBundle& b, uint16_t client, int depth);
+    // Completion messages. [control] registerCompletion keeps a packet until its command ends;
+    // [any] dropCompletion forgets it (the command failed), finishAsync queues the end of a
+    // command finished on the worker, failAsync fails it; [control] complete runs the packet,
+    // then answers /done <address> <id>.
+    uint32_t registerCompletion(uint16_t client, std::vector<char> packet);
+    void dropCompletion(uint32_t id);
+    void finishAsync(uint16_t client, const char* address, int32_t id, uint32_t completion);
+    void failAsync(uint16_t client, const char* address, const std::string& reason, uint32_t completion);
+    void complete(uint16_t client, const char* address, int32_t id, uint32_t completion);
     void handleMessage(const ::osc::ReceivedMessage& m, uint64_t timetag, uint16_t client);
     uint16_t clientFor(const osc::Endpoint& e);
-    void fail(uint16_t client, const char* address, const std::string& reason);
+    // [any] /fail to the client (unless it turned errors off with /error) and to the log.
+    void fail(uint16_t client, const char* address, const std::string& reason, bool log = true);
     void done(uint16_t client, const char* address, std::initializer_list<int32_t> ids = {});
     bool push(Msg& m, CommandBody&& body);
     bool pushFromWorker(uint16_t client, const char* address, uint64_t timetag, CommandBody&& body);
@@ -121,6 +137,7 @@ private:
     static float paramValue(osc::ArgReader& args, ParamId id, const std::string& name);
 
     // Handlers.
+    void hError(Msg&); void hSynthDef(Msg&);
     void hStatus(Msg&); void hVersion(Msg&); void hNotify(Msg&); void hDumpOsc(Msg&); void hQuit(Msg&);
     void hSync(Msg&); void hSNew(Msg&); void hGNew(Msg&); void hNSet(Msg&); void hNRamp(Msg&);
     void hNFree(Msg&); void hNRun(Msg&); void hNBefore(Msg&); void hNAfter(Msg&); void hNQuery(Msg&);
@@ -176,6 +193,7 @@ private:
     void slGlobalSet(Msg& m, const std::string& name, float value);
     void slGlobalGet(Msg& m, const std::string& name, const std::string& url, const std::string& path);
     float slGlobalValue(const std::string& name);
+    void slTapTempo(Msg& m);
     float slValue(const SlLoop& loop, const std::string& name) const;
     float slDefault(const std::string& name) const;
     void slRegister(Msg& m, int index, const std::string& verb);
@@ -191,12 +209,13 @@ private:
     void sendConfigUpdates();
     void pollLoopers();
     void forgetLooperNode(const Looper* looper);
-    osc::MessageBuilder slPingReply(const std::string& path) const;
+    osc::MessageBuilder slPingReply(const std::string& path, bool withId) const;
     std::optional<osc::Endpoint> endpointForUrl(const std::string& url);
     void sendToUrl(uint16_t client, const std::string& url, const osc::MessageBuilder& m);
 
     // Worker-side (run on the worker thread).
-    void swapBuffer(uint16_t client, const char* address, int32_t bufnum, std::unique_ptr<BufferData> data);
+    void swapBuffer(uint16_t client, const char* address, int32_t bufnum, std::unique_ptr<BufferData> data,
+                    uint32_t completion = 0, bool announce = true);
 
     Engine& engine_;
     Worker& worker_;
@@ -213,13 +232,27 @@ private:
     std::vector<osc::Endpoint> clients_;
     size_t nextEvict_ = 0;
     std::vector<uint16_t> notify_;
+    static constexpr int32_t kMaxLogins = 64;  // scsynth's default -l
+    std::array<uint16_t, kMaxLogins> loginOf_ = filledLogins(); // client id -> client slot (kNoClient: free)
+    static std::array<uint16_t, kMaxLogins> filledLogins() { std::array<uint16_t, kMaxLogins> a; a.fill(kNoClient); return a; }
     bool dumpOsc_ = false;
     std::atomic<bool> quit_{false};
+    struct Completion { uint16_t client = kNoClient; std::vector<char> packet; };
+    struct Finished { uint16_t client; const char* address; int32_t id; uint32_t completion; };
+    std::mutex completionsMutex_;               // control + worker
+    std::unordered_map<uint32_t, Completion> completions_;
+    std::vector<Finished> finished_;
+    uint32_t nextCompletion_ = 1;
+    int8_t bundleErrors_ = 0;                   // /error -1 (off) or -2 (on) for the bundle in hand
+    bool synthDefRefused_ = false;              // this packet already answered a SynthDef /fail
     bool lossless_ = false;                    // the packet being handled came over TCP
     static constexpr size_t kCommandsPerMessage = 12;
     std::atomic<uint64_t> fails_{0};
     LogLimiter failLog_{20.0, 5.0}; // bursts of 20 /fail log lines, then 5 a second
-    int32_t nextAutoId_ = 1000;
+    int32_t nextAutoId_ = -1000;               // server-chosen node ids (negative, as scsynth's)
+    std::vector<bool> errorsOff_;              // per client: /error 0 [clientsMutex_]
+    std::unordered_set<uint16_t> synthDefWarned_; // clients told once in the log that SynthDefs are refused
+    std::thread::id controlThread_;
 
     std::vector<BufferData*> workerBuffers_; // the worker's view of the buffer table
     std::mutex knownMutex_;
@@ -258,6 +291,8 @@ private:
     std::map<int32_t, SlSave> slSaves_;              // node → save in flight
     std::unordered_map<std::string, osc::Endpoint> urlCache_;
     std::chrono::steady_clock::time_point slLastAuto_;
+    int32_t slEngineId_ = 0;                         // random, non-zero: slgui notices a restart by it
+    std::vector<std::chrono::steady_clock::time_point> slTaps_; // tap_tempo presses
 };
 
 } // namespace loopd

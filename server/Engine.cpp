@@ -125,6 +125,13 @@ Engine::~Engine() {
     for (int i = 0; i < heapSize_; ++i) drop(heap_[static_cast<size_t>(i)].cmd);
 }
 
+void Engine::raisePeak(std::atomic<float>& peak, const float* x, size_t n) noexcept {
+    float m = 0.0f;
+    for (size_t i = 0; i < n; ++i) m = std::max(m, std::fabs(x[i]));
+    float cur = peak.load(std::memory_order_relaxed);
+    while (m > cur && !peak.compare_exchange_weak(cur, m, std::memory_order_relaxed)) {}
+}
+
 int64_t Engine::fixedMemoryBytes() const noexcept {
     const int64_t ring = capture_->capacity() * capture_->channels() * static_cast<int64_t>(sizeof(float));
     const int64_t queues = static_cast<int64_t>((config_.commandQueueSize * 2 + config_.schedulerCapacity) * sizeof(Command) +
@@ -341,6 +348,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
         else std::memset(inputStorage_.data() + c * B, 0, sizeof(float) * static_cast<size_t>(B));
     }
     capture_->write(inputPtrs_.data(), config_.numInputs, renderPos_, B);
+    raisePeak(inPeak_, inputStorage_.data(), static_cast<size_t>(config_.numInputs * B));
 
     // Hand back what could not be handed back before.
     while (pendingDisposeCount_ > 0) {
@@ -381,8 +389,10 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
         pos = next;
     }
 
-    for (int c = 0; c < config_.numOutputs; ++c)
+    for (int c = 0; c < config_.numOutputs; ++c) {
         std::memcpy(out[c], root_->bus().ch[c], sizeof(float) * static_cast<size_t>(B));
+        raisePeak(outPeak_, out[c], static_cast<size_t>(B));
+    }
 
     if (ctx_.bufferMissing) {
         ctx_.bufferMissing = false;
@@ -896,7 +906,7 @@ void Engine::doSwapBuffer(Command& c, cmd::SwapBuffer& m) noexcept {
     BufferData* old = slot;
     slot = m.data;
     numLoadedBuffers_ += (m.data ? 1 : 0) - (old ? 1 : 0);
-    reply(c.client, reply::BufferSwapped{m.bufnum, old, m.address});
+    reply(c.client, reply::BufferSwapped{m.bufnum, old, m.address, m.completion, m.announce});
 }
 
 void Engine::doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept {

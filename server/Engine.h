@@ -97,6 +97,10 @@ public:
     // dominates), for the memory budget's account.
     int64_t fixedMemoryBytes() const noexcept;
 
+    // [any] The largest absolute sample of the input / the output since the last call (meters).
+    float takeInputPeak() noexcept { return inPeak_.exchange(0.0f, std::memory_order_relaxed); }
+    float takeOutputPeak() noexcept { return outPeak_.exchange(0.0f, std::memory_order_relaxed); }
+
     // [any]
     EngineStats stats() noexcept;
     int64_t sampleTime() const noexcept { return publishedSampleTime_.load(std::memory_order_acquire); }
@@ -220,6 +224,8 @@ private:
     std::atomic<double> cpuAverage_{0.0}, cpuPeak_{0.0};
     std::atomic<int64_t> publishedSampleTime_{0};
     std::atomic<float> limiterMinGain_{1.0f};
+    std::atomic<float> inPeak_{0.0f}, outPeak_{0.0f};
+    static void raisePeak(std::atomic<float>& peak, const float* x, size_t n) noexcept;
     std::atomic<double> statBpm_{120.0}, statBeats_{0.0};
     std::atomic<int> statBeatsPerBar_{4};
 };

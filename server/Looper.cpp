@@ -1111,7 +1111,9 @@ void Looper::publish(ProcessContext& ctx) noexcept {
     status_.loopLenSeconds.store(static_cast<double>(len) / sr, std::memory_order_relaxed);
     status_.loopPosSeconds.store((mode_ == WriteMode::Record ? static_cast<double>(len) : pos_) / sr, std::memory_order_relaxed);
     status_.cycleLenSeconds.store(static_cast<double>(mode_ == WriteMode::Record ? len : cycleFrames_) / sr, std::memory_order_relaxed);
-    status_.freeSeconds.store(static_cast<double>(mem_.freeFrames()) / sr, std::memory_order_relaxed);
+    // As SooperLooper reports them: total = the longest loop, free = what a recording could
+    // still take (never more than total; undo history uses the same pages).
+    status_.freeSeconds.store(static_cast<double>(std::min(mem_.freeFrames(), mem_.maxFrames())) / sr, std::memory_order_relaxed);
     status_.totalSeconds.store(static_cast<double>(mem_.maxFrames()) / sr, std::memory_order_relaxed);
     status_.rateOutput.store(rate_ * static_cast<float>(dir_), std::memory_order_relaxed);
     status_.undoDepth.store(mem_.undoDepth(), std::memory_order_relaxed);

@@ -14,9 +14,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "server/AudioFile.h"
 #include "server/BufferData.h"
@@ -36,20 +38,25 @@ constexpr const char* kAddrSave = "/sl/#/save_loop";
 constexpr const char* kAddrLoopAdd = "/loop_add";
 constexpr double kLongPressSeconds = 0.5; // SooperLooper's SUS: a long press releases on up
 
-// Controls SooperLooper accepts that loopd stores and reports but that change no sound.
-const char* const kStoredOnly[] = {"use_feedback_play", "redo_is_tap", "use_rate", "use_common_ins",
-                                   "use_common_outs", "use_safety_feedback", "pan_3", "pan_4", "pan3", "pan4",
-                                   "trigger_latency", "delay_trigger", "scratch_pos", "replace_quantized",
-                                   "discrete_prefader", "stretch_ratio", "pitch_shift", "tempo_stretch"};
-bool storedOnly(const std::string& name) {
-    for (const char* s : kStoredOnly) if (name == s) return true;
-    return false;
+// Controls SooperLooper accepts that loopd stores and reports but that change no sound, with
+// SooperLooper's defaults (its src/command_map.cpp).
+struct StoredControl { const char* name; float value; };
+const StoredControl kStoredOnly[] = {
+    {"use_feedback_play", 0.0f}, {"redo_is_tap", 0.0f}, {"use_rate", 0.0f}, {"use_common_ins", 1.0f},
+    {"use_common_outs", 1.0f}, {"use_safety_feedback", 1.0f}, {"pan_3", 0.5f}, {"pan_4", 0.5f}, {"pan3", 0.5f},
+    {"pan4", 0.5f}, {"trigger_latency", 0.0f}, {"delay_trigger", 0.0f}, {"scratch_pos", 0.0f},
+    {"replace_quantized", 0.0f}, {"discrete_prefader", 0.0f}, {"round_integer_tempo", 0.0f},
+    {"jack_timebase_master", 0.0f}};
+const StoredControl* storedControl(const std::string& name) {
+    for (const auto& s : kStoredOnly) if (name == s.name) return &s;
+    return nullptr;
 }
+bool storedOnly(const std::string& name) { return storedControl(name) != nullptr; }
 
 // Read-only state controls.
 const char* const kReadOnly[] = {"state", "next_state", "loop_len", "loop_pos", "cycle_len", "free_time",
                                  "total_time", "rate_output", "in_peak_meter", "out_peak_meter", "is_soloed",
-                                 "waiting", "undo_depth", "redo_depth"};
+                                 "waiting", "undo_depth", "redo_depth", "channel_count", "channels", "has_discrete_io"};
 bool readOnly(const std::string& name) {
     for (const char* s : kReadOnly) if (name == s) return true;
     return false;
@@ -67,6 +74,8 @@ bool sustainable(LoopCmd c) {
 } // namespace
 
 void Controller::registerSooperLooper() {
+    std::random_device rd;
+    while (slEngineId_ == 0) slEngineId_ = static_cast<int32_t>(rd() & 0x7fffffff);
     auto add = [&](const char* address, Handler h) { handlers_[address] = {address, h}; };
     add("/ping", &Controller::hSlPing);
     add("/loop_add", &Controller::hSlLoopAdd);
@@ -124,7 +133,8 @@ void Controller::sendToUrl(uint16_t client, const std::string& url, const osc::M
 }
 
 void Controller::slError(Msg& m, const std::string& url, const std::string& path, const std::string& reason) {
-    if (!url.empty() && !path.empty()) sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s(reason));
+    // SooperLooper's error message: s:engine_url s:message.
+    if (!url.empty() && !path.empty()) sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s(slHostUrl_).s(reason));
     fail(m.client, m.address, reason);
 }
 
@@ -305,6 +315,7 @@ void Controller::slSolo(Msg& m, int index) {
 }
 
 float Controller::slDefault(const std::string& name) const {
+    if (const StoredControl* c = storedControl(name)) return c->value;
     if (name == "dry" || name == "rec_thresh" || name == "playback_sync" || name == "relative_sync" ||
         name == "mute_quantized" || name == "overdub_quantized" || name == "in")
         return 0.0f;
@@ -329,6 +340,8 @@ float Controller::slValue(const SlLoop& loop, const std::string& name) const {
     if (name == "is_soloed") return loop.soloed ? 1.0f : 0.0f;
     if (name == "waiting") return s.nextState.load() >= 0 ? 1.0f : 0.0f;
     if (name == "undo_depth") return static_cast<float>(s.undoDepth.load());
+    if (name == "channel_count" || name == "channels") return static_cast<float>(loop.channels);
+    if (name == "has_discrete_io") return 0.0f;
     if (name == "redo_depth") return static_cast<float>(s.redoDepth.load());
     if (auto it = loop.controls.find(name); it != loop.controls.end()) return it->second;
     return slDefault(name);
@@ -381,9 +394,37 @@ float Controller::slGlobalValue(const std::string& name) {
     if (name == "pa_mute") return slPaMute_ ? 1.0f : 0.0f;
     if (name == "quantize_lenience") return static_cast<float>(slLenience_);
     if (name == "capture_seconds") return static_cast<float>(engine_.config().captureSeconds);
+    if (name == "in_peak_meter") return engine_.takeInputPeak();
+    if (name == "out_peak_meter") return engine_.takeOutputPeak();
+    if (name == "global_cycle_len" || name == "global_cycle_pos") {
+        // SooperLooper's cycle of the internal tempo: eighth_per_cycle eighth notes.
+        const EngineStats st = engine_.stats();
+        const double beatSeconds = 60.0 / std::max(1.0, st.bpm);
+        const double cycleBeats = slEighthPerCycle_ / 2.0;
+        if (name == "global_cycle_len") return static_cast<float>(cycleBeats * beatSeconds);
+        return static_cast<float>(std::fmod(std::max(0.0, st.beats), cycleBeats) * beatSeconds);
+    }
+    if (name == "tap_tempo") return 0.0f; // a press, not a state (registered clients hear every beat)
     if (auto it = slGlobals_.find(name); it != slGlobals_.end()) return it->second;
-    if (name == "dry" || name == "wet" || name == "input_gain" || name == "auto_disable_latency") return 1.0f;
+    // SooperLooper's defaults for what loopd keeps but does not act on.
+    if (name == "dry" || name == "wet" || name == "input_gain" || name == "auto_disable_latency" || name == "smart_eighths" ||
+        name == "output_midi_clock" || name == "use_midi_start" || name == "use_midi_stop" || name == "send_midi_start_on_trigger")
+        return 1.0f;
+    if (name == "jack_timebase_master") return 0.0f;
     throw osc::ArgError("unknown global control '" + name + "'");
+}
+
+void Controller::slTapTempo(Msg& m) {
+    // The tempo of the last taps (up to four, each within 2 s of the one before), as SooperLooper
+    // averages its taps; a single tap only starts the count.
+    const auto now = std::chrono::steady_clock::now();
+    if (!slTaps_.empty() && now - slTaps_.back() > std::chrono::seconds(2)) slTaps_.clear();
+    slTaps_.push_back(now);
+    if (slTaps_.size() > 4) slTaps_.erase(slTaps_.begin());
+    if (slTaps_.size() < 2) return;
+    const double span = std::chrono::duration<double>(slTaps_.back() - slTaps_.front()).count();
+    const double bpm = 60.0 * static_cast<double>(slTaps_.size() - 1) / span;
+    if (bpm >= 20.0 && bpm <= 400.0) push(m, cmd::Tempo{bpm, 0.0, 0.0, 0});
 }
 
 void Controller::slGlobalSet(Msg& m, const std::string& name, float value) {
@@ -425,8 +466,11 @@ void Controller::slGlobalSet(Msg& m, const std::string& name, float value) {
             Msg timed{kAddrSet, m.args, m.timetag, m.client};
             push(timed, cmd::LoopControl{loop.node, static_cast<uint8_t>(ctl), value});
         }
-    } else if (name == "tap_tempo" || name == "save_loop" || name == "auto_disable_latency" || name == "output_midi_clock" ||
-               name == "smart_eighths" || name == "use_midi_start" || name == "use_midi_stop" || name == "send_midi_start_on_trigger") {
+    } else if (name == "tap_tempo") {
+        slTapTempo(m);
+        return;
+    } else if (name == "save_loop" || name == "auto_disable_latency" || name == "output_midi_clock" || name == "smart_eighths" ||
+               name == "use_midi_start" || name == "use_midi_stop" || name == "send_midi_start_on_trigger" || name == "jack_timebase_master") {
         slGlobals_[name] = value; // accepted; no effect in loopd
     } else {
         throw osc::ArgError("unknown global control '" + name + "'");
@@ -455,15 +499,22 @@ void Controller::hSlGlobalGet(Msg& m) {
 }
 
 void Controller::hSlPing(Msg& m) {
+    // SooperLooper accepts `ss` and `ssi`; with the third argument (any value: slgui sends 1)
+    // the answer carries the engine's id too (`ssii`), which slgui uses to notice a restart.
     const std::string url = m.args.string("return url");
     const std::string path = m.args.string("return path");
+    const bool withId = !m.args.atEnd();
+    if (withId) m.args.int32("id flag");
     m.args.expectEnd();
-    sendToUrl(m.client, url, slPingReply(path));
+    sendToUrl(m.client, url, slPingReply(path, withId));
 }
 
-osc::MessageBuilder Controller::slPingReply(const std::string& path) const {
+osc::MessageBuilder Controller::slPingReply(const std::string& path, bool withId) const {
     const std::string version = std::to_string(kVersionMajor) + "." + std::to_string(kVersionMinor) + "." + std::to_string(kVersionPatch);
-    return osc::MessageBuilder(path.c_str()).s(slHostUrl_).s(version).i(static_cast<int32_t>(slLoops_.size()));
+    osc::MessageBuilder r(path.c_str());
+    r.s(slHostUrl_).s(version).i(static_cast<int32_t>(slLoops_.size()));
+    if (withId) r.i(slEngineId_);
+    return r;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,7 +567,7 @@ void Controller::slNotifyChange(int index, const std::string& name, float value)
 }
 
 void Controller::sendConfigUpdates() {
-    for (const auto& [url, path] : slConfigListeners_) sendToUrl(kNoClient, url, slPingReply(path));
+    for (const auto& [url, path] : slConfigListeners_) sendToUrl(kNoClient, url, slPingReply(path, false));
 }
 
 void Controller::pollLoopers() {
@@ -571,17 +622,32 @@ void Controller::slSaveLoop(Msg& m, int index) {
         path = checkedPath(m, file, true);
     } catch (const osc::ArgError& e) { slError(m, url, errPath, e.what()); return; }
     const auto targets = slTargets(m, index);
-    if (targets.size() != 1) { slError(m, url, errPath, "save_loop needs one loop, not all"); return; }
-    SlLoop& loop = slLoops_[static_cast<size_t>(targets[0])];
-    const int64_t frames = loop.looper->status().loopFrames.load();
-    if (frames <= 0) { slError(m, url, errPath, "loop " + std::to_string(targets[0]) + " is empty"); return; }
-    if (slSaves_.count(loop.node)) { slError(m, url, errPath, "loop " + std::to_string(targets[0]) + " is already being saved"); return; }
-    auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget_, "a copy of a loop to save");
-    BufferData* raw = data.get();
-    Msg now{kAddrSave, m.args, 0, m.client};
-    if (!push(now, cmd::LoopSave{loop.node, raw})) return;
-    data.release();
-    slSaves_[loop.node] = SlSave{path, sample, url, errPath, m.client, targets[0]};
+    // Several loops (-1 all, -3 the selection when that is all): one file each, numbered as
+    // SooperLooper numbers a session's loop files (take.wav -> take_loop_00.wav, ...); empty
+    // loops are left out.
+    int saved = 0;
+    for (int i : targets) {
+        SlLoop& loop = slLoops_[static_cast<size_t>(i)];
+        std::string target = path;
+        if (targets.size() > 1) {
+            const std::filesystem::path p(path);
+            char suffix[32];
+            std::snprintf(suffix, sizeof suffix, "_loop_%02d", i);
+            target = (p.parent_path() / (p.stem().string() + suffix + (p.has_extension() ? p.extension().string() : std::string(".wav")))).string();
+            if (loop.looper->status().loopFrames.load() <= 0) continue;
+        }
+        const int64_t frames = loop.looper->status().loopFrames.load();
+        if (frames <= 0) { slError(m, url, errPath, "loop " + std::to_string(i) + " is empty"); return; }
+        if (slSaves_.count(loop.node)) { slError(m, url, errPath, "loop " + std::to_string(i) + " is already being saved"); return; }
+        auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget_, "a copy of a loop to save");
+        BufferData* raw = data.get();
+        Msg now{kAddrSave, m.args, 0, m.client};
+        if (!push(now, cmd::LoopSave{loop.node, raw})) return;
+        data.release();
+        slSaves_[loop.node] = SlSave{target, sample, url, errPath, m.client, i};
+        ++saved;
+    }
+    if (saved == 0 && targets.size() > 1) slError(m, url, errPath, "every loop is empty: nothing to save");
 }
 
 void Controller::slLoopBuffer(const reply::LoopBuffer& b) {
@@ -600,7 +666,7 @@ void Controller::slLoopBuffer(const reply::LoopBuffer& b) {
             const std::string address = "/sl/" + std::to_string(save.index) + "/save_loop";
             send(save.client, osc::MessageBuilder("/done").s(address).i(save.index).s(save.path));
         } catch (const std::exception& e) {
-            if (!save.url.empty() && !save.errPath.empty()) sendToUrl(save.client, save.url, osc::MessageBuilder(save.errPath.c_str()).s(e.what()));
+            if (!save.url.empty() && !save.errPath.empty()) sendToUrl(save.client, save.url, osc::MessageBuilder(save.errPath.c_str()).s(slHostUrl_).s(e.what()));
             fail(save.client, ("/sl/" + std::to_string(save.index) + "/save_loop").c_str(), e.what());
         }
     });
@@ -632,7 +698,7 @@ void Controller::slLoadLoop(Msg& m, int index) {
                     send(client, osc::MessageBuilder("/done").s(address).i(i).s(path));
                 }
             } catch (const std::exception& e) {
-                if (!url.empty() && !errPath.empty()) sendToUrl(client, url, osc::MessageBuilder(errPath.c_str()).s(e.what()));
+                if (!url.empty() && !errPath.empty()) sendToUrl(client, url, osc::MessageBuilder(errPath.c_str()).s(slHostUrl_).s(e.what()));
                 fail(client, address.c_str(), e.what());
             }
         });
