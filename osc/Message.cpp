@@ -1,5 +1,7 @@
 #include "osc/Message.h"
 
+#include <algorithm>
+#include <climits>
 #include <cmath>
 
 namespace loopd::osc {
@@ -89,7 +91,7 @@ MessageBuilder& MessageBuilder::d(double v) { args_.push_back({'d', 0, v, {}}); 
 MessageBuilder& MessageBuilder::h(int64_t v) { args_.push_back({'h', v, 0, {}}); return *this; }
 MessageBuilder& MessageBuilder::s(const std::string& v) { args_.push_back({'s', 0, 0, v}); return *this; }
 
-std::vector<char> MessageBuilder::bytes() const {
+std::vector<char> MessageBuilder::bytes(bool float32Only) const {
     size_t size = address_.size() + 8 + args_.size() + 8;
     for (const Arg& a : args_) size += a.type == 's' ? a.s.size() + 8 : 8;
     std::vector<char> buf(size + 64);
@@ -99,8 +101,14 @@ std::vector<char> MessageBuilder::bytes() const {
         switch (a.type) {
         case 'i': p << static_cast<::osc::int32>(a.i); break;
         case 'f': p << static_cast<float>(a.d); break;
-        case 'd': p << a.d; break;
-        case 'h': p << static_cast<::osc::int64>(a.i); break;
+        case 'd':
+            if (float32Only) p << static_cast<float>(a.d);
+            else p << a.d;
+            break;
+        case 'h':
+            if (float32Only) p << static_cast<::osc::int32>(std::clamp<int64_t>(a.i, INT32_MIN, INT32_MAX));
+            else p << static_cast<::osc::int64>(a.i);
+            break;
         default: p << a.s.c_str(); break;
         }
     }

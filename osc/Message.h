@@ -51,8 +51,9 @@ public:
     MessageBuilder& d(double v);
     MessageBuilder& h(int64_t v);
     MessageBuilder& s(const std::string& v);
-    // The finished packet.
-    std::vector<char> bytes() const;
+    // The finished packet. `float32Only`: every double becomes a float32 and every int64 an
+    // int32 (clamped), for clients that parse only those (Pd's [oscparse]).
+    std::vector<char> bytes(bool float32Only = false) const;
 
 private:
     struct Arg { char type; int64_t i; double d; std::string s; };

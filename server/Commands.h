@@ -38,6 +38,8 @@ struct TreeSnapshot {
     bool withControls = false;
     bool truncated = false;
     bool found = true;
+    bool dump = false;     // /g_dumpTree: written to the log instead of answered
+    bool dropped = false;  // /clearSched dropped the query before it ran: free it, say nothing
     std::vector<Entry> entries; // reserved by the control thread; the audio thread never grows it
 };
 
@@ -49,7 +51,7 @@ struct Ramp { int32_t id; ParamId param; float target; float seconds; };
 struct Free { int32_t id; bool byOwner = false; };
 struct Run { int32_t id; bool run; };
 struct Move { int32_t id; int32_t target; bool after; };
-struct Query { int32_t id; };
+struct Query { int32_t id; bool trace = false; }; // trace: /n_trace (to the log)
 // /g_freeAll (release every child) or, `deep`, /g_deepFree (release every non-group node in the
 // subtree, keeping the groups). Both leave owned nodes (Node::Owner) and groups holding them.
 struct FreeAll { int32_t group; bool deep = false; };
@@ -76,6 +78,15 @@ struct LoopControl { int32_t id; uint8_t ctl; float value; };
 struct LoopLoad { int32_t id; BufferData* data; bool quantized; };
 // Copy a loop into `data` (sized by the control thread) for /sl/#/save_loop.
 struct LoopSave { int32_t id; BufferData* data; };
+// scsynth's /clearSched: drop every timetagged command still waiting.
+struct ClearSched {};
+// /s_get: the current values of some parameters of a node.
+struct GetParams { int32_t id; int count; ParamId params[kMaxParamsPerCommand]; };
+// Control buses (/c_set, /c_setn, /c_get, /c_getn): `count` consecutive buses from `first`.
+struct SetBus { int32_t first; int count; float values[kMaxParamsPerCommand]; };
+struct GetBus { int32_t first; int count; bool asSetn; };
+// /n_map: a parameter follows a control bus (bus -1: stops following).
+struct MapParam { int32_t id; ParamId param; int32_t bus; };
 struct LoopGlobals { int32_t syncSource; int32_t anchorId; double eighthPerCycle; double lenienceSeconds; bool paMute; };
 } // namespace cmd
 
@@ -84,7 +95,8 @@ using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::F
                                  cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
                                  cmd::Tempo, cmd::Meter, cmd::ClockReset, cmd::StartGroup,
                                  cmd::LoopCommand, cmd::LoopControl, cmd::LoopLoad, cmd::LoopSave,
-                                 cmd::LoopGlobals>;
+                                 cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus, cmd::GetBus,
+                                 cmd::MapParam>;
 
 struct Command {
     uint64_t timetag = 0;     // NTP 32.32; 0 or 1 = now
@@ -97,7 +109,7 @@ enum class FailCode : uint8_t {
     NodeNotFound, GroupNotFound, NodeIdInUse, NotAGroup, NoSuchParam, BadParamValue, NotRampable,
     SchedulerFull, TooManyNodes, TreeTooDeep, MoveIntoSelf, CannotFreeRoot, RecorderGroupNotFound,
     RecorderNotFound, RecorderSlotsFull, TreeTruncated, GroupStartsFull, GroupStartTimedOut,
-    NotALooper, LoopValueOutOfRange, LoopBusy, OwnedNode, HoldsOwnedNode,
+    NotALooper, LoopValueOutOfRange, LoopBusy, OwnedNode, HoldsOwnedNode, BusOutOfRange, TooManyMaps,
 };
 
 enum class NodeEventKind : uint8_t { Go, End, Off, On, Move, Info };
@@ -108,7 +120,11 @@ struct Fail { const char* address; FailCode code; int32_t a; int32_t b; ParamId 
 struct NodeEvent {
     NodeEventKind kind; int32_t id, parent, prev, next; bool isGroup; int32_t head, tail;
     int64_t sampleTime;
+    bool trace = false;   // /n_trace: to the log
+    uint8_t nodeKind = 0; // Node::Kind
 };
+struct ParamValues { int32_t id; int count; ParamId params[kMaxParamsPerCommand]; float values[kMaxParamsPerCommand]; };
+struct BusValues { int32_t first; int count; bool asSetn; float values[kMaxParamsPerCommand]; };
 struct Late { double seconds; const char* address; };
 struct Synced { int32_t id; };
 struct DisposeNode { Node* node; };
@@ -125,7 +141,8 @@ struct LoopBuffer { BufferData* data; int32_t nodeId; bool saved; };
 using ReplyBody = std::variant<reply::Done, reply::Fail, reply::NodeEvent, reply::Late,
                                reply::Synced, reply::DisposeNode, reply::BufferSwapped,
                                reply::TreeReady, reply::RecorderDetached, reply::RecorderRejected,
-                               reply::Log, reply::Beat, reply::LoopBuffer>;
+                               reply::Log, reply::Beat, reply::LoopBuffer, reply::ParamValues,
+                               reply::BusValues>;
 
 struct Reply {
     uint16_t client = kNoClient;

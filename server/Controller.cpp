@@ -76,9 +76,11 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     add("/b_zero", &Controller::hBZero);
     add("/b_query", &Controller::hBQuery);
     add("/error", &Controller::hError);
+    add("/reply_format", &Controller::hReplyFormat);
     for (const char* a : {"/d_recv", "/d_load", "/d_loadDir", "/d_free", "/d_freeAll"}) add(a, &Controller::hSynthDef);
     add("/rec_start", &Controller::hRecStart);
     add("/rec_stop", &Controller::hRecStop);
+    registerScsynthExtras();
     registerCrowdstream();
     registerSooperLooper();
     if (const auto v = paramEnumValue(ParamId::Stretch, options_.stretchMethod)) defaultStretch_ = *v;
@@ -111,6 +113,8 @@ uint16_t Controller::clientFor(const osc::Endpoint& e) {
         const size_t i = nextEvict_++ % kMaxClients;
         if (std::find(notify_.begin(), notify_.end(), static_cast<uint16_t>(i)) != notify_.end()) continue;
         clients_[i] = e;
+        if (i < float32Only_.size()) float32Only_[i] = false;
+        if (i < errorsOff_.size()) errorsOff_[i] = false;
         return static_cast<uint16_t>(i);
     }
     clients_[0] = e;
@@ -119,12 +123,14 @@ uint16_t Controller::clientFor(const osc::Endpoint& e) {
 
 void Controller::send(uint16_t client, const osc::MessageBuilder& m) {
     osc::Endpoint to;
+    bool float32 = false;
     {
         std::lock_guard<std::mutex> lock(clientsMutex_);
         if (client >= clients_.size()) return;
         to = clients_[client];
+        float32 = client < float32Only_.size() && float32Only_[client];
     }
-    const auto bytes = m.bytes();
+    const auto bytes = m.bytes(float32);
     if (sender_) sender_(to, bytes.data(), bytes.size());
 }
 
@@ -158,6 +164,21 @@ void Controller::fail(uint16_t client, const char* address, const std::string& r
         spdlog::debug("/fail {} {}", address, reason);
     }
     if (!quiet) send(client, osc::MessageBuilder("/fail").s(address).s(reason));
+}
+
+void Controller::hReplyFormat(Msg& m) {
+    // What this client receives: `float32` turns every double and int64 in replies and
+    // notifications into 32-bit floats and ints (Pd's [oscparse] knows no 'd' or 'h'); `full`
+    // restores them.
+    const std::string format = m.args.string("format");
+    m.args.expectEnd();
+    if (format != "float32" && format != "full") throw osc::ArgError("format must be float32 or full, got '" + format + "'");
+    {
+        std::lock_guard<std::mutex> lock(clientsMutex_);
+        if (float32Only_.size() <= m.client) float32Only_.resize(static_cast<size_t>(m.client) + 1, false);
+        float32Only_[m.client] = format == "float32";
+    }
+    done(m.client, m.address);
 }
 
 void Controller::hError(Msg& m) {
@@ -434,6 +455,9 @@ std::string Controller::failReason(const reply::Fail& f) const {
         if (f.code == FailCode::OwnedNode) return "node " + std::to_string(f.a) + " belongs to " + who;
         return "group " + std::to_string(f.a) + " holds node " + std::to_string(f.b) + ", which belongs to " + who;
     }
+    case FailCode::BusOutOfRange:
+        return "control bus " + std::to_string(f.a) + " out of range (0.." + std::to_string(f.b - 1) + ")";
+    case FailCode::TooManyMaps: return "node " + std::to_string(f.a) + " already follows " + std::to_string(f.b) + " buses (the limit)";
     case FailCode::GroupStartTimedOut:
         return "not every deck finished loading in time; the ready ones started together, the others start when loaded";
     }
@@ -468,7 +492,27 @@ void Controller::pollReplies() {
                     // SooperLooper tells clients registered for tap_tempo of every beat (slgui
                     // flashes its tap button), with a value that differs each time.
                     slNotifyChange(-2, "tap_tempo", static_cast<float>(b.beat));
+                } else if constexpr (std::is_same_v<T, reply::ParamValues>) {
+                    osc::MessageBuilder m("/n_set");
+                    m.i(b.id);
+                    for (int i = 0; i < b.count; ++i) m.s(paramName(b.params[i])).f(b.values[i]);
+                    send(r.client, m);
+                } else if constexpr (std::is_same_v<T, reply::BusValues>) {
+                    osc::MessageBuilder m(b.asSetn ? "/c_setn" : "/c_set");
+                    if (b.asSetn) {
+                        m.i(b.first).i(b.count);
+                        for (int i = 0; i < b.count; ++i) m.f(b.values[i]);
+                    } else {
+                        for (int i = 0; i < b.count; ++i) m.i(b.first + i).f(b.values[i]);
+                    }
+                    send(r.client, m);
                 } else if constexpr (std::is_same_v<T, reply::NodeEvent>) {
+                    if (b.trace) {
+                        static const char* kinds[] = {"group", "player", "input", "effect", "looper"};
+                        spdlog::info("n_trace: node {} ({}) parent {} prev {} next {}{}", b.id, b.nodeKind < 5 ? kinds[b.nodeKind] : "node",
+                                     b.parent, b.prev, b.next, b.isGroup ? fmt::format(" head {} tail {}", b.head, b.tail) : std::string());
+                        return;
+                    }
                     if (b.kind == NodeEventKind::End) {
                         if (b.id == 800) looperGroupCreated_ = false; // freed: /loop_add makes it again
                         for (auto it = stemNodes_.begin(); it != stemNodes_.end(); ++it)
@@ -491,9 +535,13 @@ void Controller::pollReplies() {
                 } else if constexpr (std::is_same_v<T, reply::BufferSwapped>) {
                     delete b.old;
                     if (b.announce) complete(r.client, b.address, b.bufnum, b.completion);
+                    else dropCompletion(b.completion);
                 } else if constexpr (std::is_same_v<T, reply::TreeReady>) {
                     std::unique_ptr<TreeSnapshot> s(b.snapshot);
-                    if (!s->found) { fail(r.client, "/g_queryTree", "group " + std::to_string(s->rootId) + " not found"); return; }
+                    if (s->dropped) return;
+                    const char* address = s->dump ? "/g_dumpTree" : "/g_queryTree";
+                    if (!s->found) { fail(r.client, address, "group " + std::to_string(s->rootId) + " not found"); return; }
+                    if (s->dump) { dumpTree(*s); return; }
                     osc::MessageBuilder m("/g_queryTree.reply");
                     m.i(s->withControls ? 1 : 0);
                     for (const auto& e : s->entries) {

@@ -137,7 +137,7 @@ private:
     static float paramValue(osc::ArgReader& args, ParamId id, const std::string& name);
 
     // Handlers.
-    void hError(Msg&); void hSynthDef(Msg&);
+    void hError(Msg&); void hSynthDef(Msg&); void hReplyFormat(Msg&);
     void hStatus(Msg&); void hVersion(Msg&); void hNotify(Msg&); void hDumpOsc(Msg&); void hQuit(Msg&);
     void hSync(Msg&); void hSNew(Msg&); void hGNew(Msg&); void hNSet(Msg&); void hNRamp(Msg&);
     void hNFree(Msg&); void hNRun(Msg&); void hNBefore(Msg&); void hNAfter(Msg&); void hNQuery(Msg&);
@@ -148,6 +148,15 @@ private:
     void move(Msg&, bool after);
     // Tempo clock.
     void hTempo(Msg&); void hSetTempo(Msg&); void hSetMeter(Msg&); void hPrintClock(Msg&); void hMovement(Msg&);
+    // scsynth's commands beyond loopd's core (ScsynthExtras.cpp).
+    void registerScsynthExtras();
+    void hGDumpTree(Msg&); void hClearSched(Msg&); void hNTrace(Msg&); void hSGet(Msg&); void hNMap(Msg&);
+    void hCSet(Msg&); void hCSetn(Msg&); void hCGet(Msg&); void hCGetn(Msg&);
+    void hBGet(Msg&); void hBGetn(Msg&); void hBSet(Msg&); void hBSetn(Msg&); void hBGen(Msg&); void hBClose(Msg&);
+    void dumpTree(const TreeSnapshot& s);
+    int32_t busIndex(Msg& m, const char* what, int32_t count);
+    // [control] Change single samples of a buffer (copy on write, on the worker).
+    void changeSamples(uint16_t client, const char* address, int32_t b, std::vector<std::pair<int32_t, float>> values);
     // Crowdstream compatibility (Crowdstream.cpp).
     void registerCrowdstream();
     void hLoadBuffer(Msg&); void hPlayStem(Msg&); void hStopStem(Msg&); void hStemVolume(Msg&);
@@ -251,6 +260,7 @@ private:
     LogLimiter failLog_{20.0, 5.0}; // bursts of 20 /fail log lines, then 5 a second
     int32_t nextAutoId_ = -1000;               // server-chosen node ids (negative, as scsynth's)
     std::vector<bool> errorsOff_;              // per client: /error 0 [clientsMutex_]
+    std::vector<bool> float32Only_;            // per client: /reply_format float32 [clientsMutex_]
     std::unordered_set<uint16_t> synthDefWarned_; // clients told once in the log that SynthDefs are refused
     std::thread::id controlThread_;
 

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <ctime>
 
@@ -74,6 +75,8 @@ Engine::Engine(const EngineConfig& config)
     tempo_.prepare(config_.sampleRate, config_.bpm, config_.beatsPerBar);
     statBpm_.store(config_.bpm);
     statBeatsPerBar_.store(config_.beatsPerBar);
+    buses_ = std::make_unique<std::atomic<float>[]>(static_cast<size_t>(std::max(1, config_.numControlBuses)));
+    for (int i = 0; i < config_.numControlBuses; ++i) buses_[static_cast<size_t>(i)].store(0.0f, std::memory_order_relaxed);
     capture_ = std::make_unique<CaptureRing>(std::max(1, config_.numInputs),
                                              static_cast<int64_t>(std::max(1.0, config_.captureSeconds) * config_.sampleRate));
     ctx_.capture = capture_.get();
@@ -214,9 +217,11 @@ void Engine::dispose(Node* n) noexcept {
     else droppedReplies_.fetch_add(1, std::memory_order_relaxed); // leaked rather than freed on this thread
 }
 
-void Engine::nodeEvent(NodeEventKind kind, Node* n, uint16_t client) noexcept {
+void Engine::nodeEvent(NodeEventKind kind, Node* n, uint16_t client, bool trace) noexcept {
     reply::NodeEvent e{};
     e.kind = kind;
+    e.trace = trace;
+    e.nodeKind = static_cast<uint8_t>(n->kind());
     e.id = n->id();
     e.parent = n->parent ? n->parent->id() : -1;
     e.prev = n->prev ? n->prev->id() : -1;
@@ -316,7 +321,7 @@ void Engine::accept(Command& c) noexcept {
     }
     if (heapSize_ >= static_cast<int>(heap_.size())) {
         fail(c, FailCode::SchedulerFull, static_cast<int32_t>(heap_.size()));
-        if (auto* n = std::get_if<cmd::NewNode>(&c.body)) dispose(n->node);
+        handBackPayload(c);
         return;
     }
     if (const auto* t = std::get_if<cmd::Tempo>(&c.body))
@@ -363,6 +368,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     // that was sent before it (loop content after /loop_add).
     drainQueue(controlQueue_, budget);
     drainQueue(workerQueue_, budget);
+    applyBusMaps();
     serviceGroupStarts();
     afterSegment();
 
@@ -602,6 +608,7 @@ void Engine::disposeSubtree(Node* n) noexcept {
             if (slot && slot->group == n->id()) slot->group = -1; // records silence from now on
     }
     nodeEvent(NodeEventKind::End, n);
+    busMaps_ -= n->numBusMaps;
     Group::unlink(n);
     nodes_.erase(n->id());
     dispose(n);
@@ -670,6 +677,11 @@ void Engine::execute(Command& c) noexcept {
                    [&](cmd::Run& m) { doRun(c, m); },
                    [&](cmd::Move& m) { doMove(c, m); },
                    [&](cmd::Query& m) { doQuery(c, m); },
+                   [&](cmd::ClearSched&) { doClearSched(); },
+                   [&](cmd::GetParams& m) { doGetParams(c, m); },
+                   [&](cmd::SetBus& m) { doSetBus(c, m); },
+                   [&](cmd::GetBus& m) { doGetBus(c, m); },
+                   [&](cmd::MapParam& m) { doMapParam(c, m); },
                    [&](cmd::FreeAll& m) { doFreeAll(c, m); },
                    [&](cmd::QueryTree& m) { doQueryTree(c, m); },
                    [&](cmd::SwapBuffer& m) { doSwapBuffer(c, m); },
@@ -863,7 +875,89 @@ void Engine::doMove(Command& c, cmd::Move& m) noexcept {
 void Engine::doQuery(Command& c, cmd::Query& m) noexcept {
     Node* n = nodes_.find(m.id);
     if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
-    nodeEvent(NodeEventKind::Info, n, c.client);
+    nodeEvent(NodeEventKind::Info, n, c.client, m.trace);
+}
+
+void Engine::handBackPayload(Command& c) noexcept {
+    std::visit([&](auto& b) {
+        using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, cmd::NewNode>) dispose(b.node);
+        else if constexpr (std::is_same_v<T, cmd::SwapBuffer>) reply(c.client, reply::BufferSwapped{b.bufnum, b.data, b.address, b.completion, false});
+        else if constexpr (std::is_same_v<T, cmd::QueryTree>) { b.snapshot->dropped = true; reply(c.client, reply::TreeReady{b.snapshot}); }
+        else if constexpr (std::is_same_v<T, cmd::LoopLoad>) handBackBuffer(b.data, b.id, false);
+        else if constexpr (std::is_same_v<T, cmd::LoopSave>) { b.data->numFrames = -1; handBackBuffer(b.data, b.id, true); }
+        else if constexpr (std::is_same_v<T, cmd::AttachRecorder>) reply(c.client, reply::RecorderRejected{b.slot});
+    }, c.body);
+}
+
+void Engine::doClearSched() noexcept {
+    for (int i = 0; i < heapSize_; ++i) {
+        Scheduled& s = heap_[static_cast<size_t>(i)];
+        if (std::holds_alternative<cmd::Tempo>(s.cmd.body)) forecast_.remove(s.seq);
+        handBackPayload(s.cmd);
+    }
+    heapSize_ = 0;
+    numPreRolls_ = 0;
+}
+
+void Engine::doGetParams(Command& c, cmd::GetParams& m) noexcept {
+    Node* n = nodes_.find(m.id);
+    if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
+    reply::ParamValues v{};
+    v.id = m.id;
+    for (int i = 0; i < m.count; ++i) {
+        float x = 0.0f;
+        if (!n->getParam(m.params[i], x)) { fail(c, FailCode::NoSuchParam, m.id, static_cast<int32_t>(n->kind()), m.params[i]); return; }
+        v.params[v.count] = m.params[i];
+        v.values[v.count++] = x;
+    }
+    reply(c.client, v);
+}
+
+void Engine::doSetBus(Command& c, cmd::SetBus& m) noexcept {
+    if (m.first < 0 || m.first + m.count > config_.numControlBuses) { fail(c, FailCode::BusOutOfRange, m.first, config_.numControlBuses); return; }
+    for (int i = 0; i < m.count; ++i) buses_[static_cast<size_t>(m.first + i)].store(m.values[i], std::memory_order_relaxed);
+}
+
+void Engine::doGetBus(Command& c, cmd::GetBus& m) noexcept {
+    if (m.first < 0 || m.first + m.count > config_.numControlBuses) { fail(c, FailCode::BusOutOfRange, m.first, config_.numControlBuses); return; }
+    reply::BusValues v{};
+    v.first = m.first;
+    v.count = m.count;
+    v.asSetn = m.asSetn;
+    for (int i = 0; i < m.count; ++i) v.values[i] = buses_[static_cast<size_t>(m.first + i)].load(std::memory_order_relaxed);
+    reply(c.client, v);
+}
+
+void Engine::doMapParam(Command& c, cmd::MapParam& m) noexcept {
+    Node* n = nodes_.find(m.id);
+    if (!n) { fail(c, FailCode::NodeNotFound, m.id); return; }
+    if (m.bus >= config_.numControlBuses) { fail(c, FailCode::BusOutOfRange, m.bus, config_.numControlBuses); return; }
+    for (int i = 0; i < n->numBusMaps; ++i) {
+        if (n->busMaps[i].param != m.param) continue;
+        if (m.bus < 0) { n->busMaps[i] = n->busMaps[--n->numBusMaps]; --busMaps_; }
+        else n->busMaps[i] = Node::BusMap{m.param, m.bus, std::numeric_limits<float>::quiet_NaN()};
+        return;
+    }
+    if (m.bus < 0) return;
+    float probe = 0.0f;
+    if (!n->getParam(m.param, probe)) { fail(c, FailCode::NoSuchParam, m.id, static_cast<int32_t>(n->kind()), m.param); return; }
+    if (n->numBusMaps == Node::kMaxBusMaps) { fail(c, FailCode::TooManyMaps, m.id, Node::kMaxBusMaps); return; }
+    n->busMaps[n->numBusMaps++] = Node::BusMap{m.param, m.bus, std::numeric_limits<float>::quiet_NaN()};
+    ++busMaps_;
+}
+
+void Engine::applyBusMaps() noexcept {
+    if (busMaps_ == 0) return;
+    nodes_.forEach([&](Node* n) {
+        for (int i = 0; i < n->numBusMaps; ++i) {
+            Node::BusMap& bm = n->busMaps[i];
+            const float v = buses_[static_cast<size_t>(bm.bus)].load(std::memory_order_relaxed);
+            if (v == bm.last) continue;
+            bm.last = v;
+            n->setParam(bm.param, v, 0, false, ctx_); // de-clicked like /n_set; out of range: ignored
+        }
+    });
 }
 
 void Engine::doFreeAll(Command& c, cmd::FreeAll& m) noexcept {

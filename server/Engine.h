@@ -31,6 +31,7 @@ struct EngineConfig {
     int numInputs = 2;
     int numOutputs = 2;
     int maxNodes = 4096;
+    int numControlBuses = 16384;  // scsynth's default
     int maxBuffers = 8192;
     size_t commandQueueSize = 4096;
     size_t replyQueueSize = 16384;
@@ -97,6 +98,11 @@ public:
     // dominates), for the memory budget's account.
     int64_t fixedMemoryBytes() const noexcept;
 
+    // [any] The value of a control bus as the audio thread last wrote it (0 when out of range).
+    float busValue(int32_t bus) const noexcept {
+        return bus >= 0 && bus < config_.numControlBuses ? buses_[static_cast<size_t>(bus)].load(std::memory_order_relaxed) : 0.0f;
+    }
+
     // [any] The largest absolute sample of the input / the output since the last call (meters).
     float takeInputPeak() noexcept { return inPeak_.exchange(0.0f, std::memory_order_relaxed); }
     float takeOutputPeak() noexcept { return outPeak_.exchange(0.0f, std::memory_order_relaxed); }
@@ -122,7 +128,7 @@ private:
     void recomputeSolo() noexcept;
     void reply(uint16_t client, ReplyBody&& body) noexcept;
     void fail(const Command& c, FailCode code, int32_t a = 0, int32_t b = 0, ParamId p = ParamId::Count, float v = 0.f) noexcept;
-    void nodeEvent(NodeEventKind kind, Node* n, uint16_t client = kNoClient) noexcept;
+    void nodeEvent(NodeEventKind kind, Node* n, uint16_t client = kNoClient, bool trace = false) noexcept;
     void dispose(Node* n) noexcept;
     void updateClock() noexcept;
     // [audio] A fixed-size log record to the control thread (spdlog there): text + one number.
@@ -152,6 +158,15 @@ private:
     void doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept;
     void doStartGroup(Command& c, cmd::StartGroup& m) noexcept;
     void handBackBuffers() noexcept;
+    // [audio] What a command that will not run owns goes back to the control thread to be freed.
+    void handBackPayload(Command& c) noexcept;
+    void doClearSched() noexcept;
+    void doGetParams(Command& c, cmd::GetParams& m) noexcept;
+    void doSetBus(Command& c, cmd::SetBus& m) noexcept;
+    void doGetBus(Command& c, cmd::GetBus& m) noexcept;
+    void doMapParam(Command& c, cmd::MapParam& m) noexcept;
+    // [audio] Parameters mapped to control buses follow them (each block, when they changed).
+    void applyBusMaps() noexcept;
     // A looper buffer the engine is done with, back to the control thread (the hand-back lane,
     // else straight into the reply queue; never freed here).
     void handBackBuffer(BufferData* data, int32_t nodeId, bool saved) noexcept;
@@ -225,6 +240,8 @@ private:
     std::atomic<int64_t> publishedSampleTime_{0};
     std::atomic<float> limiterMinGain_{1.0f};
     std::atomic<float> inPeak_{0.0f}, outPeak_{0.0f};
+    std::unique_ptr<std::atomic<float>[]> buses_; // control buses: written by the audio thread
+    int busMaps_ = 0;                              // parameters mapped to buses, over all nodes
     static void raisePeak(std::atomic<float>& peak, const float* x, size_t n) noexcept;
     std::atomic<double> statBpm_{120.0}, statBeats_{0.0};
     std::atomic<int> statBeatsPerBar_{4};

@@ -158,6 +158,12 @@ public:
 
     // [control before insertion, then read-only] See Owner.
     Owner owner = Owner::Tree;
+    // [audio] Parameters that follow a control bus (/n_map): the engine sets them each block
+    // the bus value changes.
+    struct BusMap { ParamId param; int32_t bus; float last; };
+    static constexpr int kMaxBusMaps = 8;
+    BusMap busMaps[kMaxBusMaps] = {};
+    int numBusMaps = 0;
     // [control] Its share of the memory budget (loop memory, stretch voice), returned when the
     // node is deleted on the control thread.
     MemoryLease memoryLease;
