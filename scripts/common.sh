@@ -14,6 +14,7 @@ LOOPD_PACKAGES=(
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
   liblo-tools python3-liblo sox aubio-tools puredata-core
+  sooperlooper supercollider-language xvfb xdotool imagemagick x11-utils tmux
 )
 
 as_root() {

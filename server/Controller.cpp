@@ -157,6 +157,7 @@ void Controller::fail(uint16_t client, const char* address, const std::string& r
     // of bad packets must not fill the disk). Offline renders report failures themselves.
     uint64_t heldBack = 0;
     if (!log) {
+        spdlog::debug("/fail {} from {}: {}", address, who.kind == osc::Endpoint::Kind::None ? std::string("startup") : who.str(), reason);
     } else if (!options_.offline && failLog_.allow(heldBack)) {
         if (heldBack > 0) spdlog::warn("({} more failures were not logged)", heldBack);
         spdlog::warn("/fail {} from {}: {}", address, who.kind == osc::Endpoint::Kind::None ? std::string("startup") : who.str(), reason);

@@ -241,7 +241,7 @@ private:
     std::vector<osc::Endpoint> clients_;
     size_t nextEvict_ = 0;
     std::vector<uint16_t> notify_;
-    static constexpr int32_t kMaxLogins = 64;  // scsynth's default -l
+    static constexpr int32_t kMaxLogins = 32;  // sclang refuses more (ServerOptions:maxLogins_)
     std::array<uint16_t, kMaxLogins> loginOf_ = filledLogins(); // client id -> client slot (kNoClient: free)
     static std::array<uint16_t, kMaxLogins> filledLogins() { std::array<uint16_t, kMaxLogins> a; a.fill(kNoClient); return a; }
     bool dumpOsc_ = false;

@@ -550,6 +550,7 @@ void Engine::resolveStarts() noexcept {
     // dipstream links: nodes waiting on a node that just started.
     for (int i = 0; i < ctx_.numStarted; ++i) {
         Node* s = ctx_.started[i];
+        if (!s) continue; // disposed since it started
         const int32_t sid = s->id();
         const int64_t startedAt = s->startedAt;
         nodes_.forEach([&](Node* n) {
@@ -581,7 +582,7 @@ void Engine::collectEnded() noexcept {
     bool treeChanged = false;
     for (int i = 0; i < ctx_.numEnded; ++i) {
         Node* n = ctx_.ended[i];
-        if (!n->parent && n != root_) continue; // already taken out with its group
+        if (!n) continue; // already taken out with its group (disposeSubtree scrubbed it)
         const int32_t endedId = n->id();
         const int64_t endSample = n->endedAt >= 0 ? std::min(n->endedAt, renderPos_) : renderPos_;
         n->endedAt = endSample;
@@ -609,6 +610,10 @@ void Engine::disposeSubtree(Node* n) noexcept {
     }
     nodeEvent(NodeEventKind::End, n);
     busMaps_ -= n->numBusMaps;
+    // Once handed back, the control thread may free it at any moment: nothing on this thread
+    // may point at it any more.
+    for (int i = 0; i < ctx_.numEnded; ++i) if (ctx_.ended[i] == n) ctx_.ended[i] = nullptr;
+    for (int i = 0; i < ctx_.numStarted; ++i) if (ctx_.started[i] == n) ctx_.started[i] = nullptr;
     Group::unlink(n);
     nodes_.erase(n->id());
     dispose(n);
@@ -738,7 +743,23 @@ void Engine::execute(Command& c) noexcept {
 void Engine::doNewNode(Command& c, cmd::NewNode& m) noexcept {
     Node* node = m.node;
     const int32_t id = node->id();
-    if (nodes_.find(id)) { fail(c, FailCode::NodeIdInUse, id); dispose(node); return; }
+    if (Node* old = nodes_.find(id)) {
+        // A node fading out after a free no longer holds its id: scsynth frees at once, and
+        // clients reuse ids at once (sclang's s.freeAll sends /g_freeAll 0 then /g_new 1).
+        // It ends now, its fade cut short.
+        if (old->state() != Node::State::Releasing && old->state() != Node::State::Ended) {
+            fail(c, FailCode::NodeIdInUse, id);
+            dispose(node);
+            return;
+        }
+        if (old == root_ || (m.target == id) || [&] { for (Node* a = nodes_.find(m.target); a; a = a->parent) if (a == old) return true; return false; }()) {
+            fail(c, FailCode::NodeIdInUse, id); // the new node would go inside what ends now
+            dispose(node);
+            return;
+        }
+        disposeSubtree(old);
+        recomputeSolo();
+    }
     Node* target = nodes_.find(m.target);
     if (!target) {
         fail(c, m.action == AddAction::Head || m.action == AddAction::Tail ? FailCode::GroupNotFound : FailCode::NodeNotFound, m.target);

@@ -110,7 +110,7 @@ TEST(ScsynthClients, NotifyGivesClientIdsAndMaxLoginsAsScsynth) {
     const auto d = s.find("/done", "/notify")[0];
     ASSERT_EQ(d.args.size(), 3u);
     EXPECT_EQ(d.i(1), 0);   // the first client id
-    EXPECT_EQ(d.i(2), 64);  // maxLogins
+    EXPECT_EQ(d.i(2), 32);  // maxLogins (sclang accepts at most 32)
     s.send("/notify", 1);
     const auto f = s.find("/fail", "/notify");
     ASSERT_EQ(f.size(), 1u);
