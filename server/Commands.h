@@ -14,6 +14,7 @@ namespace loopd {
 class Node;
 struct BufferData;
 struct RecordSlot;
+struct StretchVoice;
 
 constexpr uint16_t kNoClient = 0xFFFF;
 constexpr int kMaxParamsPerCommand = 12;
@@ -78,6 +79,8 @@ struct LoopControl { int32_t id; uint8_t ctl; float value; };
 struct LoopLoad { int32_t id; BufferData* data; bool quantized; };
 // Copy a loop into `data` (sized by the control thread) for /sl/#/save_loop.
 struct LoopSave { int32_t id; BufferData* data; };
+// A pitch shifter for a looper (built by the control thread, registered with the stretch worker).
+struct LoopShifter { int32_t id; StretchVoice* voice; };
 // scsynth's /clearSched: drop every timetagged command still waiting.
 struct ClearSched {};
 // /s_get: the current values of some parameters of a node.
@@ -96,7 +99,7 @@ using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::F
                                  cmd::Tempo, cmd::Meter, cmd::ClockReset, cmd::StartGroup,
                                  cmd::LoopCommand, cmd::LoopControl, cmd::LoopLoad, cmd::LoopSave,
                                  cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus, cmd::GetBus,
-                                 cmd::MapParam>;
+                                 cmd::MapParam, cmd::LoopShifter>;
 
 struct Command {
     uint64_t timetag = 0;     // NTP 32.32; 0 or 1 = now
@@ -123,6 +126,8 @@ struct NodeEvent {
     bool trace = false;   // /n_trace: to the log
     uint8_t nodeKind = 0; // Node::Kind
 };
+// A stretch voice nobody took (its looper was gone or had one): unregister and free it.
+struct DisposeVoice { StretchVoice* voice; };
 struct ParamValues { int32_t id; int count; ParamId params[kMaxParamsPerCommand]; float values[kMaxParamsPerCommand]; };
 struct BusValues { int32_t first; int count; bool asSetn; float values[kMaxParamsPerCommand]; };
 struct Late { double seconds; const char* address; };
@@ -142,7 +147,7 @@ using ReplyBody = std::variant<reply::Done, reply::Fail, reply::NodeEvent, reply
                                reply::Synced, reply::DisposeNode, reply::BufferSwapped,
                                reply::TreeReady, reply::RecorderDetached, reply::RecorderRejected,
                                reply::Log, reply::Beat, reply::LoopBuffer, reply::ParamValues,
-                               reply::BusValues>;
+                               reply::BusValues, reply::DisposeVoice>;
 
 struct Reply {
     uint16_t client = kNoClient;

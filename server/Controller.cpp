@@ -531,6 +531,9 @@ void Controller::pollReplies() {
                     send(r.client, osc::MessageBuilder("/late").d(b.seconds).s(b.address));
                 } else if constexpr (std::is_same_v<T, reply::Synced>) {
                     send(r.client, osc::MessageBuilder("/synced").i(b.id));
+                } else if constexpr (std::is_same_v<T, reply::DisposeVoice>) {
+                    if (stretchWorker_) stretchWorker_->remove(b.voice);
+                    delete b.voice;
                 } else if constexpr (std::is_same_v<T, reply::DisposeNode>) {
                     disposeNode(b.node);
                 } else if constexpr (std::is_same_v<T, reply::BufferSwapped>) {
@@ -700,7 +703,10 @@ void Controller::applyParams(Msg& m, Node& node) {
 }
 
 void Controller::disposeNode(Node* n) {
-    if (n && n->kind() == Node::Kind::Looper) forgetLooperNode(static_cast<const Looper*>(n));
+    if (n && n->kind() == Node::Kind::Looper) {
+        forgetLooperNode(static_cast<const Looper*>(n));
+        if (StretchVoice* v = static_cast<Looper*>(n)->shifter(); v && stretchWorker_) stretchWorker_->remove(v);
+    }
     if (n && n->kind() == Node::Kind::Player && stretchWorker_)
         if (StretchVoice* v = static_cast<Player*>(n)->voice()) stretchWorker_->remove(v);
     delete n;

@@ -185,6 +185,8 @@ private:
         int lastState = -99;
         std::chrono::steady_clock::time_point downAt[32];
         bool held[32] = {};
+        bool shifter = false;          // a pitch shifter was sent to it
+        MemoryLease shifterMemory;
     };
     struct SlRegistration {
         int loop; std::string ctrl, url, path; bool autoUpdate; float last; uint16_t client;
@@ -192,7 +194,7 @@ private:
     struct SlSave { std::string path, sample, url, errPath; uint16_t client; int index; };
     void registerSooperLooper();
     void hSl(Msg&);
-    void hSlPing(Msg&); void hSlLoopAdd(Msg&); void hSlLoopDel(Msg&); void hSlGlobalSet(Msg&); void hSlGlobalGet(Msg&);
+    void hSlPing(Msg&); void hSlMidiBindings(Msg&); void hSlLoopAdd(Msg&); void hSlLoopDel(Msg&); void hSlGlobalSet(Msg&); void hSlGlobalGet(Msg&);
     void hSlRegister(Msg&); void hSlUnregister(Msg&); void hSlRegisterUpdate(Msg&);
     void hSlSaveSession(Msg&); void hSlLoadSession(Msg&);
     void slCommand(Msg& m, int index, const std::string& verb);
@@ -218,6 +220,7 @@ private:
     void sendConfigUpdates();
     void pollLoopers();
     void forgetLooperNode(const Looper* looper);
+    void attachShifter(Msg& m, SlLoop& loop);
     osc::MessageBuilder slPingReply(const std::string& path, bool withId) const;
     std::optional<osc::Endpoint> endpointForUrl(const std::string& url);
     void sendToUrl(uint16_t client, const std::string& url, const osc::MessageBuilder& m);

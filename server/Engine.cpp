@@ -113,6 +113,7 @@ Engine::~Engine() {
         else if (auto* b = std::get_if<reply::BufferSwapped>(&r.body)) delete b->old;
         else if (auto* t = std::get_if<reply::TreeReady>(&r.body)) delete t->snapshot;
         else if (auto* l = std::get_if<reply::LoopBuffer>(&r.body)) delete l->data;
+        else if (auto* dv = std::get_if<reply::DisposeVoice>(&r.body)) delete dv->voice;
     }
     for (int i = 0; i < ctx_.numHandBack; ++i) delete ctx_.handBack[i].data;
     Command c;
@@ -122,6 +123,7 @@ Engine::~Engine() {
         else if (auto* t = std::get_if<cmd::QueryTree>(&cm.body)) delete t->snapshot;
         else if (auto* l = std::get_if<cmd::LoopLoad>(&cm.body)) delete l->data;
         else if (auto* v = std::get_if<cmd::LoopSave>(&cm.body)) delete v->data;
+        else if (auto* sh = std::get_if<cmd::LoopShifter>(&cm.body)) delete sh->voice;
     };
     while (controlQueue_.tryPop(c)) drop(c);
     while (workerQueue_.tryPop(c)) drop(c);
@@ -687,6 +689,11 @@ void Engine::execute(Command& c) noexcept {
                    [&](cmd::SetBus& m) { doSetBus(c, m); },
                    [&](cmd::GetBus& m) { doGetBus(c, m); },
                    [&](cmd::MapParam& m) { doMapParam(c, m); },
+                   [&](cmd::LoopShifter& m) {
+                       StretchVoice* back = m.voice;
+                       withLooper(nodes_, m.id, [&](Looper& l) { back = l.attachShifter(m.voice); }, [&](FailCode f) { fail(c, f, m.id); });
+                       if (back) reply(c.client, reply::DisposeVoice{back});
+                   },
                    [&](cmd::FreeAll& m) { doFreeAll(c, m); },
                    [&](cmd::QueryTree& m) { doQueryTree(c, m); },
                    [&](cmd::SwapBuffer& m) { doSwapBuffer(c, m); },
@@ -908,6 +915,7 @@ void Engine::handBackPayload(Command& c) noexcept {
         else if constexpr (std::is_same_v<T, cmd::LoopLoad>) handBackBuffer(b.data, b.id, false);
         else if constexpr (std::is_same_v<T, cmd::LoopSave>) { b.data->numFrames = -1; handBackBuffer(b.data, b.id, true); }
         else if constexpr (std::is_same_v<T, cmd::AttachRecorder>) reply(c.client, reply::RecorderRejected{b.slot});
+        else if constexpr (std::is_same_v<T, cmd::LoopShifter>) reply(c.client, reply::DisposeVoice{b.voice});
     }, c.body);
 }
 

@@ -18,7 +18,7 @@ static_assert(sizeof(kCmdNames) / sizeof(kCmdNames[0]) == static_cast<size_t>(Lo
 constexpr const char* kCtlNames[] = {
     "rec_thresh", "feedback", "dry", "wet", "input_gain", "rate", "quantize", "sync", "playback_sync",
     "relative_sync", "round", "mute_quantized", "overdub_quantized", "fade_samples", "input_latency",
-    "output_latency", "autoset_latency", "pan_1", "pan_2", "in"};
+    "output_latency", "autoset_latency", "pan_1", "pan_2", "in", "pitch_shift", "stretch_ratio", "tempo_stretch"};
 static_assert(sizeof(kCtlNames) / sizeof(kCtlNames[0]) == static_cast<size_t>(LoopCtl::Count));
 // Frames a capture, load or insert copies per render: 128x real time at block 64, a small
 // share of the block's budget (loopd_looper_bench editBlock/capture).
@@ -55,6 +55,8 @@ Looper::Looper(int32_t id, int channels, double sampleRate, double loopSeconds, 
       mem_(std::clamp(channels, 1, 2), static_cast<int64_t>(std::max(1.0, loopSeconds) * sampleRate),
            poolPagesFor(sampleRate, loopSeconds, undoSeconds)) {
     xfade_.assign(static_cast<size_t>(kMaxFade * channels_), 0.0f);
+    shiftIn_.assign(static_cast<size_t>(2 * kShiftBlock), 0.0f);
+    shiftOut_.assign(static_cast<size_t>(2 * kShiftBlock), 0.0f);
     scratchFade_.assign(static_cast<size_t>(kMaxFade * channels_), 0.0f);
     histPos_.assign(static_cast<size_t>(kHistory), 0);
     histMode_.assign(static_cast<size_t>(kHistory), 0);
@@ -122,6 +124,9 @@ bool Looper::setControl(LoopCtl c, float v, const ProcessContext& ctx) noexcept 
     case LoopCtl::Wet: if (v < 0 || v > 4) return false; wet_.setTarget(v, smooth); return true;
     case LoopCtl::InputGain: if (v < 0 || v > 4) return false; inGain_.setTarget(v, smooth); return true;
     case LoopCtl::Rate: if (v < 0.25f || v > 4.0f) return false; rate_ = v; return true;
+    case LoopCtl::PitchShift: if (v < -24.0f || v > 24.0f) return false; pitchShift_ = v; return true;
+    case LoopCtl::StretchRatio: if (v < 0.5f || v > 4.0f) return false; stretchRatio_ = v; return true;
+    case LoopCtl::TempoStretch: tempoStretch_ = v != 0; return true;
     case LoopCtl::Quantize: if (v < 0 || v > 3) return false; quantize_ = static_cast<int>(v); return true;
     case LoopCtl::Sync: sync_ = v != 0; return true;
     case LoopCtl::PlaybackSync: playbackSync_ = v != 0; return true;
@@ -177,10 +182,10 @@ bool Looper::grid(const ProcessContext& ctx, int quantize, int64_t& origin, doub
     const int64_t cycle = cycleFrames_;
     // histEnd_ is "now": the time of the next sample the play head renders.
     const double into = dir_ > 0 ? pos_ : static_cast<double>(len()) - pos_;
-    origin = histEnd_ - static_cast<int64_t>(std::llround(std::fmod(into, static_cast<double>(cycle)) / std::max(0.25f, rate_)));
+    origin = histEnd_ - static_cast<int64_t>(std::llround(std::fmod(into, static_cast<double>(cycle)) / std::max(0.125, speed_)));
     unit = static_cast<double>(cycle);
     if (quantize == 2) unit /= std::max(1.0, ls.eighthPerCycle);
-    else if (quantize == 3) { unit = static_cast<double>(len()); origin = histEnd_ - static_cast<int64_t>(std::llround(into / std::max(0.25f, rate_))); }
+    else if (quantize == 3) { unit = static_cast<double>(len()); origin = histEnd_ - static_cast<int64_t>(std::llround(into / std::max(0.125, speed_))); }
     return true;
 }
 
@@ -664,7 +669,7 @@ void Looper::beginXfade(const ProcessContext& ctx) noexcept {
             scratchFade_[static_cast<size_t>(k * channels_ + c)] = v * w + old * (1.0f - w);
         }
         if (audible) {
-            p += static_cast<double>(rate_) * dir_;
+            p += speed_ * dir_;
             if (p >= wrapLen) p -= wrapLen;
             if (p < 0) p += wrapLen;
         }
@@ -723,6 +728,33 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
     }
     const int fade = std::max(1, std::min(fadeSamples_, kMaxFade));
     const bool toPair = bus.numChannels >= 2;
+    updateSpeed(ctx);
+    // The pitch shifter: what it has ready for these frames (fed ahead by aheadFrames_).
+    int shiftGot = 0, shiftFed = 0, shiftSkip = 0;
+    if (shifter_) {
+        StretchVoice& sv = *shifter_;
+        if (!shifting_) startShifting(ctx);
+        sv.pitchScale.store(pitchScale_, std::memory_order_relaxed);
+        for (StretchVoice::Segment seg; sv.segments.tryPop(seg);) {} // its bookkeeping is for players
+        // Output frame k of the shifter is the feed of k frames after it started, which was
+        // the loop aheadFrames_ later: it sounds aheadFrames_ after the start. Frames it did not
+        // have in time are dropped when they come, so that it stays aligned.
+        shiftSkip = static_cast<int>(std::min<int64_t>(shiftReadDelay_, numFrames));
+        shiftReadDelay_ -= shiftSkip;
+        const int want = numFrames - shiftSkip;
+        if (!ctx.stretchAhead)
+            for (int guard = 0; static_cast<int64_t>(sv.output.readableFrames()) < want + shiftOwed_ && guard < 64; ++guard) sv.step();
+        while (shiftOwed_ > 0) {
+            const auto n = static_cast<int64_t>(sv.output.read(shiftOut_.data(), static_cast<size_t>(std::min<int64_t>(shiftOwed_, kShiftBlock))));
+            if (n == 0) break;
+            shiftOwed_ -= n;
+        }
+        if (shiftOwed_ == 0) shiftGot = static_cast<int>(sv.output.read(shiftOut_.data(), static_cast<size_t>(std::min(want, kShiftBlock))));
+        if (shiftGot < want) {
+            shiftOwed_ += want - shiftGot; // the worker fell behind: the plain loop covers
+            directLeft_ = std::max<int64_t>(directLeft_, numFrames + 64);
+        }
+    }
     for (int i = offset; i < offset + numFrames; ++i) {
         const int64_t t = ctx.blockStartSample + i;
         // Events due at this sample.
@@ -781,6 +813,39 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
                 }
             }
         }
+        if (shifter_ && shiftFed < kShiftBlock) {
+            // Feed the shifter what the play head will read aheadFrames_ from now (held on
+            // course: nudged towards it, or set there after a jump), and play what it gives
+            // for now when there is a shift to hear.
+            const double L = static_cast<double>(std::max<int64_t>(1, playLen_));
+            double target = pos_ + static_cast<double>(aheadFrames_) * speed_ * dir_;
+            target = std::fmod(target, L);
+            if (target < 0) target += L;
+            double gap = target - aheadPos_;
+            if (gap > L / 2) gap -= L;
+            if (gap < -L / 2) gap += L;
+            if (std::fabs(gap) > 512.0) { aheadPos_ = target; gap = 0.0; directLeft_ = aheadFrames_ + 256; }
+            float a[2] = {0.0f, 0.0f};
+            if (playLen_ > 0 && mode_ != WriteMode::Record && mode_ != WriteMode::Insert && mode_ != WriteMode::Multiply) readAt(aheadPos_, a);
+            shiftIn_[static_cast<size_t>(shiftFed)] = a[0];                                  // planar: left,
+            shiftIn_[static_cast<size_t>(kShiftBlock + shiftFed)] = channels_ == 1 ? a[0] : a[1]; // then right
+            ++shiftFed;
+            aheadPos_ += speed_ * dir_ + gap / 1024.0;
+            if (aheadPos_ >= L) aheadPos_ -= L;
+            if (aheadPos_ < 0.0) aheadPos_ += L;
+            const int k = i - offset - shiftSkip; // this frame in what the shifter gave
+            const bool useShift = audible && pitchScale_ != 1.0 && k >= 0 && k < shiftGot && directLeft_ <= 0 && mode_ != WriteMode::Multiply;
+            if (useShift && shiftMix_ < kShiftFade) ++shiftMix_;
+            else if (!useShift && shiftMix_ > 0) --shiftMix_;
+            if (directLeft_ > 0) --directLeft_;
+            if (shiftMix_ > 0 && k >= 0 && k < shiftGot) {
+                const float w = static_cast<float>(shiftMix_) / static_cast<float>(kShiftFade);
+                for (int c = 0; c < channels_; ++c) {
+                    const float shifted = shiftOut_[static_cast<size_t>(2 * k + c)] * g;
+                    v[c] = shifted * w + v[c] * (1.0f - w);
+                }
+            }
+        }
         if (xfadePos_ < xfadeLen_) {
             const float w = static_cast<float>(xfadePos_ + 1) / static_cast<float>(xfadeLen_ + 1);
             for (int c = 0; c < channels_; ++c) v[c] = v[c] * w + xfade_[static_cast<size_t>(xfadePos_ * channels_ + c)] * (1.0f - w);
@@ -813,14 +878,14 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
                 if (pos_ >= static_cast<double>(mem_.maxFrames() - 1)) finishMultiply(ctx, t + 1);
             } else {
                 const auto L = static_cast<double>(playLen_);
-                pos_ += static_cast<double>(rate_) * dir_;
+                pos_ += speed_ * dir_;
                 if (oneShot_) {
                     const double left = dir_ > 0 ? L - pos_ : pos_;
-                    if (left <= static_cast<double>(fade) * rate_) {
+                    if (left <= static_cast<double>(fade) * speed_) {
                         // One pass only: fade out into the end, then stay muted (SooperLooper).
                         oneShot_ = false;
                         muted_ = true;
-                        outGain_.setTarget(0.0f, std::max<int64_t>(1, static_cast<int64_t>(left / rate_)));
+                        outGain_.setTarget(0.0f, std::max<int64_t>(1, static_cast<int64_t>(left / speed_)));
                     }
                 }
                 if (pos_ >= L) pos_ -= L;
@@ -828,6 +893,12 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
                 if (pos_ >= L || pos_ < 0.0) pos_ = 0.0;
             }
         }
+    }
+    if (shiftFed > 0) {
+        StretchVoice& sv = *shifter_;
+        const float* planar[2] = {shiftIn_.data(), shiftIn_.data() + kShiftBlock};
+        const size_t pushed = sv.input.writePlanar(planar, 0, static_cast<size_t>(shiftFed), 2);
+        sv.realPushed.fetch_add(static_cast<int64_t>(pushed), std::memory_order_release);
     }
     // The write head follows as far as the input has arrived.
     const CaptureRing* ring = ctx.capture;
@@ -1031,6 +1102,65 @@ void Looper::queueHandBack(BufferData* b, bool saved) noexcept {
     leaked_ = b;
 }
 
+void Looper::updateSpeed(const ProcessContext& ctx) noexcept {
+    // With tempo_stretch the ratio is the loop's own tempo (eighth_per_cycle eighths in a cycle,
+    // SooperLooper's reading) over the clock's; else stretch_ratio.
+    double ratio = stretchRatio_;
+    if (tempoStretch_ && cycleFrames_ > 0 && ctx.tempoBpm > 0.0) {
+        const double cycleSeconds = static_cast<double>(cycleFrames_) / sampleRate_;
+        const double loopTempo = 30.0 * ctx.loop.eighthPerCycle / cycleSeconds;
+        ratio = std::clamp(loopTempo / ctx.tempoBpm, 0.5, 4.0);
+    }
+    speed_ = static_cast<double>(rate_) / ratio;
+    const double shift = ratio * std::exp2(static_cast<double>(pitchShift_) / 12.0);
+    pitchScale_ = std::fabs(shift - 1.0) < 1e-6 ? 1.0 : shift;
+}
+
+bool Looper::needsShifter(LoopCtl c, float value) noexcept {
+    switch (c) {
+    case LoopCtl::PitchShift: return value != 0.0f;
+    case LoopCtl::StretchRatio: return value != 1.0f;
+    case LoopCtl::TempoStretch: return value != 0.0f;
+    default: return false;
+    }
+}
+
+StretchVoice* Looper::attachShifter(StretchVoice* v) noexcept {
+    if (shifter_) return v; // one is enough: give the new one back
+    shifter_.reset(v);
+    shifting_ = false;
+    return nullptr;
+}
+
+void Looper::startShifting(ProcessContext& ctx) noexcept {
+    // The first block: prime the shifter at pitch 1 and run the feed aheadFrames_ ahead of the
+    // play head (its latency plus a margin for the worker); until its output has caught up the
+    // plain loop plays.
+    (void)ctx;
+    StretchVoice& sv = *shifter_;
+    aheadFrames_ = sv.stretcher->startDelay() + kShiftMargin;
+    sv.timeRatio.store(1.0, std::memory_order_relaxed);
+    sv.pitchScale.store(pitchScale_, std::memory_order_relaxed);
+    sv.realPushed.store(0, std::memory_order_relaxed);
+    sv.primeRequest.fetch_add(1, std::memory_order_release);
+    aheadPos_ = pos_;
+    directLeft_ = aheadFrames_ + 256;
+    shiftReadDelay_ = aheadFrames_;
+    shiftOwed_ = 0;
+    shiftMix_ = 0;
+    shifting_ = true;
+}
+
+void Looper::readAt(double p, float* v) const noexcept {
+    const auto f0 = static_cast<int64_t>(p);
+    const auto frac = static_cast<float>(p - static_cast<double>(f0));
+    const int64_t f1 = f0 + 1 >= playLen_ ? 0 : f0 + 1;
+    for (int c = 0; c < channels_; ++c) {
+        const float a = readLoop(f0, c);
+        v[c] = frac == 0.0f ? a : a + (readLoop(f1, c) - a) * frac;
+    }
+}
+
 void Looper::handBack(ProcessContext& ctx) noexcept {
     for (auto& slot : handBack_) {
         if (!slot.data) continue;
@@ -1115,7 +1245,7 @@ void Looper::publish(ProcessContext& ctx) noexcept {
     // still take (never more than total; undo history uses the same pages).
     status_.freeSeconds.store(static_cast<double>(std::min(mem_.freeFrames(), mem_.maxFrames())) / sr, std::memory_order_relaxed);
     status_.totalSeconds.store(static_cast<double>(mem_.maxFrames()) / sr, std::memory_order_relaxed);
-    status_.rateOutput.store(rate_ * static_cast<float>(dir_), std::memory_order_relaxed);
+    status_.rateOutput.store(static_cast<float>(speed_) * static_cast<float>(dir_), std::memory_order_relaxed);
     status_.undoDepth.store(mem_.undoDepth(), std::memory_order_relaxed);
     status_.redoDepth.store(mem_.redoDepth(), std::memory_order_relaxed);
     // Peaks: the control thread takes the maximum since its last read.
@@ -1127,7 +1257,7 @@ void Looper::publish(ProcessContext& ctx) noexcept {
         if (playLen_ > 0 && cycleFrames_ > 0 && mode_ != WriteMode::Record && mode_ != WriteMode::Multiply && mode_ != WriteMode::Insert) {
             ctx.loop.cycleFrames = cycleFrames_;
             const double inCycle = std::fmod(dir_ > 0 ? pos_ : static_cast<double>(playLen_) - pos_, static_cast<double>(cycleFrames_));
-            ctx.loop.cycleOrigin = histEnd_ - static_cast<int64_t>(std::llround(inCycle / std::max(0.25f, rate_)));
+            ctx.loop.cycleOrigin = histEnd_ - static_cast<int64_t>(std::llround(inCycle / std::max(0.125, speed_)));
             ctx.loop.cycleStamp = ctx.blockStartSample;
         } else if (mode_ != WriteMode::Multiply && mode_ != WriteMode::Insert) {
             ctx.loop.cycleStamp = -1;

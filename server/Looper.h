@@ -26,6 +26,7 @@
 
 #include "dsp/Ramp.h"
 #include "server/LoopMemory.h"
+#include "server/StretchWorker.h"
 #include "server/Node.h"
 
 namespace loopd {
@@ -51,7 +52,7 @@ enum class LoopCmd : uint8_t {
 enum class LoopCtl : uint8_t {
     RecThresh, Feedback, Dry, Wet, InputGain, Rate, Quantize, Sync, PlaybackSync, RelativeSync,
     Round, MuteQuantized, OverdubQuantized, FadeSamples, InputLatency, OutputLatency,
-    AutosetLatency, Pan1, Pan2, In, Count
+    AutosetLatency, Pan1, Pan2, In, PitchShift, StretchRatio, TempoStretch, Count
 };
 
 // [any] Names as SooperLooper spells them; null/false when unknown.
@@ -109,6 +110,21 @@ public:
     bool startSave(BufferData* dst) noexcept;
     // [audio] Hand back buffers the looper is done with (called by render; public for tests).
     void handBack(ProcessContext& ctx) noexcept;
+
+    // Pitch shift and tempo stretch (SooperLooper's pitch_shift, stretch_ratio, tempo_stretch):
+    // the loop plays at rate / ratio (slower for a ratio above 1; with tempo_stretch the ratio
+    // follows the clock: the loop's own tempo over the clock's), and its output goes through a
+    // pitch shifter that undoes the varispeed's pitch change and adds pitch_shift semitones. The
+    // shifter (a Rubber Band voice, stepped by the stretch worker in real time) is fed the loop
+    // content ahead of the play head by its latency plus a margin, so that what comes out lines
+    // up with the play head: the shift adds no delay. Where it has nothing ready (it was just
+    // switched on, or the worker fell behind), the plain loop plays.
+    // [audio] Takes the shifter; returns the one it had (null), for the control thread to free.
+    StretchVoice* attachShifter(StretchVoice* v) noexcept;
+    // [control, after the node was handed back] The shifter, for the stretch worker to forget.
+    StretchVoice* shifter() const noexcept { return shifter_.get(); }
+    // [control] Whether a control value needs the shifter.
+    static bool needsShifter(LoopCtl c, float value) noexcept;
 
 private:
     enum class WriteMode : uint8_t { None, Record, Overdub, Replace, Multiply, Insert };
@@ -188,6 +204,11 @@ private:
 
     // Controls.
     float recThresh_ = 0.0f, feedback_ = 1.0f, rate_ = 1.0f;
+    float pitchShift_ = 0.0f, stretchRatio_ = 1.0f;
+    bool tempoStretch_ = false;
+    double speed_ = 1.0;                  // the play head's step: rate / stretch ratio
+    double pitchScale_ = 1.0;             // what the shifter applies (1: not shifting)
+    void updateSpeed(const ProcessContext& ctx) noexcept;
     int quantize_ = 1;                    // 0 off, 1 cycle, 2 8th, 3 loop
     bool sync_ = true, playbackSync_ = false, relativeSync_ = false, round_ = true;
     bool muteQuantized_ = false, overdubQuantized_ = false;
@@ -230,6 +251,23 @@ private:
     int64_t pendingLoadAt_ = -1;
 
     float inPeak_ = 0, outPeak_ = 0;
+
+    // The pitch shifter (see attachShifter).
+    std::unique_ptr<StretchVoice> shifter_;
+    bool shifting_ = false;               // feeding it and playing what it gives
+    double aheadPos_ = 0.0;               // loop position of the next frame fed (ahead of pos_)
+    int64_t aheadFrames_ = 0;             // how far ahead the feed runs
+    std::vector<float> shiftIn_, shiftOut_; // interleaved scratch, one block
+    int shiftMix_ = 0;                    // 0 .. kShiftFade: how far the output has crossfaded to shifted
+    int64_t directLeft_ = 0;              // frames the plain loop plays before the shifted may
+    int64_t shiftReadDelay_ = 0;          // frames before its output starts (its start: aheadFrames_)
+    int64_t shiftOwed_ = 0;               // output frames it did not have in time: dropped when they come
+    static constexpr int kShiftFade = 256;
+    static constexpr int kShiftMargin = 2048; // frames the feed runs ahead beyond the shifter's latency
+    static constexpr int kShiftBlock = 4096;  // the most frames rendered at once
+    void startShifting(ProcessContext& ctx) noexcept;
+    // Reads the loop at a fractional position (linear interpolation), into v[channels].
+    void readAt(double p, float* v) const noexcept;
 };
 
 } // namespace loopd

@@ -25,6 +25,7 @@
 #include "server/Controller.h"
 #include "server/Group.h"
 #include "server/Looper.h"
+#include "server/StretchWorker.h"
 #include "server/Version.h"
 
 namespace loopd {
@@ -88,6 +89,7 @@ void Controller::registerSooperLooper() {
     add("/unregister_update", &Controller::hSlRegisterUpdate);
     add("/register_auto_update", &Controller::hSlRegisterUpdate);
     add("/unregister_auto_update", &Controller::hSlRegisterUpdate);
+    add("/get_all_midi_bindings", &Controller::hSlMidiBindings);
     add("/save_session", &Controller::hSlSaveSession);
     add("/load_session", &Controller::hSlLoadSession);
 }
@@ -230,6 +232,24 @@ void Controller::hSlLoopDel(Msg& m) {
     done(m.client, "/loop_del", {index});
 }
 
+void Controller::attachShifter(Msg& m, SlLoop& loop) {
+    // The first pitch_shift, stretch_ratio or tempo_stretch gives the loop a pitch shifter: a
+    // Rubber Band R2 voice (SooperLooper's engine too), stepped by the stretch worker.
+    const double sr = engine_.config().sampleRate;
+    MemoryLease lease = budget_.reserve(static_cast<int64_t>(8.0 * 1048576.0 * sr / 48000.0), "a pitch shifter for loop " + std::to_string(loop.node - 801));
+    auto voice = std::make_unique<StretchVoice>(stretch::Stretcher::create(stretch::Method::Rb2, 2, sr, 4096, 1.0, 1.0));
+    StretchVoice* raw = voice.get();
+    if (stretchWorker_) stretchWorker_->add(raw);
+    Msg now{kAddrSet, m.args, 0, m.client};
+    if (!push(now, cmd::LoopShifter{loop.node, raw})) {
+        if (stretchWorker_) stretchWorker_->remove(raw);
+        return;
+    }
+    voice.release();
+    loop.shifter = true;
+    loop.shifterMemory = std::move(lease);
+}
+
 void Controller::forgetLooperNode(const Looper* looper) {
     // By object, not id: a looper refused for a duplicate id has the id of a live one.
     for (auto it = slLoops_.begin(); it != slLoops_.end(); ++it) {
@@ -316,6 +336,8 @@ void Controller::slSolo(Msg& m, int index) {
 
 float Controller::slDefault(const std::string& name) const {
     if (const StoredControl* c = storedControl(name)) return c->value;
+    if (name == "pitch_shift" || name == "tempo_stretch") return 0.0f;
+    if (name == "stretch_ratio") return 1.0f;
     if (name == "dry" || name == "rec_thresh" || name == "playback_sync" || name == "relative_sync" ||
         name == "mute_quantized" || name == "overdub_quantized" || name == "in")
         return 0.0f;
@@ -362,6 +384,7 @@ void Controller::slSet(Msg& m, int index) {
     for (int i : targets) {
         SlLoop& loop = slLoops_[static_cast<size_t>(i)];
         if (known) {
+            if (Looper::needsShifter(ctl, value) && !loop.shifter) attachShifter(m, loop);
             Msg timed{kAddrSet, m.args, m.timetag, m.client};
             if (!push(timed, cmd::LoopControl{loop.node, static_cast<uint8_t>(ctl), value})) return;
         }
@@ -496,6 +519,15 @@ void Controller::hSlGlobalGet(Msg& m) {
     const std::string path = m.args.string("return path");
     m.args.expectEnd();
     slGlobalGet(m, name, url, path);
+}
+
+void Controller::hSlMidiBindings(Msg& m) {
+    // SooperLooper sends each binding as `add <binding>`, then `done ""`. loopd has no MIDI
+    // bindings yet (issue 15): slgui asks when it connects and gets an empty list.
+    const std::string url = m.args.string("return url");
+    const std::string path = m.args.string("return path");
+    m.args.expectEnd();
+    sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s("done").s(""));
 }
 
 void Controller::hSlPing(Msg& m) {

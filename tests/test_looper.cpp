@@ -715,3 +715,79 @@ TEST(Looper, PausingTheNodeEndsARecordingWhereItStopped) {
     EXPECT_EQ(bad, 0);
     EXPECT_TRUE(r.s.find("/fail").empty());
 }
+
+TEST(Looper, PitchShiftAndTempoStretchKeepTheLoopOnItsGrid) {
+    // A loop of 1 s of 441 Hz: pitch_shift 12 plays it an octave up, in place (the shifter is fed
+    // ahead of the play head by its latency, so the shifted loop lines up with the plain one);
+    // stretch_ratio 2 plays it at half speed with its pitch kept; tempo_stretch makes the ratio
+    // the loop's tempo over the clock's.
+    Rig r(1);
+    const auto tone = sine(441.0, 0.3, static_cast<size_t>(S(1.0)), kRate);
+    writeWav(r.dir.file("tone.wav"), {tone, tone}, kRate);
+    r.s.send("/sl/0/load_loop", r.dir.file("tone.wav").c_str(), kUrl, "/err");
+    r.until(0.5);
+    ASSERT_EQ(r.s.find("/done", "/sl/0/load_loop").size(), 1u);
+    const auto& out = r.s.output[0];
+    EXPECT_NEAR(zeroCrossingHz(out, S(0.1), S(0.5), kRate), 441.0, 0.5);
+    r.set(0, "pitch_shift", 12.0f);
+    r.until(2.0);
+    EXPECT_NEAR(zeroCrossingHz(out, S(1.0), S(2.0), kRate), 882.0, 2.0) << "an octave up";
+    // The shift does not move the play head (PitchShiftedLoopsStayInTime measures the timing).
+    EXPECT_NEAR(r.get(0, "loop_pos"), 0.0, 0.02); // 2.0 s: whole cycles since the load
+    EXPECT_NEAR(rms(out, static_cast<size_t>(S(1.2)), static_cast<size_t>(S(2.0))), 0.3 / std::sqrt(2.0), 0.03) << "no loss of level";
+    r.set(0, "pitch_shift", 0.0f);
+    r.set(0, "stretch_ratio", 2.0f);
+    const float posBefore = r.get(0, "loop_pos");
+    r.until(3.0);
+    const float posAfter = r.get(0, "loop_pos");
+    EXPECT_NEAR(std::fmod(posAfter - posBefore + 1.0f, 1.0f), 0.5f, 0.01f) << "half speed: half the loop in a second";
+    EXPECT_NEAR(zeroCrossingHz(out, S(2.3), S(3.0), kRate), 441.0, 2.0) << "its pitch kept";
+    EXPECT_NEAR(r.get(0, "rate_output"), 0.5f, 1e-6f);
+    // tempo_stretch: 8 eighths in the 1 s cycle is 240 BPM; at the clock's 120 the loop plays at
+    // half speed, at 240 at its own.
+    r.set(0, "stretch_ratio", 1.0f);
+    r.s.send("/set", "eighth_per_cycle", 8.0f);
+    r.set(0, "tempo_stretch", 1.0f);
+    r.until(3.2);
+    EXPECT_NEAR(r.get(0, "rate_output"), 0.5f, 1e-3f);
+    r.s.send("/set", "tempo", 240.0f);
+    r.until(3.3);
+    EXPECT_NEAR(r.get(0, "rate_output"), 1.0f, 1e-3f);
+    r.until(4.0);
+    EXPECT_NEAR(zeroCrossingHz(out, S(3.5), S(4.0), kRate), 441.0, 2.0);
+    EXPECT_TRUE(r.s.find("/fail").empty());
+}
+
+TEST(Looper, PitchShiftedLoopsStayInTime) {
+    // Two 5 ms bursts in a 1 s loop, at 0.25 and 0.75 s: shifted up a fifth, they still sound
+    // where the loop plays them (the shifter's latency is fed ahead, not heard).
+    Rig r(1);
+    std::vector<float> x(static_cast<size_t>(S(1.0)), 0.0f);
+    const auto burst = noise(static_cast<size_t>(S(0.005)), 31, 0.5f);
+    for (double at : {0.25, 0.75})
+        std::copy(burst.begin(), burst.end(), x.begin() + S(at));
+    writeWav(r.dir.file("clicks.wav"), {x, x}, kRate);
+    r.s.send("/sl/0/load_loop", r.dir.file("clicks.wav").c_str(), kUrl, "/err");
+    r.until(0.01);
+    r.set(0, "pitch_shift", 7.0f);
+    r.until(4.0);
+    // The loop started at the load (time ~0): bursts at k + 0.25 and k + 0.75 s.
+    const auto& out = r.s.output[0];
+    auto onset = [&](int64_t from, int64_t to) {
+        for (int64_t t = from; t < to; ++t)
+            if (std::fabs(out[static_cast<size_t>(t)]) > 0.05f) return t;
+        return int64_t(-1);
+    };
+    const int64_t loaded = [&] { // where the loop's first burst sounded unshifted
+        const int64_t t = onset(S(0.0), S(0.5));
+        return t - S(0.25);
+    }();
+    for (double at : {2.25, 2.75, 3.25, 3.75}) {
+        const int64_t t = onset(loaded + S(at - 0.05), loaded + S(at + 0.05));
+        ASSERT_GE(t, 0) << "a burst near " << at;
+        const double errMs = 1000.0 * static_cast<double>(t - (loaded + S(at))) / kRate;
+        std::printf("burst at %.2f s: %+.2f ms\n", at, errMs);
+        EXPECT_LT(std::fabs(errMs), 5.0) << at;
+    }
+    EXPECT_TRUE(r.s.find("/fail").empty());
+}

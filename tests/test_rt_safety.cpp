@@ -121,6 +121,7 @@ void buildScene(OfflineServer& s, TempDir& dir) {
     s.send("/loop_add", 2, 8.0f);
     s.send("/loop_add", 1, 8.0f);
     writeWav(dir.file("loop.wav"), {sine(440.0, 0.1, 30000, 48000.0)}, 48000);
+    s.send("/n_map", 102, "gain", 5);
 }
 
 // One tick of control traffic: storms of sets, ramps, churn, swaps, queries.
@@ -163,6 +164,14 @@ void churn(OfflineServer& s, TempDir& dir, int tick, double now) {
     if (tick % 20 == 3) s.send("/sl/0/save_loop", dir.file("saved.wav").c_str(), "float", "little", "osc.udp://127.0.0.1:9/", "/err");
     if (tick == 30) s.send("/set", "pa_mute", 1.0f);
     if (tick == 45) s.send("/set", "pa_mute", 0.0f);
+    // Loop 1 pitch-shifted and tempo-stretched (its shifter on the stretch worker).
+    s.send("/sl/1/set", "pitch_shift", static_cast<float>(tick % 5) - 2.0f);
+    if (tick % 10 == 5) s.send("/sl/1/set", "tempo_stretch", static_cast<float>((tick / 10) % 2));
+    // Control buses a parameter follows, scsynth's queries, /clearSched.
+    s.send("/c_set", 5, 0.05f + 0.001f * static_cast<float>(tick % 30));
+    s.send("/c_get", 5);
+    s.send("/s_get", 101, "gain", "rate");
+    if (tick == 50) s.send("/clearSched");
 }
 } // namespace
 
