@@ -199,6 +199,7 @@ void Transport::poll(int timeoutMs, const PacketHandler& onPacket) {
         for (uint64_t id : closed) {
             for (size_t j = 0; j < connections_.size(); ++j) {
                 if (connections_[j].id != id) continue;
+                closedIds_.push_back(id);
                 ::close(connections_[j].fd);
                 connections_.erase(connections_.begin() + static_cast<long>(j));
                 break;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace loopd::osc {
@@ -50,6 +51,10 @@ public:
     bool send(const Endpoint& to, const char* data, size_t size);
     void close();
 
+    // [control] The TCP connections closed since the last call (Endpoint::tcpId), so that the
+    // server can forget their clients (as scsynth logs out a TCP client that leaves).
+    std::vector<uint64_t> takeClosed() { return std::exchange(closedIds_, {}); }
+
     int udpPort() const noexcept { return udpPort_; }
     int tcpPort() const noexcept { return tcpPort_; }
 
@@ -73,6 +78,7 @@ private:
     int udpFd_ = -1, tcpFd_ = -1;
     int udpPort_ = -1, tcpPort_ = -1;
     std::vector<Connection> connections_;
+    std::vector<uint64_t> closedIds_;
     uint64_t nextConnectionId_ = 1;
     std::mutex sendMutex_;
     std::vector<char> udpBuffer_ = std::vector<char>(65536);

@@ -134,6 +134,19 @@ void Controller::send(uint16_t client, const osc::MessageBuilder& m) {
     if (sender_) sender_(to, bytes.data(), bytes.size());
 }
 
+void Controller::forgetTcpClient(uint64_t tcpId) {
+    std::lock_guard<std::mutex> lock(clientsMutex_);
+    for (size_t i = 0; i < clients_.size(); ++i) {
+        if (clients_[i].kind != osc::Endpoint::Kind::Tcp || clients_[i].tcpId != tcpId) continue;
+        const auto c = static_cast<uint16_t>(i);
+        notify_.erase(std::remove(notify_.begin(), notify_.end(), c), notify_.end());
+        for (auto& l : loginOf_) if (l == c) l = kNoClient;
+        clients_[i] = osc::Endpoint{}; // the slot is free for the next client
+        if (i < float32Only_.size()) float32Only_[i] = false;
+        if (i < errorsOff_.size()) errorsOff_[i] = false;
+    }
+}
+
 void Controller::broadcast(const osc::MessageBuilder& m) {
     std::vector<uint16_t> targets;
     {

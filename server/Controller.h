@@ -85,6 +85,8 @@ public:
 
     // [any] Send to a registered client (thread-safe).
     void send(uint16_t client, const osc::MessageBuilder& m);
+    // [control] A TCP client left: it is logged out (its /notify registration and client id).
+    void forgetTcpClient(uint64_t tcpId);
     // [any] Send to every client registered with /notify.
     void notifyAll(const osc::MessageBuilder& m) { broadcast(m); }
     // [control] Run a message as if a client had sent it (startup flags); failures are logged.

@@ -200,6 +200,7 @@ int runServer(const Options& o) {
     };
     while (!controller.quitRequested() && !g_signalled) {
         transport.poll(2, handler);
+        for (uint64_t id : transport.takeClosed()) controller.forgetTcpClient(id);
         controller.pollReplies();
         device.poll();
     }

@@ -163,6 +163,15 @@ class ServerCommands(ServerCase):
         self.assertEqual(v[0], "loopd")
         self.assertEqual(self.srv.request("/sync", 42, reply="/synced"), [42])
 
+    def test_a_tcp_client_that_leaves_is_logged_out(self):
+        # As scsynth: its client id is free again for the next client.
+        for _ in range(3):
+            tcp = oscutil.TcpClient(self.srv.tcp_port)
+            tcp.send("/notify", 1)
+            self.assertEqual(tcp.recv(), ("/done", ["/notify", 0, 32]))
+            tcp.close()
+            time.sleep(0.1)
+
     def test_tcp_framing_replies_on_the_connection(self):
         tcp = oscutil.TcpClient(self.srv.tcp_port)
         try:
