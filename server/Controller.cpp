@@ -25,6 +25,19 @@ namespace loopd {
 namespace {
 constexpr size_t kMaxClients = 256;
 
+// What a client sent, made safe for a log line: bytes outside printable ASCII as \xNN (no
+// terminal escapes, no broken UTF-8 in the log), at most 300 characters.
+std::string printable(const std::string& text) {
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned char ch : text) {
+        if (out.size() >= 300) { out += "..."; break; }
+        if (ch >= 0x20 && ch < 0x7f) out += static_cast<char>(ch);
+        else { out += "\\x"; out += hex[ch >> 4]; out += hex[ch & 15]; }
+    }
+    return out;
+}
+
 std::string fmtFloat(float v) {
     std::ostringstream s;
     s << v;
@@ -170,10 +183,10 @@ void Controller::fail(uint16_t client, const char* address, const std::string& r
     // of bad packets must not fill the disk). Offline renders report failures themselves.
     uint64_t heldBack = 0;
     if (!log) {
-        spdlog::debug("/fail {} from {}: {}", address, who.kind == osc::Endpoint::Kind::None ? std::string("startup") : who.str(), reason);
+        spdlog::debug("/fail {} from {}: {}", printable(address), who.kind == osc::Endpoint::Kind::None ? std::string("startup") : who.str(), printable(reason));
     } else if (!options_.offline && failLog_.allow(heldBack)) {
         if (heldBack > 0) spdlog::warn("({} more failures were not logged)", heldBack);
-        spdlog::warn("/fail {} from {}: {}", address, who.kind == osc::Endpoint::Kind::None ? std::string("startup") : who.str(), reason);
+        spdlog::warn("/fail {} from {}: {}", printable(address), who.kind == osc::Endpoint::Kind::None ? std::string("startup") : who.str(), printable(reason));
     } else if (options_.offline) {
         spdlog::debug("/fail {} {}", address, reason);
     }
@@ -334,7 +347,7 @@ void Controller::handleMessage(const ::osc::ReceivedMessage& m, uint64_t timetag
     if (dumpOsc_) {
         std::ostringstream s;
         s << m;
-        spdlog::info("dumpOSC: {}{} {}", address, m.AddressPatternIsUInt32() ? " (by number)" : "", s.str());
+        spdlog::info("dumpOSC: {}{} {}", printable(address), m.AddressPatternIsUInt32() ? " (by number)" : "", printable(s.str()));
     }
     auto h = handlers_.find(address);
     const bool sl = h == handlers_.end() && address.rfind("/sl/", 0) == 0;
@@ -543,7 +556,11 @@ void Controller::pollReplies() {
                 } else if constexpr (std::is_same_v<T, reply::Late>) {
                     send(r.client, osc::MessageBuilder("/late").d(b.seconds).s(b.address));
                 } else if constexpr (std::is_same_v<T, reply::Synced>) {
-                    send(r.client, osc::MessageBuilder("/synced").i(b.id));
+                    // Once more through the worker: a completion message run above (before this
+                    // reply) may have posted work there (/b_query), which must answer first.
+                    const uint16_t client = r.client;
+                    const int32_t id = b.id;
+                    worker_.post([this, client, id] { send(client, osc::MessageBuilder("/synced").i(id)); });
                 } else if constexpr (std::is_same_v<T, reply::DisposeVoice>) {
                     if (stretchWorker_) stretchWorker_->remove(b.voice);
                     delete b.voice;

@@ -50,6 +50,9 @@ void DeviceSupervisor::poll() {
         lost_.release()->dispose(lostServerGone_);
         DriverOptions n = device_;
         n.name = "null";
+        // The time the device was silent before that was noticed is rendered at once, so that
+        // the clock (and a recording) goes on as if nothing had happened.
+        n.catchUpFrames = static_cast<int64_t>(std::chrono::duration<double>(now - lastAdvance_).count() * engine_.config().sampleRate);
         driver_ = makeNullDriver(n);
         driver_->start(engine_);
         fallback_ = true;

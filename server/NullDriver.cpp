@@ -39,6 +39,8 @@ private:
         std::vector<float> in(static_cast<size_t>(n * std::max(1, options_.numInputs)), 0.0f);
         std::vector<float> out(static_cast<size_t>(n * options_.numOutputs), 0.0f);
         const long long periodNs = static_cast<long long>(1e9 * n / options_.sampleRate);
+        for (int64_t done = 0; done < options_.catchUpFrames && running_; done += n)
+            engine.processInterleaved(in.data(), options_.numInputs, out.data(), options_.numOutputs, n);
         timespec next;
         clock_gettime(CLOCK_MONOTONIC, &next);
         long long lateNs = 0;

@@ -61,6 +61,10 @@ double StretchVoice::urgency() const noexcept {
 }
 
 bool StretchVoice::chunk() noexcept {
+    // What was handed over is announced before the output it becomes is visible: the audio
+    // thread places every output frame in the source by the announcements (a pass over many
+    // voices must not hold them back until its end).
+    flushAnnounced();
     const int maxFeed = stretcher->maxFeed();
     for (;;) {
         const int avail = stretcher->available();
@@ -101,6 +105,7 @@ bool StretchVoice::chunk() noexcept {
         }
         const float* in[2] = {feedL_.data(), feedR_.data()};
         stretcher->feed(in, need);
+        flushAnnounced();
         return true;
     }
 }

@@ -119,7 +119,7 @@ class NullDriver(unittest.TestCase):
         self.assertIn("unknown looper control", self.srv.fail("/sl/0/set", "wobble", 1.0, command="/sl/0/set"))
         missing = os.path.join(self.dir.name, "missing.wav")
         self.srv.send("/sl/0/load_loop", missing, self.sl.url, "/loaderr")
-        self.assertIn("missing.wav", self.srv.wait("/loaderr")[0])
+        self.assertIn("missing.wav", self.srv.wait("/loaderr")[1])  # SooperLooper's: engine URL, message
         self.srv.wait("/fail", "/sl/0/load_loop")
         outside = "/etc/passwd.wav"
         self.srv.send("/sl/0/load_loop", outside, self.sl.url, "/loaderr")

@@ -144,6 +144,7 @@ class TcpFlood(unittest.TestCase):
     def test_six_hundred_thousand_commands_none_dropped(self):
         tcp = oscutil.TcpClient(self.srv.tcp_port)
         try:
+            tcp.sock.settimeout(300)  # back-pressure: sendall blocks while loopd catches up (slow builds)
             tcp.send("/g_new", 1, 0, 0)
             tcp.send("/s_new", "player", 2, 0, 1)  # no buffer: it waits, silent
             per_bundle, bundles = 50, 12000
@@ -347,10 +348,17 @@ class JackRestart(unittest.TestCase):
                 os.environ["JACK_DEFAULT_SERVER"] = old
 
     def tearDown(self):
-        self.srv.stop()
-        if self.jack.poll() is None:
-            self.jack.terminate()
-            self.jack.wait(10)
+        try:
+            self.srv.stop()
+        finally:
+            if self.jack.poll() is None:
+                self.jack.send_signal(18)  # a stopped jackd takes no SIGTERM until it runs again
+                self.jack.terminate()
+                try:
+                    self.jack.wait(10)
+                except subprocess.TimeoutExpired:
+                    self.jack.kill()
+                    self.jack.wait(10)
 
     def sample_time(self):
         st = self.srv.status()
