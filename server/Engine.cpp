@@ -335,8 +335,11 @@ void Engine::accept(Command& c) noexcept {
 }
 
 void Engine::drainQueue(SpscQueue<Command>& q, int& budget) noexcept {
+    // Commands wait in their queue while the replies have no room: a burst of queries (thousands
+    // of /n_query over TCP) must not outrun a control thread that is slow to send the answers.
+    const size_t room = config_.replyQueueSize > kReplyReserve ? config_.replyQueueSize - kReplyReserve : config_.replyQueueSize / 2;
     Command c;
-    while (budget > 0 && q.tryPop(c)) {
+    while (budget > 0 && replyQueue_.sizeApprox() < room && q.tryPop(c)) {
         --budget;
         accept(c);
     }

@@ -118,6 +118,9 @@ private:
     struct Scheduled { int64_t sample; uint64_t seq; Command cmd; };
 
     void drainQueue(SpscQueue<Command>& q, int& budget) noexcept;
+    // Reply slots kept free for what one command and a block can answer (node events of a freed
+    // group, beats, logs): the queues are not drained beyond that.
+    static constexpr size_t kReplyReserve = 1024;
     void accept(Command& c) noexcept;
     void execute(Command& c) noexcept;
     void renderSegment(int offset, int numFrames) noexcept;

@@ -128,6 +128,18 @@ class Fuzz(unittest.TestCase):
                 bad.sendall(struct.pack(">I", 0x7FFFFFF0) + b"junk")
                 bad.close()
                 self.assertIsNone(srv.proc.poll(), "loopd died:\n" + "\n".join(srv.log[-20:]))
+                # The UDP packets may still queue before the server (slow sanitizer builds): the
+                # answer to a /status sent after them comes when it has got through them all.
+                udp.send_raw(oscutil.message("/status"))
+                deadline = time.time() + 120
+                while time.time() < deadline:
+                    try:
+                        a, args = udp.recv(timeout=5)
+                    except (TimeoutError, OSError):
+                        continue
+                    if a == "/status.reply":
+                        break
+                self.assertEqual(a, "/status.reply")
                 self.assertEqual(srv.status()[0], 1)
                 udp.close()
             finally:
@@ -365,8 +377,10 @@ class JackRestart(unittest.TestCase):
         return st[19], st[20]
 
     def wait_driver(self, state, timeout):
-        a = self.srv.wait("/driver", state, timeout=timeout)
-        return a
+        try:
+            return self.srv.wait("/driver", state, timeout=timeout)
+        except AssertionError as e:
+            raise AssertionError("%s\nloopd's log:\n%s" % (e, "\n".join(l for l in self.srv.log[-40:] if "[debug]" not in l)))
 
     def test_jackd_killed_and_restarted_under_a_playing_loopd(self):
         srv = self.srv
@@ -384,11 +398,11 @@ class JackRestart(unittest.TestCase):
             self.jack.send_signal(sig)
             if sig != 19:
                 self.jack.wait(10)
-            lost = self.wait_driver("lost", 5)
+            lost = self.wait_driver("lost", 10)
             self.assertEqual(lost[1], "jack")
             if sig == 19:  # a server that hangs: no callback for 1.5 s
                 self.assertIn("no audio callback", lost[2])
-            self.wait_driver("fallback", 5)
+            self.wait_driver("fallback", 15)
             s1, driver = self.sample_time()  # OSC answers while the server hangs
             time.sleep(1.0)
             s2, _ = self.sample_time()
