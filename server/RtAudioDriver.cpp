@@ -2,6 +2,7 @@
 // `auto` selection: JACK if a server runs, else the default ALSA/Pulse device, else `null`.
 #include <alsa/asoundlib.h>
 #include <jack/jack.h>
+#include <pthread.h>
 #include <rtaudio/RtAudio.h>
 #include <spdlog/spdlog.h>
 
@@ -131,11 +132,17 @@ private:
     // [audio]
     static int callback(void* out, void* in, unsigned int frames, double, RtAudioStreamStatus status, void* user) {
         auto* self = static_cast<RtAudioDriver*>(user);
+        // libjack may cancel this thread asynchronously when its server goes away; a cancel that
+        // lands inside the engine (noexcept throughout) would end the process (std::terminate).
+        // It waits until the engine is left (a flag, no system call).
+        int cancelState = 0;
+        pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancelState);
         self->inCallback_.store(true, std::memory_order_seq_cst);
         if (self->abandoned_.load(std::memory_order_seq_cst)) {
             // Another driver feeds the engine now.
             std::fill_n(static_cast<float*>(out), static_cast<size_t>(frames) * self->outChannels_, 0.0f);
             self->inCallback_.store(false, std::memory_order_release);
+            pthread_setcancelstate(cancelState, nullptr);
             return 0;
         }
         if (status) self->engine_->noteXrun();
@@ -143,6 +150,7 @@ private:
                                           static_cast<float*>(out), static_cast<int>(self->outChannels_),
                                           static_cast<int>(frames));
         self->inCallback_.store(false, std::memory_order_release);
+        pthread_setcancelstate(cancelState, nullptr);
         return 0;
     }
 
