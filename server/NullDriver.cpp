@@ -43,20 +43,26 @@ private:
             engine.processInterleaved(in.data(), options_.numInputs, out.data(), options_.numOutputs, n);
         timespec next;
         clock_gettime(CLOCK_MONOTONIC, &next);
-        long long lateNs = 0;
+        // A late block is made up for by rendering the next ones at once, so the sample clock keeps
+        // wall time (a loop recorded between two OSC messages is as long as the time between them,
+        // even on a loaded machine). A missed deadline counts as an xrun, once per late stretch;
+        // only when more than kGiveUpNs behind does the clock give the time up and resynchronise.
+        constexpr long long kGiveUpNs = 500'000'000LL;
+        bool late = false;
         while (running_) {
             engine.processInterleaved(in.data(), options_.numInputs, out.data(), options_.numOutputs, n);
             next.tv_nsec += periodNs;
             while (next.tv_nsec >= 1000000000L) { next.tv_nsec -= 1000000000L; ++next.tv_sec; }
             timespec now;
             clock_gettime(CLOCK_MONOTONIC, &now);
-            lateNs = (now.tv_sec - next.tv_sec) * 1000000000LL + (now.tv_nsec - next.tv_nsec);
+            const long long lateNs = (now.tv_sec - next.tv_sec) * 1000000000LL + (now.tv_nsec - next.tv_nsec);
             if (lateNs > periodNs) {
-                // Missed a whole period: count it like a device would, and resynchronise.
-                engine.noteXrun();
-                next = now;
+                if (!late) engine.noteXrun();
+                late = true;
+                if (lateNs > kGiveUpNs) next = now;
                 continue;
             }
+            late = false;
             clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr);
         }
     }

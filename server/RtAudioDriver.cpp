@@ -82,7 +82,10 @@ public:
     }
     void stop() override {
         try {
-            if (audio_.isStreamRunning()) audio_.stopStream();
+            // abortStream, not stopStream: RtAudio 5.2's JACK stopStream waits on a condition with a
+            // mutex it never locked (undefined behaviour; ThreadSanitizer stops on it) and waits
+            // for the callback to drain, which never comes from a device that stalled.
+            if (audio_.isStreamRunning()) audio_.abortStream();
             if (audio_.isStreamOpen()) audio_.closeStream();
         } catch (const RtAudioError& e) {
             spdlog::warn("driver {}: {}", apiName(), e.getMessage());
