@@ -186,15 +186,17 @@ int runServer(const Options& o) {
     }
     std::signal(SIGINT, onSignal);
     std::signal(SIGTERM, onSignal);
+    // The startup actions first (the loops' memory is allocated here, which takes a while for
+    // long loops): "ready" means a command sent now is served now, not after them.
+    runStartupActions(o, controller);
     spdlog::info("loopd ready: OSC udp {}:{} tcp {}, driver {}, {} Hz, block {}, period {}, {} in / {} out{}",
                  o.bind, transport.udpPort(), transport.tcpPort(), driverName, rate, o.blockSize,
                  period, o.inputs, o.outputs, paths.roots().empty() ? ", file access unrestricted" : "");
 
-    spdlog::info("memory budget {} ({} in use by the engine's rings)", MemoryBudget::mb(controller.memoryBudget().limit()),
+    spdlog::info("memory budget {} ({} in use: rings and loops)", MemoryBudget::mb(controller.memoryBudget().limit()),
                  MemoryBudget::mb(controller.memoryBudget().used()));
     spdlog::info("looper: {} loop(s), {:.0f} s each (+{:.0f} s undo), input capture {:.0f} s, round-trip latency compensated {} frames",
                  o.loops, o.loopSeconds, o.undoSeconds, o.captureSeconds, ec.roundTripLatency);
-    runStartupActions(o, controller);
     const auto handler = [&controller](const char* data, size_t size, const osc::Endpoint& from) {
         return controller.handlePacket(data, size, from);
     };
