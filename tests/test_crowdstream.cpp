@@ -1,4 +1,4 @@
-// Issue 3 in offline renders: the Crowdstream compatibility addresses, the eq3 isolator, the
+// Offline renders: the Crowdstream compatibility addresses, the eq3 isolator, the
 // tempo clock and the movement controller, measured on the sound they make.
 #include <gtest/gtest.h>
 

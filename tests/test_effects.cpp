@@ -1,4 +1,4 @@
-// Issue 6 in offline renders: every effect measured on the sound it makes, and the routing.
+// Offline renders: every effect measured on the sound it makes, and the routing.
 #include <gtest/gtest.h>
 
 #include <random>

@@ -1,11 +1,11 @@
-// Issue 5 in offline renders: the looper and SooperLooper's OSC namespace, measured on the loops
+// Offline renders: the looper and SooperLooper's OSC namespace, measured on the loops
 // it records (saved with /sl/#/save_loop and compared sample for sample with the input) and on
 // the sound it plays.
 #include <gtest/gtest.h>
 
 #include <random>
 
-#include "server/LoopMemory.h"
+#include "server/nodes/looper/LoopMemory.h"
 #include "support/OfflineServer.h"
 
 using namespace loopd;

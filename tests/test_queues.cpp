@@ -7,9 +7,9 @@
 #include <random>
 #include <thread>
 
-#include "server/NodeMap.h"
-#include "server/SampleRing.h"
-#include "server/SpscQueue.h"
+#include "server/engine/NodeMap.h"
+#include "server/rt/SampleRing.h"
+#include "server/rt/SpscQueue.h"
 
 using namespace loopd;
 

@@ -21,10 +21,10 @@
 #include <new>
 #include <thread>
 
-#include "server/Driver.h"
-#include "server/StretchWorker.h"
+#include "server/drivers/Driver.h"
+#include "server/engine/StretchWorker.h"
 #include "stretch/Stretcher.h"
-#include "server/RtCheck.h"
+#include "server/rt/RtCheck.h"
 #include "support/OfflineServer.h"
 
 extern "C" void* __libc_malloc(size_t);
@@ -338,7 +338,7 @@ double voicesPerCore(const char* method) {
     return 2.0 / std::max(1e-6, seconds() - t0);
 }
 
-// Issue 4's acceptance test for the render-ahead stretch worker. Stretching on the audio thread:
+// The acceptance test of the render-ahead stretch worker. Stretching on the audio thread:
 // 8 rb2 followers averaged 44 % of the budget with bursts of 450 % of a 64-frame block (a Rubber
 // Band hop of all eight at once), 1-11 xruns per 20 s. With the worker (StretchWorker): about 1 %
 // on average, peaks 1-5 %. This shared 2-core VM has xruns of its own: by hand (session 3), the

@@ -1,4 +1,4 @@
-// scsynth's clients as they are (issue 12), offline: integer command numbers, completion
+// scsynth's clients as they are, offline: integer command numbers, completion
 // messages, /notify client ids, negative server-chosen ids, /error, SynthDef refusals,
 // /reply_format, /clearSched, /s_get, control buses and /n_map (measured on the sound), buffer
 // samples (/b_set, /b_get, /b_setn, /b_getn) and /b_gen. The real sclang drives the real binary

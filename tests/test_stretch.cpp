@@ -7,7 +7,7 @@
 #include <numeric>
 #include <thread>
 
-#include "server/TempoClock.h"
+#include "server/engine/TempoClock.h"
 #include "stretch/Stretcher.h"
 #include "support/OfflineServer.h"
 
@@ -333,7 +333,7 @@ LockResult clickTrackOnTheGrid(const char* method, char script = 'A', int blockS
 } // namespace
 
 TEST(BeatGrid, FollowingPlayersStayOnTheClocksBeatsThroughStepsAndRamps) {
-    // Targets (issue 4): within 2 ms for rate and rb3, 8 ms for rb2 and wsola, and not offset as a
+    // Targets: within 2 ms for rate and rb3, 8 ms for rb2 and wsola, and not offset as a
     // whole. The lock is a Smith predictor aimed at the moment new input will sound, with the
     // tempo changes scheduled by then (see Player::renderStretched). LOOPD_BEATS=1 prints every
     // beat. Block 64 for all three scripts, and the hardest (B) at JACK's usual 256.

@@ -1,4 +1,4 @@
-"""End-to-end: the clients users already have, unchanged, against the real binary (issue 12).
+"""End-to-end: the clients users already have, unchanged, against the real binary.
 
   Sclang   SuperCollider's sclang (Debian supercollider-language) with Server.remote: Buffer.read
            with an action, Synth(\\player, ...), .set, .get, s.queryAllNodes, a timetagged s.bind,

@@ -1,5 +1,5 @@
 """End-to-end: the real binary as a hostile network, a buggy client and a dying sound server
-would treat it (issue 11). Every test drives loopd the way a client does.
+would treat it. Every test drives loopd the way a client does.
 
   Fuzz          mutated packets of every message family over UDP and TCP (seed printed;
                 LOOPD_FUZZ_SEED reproduces), the 92-byte packet that used to kill it
@@ -128,7 +128,7 @@ class Fuzz(unittest.TestCase):
             try:
                 msgs = corpus(d)
                 udp = oscutil.UdpClient(srv.udp_port)
-                # The packet of issue 11 (oscpack read past its end: a segfault).
+                # A packet that crashed loopd once (oscpack read past its end: a segfault).
                 udp.send_raw(b"/sl/0/save_loop\0,htbbT\0\0/home/me/take1.wav\0\0float\0\0\0little\0\0osc.udp://127.0.0.1:9/\0\0/err\0\0\0\0")
                 addr, args = udp.recv()
                 self.assertEqual(addr, "/fail")

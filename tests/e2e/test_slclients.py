@@ -1,4 +1,4 @@
-"""End-to-end: SooperLooper's own clients (Debian sooperlooper) drive loopd unchanged (issue 12).
+"""End-to-end: SooperLooper's own clients (Debian sooperlooper) drive loopd unchanged.
 
   SlGui      slgui -N under Xvfb: it connects (its /ping with the id flag), shows the loop strip,
              a click on record, a second click a second later, gives a loop whose loop_len loopd

@@ -55,7 +55,7 @@ def onsets(samples, threshold=0.2, gap=4800):
 class StretchBase(unittest.TestCase):
     driver = "null"
     method = "rb3"
-    tolerance_ms = 2.0   # issue 4: rate and rb3 within 2 ms, rb2 and wsola within 8 ms
+    tolerance_ms = 2.0   # targets: rate and rb3 within 2 ms, rb2 and wsola within 8 ms
 
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
@@ -144,7 +144,7 @@ class NullDriver(StretchBase):
 
 class Offline(unittest.TestCase):
     def test_nrt_score_with_stretched_followers_gives_the_same_bits_every_run(self):
-        # Issue 4: offline renders stay deterministic (the worker path runs synchronously in nrt).
+        # Offline renders stay deterministic (the worker path runs synchronously in nrt).
         with tempfile.TemporaryDirectory() as d:
             wav = os.path.join(d, "clicks.wav")
             write_wav16(wav, [click_track(8), click_track(8)])

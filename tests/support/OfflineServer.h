@@ -15,12 +15,12 @@
 #include <variant>
 #include <vector>
 
-#include "server/Controller.h"
-#include "server/Engine.h"
-#include "server/PathPolicy.h"
-#include "server/Recorder.h"
-#include "server/StretchWorker.h"
-#include "server/Worker.h"
+#include "server/control/Controller.h"
+#include "server/engine/Engine.h"
+#include "server/io/PathPolicy.h"
+#include "server/io/Recorder.h"
+#include "server/engine/StretchWorker.h"
+#include "server/io/Worker.h"
 
 namespace loopd::test {
 

@@ -1,0 +1,21 @@
+// loopd's entry point: flags → logging → real-time server or offline render.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "server/app/Options.h"
+
+int main(int argc, char** argv) {
+    loopd::Options options;
+    int exitCode = 0;
+    if (!loopd::parseCommandLine(argc, argv, options, exitCode)) return exitCode;
+    auto logger = spdlog::stderr_color_mt("loopd");
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+    spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    try {
+        return options.nrt.empty() ? loopd::runServer(options) : loopd::runNrt(options);
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
+    }
+}

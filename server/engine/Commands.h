@@ -1,0 +1,157 @@
+#pragma once
+// Plain data that crosses threads. Commands go control/worker → audio through bounded SPSC
+// queues; replies go audio → control. Every alternative is a small fixed-size struct; pointers
+// in them transfer ownership (a node or buffer built on the control/worker thread, or handed
+// back to be freed there).
+#include <cstdint>
+#include <variant>
+#include <vector>
+
+#include "server/engine/Params.h"
+
+namespace loopd {
+
+class Node;
+struct BufferData;
+struct RecordSlot;
+struct StretchVoice;
+
+constexpr uint16_t kNoClient = 0xFFFF;
+constexpr int kMaxParamsPerCommand = 12;
+
+enum class AddAction : int32_t { Head = 0, Tail = 1, Before = 2, After = 3, Replace = 4 };
+
+struct ParamValue {
+    ParamId id;
+    float value;
+};
+
+// Filled by the audio thread for /g_queryTree; allocated by the control thread.
+struct TreeSnapshot {
+    struct Entry {
+        int32_t id;
+        int32_t numChildren; // -1 for a non-group node
+        uint8_t kind;
+        int32_t buf;         // players: buffer id
+        float gain;
+    };
+    int32_t rootId = 0;
+    bool withControls = false;
+    bool truncated = false;
+    bool found = true;
+    bool dump = false;     // /g_dumpTree: written to the log instead of answered
+    bool dropped = false;  // /clearSched dropped the query before it ran: free it, say nothing
+    std::vector<Entry> entries; // reserved by the control thread; the audio thread never grows it
+};
+
+namespace cmd {
+struct NewNode { Node* node; AddAction action; int32_t target; };
+struct SetParams { int32_t id; int count; ParamValue params[kMaxParamsPerCommand]; };
+struct Ramp { int32_t id; ParamId param; float target; float seconds; };
+// `byOwner`: sent by the namespace that owns the node (Node::Owner); generic commands are not.
+struct Free { int32_t id; bool byOwner = false; };
+struct Run { int32_t id; bool run; };
+struct Move { int32_t id; int32_t target; bool after; };
+struct Query { int32_t id; bool trace = false; }; // trace: /n_trace (to the log)
+// /g_freeAll (release every child) or, `deep`, /g_deepFree (release every non-group node in the
+// subtree, keeping the groups). Both leave owned nodes (Node::Owner) and groups holding them.
+struct FreeAll { int32_t group; bool deep = false; };
+struct QueryTree { TreeSnapshot* snapshot; };
+// Stage 3 of an asynchronous buffer command: swap the buffer table entry (data may be null).
+// `completion`: the client's completion message waiting for it (0: none); `announce`: answer
+// /done (false for /b_set and /b_setn, which scsynth does not answer).
+struct SwapBuffer { int32_t bufnum; BufferData* data; const char* address; uint32_t completion = 0; bool announce = true; };
+struct Sync { int32_t id; };
+struct AttachRecorder { RecordSlot* slot; int32_t group; };
+struct DetachRecorder { int32_t slotId; }; // -1: all
+// Tempo clock. mode: 0 jump, 1 linear ramp over `seconds`, 2 follow (99 % in `seconds` when
+// rising, `downSeconds` when falling).
+struct Tempo { double bpm; double seconds; double downSeconds; uint8_t mode; };
+struct Meter { int32_t beatsPerBar; };
+struct ClockReset {};
+// Start held nodes together on one sample, once all are ready (buffers loaded), or after
+// waitSeconds with whichever are ready (the others start when their buffers arrive).
+struct StartGroup { int32_t ids[8]; int count; double waitSeconds; };
+// Looper (SooperLooper namespace). cmd/ctl are LoopCmd/LoopCtl values.
+struct LoopCommand { int32_t id; uint8_t cmd; float arg; };
+struct LoopControl { int32_t id; uint8_t ctl; float value; };
+// New loop content (a file the worker loaded): swap at the next boundary when quantized.
+struct LoopLoad { int32_t id; BufferData* data; bool quantized; };
+// Copy a loop into `data` (sized by the control thread) for /sl/#/save_loop.
+struct LoopSave { int32_t id; BufferData* data; };
+// A pitch shifter for a looper (built by the control thread, registered with the stretch worker).
+struct LoopShifter { int32_t id; StretchVoice* voice; };
+// scsynth's /clearSched: drop every timetagged command still waiting.
+struct ClearSched {};
+// /s_get: the current values of some parameters of a node.
+struct GetParams { int32_t id; int count; ParamId params[kMaxParamsPerCommand]; };
+// Control buses (/c_set, /c_setn, /c_get, /c_getn): `count` consecutive buses from `first`.
+struct SetBus { int32_t first; int count; float values[kMaxParamsPerCommand]; };
+struct GetBus { int32_t first; int count; bool asSetn; };
+// /n_map: a parameter follows a control bus (bus -1: stops following).
+struct MapParam { int32_t id; ParamId param; int32_t bus; };
+struct LoopGlobals { int32_t syncSource; int32_t anchorId; double eighthPerCycle; double lenienceSeconds; bool paMute; };
+} // namespace cmd
+
+using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::Free, cmd::Run,
+                                 cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
+                                 cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
+                                 cmd::Tempo, cmd::Meter, cmd::ClockReset, cmd::StartGroup,
+                                 cmd::LoopCommand, cmd::LoopControl, cmd::LoopLoad, cmd::LoopSave,
+                                 cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus, cmd::GetBus,
+                                 cmd::MapParam, cmd::LoopShifter>;
+
+struct Command {
+    uint64_t timetag = 0;     // NTP 32.32; 0 or 1 = now
+    const char* address = ""; // static string: the OSC address, for /fail and /done
+    uint16_t client = kNoClient;
+    CommandBody body = cmd::Sync{0};
+};
+
+enum class FailCode : uint8_t {
+    NodeNotFound, GroupNotFound, NodeIdInUse, NotAGroup, NoSuchParam, BadParamValue, NotRampable,
+    SchedulerFull, TooManyNodes, TreeTooDeep, MoveIntoSelf, CannotFreeRoot, RecorderGroupNotFound,
+    RecorderNotFound, RecorderSlotsFull, TreeTruncated, GroupStartsFull, GroupStartTimedOut,
+    NotALooper, LoopValueOutOfRange, LoopBusy, OwnedNode, HoldsOwnedNode, BusOutOfRange, TooManyMaps,
+};
+
+enum class NodeEventKind : uint8_t { Go, End, Off, On, Move, Info };
+
+namespace reply {
+struct Done { const char* address; int32_t id; bool hasId; };
+struct Fail { const char* address; FailCode code; int32_t a; int32_t b; ParamId param; float value; };
+struct NodeEvent {
+    NodeEventKind kind; int32_t id, parent, prev, next; bool isGroup; int32_t head, tail;
+    int64_t sampleTime;
+    bool trace = false;   // /n_trace: to the log
+    uint8_t nodeKind = 0; // Node::Kind
+};
+// A stretch voice nobody took (its looper was gone or had one): unregister and free it.
+struct DisposeVoice { StretchVoice* voice; };
+struct ParamValues { int32_t id; int count; ParamId params[kMaxParamsPerCommand]; float values[kMaxParamsPerCommand]; };
+struct BusValues { int32_t first; int count; bool asSetn; float values[kMaxParamsPerCommand]; };
+struct Late { double seconds; const char* address; };
+struct Synced { int32_t id; };
+struct DisposeNode { Node* node; };
+struct BufferSwapped { int32_t bufnum; BufferData* old; const char* address; uint32_t completion; bool announce; };
+struct TreeReady { TreeSnapshot* snapshot; };
+struct RecorderDetached { RecordSlot* slot; };
+struct RecorderRejected { RecordSlot* slot; };
+struct Log { uint8_t level; char text[128]; };
+struct Beat { int64_t beat; int32_t bar; int32_t beatInBar; double bpm; int64_t sampleTime; };
+// A buffer a looper is done with: loaded content to free, or a finished save_loop copy.
+struct LoopBuffer { BufferData* data; int32_t nodeId; bool saved; };
+} // namespace reply
+
+using ReplyBody = std::variant<reply::Done, reply::Fail, reply::NodeEvent, reply::Late,
+                               reply::Synced, reply::DisposeNode, reply::BufferSwapped,
+                               reply::TreeReady, reply::RecorderDetached, reply::RecorderRejected,
+                               reply::Log, reply::Beat, reply::LoopBuffer, reply::ParamValues,
+                               reply::BusValues, reply::DisposeVoice>;
+
+struct Reply {
+    uint16_t client = kNoClient;
+    ReplyBody body = reply::Synced{0};
+};
+
+} // namespace loopd

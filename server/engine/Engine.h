@@ -1,0 +1,253 @@
+#pragma once
+// The real-time engine: node tree, buffer table, sample-accurate scheduler, master limiter and
+// recorder taps. It knows nothing of devices or sockets: a driver calls process() once per block
+// (or processInterleaved() with any period), the control thread feeds commands and drains replies.
+//
+// Threads: [control] one control thread (OSC), [worker] one worker thread (asynchronous stage 3
+// commands), [audio] the driver's thread. Commands cross on two bounded SPSC queues; replies on
+// one. The audio thread never allocates, frees, locks, logs or does I/O.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dsp/Limiter.h"
+#include "dsp/Ramp.h"
+#include "server/rt/CaptureRing.h"
+#include "server/engine/Commands.h"
+#include "server/engine/Node.h"
+#include "server/engine/NodeMap.h"
+#include "server/rt/SpscQueue.h"
+#include "server/engine/TempoClock.h"
+
+namespace loopd {
+
+class Group;
+class Player;
+
+struct EngineConfig {
+    double sampleRate = 48000.0;
+    int blockSize = 64;
+    int numInputs = 2;
+    int numOutputs = 2;
+    int maxNodes = 4096;
+    int numControlBuses = 16384;  // scsynth's default
+    int maxBuffers = 8192;
+    size_t commandQueueSize = 4096;
+    size_t replyQueueSize = 16384;
+    int schedulerCapacity = 8192;
+    int maxCommandsPerBlock = 2048;
+    float limiterCeilingDb = -0.3f;
+    double declickSeconds = 0.005;
+    double smoothSeconds = 0.010;
+    bool realtimeClock = true;   // false (nrt): timetags are seconds from sample 0
+    double bpm = 120.0;          // initial tempo, and the material tempo of followers that set none
+    int beatsPerBar = 4;
+    bool followTempo = true;     // false: players ignore `follow` (--disable-time-stretch)
+    bool enableFilters = true;   // false: eq3 nodes pass audio through (--disable-filters)
+    int cueOutput = -1;          // first channel of the stereo cue/headphone pair (-1: none)
+    bool stretchAhead = false;   // a StretchWorker renders stretched players ahead (real time)
+    double captureSeconds = 60.0; // always-on input history (--capture-seconds)
+    int roundTripLatency = 0;    // driver input + output latency in frames (loopers compensate it)
+};
+
+struct EngineStats {
+    int numNodes = 0, numGroups = 0, numBuffers = 0;
+    double cpuAverage = 0.0, cpuPeak = 0.0; // % of the block's duration
+    uint64_t xruns = 0, lateCommands = 0, droppedCommands = 0, droppedReplies = 0;
+    uint64_t missingBufferBlocks = 0, clockResyncs = 0, stretchUnderruns = 0;
+    int64_t sampleTime = 0;
+    float limiterMinGain = 1.0f;
+    double bpm = 120.0, beats = 0.0;
+    int beatsPerBar = 4;
+};
+
+class Engine {
+public:
+    // [control] Allocates everything the audio thread will ever use.
+    explicit Engine(const EngineConfig& config);
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    const EngineConfig& config() const noexcept { return config_; }
+
+    // [control] Queue a command; false when the queue is full (then `c` is left as it was, and
+    // a dropped command is counted when `countDrop`).
+    bool pushCommand(Command&& c, bool countDrop = true) noexcept;
+    // [control] Free slots in the control queue (at least this many pushes will succeed).
+    size_t commandSpace() const noexcept;
+    // [worker] The same on the worker's own queue.
+    bool pushWorkerCommand(Command&& c) noexcept;
+    // [control] Drain one reply.
+    bool popReply(Reply& r) noexcept;
+
+    // [audio] Render exactly one block: in[numInputs][blockSize] → out[numOutputs][blockSize].
+    void process(const float* const* in, float* const* out) noexcept;
+    // [audio] Device adapter for any period length, interleaved. A period that is a multiple of
+    // the block size adds no latency; any other adds one block.
+    void processInterleaved(const float* in, int inChannels, float* out, int outChannels, int numFrames) noexcept;
+    // [audio] The driver reports an over/underrun.
+    void noteXrun() noexcept { xruns_.fetch_add(1, std::memory_order_relaxed); }
+
+    // [any] Delay the master limiter adds. Real time: timetags are mapped this much earlier so
+    // that a bundle's sound leaves the engine at its time. Offline writers drop this many frames
+    // at the start (and render as many more at the end), so file frame k is timeline sample k.
+    int latencySamples() const noexcept { return limiter_.latencySamples(); }
+    // [any] Memory the engine allocated for itself at construction (the input capture ring
+    // dominates), for the memory budget's account.
+    int64_t fixedMemoryBytes() const noexcept;
+
+    // [any] The value of a control bus as the audio thread last wrote it (0 when out of range).
+    float busValue(int32_t bus) const noexcept {
+        return bus >= 0 && bus < config_.numControlBuses ? buses_[static_cast<size_t>(bus)].load(std::memory_order_relaxed) : 0.0f;
+    }
+
+    // [any] The largest absolute sample of the input / the output since the last call (meters).
+    float takeInputPeak() noexcept { return inPeak_.exchange(0.0f, std::memory_order_relaxed); }
+    float takeOutputPeak() noexcept { return outPeak_.exchange(0.0f, std::memory_order_relaxed); }
+
+    // [any]
+    EngineStats stats() noexcept;
+    int64_t sampleTime() const noexcept { return publishedSampleTime_.load(std::memory_order_acquire); }
+
+    // [control] Before the audio starts: anchor NTP time for sample 0 (nrt: 0).
+    void setTimeOrigin(uint64_t ntp) noexcept { anchorNtp_ = static_cast<double>(ntp); anchorSample_ = 0; }
+
+private:
+    struct Scheduled { int64_t sample; uint64_t seq; Command cmd; };
+
+    void drainQueue(SpscQueue<Command>& q, int& budget) noexcept;
+    // Reply slots kept free for what one command and a block can answer (node events of a freed
+    // group, beats, logs): the queues are not drained beyond that.
+    static constexpr size_t kReplyReserve = 1024;
+    void accept(Command& c) noexcept;
+    void execute(Command& c) noexcept;
+    void renderSegment(int offset, int numFrames) noexcept;
+    void afterSegment() noexcept;
+    void resolveStarts() noexcept;
+    void collectEnded() noexcept;
+    void disposeSubtree(Node* n) noexcept;
+    void recomputeSolo() noexcept;
+    void reply(uint16_t client, ReplyBody&& body) noexcept;
+    void fail(const Command& c, FailCode code, int32_t a = 0, int32_t b = 0, ParamId p = ParamId::Count, float v = 0.f) noexcept;
+    void nodeEvent(NodeEventKind kind, Node* n, uint16_t client = kNoClient, bool trace = false) noexcept;
+    void dispose(Node* n) noexcept;
+    void updateClock() noexcept;
+    // [audio] A fixed-size log record to the control thread (spdlog there): text + one number.
+    void rtLog(uint8_t level, const char* text, int64_t value) noexcept;
+    int64_t sampleForTimetag(uint64_t tag) const noexcept;
+    double sampleRateNtpScale() const noexcept;
+    void heapPush(Scheduled&& s) noexcept;
+    void forgetPreRoll(uint64_t seq) noexcept;
+    void heapPop() noexcept;
+
+    // Command handlers.
+    void doNewNode(Command& c, cmd::NewNode& m) noexcept;
+    void doSetParams(Command& c, cmd::SetParams& m) noexcept;
+    void doRamp(Command& c, cmd::Ramp& m) noexcept;
+    void doFree(Command& c, cmd::Free& m) noexcept;
+    void doRun(Command& c, cmd::Run& m) noexcept;
+    void doMove(Command& c, cmd::Move& m) noexcept;
+    void doQuery(Command& c, cmd::Query& m) noexcept;
+    void doFreeAll(Command& c, cmd::FreeAll& m) noexcept;
+    // Owned nodes (Node::Owner) and groups holding them: a /fail and true, for generic commands.
+    bool refuseOwned(Command& c, Node* n) noexcept;
+    // /g_freeAll (deep: /g_deepFree) below g, leaving owned nodes and the groups that hold them.
+    void releaseChildren(Group* g, bool deep) noexcept;
+    void doQueryTree(Command& c, cmd::QueryTree& m) noexcept;
+    void doSwapBuffer(Command& c, cmd::SwapBuffer& m) noexcept;
+    void doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept;
+    void doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept;
+    void doStartGroup(Command& c, cmd::StartGroup& m) noexcept;
+    void handBackBuffers() noexcept;
+    // [audio] What a command that will not run owns goes back to the control thread to be freed.
+    void handBackPayload(Command& c) noexcept;
+    void doClearSched() noexcept;
+    void doGetParams(Command& c, cmd::GetParams& m) noexcept;
+    void doSetBus(Command& c, cmd::SetBus& m) noexcept;
+    void doGetBus(Command& c, cmd::GetBus& m) noexcept;
+    void doMapParam(Command& c, cmd::MapParam& m) noexcept;
+    // [audio] Parameters mapped to control buses follow them (each block, when they changed).
+    void applyBusMaps() noexcept;
+    // A looper buffer the engine is done with, back to the control thread (the hand-back lane,
+    // else straight into the reply queue; never freed here).
+    void handBackBuffer(BufferData* data, int32_t nodeId, bool saved) noexcept;
+    void serviceGroupStarts() noexcept;
+
+    EngineConfig config_;
+    SpscQueue<Command> controlQueue_;
+    SpscQueue<Command> workerQueue_;
+    SpscQueue<Reply> replyQueue_;
+
+    // Audio-thread state.
+    ProcessContext ctx_;
+    NodeMap nodes_;
+    Group* root_ = nullptr;
+    std::vector<BufferData*> buffers_;
+    std::vector<Scheduled> heap_;
+    int heapSize_ = 0;
+    uint64_t seq_ = 0;
+    dsp::Limiter limiter_;
+    std::vector<float> inputStorage_;
+    std::vector<float> cueStorage_, scratch_;
+    Bus cueBus_;
+    std::vector<const float*> inputPtrs_;
+    int64_t renderPos_ = 0;   // absolute sample of the next frame to render
+    int numGroups_ = 1;
+    int numLoadedBuffers_ = 0;
+    std::vector<Node*> pendingDispose_;
+    size_t pendingDisposeCount_ = 0;
+    static constexpr int kMaxRecorders = 8;
+    RecordSlot* recorders_[kMaxRecorders] = {};
+    int64_t missingLoggedAt_ = -1;     // sample time of the last "buffer not loaded" log line
+
+    TempoClock tempo_;
+    TempoForecast forecast_;
+    // Stretched players created by timetagged /s_new commands still in the heap: they pre-roll
+    // (Player::preRoll) so that they sound from their timetag's sample.
+    struct PreRoll { Player* player; uint64_t seq; int64_t sample; };
+    static constexpr int kMaxPreRolls = 64;
+    PreRoll preRolls_[kMaxPreRolls] = {};
+    int numPreRolls_ = 0;    // tempo commands waiting in the heap (for stretched followers)
+    std::unique_ptr<CaptureRing> capture_;
+    dsp::LinearRamp paGain_;      // main outputs while PA mute holds them
+    struct GroupStart {
+        bool active = false;
+        int32_t ids[8] = {};
+        int count = 0;
+        int64_t deadline = 0;
+        uint16_t client = kNoClient;
+        const char* address = "";
+    };
+    GroupStart groupStarts_[8];
+
+    // Clock: NTP (as double 32.32 units) of anchorSample_.
+    double anchorNtp_ = 0.0;
+    int64_t anchorSample_ = 0;
+    double blockNtp_ = 0.0;
+    bool clockStarted_ = false;
+
+    // Device adapter.
+    std::vector<float> adaptIn_, adaptOut_;
+    std::vector<const float*> adaptInPtr_;
+    std::vector<float*> adaptOutPtr_;
+    int adaptFill_ = 0;
+
+    // Published statistics.
+    std::atomic<uint64_t> xruns_{0}, late_{0}, droppedCommands_{0}, droppedReplies_{0};
+    std::atomic<uint64_t> missingBufferBlocks_{0}, clockResyncs_{0}, stretchUnderruns_{0};
+    uint64_t underrunsLogged_ = 0;
+    std::atomic<int> statNodes_{1}, statGroups_{1}, statBuffers_{0};
+    std::atomic<double> cpuAverage_{0.0}, cpuPeak_{0.0};
+    std::atomic<int64_t> publishedSampleTime_{0};
+    std::atomic<float> limiterMinGain_{1.0f};
+    std::atomic<float> inPeak_{0.0f}, outPeak_{0.0f};
+    std::unique_ptr<std::atomic<float>[]> buses_; // control buses: written by the audio thread
+    int busMaps_ = 0;                              // parameters mapped to buses, over all nodes
+    static void raisePeak(std::atomic<float>& peak, const float* x, size_t n) noexcept;
+    std::atomic<double> statBpm_{120.0}, statBeats_{0.0};
+    std::atomic<int> statBeatsPerBar_{4};
+};
+
+} // namespace loopd

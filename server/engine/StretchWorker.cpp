@@ -1,0 +1,252 @@
+#include "server/engine/StretchWorker.h"
+
+#include "dsp/Denormals.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+namespace loopd {
+
+StretchVoice::StretchVoice(std::unique_ptr<stretch::Stretcher> s) : stretcher(std::move(s)) {
+    const auto n = static_cast<size_t>(stretcher->maxFeed());
+    inter_.assign(2 * n, 0.0f);
+    feedL_.assign(n, 0.0f);
+    feedR_.assign(n, 0.0f);
+    outL_.assign(n, 0.0f);
+    outR_.assign(n, 0.0f);
+}
+
+void StretchVoice::step() noexcept {
+    if (begin())
+        for (int guard = 0; guard < 64 && chunk(); ++guard) {}
+    flushAnnounced();
+}
+
+bool StretchVoice::begin() noexcept {
+    const uint32_t want = primeRequest.load(std::memory_order_acquire);
+    if (want == 0) return false; // not started yet
+    if (want != primed_) {
+        stretcher->prime(timeRatio.load(std::memory_order_relaxed), pitchScale.load(std::memory_order_relaxed));
+        dropLeft_ = stretcher->startDelay();
+        startDelay.store(dropLeft_, std::memory_order_relaxed);
+        primed_ = want;
+        pending_ = Segment{0.0, -1.0, want};
+        realFed_ = 0;
+        realFed.store(0, std::memory_order_release);
+        realGiven_ = 0;
+        inputGiven_ = 0;
+        heldCount_ = 0;
+        // How much input the engine sits on before a new ratio reaches it, as a share of its
+        // start delay. Measured on the beat-grid tests (two tempo scripts with steps on and
+        // between beats and ramps; worst onset error over shares 0 .. 0.9 with the predictive,
+        // forecasting lock): R3 0.75 (0.5: 2.8 ms, 0.6: 2.1, 0.75: 0.96, 0.9: 2.2); R2 0
+        // (1.75 ms; 0.1 .. 0.9: 1.9 .. 3.5); SoundTouch 0 (0.1 .. 0.5: 7.9 .. 8.2 ms offline).
+        const double share = stretcher->method() == stretch::Method::Rb3 ? 0.75 : 0.0;
+        holdFrames_ = static_cast<int64_t>(static_cast<double>(dropLeft_) * share);
+        holdFrames.store(holdFrames_, std::memory_order_relaxed);
+    }
+    stretcher->setTimeRatio(timeRatio.load(std::memory_order_relaxed));
+    stretcher->setPitchScale(pitchScale.load(std::memory_order_relaxed));
+    return true;
+}
+
+double StretchVoice::urgency() const noexcept {
+    // Output frames left before the audio thread runs dry; a voice that is not sounding yet (its
+    // pre-roll) can wait a little longer than one that would underrun.
+    const double ready = static_cast<double>(output.readableFrames());
+    return playing.load(std::memory_order_relaxed) ? ready : ready + 2048.0;
+}
+
+bool StretchVoice::chunk() noexcept {
+    // What was handed over is announced before the output it becomes is visible: the audio
+    // thread places every output frame in the source by the announcements (a pass over many
+    // voices must not hold them back until its end).
+    flushAnnounced();
+    const int maxFeed = stretcher->maxFeed();
+    for (;;) {
+        const int avail = stretcher->available();
+        if (avail > 0) {
+            const int room = static_cast<int>(output.writableFrames());
+            if (room == 0 && dropLeft_ == 0) return false; // the audio thread is far behind: wait
+            float* out[2] = {outL_.data(), outR_.data()};
+            const int n = std::min({avail, maxFeed, dropLeft_ > 0 ? dropLeft_ : room});
+            const int got = stretcher->retrieve(out, n);
+            if (dropLeft_ > 0) { dropLeft_ -= got; continue; } // the start delay: not output
+            const float* planar[2] = {outL_.data(), outR_.data()};
+            output.writePlanar(planar, 0, static_cast<size_t>(got), 2);
+            return got > 0;
+        }
+        const int need = stretcher->inputWanted();
+        if (static_cast<int>(input.readableFrames()) < need) return false; // wait for more source
+        input.read(inter_.data(), static_cast<size_t>(need));
+        // Real frames come first, padding only after a one-shot's last frame.
+        const double ratio = timeRatio.load(std::memory_order_relaxed);
+        const int real = static_cast<int>(std::clamp<int64_t>(realPushed.load(std::memory_order_acquire) - realGiven_, 0, need));
+        realGiven_ += real;
+        inputGiven_ += need;
+        // The stretcher holds about holdFrames_ of input before it analyses them: a chunk gets
+        // the ratio in force when that much newer input has gone in after it.
+        held_[(heldHead_ + heldCount_++) % kMaxHeld] = Held{inputGiven_, real, need - real};
+        while (heldCount_ > 0 && (inputGiven_ - held_[heldHead_].endInput >= holdFrames_ || heldCount_ == kMaxHeld)) {
+            const Held& c = held_[heldHead_];
+            realFed_ += c.real;
+            announce(c.real * ratio, 1.0 / ratio);
+            announce(c.pad * ratio, 0.0);
+            heldHead_ = (heldHead_ + 1) % kMaxHeld;
+            --heldCount_;
+        }
+        realFed.store(realFed_, std::memory_order_release);
+        for (int i = 0; i < need; ++i) {
+            feedL_[static_cast<size_t>(i)] = inter_[static_cast<size_t>(2 * i)];
+            feedR_[static_cast<size_t>(i)] = inter_[static_cast<size_t>(2 * i + 1)];
+        }
+        const float* in[2] = {feedL_.data(), feedR_.data()};
+        stretcher->feed(in, need);
+        flushAnnounced();
+        return true;
+    }
+}
+
+void StretchVoice::announce(double out, double speed) noexcept {
+    if (out <= 0.0) return;
+    if (pending_.speed != speed && pending_.out > 0.0) flushAnnounced();
+    if (pending_.out > 0.0 && pending_.speed != speed) {
+        // The queue is full (the audio thread is far behind): merge, keeping the source total.
+        const double src = pending_.out * pending_.speed + out * speed;
+        pending_.out += out;
+        pending_.speed = src / pending_.out;
+        return;
+    }
+    pending_.speed = speed;
+    pending_.out += out;
+    pending_.generation = primed_;
+}
+
+void StretchVoice::flushAnnounced() noexcept {
+    if (pending_.out <= 0.0) return;
+    if (segments.tryPush(pending_)) pending_.out = 0.0;
+}
+
+void StretchWorker::start(int threads) {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    if (running_.exchange(true)) return;
+    if (threads <= 0) threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) - 1);
+    std::vector<StretchVoice*> voices = std::move(parked_);
+    parked_.clear();
+    for (auto& lane : lanes_) voices.insert(voices.end(), lane->voices.begin(), lane->voices.end());
+    lanes_.clear();
+    for (int i = 0; i < threads; ++i) lanes_.push_back(std::make_unique<Lane>());
+    for (size_t i = 0; i < voices.size(); ++i) lanes_[i % lanes_.size()]->voices.push_back(voices[i]);
+    for (auto& lane : lanes_) {
+        Lane* l = lane.get();
+        l->thread = std::thread([this, l] { run(*l); });
+    }
+}
+
+void StretchWorker::stop() {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    if (!running_.exchange(false)) return;
+    for (auto& lane : lanes_)
+        if (lane->thread.joinable()) lane->thread.join();
+    // The voices stay, parked: a test may go on stepping them itself.
+    for (auto& lane : lanes_) parked_.insert(parked_.end(), lane->voices.begin(), lane->voices.end());
+    lanes_.clear();
+}
+
+void StretchWorker::add(StretchVoice* v) {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    if (lanes_.empty()) { parked_.push_back(v); return; }
+    Lane* least = lanes_.front().get();
+    for (auto& lane : lanes_) {
+        std::lock_guard<std::mutex> lock(lane->mutex);
+        if (lane->voices.size() < least->voices.size()) least = lane.get();
+    }
+    std::lock_guard<std::mutex> lock(least->mutex);
+    least->voices.push_back(v);
+}
+
+void StretchWorker::remove(StretchVoice* v) {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    parked_.erase(std::remove(parked_.begin(), parked_.end(), v), parked_.end());
+    for (auto& lane : lanes_) {
+        std::lock_guard<std::mutex> lock(lane->mutex); // its thread holds it while it steps: no step is under way
+        lane->voices.erase(std::remove(lane->voices.begin(), lane->voices.end(), v), lane->voices.end());
+    }
+}
+
+std::vector<int> StretchWorker::voicesPerThread() {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    std::vector<int> n;
+    for (auto& lane : lanes_) {
+        std::lock_guard<std::mutex> lock(lane->mutex);
+        n.push_back(static_cast<int>(lane->voices.size()));
+    }
+    return n;
+}
+
+void StretchWorker::stepVoices(const std::vector<StretchVoice*>& voices, std::vector<std::pair<double, StretchVoice*>>& active) {
+    // Earliest deadline first, one chunk (a hop in or out of the stretcher) at a time: the voice
+    // closest to running dry goes next, so that one voice with a lot to do (a start, a catch-up)
+    // does not make the others wait for all of it. A voice that has nothing to do now (waiting
+    // for source) is asked again after any other made progress: the audio thread keeps feeding
+    // it while the pass goes on.
+    active.clear();
+    for (StretchVoice* v : voices) {
+        v->passSeconds = 0.0;
+        if (v->begin()) active.push_back({0.0, v});
+    }
+    for (size_t guard = 0; guard < 64 * voices.size(); ++guard) {
+        // The keys are read once per round: the audio thread drains the rings meanwhile, and a
+        // sort whose comparisons change under it may run off the end of the array.
+        for (auto& [key, v] : active) key = v->urgency();
+        std::sort(active.begin(), active.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        bool progress = false;
+        for (auto& [key, v] : active) {
+            const auto t0 = std::chrono::steady_clock::now();
+            progress = v->chunk();
+            v->passSeconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (progress) break;
+        }
+        if (!progress) break;
+    }
+    for (StretchVoice* v : voices) {
+        v->flushAnnounced();
+        // Its cost this pass: the player keeps a few of these in flight (its fill floor).
+        const double burst = v->burstSeconds.load(std::memory_order_relaxed);
+        v->burstSeconds.store(std::max(v->passSeconds, burst * 0.99), std::memory_order_relaxed);
+    }
+}
+
+void StretchWorker::stepLane(Lane& lane) {
+    std::lock_guard<std::mutex> lock(lane.mutex);
+    stepVoices(lane.voices, lane.active);
+}
+
+void StretchWorker::stepAll() {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    stepVoices(parked_, parkedActive_);
+    for (auto& lane : lanes_) stepLane(*lane);
+}
+
+void StretchWorker::run(Lane& lane) {
+    // Above ordinary threads, below the real-time ones: it works ahead of the audio thread by
+    // some tens of milliseconds only, so it must not wait behind a busy control thread, a file
+    // load or another process (SCHED_BATCH, as before, was woken late enough on a loaded 2-core
+    // machine to let players run dry); the audio and driver threads still preempt it. Its work
+    // is bounded by the fill targets. A higher priority needs root or CAP_SYS_NICE; without
+    // them it stays at the default.
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
+    // Denormals flushed, as on the audio thread: a fading tail through the engines' filters
+    // would otherwise slow them down by orders of magnitude just when the worker must keep up.
+    const dsp::ScopedNoDenormals noDenormals;
+    while (running_.load()) {
+        stepLane(lane);
+        // Poll every 2 ms: the rings hold about 40 ms ahead (2048 frames at 48 kHz, adaptive).
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+}
+
+} // namespace loopd
