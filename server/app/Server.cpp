@@ -177,11 +177,6 @@ int runServer(const Options& o) {
 
     worker.start();
     recorder.start();
-    device.onAudioPriority([&stretchWorker](int priority) {
-        stretchWorker.setAudioPriority(priority);
-        if (priority > 0) spdlog::info("audio thread real-time at priority {}: stretch threads just below it", priority);
-        else spdlog::info("audio thread not real-time: stretch threads at ordinary priority (nice {})", -10);
-    });
     stretchWorker.start(o.stretchThreads);
     try {
         device.start();

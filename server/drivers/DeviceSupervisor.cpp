@@ -35,20 +35,8 @@ void DeviceSupervisor::stop() {
 }
 
 void DeviceSupervisor::poll() {
-    if (!running_) return;
+    if (!running_ || !supervised_) return;
     const auto now = std::chrono::steady_clock::now();
-    // The audio thread's real-time priority, for the listener (the stretch threads go just
-    // below it): looked at twice a second, reported when it changes (a device that came back,
-    // the null driver standing in, the first callback of a new device).
-    if (priorityListener_ && now >= nextPriorityCheck_) {
-        nextPriorityCheck_ = now + std::chrono::milliseconds(500);
-        const int p = driver_ ? driver_->realtimePriority() : 0;
-        if (p != audioPriority_) {
-            audioPriority_ = p;
-            priorityListener_(p);
-        }
-    }
-    if (!supervised_) return;
     if (lost_) {
         // One caller of the engine at a time: the null driver starts once no callback of the
         // lost device is inside the engine any more (callbacks from now on leave it alone).

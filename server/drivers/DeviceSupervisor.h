@@ -43,9 +43,6 @@ public:
     void stop();
 
     const Driver* current() const noexcept { return driver_.get(); } // null while switching
-    // [control] Told the audio thread's SCHED_FIFO priority (0: not real-time) whenever it
-    // changes, from poll().
-    void onAudioPriority(std::function<void(int)> listener) { priorityListener_ = std::move(listener); }
     bool onFallback() const noexcept { return fallback_; }
 
     // Seconds between attempts to reopen the device, and the silence after which a device whose
@@ -62,9 +59,6 @@ private:
     std::unique_ptr<Driver> driver_;
     Report report_;
     JackPortMemory ports_;
-    std::function<void(int)> priorityListener_;
-    int audioPriority_ = 0;
-    std::chrono::steady_clock::time_point nextPriorityCheck_{};
     bool supervised_ = false;  // a real device (not null, not nrt)
     bool fallback_ = false;
     bool running_ = false;

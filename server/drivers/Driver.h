@@ -2,9 +2,6 @@
 // Audio drivers call Engine::processInterleaved() from their own thread. The engine knows
 // nothing of them.
 #include <memory>
-
-#include <pthread.h>
-#include <sched.h>
 #include <string>
 
 namespace loopd {
@@ -24,14 +21,6 @@ struct DriverOptions {
     int64_t catchUpFrames = 0;
 };
 
-// [control] The SCHED_FIFO/RR priority a running thread has (0: ordinary scheduling).
-inline int realtimePriorityOf(pthread_t thread) {
-    int policy = 0;
-    sched_param sp{};
-    if (pthread_getschedparam(thread, &policy, &sp) != 0) return 0;
-    return policy == SCHED_FIFO || policy == SCHED_RR ? sp.sched_priority : 0;
-}
-
 class Driver {
 public:
     virtual ~Driver() = default;
@@ -44,9 +33,6 @@ public:
     virtual int roundTripFrames() { return 0; }
     // [control] Whether the device's stream still runs, as far as the driver knows.
     virtual bool healthy() const { return true; }
-    // [control] The SCHED_FIFO/RR priority the audio thread runs at now (0: not real-time, or no
-    // callback yet). The stretch threads are placed just below it.
-    virtual int realtimePriority() const { return 0; }
     // When the device fails (DeviceSupervisor): detachEngine() makes every callback from then on
     // leave the engine alone (silence); inEngine() says whether one is still inside it (another
     // driver may start only when none is); dispose() releases the device and deletes the driver,

@@ -29,10 +29,6 @@ public:
     std::string name() const override { return "null"; }
     double sampleRate() const override { return options_.sampleRate; }
     int periodFrames() const override { return options_.periodFrames; }
-    int realtimePriority() const override {
-        auto& t = const_cast<std::thread&>(thread_); // native_handle() is not const
-        return running_ && t.joinable() ? realtimePriorityOf(t.native_handle()) : 0;
-    }
 
 private:
     void run(Engine& engine) {

@@ -94,9 +94,6 @@ public:
     std::string name() const override { return apiName(); }
     double sampleRate() const override { return rate_; }
     int periodFrames() const override { return static_cast<int>(period_); }
-    int realtimePriority() const override {
-        return callbackThreadKnown_.load(std::memory_order_acquire) && healthy() ? realtimePriorityOf(callbackThread_) : 0;
-    }
     bool healthy() const override {
         auto& a = const_cast<RtAudio&>(audio_); // RtAudio's queries are not const
         return a.isStreamOpen() && a.isStreamRunning();
@@ -144,10 +141,6 @@ private:
         int cancelState = 0;
         pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancelState);
         self->inCallback_.store(true, std::memory_order_seq_cst);
-        if (!self->callbackThreadKnown_.load(std::memory_order_relaxed)) {
-            self->callbackThread_ = pthread_self(); // a thread-local read, no system call
-            self->callbackThreadKnown_.store(true, std::memory_order_release);
-        }
         if (self->abandoned_.load(std::memory_order_seq_cst)) {
             // Another driver feeds the engine now.
             std::fill_n(static_cast<float*>(out), static_cast<size_t>(frames) * self->outChannels_, 0.0f);
@@ -169,8 +162,6 @@ private:
     RtAudio audio_;
     Engine* engine_ = nullptr;
     std::atomic<bool> abandoned_{false}, inCallback_{false};
-    pthread_t callbackThread_{};                  // the device's audio thread (its first callback's)
-    std::atomic<bool> callbackThreadKnown_{false};
     unsigned rate_ = 48000, period_ = 256, inChannels_ = 0, outChannels_ = 2;
     std::string deviceName_;
 };

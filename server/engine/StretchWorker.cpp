@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <chrono>
 
-#include <pthread.h>
-#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -233,45 +231,18 @@ void StretchWorker::stepAll() {
     for (auto& lane : lanes_) stepLane(*lane);
 }
 
-void StretchWorker::setAudioPriority(int audioPriority) {
-    const bool multiCore = std::thread::hardware_concurrency() >= 2;
-    wantPriority_.store(audioPriority > 1 && multiCore ? audioPriority - 1 : 0);
-}
-
-std::vector<int> StretchWorker::threadPriorities() {
-    std::lock_guard<std::mutex> guard(lanesMutex_);
-    std::vector<int> p;
-    for (auto& lane : lanes_) p.push_back(lane->priority.load());
-    return p;
-}
-
 void StretchWorker::run(Lane& lane) {
     // Above ordinary threads, below the real-time ones: it works ahead of the audio thread by
     // some tens of milliseconds only, so it must not wait behind a busy control thread, a file
     // load or another process (SCHED_BATCH, as before, was woken late enough on a loaded 2-core
     // machine to let players run dry); the audio and driver threads still preempt it. Its work
     // is bounded by the fill targets. A higher priority needs root or CAP_SYS_NICE; without
-    // them it stays at the default. When the audio thread is real-time, setAudioPriority puts
-    // these threads just below it (SCHED_FIFO).
+    // them it stays at the default.
     ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
     // Denormals flushed, as on the audio thread: a fading tail through the engines' filters
     // would otherwise slow them down by orders of magnitude just when the worker must keep up.
     const dsp::ScopedNoDenormals noDenormals;
-    int asked = 0; // the wish last acted on (a refusal is not retried until the wish changes)
     while (running_.load()) {
-        // The priority setAudioPriority asked for, taken on this thread between passes.
-        if (const int want = wantPriority_.load(); want != asked) {
-            asked = want;
-            sched_param sp{};
-            sp.sched_priority = want;
-            const bool realtime = want > 0 && pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
-            if (!realtime) {
-                sp.sched_priority = 0;
-                pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
-                ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kNice);
-            }
-            lane.priority.store(realtime ? want : 0);
-        }
         stepLane(lane);
         // Poll every 2 ms: the rings hold about 40 ms ahead (2048 frames at 48 kHz, adaptive).
         std::this_thread::sleep_for(std::chrono::milliseconds(2));

@@ -95,16 +95,6 @@ public:
     int threads() const noexcept { return static_cast<int>(lanes_.size()); }
     // Voices per thread: how the load is spread (tests).
     std::vector<int> voicesPerThread();
-    // [control] The audio thread's SCHED_FIFO priority (0: it is not real-time). The stretch
-    // threads then run real-time one step below it, so that nothing but the audio path can hold
-    // them up (at nice -10 a loaded machine starved the only stretch thread of a 2-core VM for
-    // half a second now and then: bursts of 500-650 underruns in a 30-min soak; at FIFO 1 under
-    // two compilers: 8 in 14 min). Ordinary scheduling (nice -10) when the audio thread is not
-    // real-time (a real-time helper would then preempt it), on one core (it would starve the
-    // control thread), or when the system refuses.
-    void setAudioPriority(int audioPriority);
-    // [any] The real-time priority each thread runs at now (0: ordinary scheduling).
-    std::vector<int> threadPriorities();
 
 private:
     struct Lane {
@@ -112,10 +102,8 @@ private:
         std::vector<StretchVoice*> voices;
         std::vector<std::pair<double, StretchVoice*>> active; // scratch of stepVoices (capacity kept)
         std::thread thread;
-        std::atomic<int> priority{0};    // what its thread runs at (0: ordinary)
     };
     static constexpr int kNice = -10;    // the stretch threads' priority, where permitted
-    std::atomic<int> wantPriority_{0};   // SCHED_FIFO priority for the threads (0: ordinary)
     void run(Lane& lane);
     static void stepLane(Lane& lane);
     // One pass over `voices`, earliest deadline first; `active` is scratch.
