@@ -414,16 +414,23 @@ class TinyLimits(ServerCase):
         try:
             tcp.send_raw(oscutil.bundle(1, *[oscutil.message("/n_set", 0, "gain", 1.0) for _ in range(1000)]))
             tcp.send_raw(oscutil.bundle(1, *[oscutil.message("/n_query", 0) for _ in range(300)]))
-            tcp.send("/status")
+            # /status is answered by the network thread at once, /n_info by the audio thread: only
+            # /sync is ordered after the queries (a slow TSan build showed /status overtaking them).
+            tcp.send("/sync", 7)
             infos = 0
             while True:
                 addr, args = tcp.recv(timeout=10)
                 self.assertNotEqual(addr, "/fail", args)
                 if addr == "/n_info":
                     infos += 1
-                if addr == "/status.reply":
+                if addr == "/synced":
                     break
             self.assertEqual(infos, 300)
+            tcp.send("/status")
+            while True:
+                addr, args = tcp.recv(timeout=10)
+                if addr == "/status.reply":
+                    break
             self.assertEqual(args[12], 0)
         finally:
             tcp.close()
