@@ -166,7 +166,7 @@ def main():
     hit_k = 0
     next_id = 2000
     rows = []
-    print("%7s %8s %7s %10s %8s %6s %7s %6s" % ("time", "rss MB", "xruns", "underruns", "dropped", "fails", "cpu%", "peak%"))
+    print("%7s %8s %7s %10s %8s %6s %7s %6s %5s" % ("time", "rss MB", "xruns", "underruns", "dropped", "fails", "cpu%", "peak%", "shed"))
     while time.time() - start < args.minutes * 60:
         now = time.time()
         if not args.no_churn and now >= next_churn:
@@ -194,9 +194,9 @@ def main():
             st = [a for p, a in replies if p == "/status.reply"]
             if st:
                 s = st[-1]
-                row = (now - start, rss_mb(pid), s[10], s[21], s[12], fails[0], s[5], s[6])
+                row = (now - start, rss_mb(pid), s[10], s[21], s[12], fails[0], s[5], s[6], s[24] if len(s) > 24 else 0)
                 rows.append(row)
-                print("%7.0f %8.1f %7d %10d %8d %6d %7.1f %6.1f" % row, flush=True)
+                print("%7.0f %8.1f %7d %10d %8d %6d %7.1f %6.1f %5d" % row, flush=True)
             next_report = now + args.report
         pump(0.01)
     stop.set()
@@ -209,8 +209,9 @@ def main():
     jack.wait(10)
     if rows:
         first, warm, last = rows[0], rows[min(3, len(rows) - 1)], rows[-1]
-        print("\nRSS: start %.1f MB, after 30 s %.1f MB, end %.1f MB; xruns %d; stretch underruns %d; dropped %d; /fail %d"
-              % (first[1], warm[1], last[1], last[2], last[3], last[4], last[5]))
+        print("\nRSS: start %.1f MB, after 30 s %.1f MB, end %.1f MB; xruns %d; stretch underruns %d; dropped %d; /fail %d; "
+              "players shed at the end %d (most at once %d)"
+              % (first[1], warm[1], last[1], last[2], last[3], last[4], last[5], last[8], max(r[8] for r in rows)))
     log.close()
     return 0
 

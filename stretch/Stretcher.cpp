@@ -53,6 +53,7 @@ public:
         zeroPtr_.assign(static_cast<size_t>(channels), zeros_.data());
     }
     void prime(double timeRatio, double pitchScale) noexcept override {
+        rb_.reset(); // a voice primed again (a player back from being shed) starts afresh
         setTimeRatio(timeRatio);
         setPitchScale(pitchScale);
         const int pad = static_cast<int>(rb_.getPreferredStartPad());
@@ -128,6 +129,7 @@ public:
     void prime(double timeRatio, double pitchScale) noexcept override {
         setTimeRatio(timeRatio);
         setPitchScale(pitchScale);
+        st_.clear(); // a voice primed again (a player back from being shed) starts afresh
         // The initial latency's worth of silence, trimmed again at the output.
         const int pad = st_.getSetting(SETTING_INITIAL_LATENCY);
         std::fill(inter_.begin(), inter_.end(), 0.0f);

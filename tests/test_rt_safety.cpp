@@ -153,6 +153,12 @@ void churn(OfflineServer& s, TempDir& dir, int tick, double now) {
     s.send("/s_new", "player", 7000 + tick, 0, 13, "buf", 2, "follow", 1, "stretch", stretchers[(tick + 1) % 3], "gain", 0.05f);
     s.send("/n_free", 6000 + tick - 2);
     s.send("/n_free", 7000 + tick - 2);
+    // Load shedding, as an overloaded stretch thread asks for it: a sounding follower goes to
+    // varispeed and comes back (re-primed), a new one is shed before its first stretched frame.
+    if (StretchWorker* w = s.stretchWorker()) {
+        if (StretchVoice* v = w->voiceOf(300 + (tick / 6) % 3)) v->shedRequest.store(tick % 6 < 3);
+        if (StretchVoice* v = w->voiceOf(7000 + tick - 1)) v->shedRequest.store(true);
+    }
     if (tick % 7 == 0) s.send("/dance/total_movement", static_cast<float>(tick % 10) / 10.0f);
     s.send("/n_set", 404, "engage", tick % 4 < 2 ? 1 : 0);
     s.send("/n_set", 300 + tick % 3, "pitch", static_cast<float>(tick % 5) - 2.0f);
@@ -206,11 +212,16 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     buildScene(s, dir);
     s.render(4800);
     resetCounters();
+    int acked = 0;
     for (int tick = 0; tick < 60; ++tick) {
         churn(s, dir, tick, static_cast<double>(s.output[0].size()) / 48000.0);
         s.render(2400);
+        acked += s.stretchWorker()->voiceOf(300 + (tick / 6) % 3)->shed.load() == (tick % 6 < 3);
     }
     s.stopRecordings();
+    ASSERT_NE(s.stretchWorker()->voiceOf(7058), nullptr);
+    EXPECT_TRUE(s.stretchWorker()->voiceOf(7058)->shed.load()) << "shed before its first stretched frame";
+    EXPECT_EQ(acked, 60) << "every shed and restore request was followed";
     EXPECT_EQ(g_allocs.load(), 0);
     EXPECT_EQ(g_frees.load(), 0);
     EXPECT_EQ(g_locks.load(), 0);

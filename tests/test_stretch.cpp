@@ -600,6 +600,177 @@ TEST(RealTimePath, TheFillTargetGrowsUntilASlowWorkerNoLongerUnderruns) {
     }
 }
 
+TEST(LoadShedding, ThePolicyShedsOnlyAThreadThatCannotKeepUpAndTakesBackAfterACalmSpell) {
+    using A = ShedPolicy::Action;
+    ShedPolicy p;
+    // Starved by others (little of a core used, voices ran dry): nothing to gain by shedding.
+    EXPECT_EQ(p.decide(0.35, 400, -1.0), A::None);
+    // Busy and running dry: shed one, let a window settle, and twice as many each time that was
+    // not enough (1, 2, 4, ... at most 16).
+    EXPECT_EQ(p.decide(0.97, 120, -1.0), A::Shed);
+    EXPECT_EQ(p.amount, 1);
+    EXPECT_EQ(p.decide(0.95, 30, 0.2), A::None);
+    EXPECT_EQ(p.decide(0.93, 8, 0.2), A::Shed);
+    EXPECT_EQ(p.amount, 2);
+    EXPECT_EQ(p.decide(0.95, 10, 0.2), A::None);
+    EXPECT_EQ(p.decide(0.9, 5, 0.2), A::Shed);
+    EXPECT_EQ(p.amount, 4);
+    EXPECT_EQ(p.decide(0.7, 0, 0.2), A::None);
+    EXPECT_EQ(p.decide(0.7, 0, 0.2), A::None);
+    // After a calm window the next overload starts again from one.
+    EXPECT_EQ(p.decide(0.95, 3, 0.2), A::Shed);
+    EXPECT_EQ(p.amount, 1);
+    EXPECT_EQ(p.decide(0.7, 0, 0.2), A::None);
+    // Busy without underruns: keep everything.
+    for (int k = 0; k < 20; ++k) EXPECT_EQ(p.decide(0.9, 0, 0.2), A::None);
+    // Calm, but the thread would pass 60 % of a core with the voice back: keep it shed.
+    EXPECT_EQ(p.decide(0.45, 0, 0.2), A::None);
+    // Calm for 10 s and room for it: take one back; the next needs another calm spell.
+    ShedPolicy q;
+    std::vector<A> got;
+    for (int k = 0; k < 25; ++k) got.push_back(q.decide(0.3, 0, 0.2));
+    const auto restores = std::count(got.begin(), got.end(), A::Restore);
+    EXPECT_EQ(restores, 2) << "one per 10 s of calm";
+    EXPECT_EQ(got[9], A::Restore);
+    EXPECT_EQ(got[19], A::Restore);
+    // An underrun resets the calm.
+    ShedPolicy r;
+    for (int k = 0; k < 9; ++k) r.decide(0.3, 0, 0.2);
+    EXPECT_EQ(r.decide(0.3, 1, 0.2), A::None);
+    for (int k = 0; k < 9; ++k) EXPECT_EQ(r.decide(0.3, 0, 0.2), A::None);
+    EXPECT_EQ(r.decide(0.3, 0, 0.2), A::Restore);
+}
+
+TEST(LoadShedding, AnOverloadedStretchThreadShedsTheNewestPlayersInsteadOfStarvingThemAll) {
+    // Twelve Rubber Band R3 followers on one stretch thread, played at real-time pace: about three
+    // cores' worth of stretching here (a quarter of a core each, bench/), more than one thread can
+    // give on any machine. The thread sheds the newest players (varispeed) until the rest keep up.
+    EngineConfig cfg = OfflineServer::defaultConfig();
+    cfg.blockSize = 256;
+    cfg.stretchAhead = true;
+    OfflineServer s(cfg);
+    s.stretchWorker()->stop();
+    s.stretchWorker()->start(1);
+    TempDir dir;
+    const auto x = sine(440.0, 0.05, 96000, 48000.0);
+    writeWav(dir.file("s.wav"), {x, x}, 48000);
+    s.send("/b_allocRead", 1, dir.file("s.wav").c_str());
+    s.send("/notify", 1);
+    s.send("/set_tempo", 150.0f);
+    constexpr int kVoices = 12;
+    for (int k = 0; k < kVoices; ++k)
+        s.send("/s_new", "player", 1000 + k, 1, 0, "buf", 1, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", "rb3");
+    auto next = std::chrono::steady_clock::now();
+    std::vector<uint64_t> underrunsAt; // per second
+    const int blocksPerSecond = 48000 / 256;
+    for (int b = 0; b < 16 * blocksPerSecond; ++b) {
+        s.render(256);
+        if (b % blocksPerSecond == 0) underrunsAt.push_back(s.engine().stats().stretchUnderruns);
+        next += std::chrono::microseconds(5333);
+        std::this_thread::sleep_until(next);
+    }
+    underrunsAt.push_back(s.engine().stats().stretchUnderruns);
+    std::vector<int> shed;
+    for (const auto& m : s.find("/stretch_shed")) {
+        if (m.i(1) == 1) shed.push_back(m.i(0));
+        else shed.erase(std::remove(shed.begin(), shed.end(), m.i(0)), shed.end());
+    }
+    std::printf("shed %zu of %d players:", shed.size(), kVoices);
+    for (int id : shed) std::printf(" %d", id);
+    std::printf("\nunderruns per second:");
+    for (size_t k = 1; k < underrunsAt.size(); ++k) std::printf(" %llu", static_cast<unsigned long long>(underrunsAt[k] - underrunsAt[k - 1]));
+    std::printf("\n");
+    ASSERT_FALSE(shed.empty());
+    EXPECT_LT(shed.size(), static_cast<size_t>(kVoices)) << "one thread carries at least one R3 player";
+    // The newest first: the shed players are the last ones created.
+    std::sort(shed.begin(), shed.end());
+    for (size_t k = 0; k < shed.size(); ++k) EXPECT_EQ(shed[k], 1000 + kVoices - static_cast<int>(shed.size() + 0) + static_cast<int>(k));
+    s.send("/status");
+    EXPECT_EQ(s.find("/status.reply").back().i(24), static_cast<int32_t>(shed.size()));
+    // Settled: the last four seconds have a small fraction of the underruns of the first two.
+    const uint64_t early = underrunsAt[3] - underrunsAt[1], late = underrunsAt[16] - underrunsAt[12];
+    EXPECT_LT(late * 4, early + 4) << "early " << early << ", late " << late;
+    // Never a gap: every 10 ms of the mix sounds.
+    const auto& y = s.output[0];
+    for (size_t at = 48000; at + 480 <= y.size(); at += 480) ASSERT_GT(rms(y, at, at + 480), 0.02) << "a gap at " << at;
+}
+
+TEST(LoadShedding, AShedPlayerPlaysOnAtVarispeedAndComesBackStretchedWithoutAGap) {
+    // A 440 Hz tone of 120 BPM material following a 150 BPM clock: stretched it stays at 440 Hz,
+    // at varispeed it reads 1.25 x as fast (550 Hz). Shed for two seconds and taken back: the
+    // pitch tells which is playing; no underrun, no silence, no step above the tone's own.
+    for (const char* method : kMethods) {
+        RealTimeRig r(150.0f);
+        const auto x = sine(440.0, 0.4, 96000, 48000.0);
+        writeWav(r.dir.file("s.wav"), {x, x}, 48000);
+        r.s.send("/b_allocRead", 2, r.dir.file("s.wav").c_str());
+        r.s.send("/s_new", "player", 5, 0, 0, "buf", 2, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
+        r.run(1.5);
+        StretchVoice* v = r.s.stretchWorker()->voiceOf(5);
+        ASSERT_NE(v, nullptr);
+        ASSERT_TRUE(v->sheddable);
+        const size_t shedAt = r.s.output[0].size();
+        v->shedRequest.store(true);
+        r.run(2.0);
+        EXPECT_TRUE(v->shed.load()) << method << ": the player took the request";
+        const size_t backAt = r.s.output[0].size();
+        v->shedRequest.store(false);
+        r.run(2.0);
+        EXPECT_FALSE(v->shed.load()) << method;
+        const auto& y = r.s.output[0];
+        const double before = zeroCrossingHz(y, shedAt - 24000, shedAt, 48000.0);
+        const double shed = zeroCrossingHz(y, shedAt + 4800, backAt, 48000.0);
+        const double after = zeroCrossingHz(y, backAt + 24000, y.size(), 48000.0);
+        const float step = maxStep(y, shedAt - 4800, y.size());
+        const float own = maxStep(sine(550.0, 0.4, 4800, 48000.0));
+        std::printf("%-5s: %.1f Hz stretched, %.1f Hz shed, %.1f Hz back; largest step %.4f (a 550 Hz tone's own %.4f)\n", method,
+                    before, shed, after, step, own);
+        EXPECT_NEAR(before, 440.0, 2.0) << method;
+        EXPECT_NEAR(shed, 550.0, 2.0) << method;
+        EXPECT_NEAR(after, 440.0, 2.0) << method;
+        EXPECT_LT(step, 1.1f * own) << method;
+        for (size_t at = shedAt; at + 480 <= y.size(); at += 480)
+            ASSERT_GT(rms(y, at, at + 480), 0.2) << method << ": a gap at " << at;
+        EXPECT_EQ(r.s.engine().stats().stretchUnderruns, 0u) << method;
+    }
+}
+
+TEST(LoadShedding, AShedFollowerStaysOnTheBeatsAndSoDoesItWhenItComesBack) {
+    // The click track following a 140 BPM clock, shed at 2.0 s and taken back at 4.5 s: every
+    // click against the grid begun at its start, before, while shed and after.
+    for (const char* method : kMethods) {
+        RealTimeRig r(140.0f);
+        r.s.send("/s_new", "player", 5, 0, 0, "buf", 1, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
+        r.run(2.0);
+        StretchVoice* v = r.s.stretchWorker()->voiceOf(5);
+        ASSERT_NE(v, nullptr);
+        v->shedRequest.store(true);
+        r.run(2.5);
+        v->shedRequest.store(false);
+        r.run(3.0);
+        const auto start = static_cast<int64_t>(r.s.find("/n_go").at(0).num(5));
+        const auto& y = r.s.output[0];
+        double worst[3] = {0.0, 0.0, 0.0};
+        int counted[3] = {0, 0, 0};
+        for (int k = 1;; ++k) {
+            const auto due = start + static_cast<int64_t>(std::llround(24000.0 * k * 120.0 / 140.0));
+            if (due + 2400 >= static_cast<int64_t>(y.size())) break;
+            const int phase = due < 96000 ? 0 : due < 216000 ? 1 : 2;
+            const int64_t onset = onsetNear(y, due);
+            ASSERT_GE(onset, 0) << method << ": no click within 20 ms of " << due;
+            worst[phase] = std::max(worst[phase], std::fabs(static_cast<double>(onset - due) / 48.0));
+            ++counted[phase];
+        }
+        std::printf("%-5s: clicks off the grid, worst: stretched %.2f ms (%d), shed %.2f ms (%d), back %.2f ms (%d)\n", method,
+                    worst[0], counted[0], worst[1], counted[1], worst[2], counted[2]);
+        for (int ph = 0; ph < 3; ++ph) {
+            EXPECT_GE(counted[ph], 3) << method;
+            EXPECT_LT(worst[ph], std::string(method) == "rb3" && ph != 1 ? 2.0 : 8.0) << method << " phase " << ph;
+        }
+        EXPECT_EQ(r.s.engine().stats().stretchUnderruns, 0u) << method;
+    }
+}
+
 namespace {
 // A 140 BPM follower of the 120 BPM click track that gets `interruption` at 1.3 s; returns the
 // worst deviation (ms) of the click spacing from the clock's beat, counting gaps that start after

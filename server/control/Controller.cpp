@@ -620,6 +620,11 @@ void Controller::pollReplies() {
             notifiedUnderruns_ = st.stretchUnderruns;
             broadcast(osc::MessageBuilder("/stretch_underrun").i(static_cast<int32_t>(st.stretchUnderruns)).d(static_cast<double>(st.sampleTime)));
         }
+        // A stretch thread that could not keep up shed a player (varispeed), or took one back.
+        if (stretchWorker_)
+            for (const auto& e : stretchWorker_->takeShedEvents())
+                broadcast(osc::MessageBuilder("/stretch_shed").i(e.nodeId).i(e.shed ? 1 : 0).i(stretchWorker_->shedVoices())
+                              .f(static_cast<float>(100.0 * e.busy)).d(static_cast<double>(st.sampleTime)));
     }
     // Measured sample rate, over windows of at least two seconds.
     const double wall = std::chrono::duration<double>(now - rateWallTime_).count();
@@ -657,6 +662,7 @@ void Controller::hStatus(Msg& m) {
     r.i(static_cast<int32_t>(s.stretchUnderruns));
     r.f(static_cast<float>(static_cast<double>(budget_.used()) / 1048576.0));
     r.f(static_cast<float>(static_cast<double>(budget_.limit()) / 1048576.0));
+    r.i(stretchWorker_ ? stretchWorker_->shedVoices() : 0);
     send(m.client, r);
 }
 
@@ -752,7 +758,11 @@ void Controller::prepareStretch(Player& p) {
         p.memoryLease = budget_.reserve(bytes, std::string("a ") + stretch::methodName(method) + " stretch voice for node " + std::to_string(p.id()));
     }
     p.prepareStretch(engine_.config().sampleRate, engine_.config().blockSize);
-    if (stretchWorker_ && p.voice()) stretchWorker_->add(p.voice());
+    if (stretchWorker_ && p.voice()) {
+        p.voice()->sheddable = true; // a player can play on at varispeed (ShedPolicy)
+        p.voice()->nodeId = p.id();
+        stretchWorker_->add(p.voice());
+    }
 }
 
 float Controller::paramValue(osc::ArgReader& args, ParamId id, const std::string& name) {

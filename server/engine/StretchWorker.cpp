@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include <spdlog/spdlog.h>
+
+#include <ctime>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -33,6 +36,12 @@ bool StretchVoice::begin() noexcept {
         dropLeft_ = stretcher->startDelay();
         startDelay.store(dropLeft_, std::memory_order_relaxed);
         primed_ = want;
+        // A voice re-primed after it was shed: what its player had put in before is stale.
+        for (int64_t skip = inputSkip.exchange(0, std::memory_order_acq_rel); skip > 0;) {
+            const size_t k = input.read(inter_.data(), static_cast<size_t>(std::min<int64_t>(skip, static_cast<int64_t>(inter_.size() / 2))));
+            if (k == 0) break;
+            skip -= static_cast<int64_t>(k);
+        }
         pending_ = Segment{0.0, -1.0, want};
         realFed_ = 0;
         realFed.store(0, std::memory_order_release);
@@ -138,7 +147,10 @@ void StretchWorker::start(int threads) {
     parked_.clear();
     for (auto& lane : lanes_) voices.insert(voices.end(), lane->voices.begin(), lane->voices.end());
     lanes_.clear();
-    for (int i = 0; i < threads; ++i) lanes_.push_back(std::make_unique<Lane>());
+    for (int i = 0; i < threads; ++i) {
+        lanes_.push_back(std::make_unique<Lane>());
+        lanes_.back()->index = i;
+    }
     for (size_t i = 0; i < voices.size(); ++i) lanes_[i % lanes_.size()]->voices.push_back(voices[i]);
     for (auto& lane : lanes_) {
         Lane* l = lane.get();
@@ -154,6 +166,7 @@ void StretchWorker::stop() {
     // The voices stay, parked: a test may go on stepping them itself.
     for (auto& lane : lanes_) parked_.insert(parked_.end(), lane->voices.begin(), lane->voices.end());
     lanes_.clear();
+    shedNow_.store(0, std::memory_order_relaxed);
 }
 
 void StretchWorker::add(StretchVoice* v) {
@@ -177,6 +190,18 @@ void StretchWorker::remove(StretchVoice* v) {
     }
 }
 
+StretchVoice* StretchWorker::voiceOf(int32_t nodeId) {
+    std::lock_guard<std::mutex> guard(lanesMutex_);
+    for (StretchVoice* v : parked_)
+        if (v->nodeId == nodeId) return v;
+    for (auto& lane : lanes_) {
+        std::lock_guard<std::mutex> lock(lane->mutex);
+        for (StretchVoice* v : lane->voices)
+            if (v->nodeId == nodeId) return v;
+    }
+    return nullptr;
+}
+
 std::vector<int> StretchWorker::voicesPerThread() {
     std::lock_guard<std::mutex> guard(lanesMutex_);
     std::vector<int> n;
@@ -196,6 +221,8 @@ void StretchWorker::stepVoices(const std::vector<StretchVoice*>& voices, std::ve
     active.clear();
     for (StretchVoice* v : voices) {
         v->passSeconds = 0.0;
+        // A shed voice is its player's alone until the player hands it back.
+        if (v->shed.load(std::memory_order_acquire)) continue;
         if (v->begin()) active.push_back({0.0, v});
     }
     for (size_t guard = 0; guard < 64 * voices.size(); ++guard) {
@@ -217,6 +244,7 @@ void StretchWorker::stepVoices(const std::vector<StretchVoice*>& voices, std::ve
         // Its cost this pass: the player keeps a few of these in flight (its fill floor).
         const double burst = v->burstSeconds.load(std::memory_order_relaxed);
         v->burstSeconds.store(std::max(v->passSeconds, burst * 0.99), std::memory_order_relaxed);
+        v->windowSeconds += v->passSeconds;
     }
 }
 
@@ -242,11 +270,104 @@ void StretchWorker::run(Lane& lane) {
     // Denormals flushed, as on the audio thread: a fading tail through the engines' filters
     // would otherwise slow them down by orders of magnitude just when the worker must keep up.
     const dsp::ScopedNoDenormals noDenormals;
+    auto cpuNow = [] {
+        timespec ts{};
+        ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+    };
+    auto windowStart = std::chrono::steady_clock::now();
+    double cpuStart = cpuNow();
     while (running_.load()) {
         stepLane(lane);
+        const auto now = std::chrono::steady_clock::now();
+        const double wall = std::chrono::duration<double>(now - windowStart).count();
+        if (wall >= ShedPolicy::kWindow) {
+            const double cpu = cpuNow();
+            balance(lane, wall, cpu - cpuStart);
+            windowStart = now;
+            cpuStart = cpu;
+        }
         // Poll every 2 ms: the rings hold about 40 ms ahead (2048 frames at 48 kHz, adaptive).
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
+}
+
+ShedPolicy::Action ShedPolicy::decide(double busy, uint64_t underruns, double restoreCost) noexcept {
+    calm = underruns > 0 ? 0.0 : calm + kWindow;
+    if (settle > 0) { --settle; return Action::None; }
+    if (underruns > 0 && busy >= kShedAbove) {
+        settle = kSettle;
+        amount = 1 << std::min(streak++, 4);
+        return Action::Shed;
+    }
+    if (underruns == 0) streak = 0;
+    if (restoreCost >= 0.0 && calm >= kCalm && busy + restoreCost < kRestoreBelow) {
+        settle = kSettle;
+        calm = 0.0;
+        return Action::Restore;
+    }
+    return Action::None;
+}
+
+void StretchWorker::balance(Lane& lane, double windowSeconds, double cpuSeconds) {
+    std::lock_guard<std::mutex> lock(lane.mutex);
+    uint64_t underruns = 0;
+    StretchVoice* oldestShed = nullptr;
+    int shed = 0;
+    for (StretchVoice* v : lane.voices) {
+        const uint64_t u = v->underruns.load(std::memory_order_relaxed);
+        const bool isShed = v->shedRequest.load(std::memory_order_relaxed);
+        if (!isShed) {
+            underruns += u - v->underrunsSeen;
+            v->load = v->windowSeconds / windowSeconds;
+        } else {
+            ++shed;
+            if (!oldestShed && v->shed.load(std::memory_order_acquire)) oldestShed = v;
+        }
+        v->underrunsSeen = u;
+        v->windowSeconds = 0.0;
+    }
+    const double busy = cpuSeconds / windowSeconds;
+    const ShedPolicy::Action a = lane.policy.decide(busy, underruns, oldestShed ? oldestShed->load : -1.0);
+    auto report = [&](const StretchVoice* v, bool isShed) {
+        std::lock_guard<std::mutex> events(eventsMutex_);
+        if (events_.size() < 1024) events_.push_back({v->nodeId, isShed, busy, underruns});
+    };
+    if (a == ShedPolicy::Action::Shed) {
+        // The newest players first (the voices are in the order they were added), sounding or
+        // still waiting for their first stretched output.
+        // At most half of those still stretched at once: twice as many as last time may
+        // overshoot (R3 here: 7 of 12 shed and still overloaded, 8 more would be all of them).
+        int candidates = 0;
+        for (StretchVoice* v : lane.voices) candidates += v->sheddable && !v->shedRequest.load(std::memory_order_relaxed);
+        int left = std::min(lane.policy.amount, std::max(1, candidates / 2));
+        for (auto it = lane.voices.rbegin(); it != lane.voices.rend() && left > 0; ++it) {
+            StretchVoice* v = *it;
+            if (!v->sheddable || v->shedRequest.load(std::memory_order_relaxed)) continue;
+            v->shedRequest.store(true, std::memory_order_release);
+            ++shed;
+            --left;
+            spdlog::warn("stretch thread {} overloaded ({:.0f}% of a core, {} underruns in {:.1f} s): node {} plays at varispeed "
+                         "until the load falls", lane.index, 100.0 * busy, underruns, windowSeconds, v->nodeId);
+            report(v, true);
+        }
+    } else if (a == ShedPolicy::Action::Restore && oldestShed) {
+        oldestShed->shedRequest.store(false, std::memory_order_release);
+        --shed;
+        spdlog::info("stretch thread {} at {:.0f}% of a core: node {} is time-stretched again (it took about {:.0f}%)",
+                     lane.index, 100.0 * busy, oldestShed->nodeId, 100.0 * oldestShed->load);
+        report(oldestShed, false);
+    }
+    // The total over the lanes: each lane adds its change.
+    shedNow_.fetch_add(shed - lane.shedCount, std::memory_order_relaxed);
+    lane.shedCount = shed;
+}
+
+std::vector<StretchWorker::ShedEvent> StretchWorker::takeShedEvents() {
+    std::lock_guard<std::mutex> lock(eventsMutex_);
+    std::vector<ShedEvent> out;
+    out.swap(events_);
+    return out;
 }
 
 } // namespace loopd

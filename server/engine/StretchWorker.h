@@ -58,6 +58,21 @@ struct StretchVoice {
     std::atomic<int64_t> realPushed{0};      // audio: real (non-padding) frames put into `input`
     std::atomic<int64_t> realFed{0};         // worker: of those, handed to the stretcher
 
+    // Load shedding (a stretch thread that cannot keep up with its voices): the worker asks the
+    // voice's player to play at varispeed (shedRequest); the player answers once it does (shed),
+    // and from then on the worker leaves the voice alone, until it withdraws the request and the
+    // player, having re-primed the voice where its varispeed stands, clears `shed`. Only a player
+    // can do without its stretcher (sheddable); a looper's pitch shifter cannot.
+    bool sheddable = false;                  // control, before add()
+    int32_t nodeId = -1;                     // control, before add(): for the log and /notify
+    std::atomic<bool> shedRequest{false};    // worker → audio
+    std::atomic<bool> shed{false};           // audio → worker
+    std::atomic<int64_t> inputSkip{0};       // audio: stale frames at the front of `input` at a re-prime
+    std::atomic<uint64_t> underruns{0};      // audio: blocks in which it ran dry
+    uint64_t underrunsSeen = 0;              // worker: underruns at the last load window
+    double windowSeconds = 0.0;              // worker: time spent on it in the current load window
+    double load = 0.0;                       // worker: its share of a core in the last window it ran
+
 private:
     void announce(double out, double speed) noexcept;
     Segment pending_{0.0, -1.0, 0};          // worker: merged until the speed changes
@@ -71,6 +86,33 @@ private:
     uint32_t primed_ = 0;  // worker side
     int dropLeft_ = 0;
     std::vector<float> inter_, feedL_, feedR_, outL_, outR_;
+};
+
+// When an overloaded stretch thread sheds a player (it plays at varispeed instead: the pitch then
+// follows the tempo, and no gaps) and when it takes one back, decided once a second per thread:
+// shed the newest playing player when voices ran dry while the thread spent most of a core (it
+// cannot keep up: the machine cannot carry the scene, and bursts of underruns, a player starved
+// for seconds, are the worst outcome), twice as many as last time when the last shed was not
+// enough (a scene far beyond the machine settles in a few seconds, not one player a window) but
+// never more than half of those still stretched;
+// take the oldest shed player back after a calm spell when the thread would stay well under a
+// core with it. A thread that is merely starved by others (its voices ran dry but it used little
+// of a core) sheds nothing: shedding would not help it.
+struct ShedPolicy {
+    static constexpr double kWindow = 1.0;        // seconds per decision
+    static constexpr double kShedAbove = 0.8;     // share of a core the thread spent
+    static constexpr double kRestoreBelow = 0.6;  // its share with the voice back (estimated)
+    static constexpr double kCalm = 10.0;         // seconds without an underrun before one comes back
+    static constexpr int kSettle = 1;             // windows after a change before the next decision
+    enum class Action { None, Shed, Restore };
+    // busy: the thread's CPU time over the window; underruns: blocks its playing voices ran dry;
+    // restoreCost: the share of a core the oldest shed voice took when it last ran (< 0: none is
+    // shed). Shed: `amount` players, the newest.
+    Action decide(double busy, uint64_t underruns, double restoreCost) noexcept;
+    double calm = 0.0;
+    int settle = 0;
+    int amount = 0;       // players to shed (Action::Shed)
+    int streak = 0;       // consecutive sheds without a calm window between them
 };
 
 // A pool of stretch threads. Each voice belongs to one thread (the one with the fewest voices
@@ -95,6 +137,12 @@ public:
     int threads() const noexcept { return static_cast<int>(lanes_.size()); }
     // Voices per thread: how the load is spread (tests).
     std::vector<int> voicesPerThread();
+    // [control] The voice of node `nodeId` (null: none), for tests.
+    StretchVoice* voiceOf(int32_t nodeId);
+    // Load shedding (ShedPolicy), reported to the control thread.
+    struct ShedEvent { int32_t nodeId; bool shed; double busy; uint64_t underruns; };
+    std::vector<ShedEvent> takeShedEvents();                       // [control]
+    int shedVoices() const noexcept { return shedNow_.load(std::memory_order_relaxed); }
 
 private:
     struct Lane {
@@ -102,7 +150,12 @@ private:
         std::vector<StretchVoice*> voices;
         std::vector<std::pair<double, StretchVoice*>> active; // scratch of stepVoices (capacity kept)
         std::thread thread;
+        int index = 0;
+        ShedPolicy policy;               // its thread only
+        int shedCount = 0;               // its thread only: its voices shed now
     };
+    // [worker] Once per ShedPolicy::kWindow: measure the lane and shed or restore one voice.
+    void balance(Lane& lane, double windowSeconds, double cpuSeconds);
     static constexpr int kNice = -10;    // the stretch threads' priority, where permitted
     void run(Lane& lane);
     static void stepLane(Lane& lane);
@@ -113,6 +166,9 @@ private:
     std::vector<StretchVoice*> parked_;  // voices added while stopped (tests step them via stepAll)
     std::vector<std::pair<double, StretchVoice*>> parkedActive_;
     std::atomic<bool> running_{false};
+    std::atomic<int> shedNow_{0};
+    std::mutex eventsMutex_;             // worker threads -> control
+    std::vector<ShedEvent> events_;
 };
 
 } // namespace loopd

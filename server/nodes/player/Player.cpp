@@ -166,7 +166,7 @@ void Player::onBegin(ProcessContext& ctx) noexcept {
     startIdx_ = idx_;
 }
 
-void Player::primeVoice(ProcessContext& ctx, double speed) noexcept {
+void Player::primeVoice(ProcessContext& ctx, double speed, bool fromStart) noexcept {
     // Whoever steps the voice (the worker, or this thread offline) primes it on its next step.
     segHead_ = segCount_ = 0;
     outSrc_ = lockOutSrc_ = 0.0;
@@ -181,9 +181,61 @@ void Player::primeVoice(ProcessContext& ctx, double speed) noexcept {
     coverRunning_ = false;
     spliceLeft_ = 0;
     fadeInLeft_ = 0;
-    if (startFrac_ >= 0.0f)
+    shed_ = rejoin_ = false;
+    if (startFrac_ >= 0.0f && fromStart)
         if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
     startIdx_ = idx_;
+}
+
+void Player::followShedRequest(ProcessContext& ctx, const BufferData& b, double speed, int64_t at) noexcept {
+    StretchVoice& v = *voice_;
+    const bool request = v.shedRequest.load(std::memory_order_acquire);
+    if (request && !shed_ && !rejoin_) {
+        // From this block on the cover plays (it starts where the output stands, matched to its
+        // last frames, see renderStretched); the worker leaves the voice alone once told.
+        if (!outputStarted_) {
+            // Shed before its stretched output began: the varispeed starts it, a follower where
+            // its grid stands by now (the grid began at its start).
+            outputStarted_ = true;
+            coverRunning_ = false;
+            if (follow_ && ctx.followTempo && !relock_ && lockEpoch_ == ctx.clockEpoch)
+                outSrc_ = std::max(0.0, lockOutSrc_ + idealSource(ctx, at));
+        }
+        shed_ = true;
+        v.shed.store(true, std::memory_order_release);
+    } else if (!request && shed_) {
+        const auto F = static_cast<double>(b.numFrames);
+        double q = coverPos_;
+        if (!loop_ && q >= F) return; // a one-shot with nothing left to stretch: it ends as it is
+        if (loop_) { q = std::fmod(q, F); if (q < 0.0) q += F; }
+        // Old output is dropped here (this thread reads it); old input is skipped by the worker
+        // when it primes (this thread only writes it, the worker has not touched it since shed).
+        while (v.output.read(outInter_.data(), static_cast<size_t>(blockSize_)) > 0) {}
+        v.inputSkip.store(static_cast<int64_t>(v.input.readableFrames()), std::memory_order_relaxed);
+        setPosition(std::floor(q));
+        primeVoice(ctx, speed, false); // publishes inputSkip with the prime request
+        coverPos_ = q;                 // the varispeed plays on from here
+        coverRunning_ = true;
+        relock_ = true;                // a follower's grid: anchored here, where the varispeed stood on it
+        rejoin_ = true;
+        rejoinAt_ = at;
+        v.shed.store(false, std::memory_order_release);
+    }
+}
+
+bool Player::rejoin(ProcessContext& ctx, int64_t at, double speed, int n) noexcept {
+    // The stretched output begins where the varispeed stood at the re-prime; the varispeed has
+    // moved on since: drop what it has passed (given up after a second: the lock chases the rest).
+    if (at - rejoinAt_ > static_cast<int64_t>(ctx.sampleRate)) return true;
+    StretchVoice& v = *voice_;
+    for (;;) {
+        const double lag = coverPos_ - static_cast<double>(startIdx_) - outSrc_; // source frames
+        const int k = static_cast<int>(std::min<double>({lag / speed, static_cast<double>(n), static_cast<double>(v.output.readableFrames())}));
+        if (k <= 0) return lag < speed;
+        v.output.read(outInter_.data(), static_cast<size_t>(k));
+        takeSegments();
+        consumeOutput(static_cast<double>(k), speed);
+    }
 }
 
 void Player::preRoll(ProcessContext& ctx, int64_t startSample) noexcept {
@@ -512,6 +564,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     double speed = stretchSpeed(ctx, ctx.tempoBpm);
     const int64_t at = ctx.blockStartSample + from;
     StretchVoice& v = *voice_;
+    if (ctx.stretchAhead) followShedRequest(ctx, *b, speed, at);
     takeSegments();
     // The grid is anchored where the player began; real time, the output may start later (an
     // immediate start waits for the stretcher's first output): it then catches up (catchUp).
@@ -524,7 +577,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
             lockRate_ = rate_.value();
             lockOutSrc_ = outSrc_;
             relock_ = false;
-        } else if (outputStarted_) {
+        } else if (outputStarted_ || shed_) {
             // A Smith predictor: the stretcher's latency is outside the loop. What it already
             // holds plays at the speeds it was given, whatever is decided now; input handed
             // over now sounds once all of that is out. So the speed for it is the
@@ -533,8 +586,9 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
             // corrected over kLockSeconds of new input. After a tempo step this pulls back what
             // was in flight at the old speed at once, instead of waiting for it to show in the
             // output (it used to take a beat); a step timetagged ahead is not chased at all.
+            // (Shed: the varispeed has nothing in flight, the speed set now plays now.)
             double src = outSrc_ - lockOutSrc_, inFlight = 0.0;
-            for (int k = 0; k < segCount_; ++k) {
+            for (int k = 0; k < segCount_ && !shed_; ++k) {
                 const OutSegment& sg = segs_[(segHead_ + k) % kMaxSegments];
                 src += sg.out * sg.speed;
                 inFlight += sg.out;
@@ -543,10 +597,12 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
             // reaches the engine's held input too (R3 holds about 3/4 of its start delay before
             // a new ratio applies to it, see StretchVoice), so what sounds at the new speed
             // starts after the announced output plus what waits beyond that hold.
-            const auto unannounced = static_cast<double>(realPushed_ - v.realFed.load(std::memory_order_acquire));
-            const double ahead = std::max(0.0, unannounced - static_cast<double>(v.holdFrames.load(std::memory_order_relaxed)));
-            src += ahead;
-            inFlight += ahead / speed;
+            if (!shed_) {
+                const auto unannounced = static_cast<double>(realPushed_ - v.realFed.load(std::memory_order_acquire));
+                const double ahead = std::max(0.0, unannounced - static_cast<double>(v.holdFrames.load(std::memory_order_relaxed)));
+                src += ahead;
+                inFlight += ahead / speed;
+            }
             double bpmThen = 0.0;
             const double beatsThen = ctx.beatsAhead(at + static_cast<int64_t>(inFlight), bpmThen);
             const double nominal = stretchSpeed(ctx, bpmThen);
@@ -567,7 +623,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     const int n = std::min(to - from, blockSize_);
     float* out[2] = {outBuf_.data(), outBuf_.data() + blockSize_};
     if (ctx.stretchAhead) {
-        fillAhead(*b, speed, n); // the worker does the stretching
+        if (!shed_) fillAhead(*b, speed, n); // the worker does the stretching
     } else {
         // Offline: this thread steps the voice, pulled by what the block needs (deterministic).
         for (int guard = 0; static_cast<int>(v.output.readableFrames()) < n && guard < 256; ++guard) {
@@ -578,12 +634,15 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     }
     // Real time: start sounding once a pre-roll is buffered, so that the pipeline runs ahead
     // from the first block instead of limping through underruns while the worker fills it.
-    bool preRolled = outputStarted_ || !ctx.stretchAhead ||
-                     static_cast<double>(v.output.readableFrames()) >= std::min(aheadTarget_, 1024.0);
-    if (preRolled && !outputStarted_ && ctx.stretchAhead && locked && !relock_) preRolled = catchUp(ctx, at, speed, n);
+    bool preRolled = !shed_ && (outputStarted_ || !ctx.stretchAhead ||
+                                static_cast<double>(v.output.readableFrames()) >= std::min(aheadTarget_, 1024.0));
+    if (preRolled && !outputStarted_ && ctx.stretchAhead) {
+        if (rejoin_) preRolled = rejoin(ctx, at, speed, n);
+        else if (locked && !relock_) preRolled = catchUp(ctx, at, speed, n);
+    }
     const auto ready = static_cast<double>(v.output.readableFrames());
     const int got = preRolled ? static_cast<int>(v.output.read(outInter_.data(), static_cast<size_t>(n))) : 0;
-    if (ctx.stretchAhead && outputStarted_) adaptAhead(ctx, ready, got < n, n);
+    if (ctx.stretchAhead && outputStarted_ && !shed_) adaptAhead(ctx, ready, got < n, n);
     for (int k = 0; k < got; ++k) {
         out[0][k] = outInter_[static_cast<size_t>(2 * k)];
         out[1][k] = outInter_[static_cast<size_t>(2 * k + 1)];
@@ -597,10 +656,16 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         const OutSegment& sg = segs_[(segHead_ + k) % kMaxSegments];
         if (sg.speed > 0.0) owed += sg.out;
     }
-    if (got < n && outputStarted_) {
+    // Varispeed plays where the stretched output is missing: an underrun, a shed voice, a voice
+    // rejoining after it was shed.
+    const bool varispeed = outputStarted_ || shed_ || rejoin_;
+    if (got < n && varispeed) {
         // Underrun: cover the rest with varispeed from where the stretched output stands (and
         // adaptAhead keeps more in flight from now on).
-        ++ctx.stretchUnderruns;
+        if (outputStarted_ && !shed_) {
+            ++ctx.stretchUnderruns;
+            v.underruns.fetch_add(1, std::memory_order_relaxed);
+        }
         // A cover that goes on over several blocks continues where it was; a new one starts
         // where the stretched output stands.
         double p = coverRunning_ && got == 0 ? coverPos_ : static_cast<double>(startIdx_) + outSrc_;
@@ -646,6 +711,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
             out[1][k] = w(tr + 1);
         }
         coverPos_ = p;
+        if (shed_) outSrc_ = coverPos_ - static_cast<double>(startIdx_); // where the output stands
     } else if (got < n) {
         // Before the first stretched frame (the worker's pre-roll): silence, not an underrun.
         std::fill(out[0] + got, out[0] + n, 0.0f);
@@ -653,8 +719,8 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     }
     // Where the stretched output and the varispeed cover meet, the waveform would step (the
     // stretcher's phases are its own): the step is spread over 64 frames as a decaying offset.
-    const bool covering = got < n && outputStarted_;
-    if (outputStarted_) {
+    const bool covering = got < n && varispeed;
+    if (varispeed) {
         for (int k = 0; k < n; ++k) {
             const bool coverHere = covering && k >= got;
             if ((k == 0 && coverHere != coverRunning_) || (k > 0 && k == got && coverHere)) {
@@ -675,7 +741,17 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     coverRunning_ = covering;
     if (got > 0 && !outputStarted_) {
         outputStarted_ = true;
+        rejoin_ = false;
         v.playing.store(true, std::memory_order_relaxed);
+    }
+    // Shed, a one-shot's real output left is what the varispeed has not read yet.
+    int played = got;
+    if (shed_) {
+        played = n;
+        if (!loop_) {
+            sourceDone_ = true;
+            owed = std::max(0.0, (static_cast<double>(F) - coverPos_) / speed);
+        }
     }
     frac_ = 0.0;
     // A one-shot ends when its last real frame has come out (its fade timed to end there).
@@ -683,7 +759,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     // frame of this block where the real output left equals the fade.
     int releaseAt = -1;
     if (!loop_ && sourceDone_ && state_ == State::Running) {
-        const double startIn = owed + static_cast<double>(got) - static_cast<double>(fadeLength(ctx));
+        const double startIn = owed + static_cast<double>(played) - static_cast<double>(fadeLength(ctx));
         if (startIn < static_cast<double>(n)) releaseAt = static_cast<int>(std::clamp(std::ceil(startIn), 0.0, static_cast<double>(n - 1)));
     }
     const bool pair = out_ + 1 < bus.numChannels;

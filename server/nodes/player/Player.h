@@ -104,8 +104,14 @@ private:
     // Time-stretch (a method other than varispeed): the player reads the buffer at speed 1 and
     // the stretcher turns it into `speed` times fewer/more output frames at the same pitch.
     void renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
-    // A new playback of the voice from the start position, at `speed` (primes the stretcher).
-    void primeVoice(ProcessContext& ctx, double speed) noexcept;
+    // A new playback of the voice from the start position (or, fromStart false, from the read
+    // position), at `speed` (primes the stretcher).
+    void primeVoice(ProcessContext& ctx, double speed, bool fromStart = true) noexcept;
+    // Load shedding (ShedPolicy): the worker asked this player to do without its stretcher
+    // (varispeed from where the output stands), or let it have it back (re-primed where the
+    // varispeed stands, which plays on until the stretched output has caught up with it).
+    void followShedRequest(ProcessContext& ctx, const BufferData& b, double speed, int64_t at) noexcept;
+    bool rejoin(ProcessContext& ctx, int64_t at, double speed, int n) noexcept;
     // Source frames into the voice's input ring (read here, where buffers are safe to read).
     void pushSource(const BufferData& b, int frames) noexcept;
     // Real time: keep about aheadTarget_ (+ n) output frames in flight for the worker.
@@ -164,6 +170,9 @@ private:
     float prevOut_[2] = {0.0f, 0.0f};
     float spliceOffset_[2] = {0.0f, 0.0f};
     int spliceLeft_ = 0;
+    bool shed_ = false;          // playing at varispeed: the worker shed this voice
+    bool rejoin_ = false;        // back from shed: varispeed until the stretched output catches up
+    int64_t rejoinAt_ = 0;       // sample the voice was re-primed at
 };
 
 } // namespace loopd
