@@ -1,5 +1,7 @@
 #include "server/control/Controller.h"
 
+#include "server/nodes/Registry.h"
+
 #include <spdlog/spdlog.h>
 
 #include <osc/OscPrintReceivedElements.h>
@@ -266,8 +268,7 @@ bool Controller::push(Msg& m, CommandBody&& body) {
     }
     // Not moved on failure: free what it carried.
     if (auto* n = std::get_if<cmd::NewNode>(&c.body)) disposeNode(n->node);
-    if (auto* l = std::get_if<cmd::LoopLoad>(&c.body)) delete l->data;
-    if (auto* v = std::get_if<cmd::LoopSave>(&c.body)) delete v->data;
+    if (auto* u = std::get_if<cmd::Unit>(&c.body)) delete u->buffer; // (a voice's owner frees it: it is registered)
     if (auto* t = std::get_if<cmd::QueryTree>(&c.body)) delete t->snapshot;
     fail(m.client, m.address, "command queue full (" + std::to_string(engine_.config().commandQueueSize) +
                                   " commands waiting); the command was not run");
@@ -469,7 +470,8 @@ std::string Controller::failReason(const reply::Fail& f) const {
     case FailCode::RecorderSlotsFull: return "too many recordings at once (limit " + std::to_string(f.a) + ")";
     case FailCode::TreeTruncated: return "tree too large to report";
     case FailCode::GroupStartsFull: return "too many group starts waiting (limit " + std::to_string(f.a) + ")";
-    case FailCode::NotALooper: return "node " + std::to_string(f.a) + " is not a looper";
+    case FailCode::WrongNodeKind:
+        return "node " + std::to_string(f.a) + " is not a " + Node::kindName(static_cast<Node::Kind>(f.b));
     case FailCode::LoopValueOutOfRange:
         return "value " + fmtFloat(f.value) + " is out of range for '" + std::string(loopCtlName(static_cast<LoopCtl>(f.b)) ? loopCtlName(static_cast<LoopCtl>(f.b)) : "?") + "'";
     case FailCode::LoopBusy: return "looper " + std::to_string(f.a) + " is already saving";
@@ -581,7 +583,7 @@ void Controller::pollReplies() {
                     for (const auto& e : s->entries) {
                         m.i(e.id).i(e.numChildren);
                         if (e.numChildren < 0) {
-                            m.s(e.kind == static_cast<uint8_t>(Node::Kind::Player) ? "player" : e.kind == static_cast<uint8_t>(Node::Kind::Input) ? "input" : e.kind == static_cast<uint8_t>(Node::Kind::Looper) ? "looper" : "effect");
+                            m.s(Node::kindName(static_cast<Node::Kind>(e.kind)));
                             if (s->withControls) m.i(2).s("buf").f(static_cast<float>(e.buf)).s("gain").f(e.gain);
                         }
                     }
@@ -739,30 +741,13 @@ void Controller::applyParams(Msg& m, Node& node) {
 }
 
 void Controller::disposeNode(Node* n) {
-    if (n && n->kind() == Node::Kind::Looper) {
-        forgetLooperNode(static_cast<const Looper*>(n));
-        if (StretchVoice* v = static_cast<Looper*>(n)->shifter(); v && stretchWorker_) stretchWorker_->remove(v);
-    }
-    if (n && n->kind() == Node::Kind::Player && stretchWorker_)
-        if (StretchVoice* v = static_cast<Player*>(n)->voice()) stretchWorker_->remove(v);
+    if (n && n->kind() == Node::Kind::Looper) forgetLooperNode(static_cast<const Looper*>(n));
+    if (StretchVoice* v = n ? n->stretchVoice() : nullptr; v && stretchWorker_) stretchWorker_->remove(v);
     delete n;
 }
 
-void Controller::prepareStretch(Player& p) {
-    // What a stretch voice allocates at 48 kHz stereo (mallinfo2 around Player::prepareStretch):
-    // Rubber Band R2 8.0 MB, R3 7.3 MB, SoundTouch 0.8 MB; scaled with the sample rate.
-    const stretch::Method method = p.stretchMethod();
-    if (method != stretch::Method::Rate && !p.voice()) {
-        const double mb = method == stretch::Method::Wsola ? 1.0 : 8.0;
-        const auto bytes = static_cast<int64_t>(mb * 1048576.0 * engine_.config().sampleRate / 48000.0);
-        p.memoryLease = budget_.reserve(bytes, std::string("a ") + stretch::methodName(method) + " stretch voice for node " + std::to_string(p.id()));
-    }
-    p.prepareStretch(engine_.config().sampleRate, engine_.config().blockSize);
-    if (stretchWorker_ && p.voice()) {
-        p.voice()->sheddable = true; // a player can play on at varispeed (ShedPolicy)
-        p.voice()->nodeId = p.id();
-        stretchWorker_->add(p.voice());
-    }
+NodeSetup Controller::nodeSetup() {
+    return NodeSetup{engine_.config(), paramCtx_, budget_, stretchWorker_, options_.loopSeconds, options_.undoSeconds, defaultStretch_};
 }
 
 float Controller::paramValue(osc::ArgReader& args, ParamId id, const std::string& name) {
@@ -780,28 +765,12 @@ void Controller::hSNew(Msg& m) {
     const int32_t target = m.args.atEnd() ? 0 : m.args.int32("target id");
     if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4 (head, tail, before, after, replace), got " + std::to_string(action));
     if (id < 0) id = nextAutoId_--; // server-chosen ids are negative, as scsynth's
-    const EngineConfig& c = engine_.config();
-    std::unique_ptr<Node> node;
-    if (type == "player") node = std::make_unique<Player>(id);
-    else if (type == "input") node = std::make_unique<InputNode>(id);
-    else if (type == "eq3") node = std::make_unique<Eq3Node>(id, c.sampleRate, c.numOutputs, c.blockSize);
-    else if (type == "filter") node = std::make_unique<FilterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
-    else if (type == "delay") node = std::make_unique<DelayNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
-    else if (type == "reverb") node = std::make_unique<ReverbNode>(id, c.sampleRate, c.blockSize);
-    else if (type == "stutter") node = std::make_unique<StutterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
-    else if (type == "limiter") node = std::make_unique<LimiterNode>(id, c.sampleRate, c.numOutputs, c.blockSize);
-    else if (type == "gain") node = std::make_unique<GainNode>(id, c.blockSize);
-    else if (type == "looper") {
-        MemoryLease lease = budget_.reserve(Looper::memoryBytes(2, c.sampleRate, options_.loopSeconds, options_.undoSeconds), "looper " + std::to_string(id));
-        node = std::make_unique<Looper>(id, 2, c.sampleRate, options_.loopSeconds, options_.undoSeconds);
-        node->owner = Node::Owner::Looper; // joins the SooperLooper namespace: /loop_del removes it
-        node->memoryLease = std::move(lease);
-    }
-    else throw osc::ArgError("unknown node type '" + type + "' (known: player, input, looper, eq3, filter, delay, reverb, stutter, limiter, gain)");
-    auto* player = node->kind() == Node::Kind::Player ? static_cast<Player*>(node.get()) : nullptr;
-    if (player && defaultStretch_ != 0.0f) player->setParam(ParamId::Stretch, defaultStretch_, 0, false, paramCtx_);
+    const NodeType* t = findNodeType(type);
+    if (!t) throw osc::ArgError("unknown node type '" + type + "' (known: " + nodeTypeNames() + ")");
+    const NodeSetup setup = nodeSetup();
+    std::unique_ptr<Node> node = t->make(id, setup);
     applyParams(m, *node);
-    if (player) prepareStretch(*player); // builds the stretcher here, not on the audio thread
+    node->prepare(setup); // a player's stretcher is built here, not on the audio thread
     Looper* looper = node->kind() == Node::Kind::Looper ? static_cast<Looper*>(node.get()) : nullptr;
     if (!push(m, cmd::NewNode{node.release(), static_cast<AddAction>(action), target})) return;
     if (looper) {

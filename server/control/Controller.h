@@ -32,6 +32,7 @@
 #include "server/io/Recorder.h"
 #include "server/engine/StretchWorker.h"
 #include "server/io/Worker.h"
+#include "server/nodes/Registry.h"
 
 namespace loopd {
 
@@ -134,7 +135,7 @@ private:
     // [control] A node the engine gave back (or never took): unregister, then delete.
     void disposeNode(Node* n);
     // [control] A fresh player: build its stretcher and register its voice with the worker.
-    void prepareStretch(Player& p);
+    NodeSetup nodeSetup(); // what building a node needs (see Registry.h)
     // A parameter value: a number, or a named value (`mode lp`, `lfoShape saw`).
     static float paramValue(osc::ArgReader& args, ParamId id, const std::string& name);
 

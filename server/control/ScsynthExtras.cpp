@@ -67,9 +67,7 @@ void Controller::dumpTree(const TreeSnapshot& s) {
         if (e.numChildren >= 0) {
             spdlog::info("{}{} group", indent, e.id);
         } else {
-            const char* kind = e.kind == static_cast<uint8_t>(Node::Kind::Player) ? "player"
-                               : e.kind == static_cast<uint8_t>(Node::Kind::Input) ? "input"
-                               : e.kind == static_cast<uint8_t>(Node::Kind::Looper) ? "looper" : "effect";
+            const char* kind = Node::kindName(static_cast<Node::Kind>(e.kind));
             if (s.withControls) spdlog::info("{}{} {}\n{}  buf: {} gain: {}", indent, e.id, kind, indent, e.buf, e.gain);
             else spdlog::info("{}{} {}", indent, e.id, kind);
         }

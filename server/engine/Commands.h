@@ -72,15 +72,21 @@ struct ClockReset {};
 // Start held nodes together on one sample, once all are ready (buffers loaded), or after
 // waitSeconds with whichever are ready (the others start when their buffers arrive).
 struct StartGroup { int32_t ids[8]; int count; double waitSeconds; };
-// Looper (SooperLooper namespace). cmd/ctl are LoopCmd/LoopCtl values.
-struct LoopCommand { int32_t id; uint8_t cmd; float arg; };
-struct LoopControl { int32_t id; uint8_t ctl; float value; };
-// New loop content (a file the worker loaded): swap at the next boundary when quantized.
-struct LoopLoad { int32_t id; BufferData* data; bool quantized; };
-// Copy a loop into `data` (sized by the control thread) for /sl/#/save_loop.
-struct LoopSave { int32_t id; BufferData* data; };
-// A pitch shifter for a looper (built by the control thread, registered with the stretch worker).
-struct LoopShifter { int32_t id; StretchVoice* voice; };
+// A command for one node type (scsynth's /u_cmd): the engine finds node `id`, checks that it
+// is of `kind` (a Node::Kind), and hands the command to it (Node::unitCommand); `op`, `a` and
+// `b` mean what that type says (the looper's: Looper::Op). Whatever `buffer` and `voice` still
+// point at afterwards (the node took neither, or gave back what they replace) goes back to the
+// control thread to be freed; `bufferIsSave` marks a buffer lent for a copy (see reply::LoopBuffer).
+struct Unit {
+    int32_t id;
+    uint8_t kind;
+    uint8_t op;
+    float a = 0.0f;
+    float b = 0.0f;
+    BufferData* buffer = nullptr;
+    StretchVoice* voice = nullptr;
+    bool bufferIsSave = false;
+};
 // scsynth's /clearSched: drop every timetagged command still waiting.
 struct ClearSched {};
 // /s_get: the current values of some parameters of a node.
@@ -97,9 +103,8 @@ using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::F
                                  cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
                                  cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
                                  cmd::Tempo, cmd::Meter, cmd::ClockReset, cmd::StartGroup,
-                                 cmd::LoopCommand, cmd::LoopControl, cmd::LoopLoad, cmd::LoopSave,
-                                 cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus, cmd::GetBus,
-                                 cmd::MapParam, cmd::LoopShifter>;
+                                 cmd::Unit, cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus,
+                                 cmd::GetBus, cmd::MapParam>;
 
 struct Command {
     uint64_t timetag = 0;     // NTP 32.32; 0 or 1 = now
@@ -112,8 +117,11 @@ enum class FailCode : uint8_t {
     NodeNotFound, GroupNotFound, NodeIdInUse, NotAGroup, NoSuchParam, BadParamValue, NotRampable,
     SchedulerFull, TooManyNodes, TreeTooDeep, MoveIntoSelf, CannotFreeRoot, RecorderGroupNotFound,
     RecorderNotFound, RecorderSlotsFull, TreeTruncated, GroupStartsFull, GroupStartTimedOut,
-    NotALooper, LoopValueOutOfRange, LoopBusy, OwnedNode, HoldsOwnedNode, BusOutOfRange, TooManyMaps,
+    WrongNodeKind, LoopValueOutOfRange, LoopBusy, OwnedNode, HoldsOwnedNode, BusOutOfRange, TooManyMaps,
 };
+
+// Why a unit command failed (Node::unitCommand): reported as /fail with the node id, `b` and `value`.
+struct UnitFail { FailCode code; int32_t b = 0; float value = 0.0f; };
 
 enum class NodeEventKind : uint8_t { Go, End, Off, On, Move, Info };
 

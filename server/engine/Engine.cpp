@@ -11,8 +11,7 @@
 #include "dsp/Denormals.h"
 #include "server/engine/BufferData.h"
 #include "server/engine/Group.h"
-#include "server/nodes/looper/Looper.h"
-#include "server/nodes/player/Player.h"
+#include "server/engine/StretchWorker.h"
 #include "server/io/RecordSlot.h"
 #include "server/rt/RtCheck.h"
 
@@ -121,9 +120,7 @@ Engine::~Engine() {
         if (auto* n = std::get_if<cmd::NewNode>(&cm.body)) delete n->node;
         else if (auto* s = std::get_if<cmd::SwapBuffer>(&cm.body)) delete s->data;
         else if (auto* t = std::get_if<cmd::QueryTree>(&cm.body)) delete t->snapshot;
-        else if (auto* l = std::get_if<cmd::LoopLoad>(&cm.body)) delete l->data;
-        else if (auto* v = std::get_if<cmd::LoopSave>(&cm.body)) delete v->data;
-        else if (auto* sh = std::get_if<cmd::LoopShifter>(&cm.body)) delete sh->voice;
+        else if (auto* u = std::get_if<cmd::Unit>(&cm.body)) { delete u->buffer; delete u->voice; }
     };
     while (controlQueue_.tryPop(c)) drop(c);
     while (workerQueue_.tryPop(c)) drop(c);
@@ -329,8 +326,8 @@ void Engine::accept(Command& c) noexcept {
     if (const auto* t = std::get_if<cmd::Tempo>(&c.body))
         forecast_.add(TempoForecast::Change{at, seq_, t->bpm, t->seconds, t->downSeconds, t->mode});
     if (const auto* nn = std::get_if<cmd::NewNode>(&c.body); nn && config_.stretchAhead && numPreRolls_ < kMaxPreRolls &&
-        nn->node && nn->node->kind() == Node::Kind::Player && static_cast<Player*>(nn->node)->voice())
-        preRolls_[numPreRolls_++] = PreRoll{static_cast<Player*>(nn->node), seq_, at};
+        nn->node && nn->node->wantsPreRoll())
+        preRolls_[numPreRolls_++] = PreRoll{nn->node, seq_, at};
     heapPush(Scheduled{at, seq_++, std::move(c)});
 }
 
@@ -381,7 +378,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
         ctx_.segmentStart = ctx_.blockStartSample;
         ctx_.beats = tempo_.beats();
         for (int i = 0; i < numPreRolls_; ++i)
-            if (preRolls_[i].sample - ctx_.blockStartSample <= Player::kPreRollLead) preRolls_[i].player->preRoll(ctx_, preRolls_[i].sample);
+            if (preRolls_[i].sample - ctx_.blockStartSample <= Node::kPreRollLead) preRolls_[i].node->preRoll(ctx_, preRolls_[i].sample);
     }
 
     int pos = 0;
@@ -543,12 +540,19 @@ void Engine::handBackBuffers() noexcept {
     ctx_.numHandBack = kept;
 }
 
-template <class Fn>
-static void withLooper(NodeMap& nodes, int32_t id, Fn&& fn, const auto& onFail) {
-    Node* n = nodes.find(id);
-    if (!n) { onFail(FailCode::NodeNotFound); return; }
-    if (n->kind() != Node::Kind::Looper) { onFail(FailCode::NotALooper); return; }
-    fn(*static_cast<Looper*>(n));
+void Engine::doUnit(Command& c, cmd::Unit& m) noexcept {
+    Node* n = nodes_.find(m.id);
+    UnitFail f{FailCode::NodeNotFound};
+    bool ok = false;
+    if (n && static_cast<uint8_t>(n->kind()) != m.kind) f = UnitFail{FailCode::WrongNodeKind, m.kind};
+    else if (n) ok = n->unitCommand(m, ctx_, renderPos_, f);
+    if (!ok) fail(c, f.code, m.id, f.b, ParamId::Count, f.value);
+    // What the node did not take, or gave back, goes to the control thread.
+    if (m.buffer) {
+        if (m.bufferIsSave && !ok) m.buffer->numFrames = -1; // tells the control thread the copy did not happen
+        handBackBuffer(m.buffer, m.id, m.bufferIsSave);
+    }
+    if (m.voice) reply(c.client, reply::DisposeVoice{m.voice});
 }
 
 void Engine::resolveStarts() noexcept {
@@ -566,7 +570,7 @@ void Engine::resolveStarts() noexcept {
             } else {
                 // The start lies in what is already rendered: join in sync.
                 n->scheduledStart = renderPos_;
-                if (n->kind() == Node::Kind::Player) static_cast<Player*>(n)->skipFrames(static_cast<double>(renderPos_ - at), ctx_);
+                n->skipFrames(static_cast<double>(renderPos_ - at), ctx_);
             }
         });
     }
@@ -692,11 +696,7 @@ void Engine::execute(Command& c) noexcept {
                    [&](cmd::SetBus& m) { doSetBus(c, m); },
                    [&](cmd::GetBus& m) { doGetBus(c, m); },
                    [&](cmd::MapParam& m) { doMapParam(c, m); },
-                   [&](cmd::LoopShifter& m) {
-                       StretchVoice* back = m.voice;
-                       withLooper(nodes_, m.id, [&](Looper& l) { back = l.attachShifter(m.voice); }, [&](FailCode f) { fail(c, f, m.id); });
-                       if (back) reply(c.client, reply::DisposeVoice{back});
-                   },
+                   [&](cmd::Unit& m) { doUnit(c, m); },
                    [&](cmd::FreeAll& m) { doFreeAll(c, m); },
                    [&](cmd::QueryTree& m) { doQueryTree(c, m); },
                    [&](cmd::SwapBuffer& m) { doSwapBuffer(c, m); },
@@ -710,34 +710,6 @@ void Engine::execute(Command& c) noexcept {
                    [&](cmd::Meter& m) { tempo_.setMeter(m.beatsPerBar); },
                    [&](cmd::ClockReset&) { tempo_.resetPosition(); ++ctx_.clockEpoch; },
                    [&](cmd::StartGroup& m) { doStartGroup(c, m); },
-                   [&](cmd::LoopCommand& m) {
-                       withLooper(nodes_, m.id, [&](Looper& l) {
-                           l.command(static_cast<LoopCmd>(m.cmd), m.arg, ctx_, renderPos_);
-                       }, [&](FailCode f) { fail(c, f, m.id); });
-                   },
-                   [&](cmd::LoopControl& m) {
-                       withLooper(nodes_, m.id, [&](Looper& l) {
-                           if (!l.setControl(static_cast<LoopCtl>(m.ctl), m.value, ctx_)) fail(c, FailCode::LoopValueOutOfRange, m.id, m.ctl, ParamId::Count, m.value);
-                       }, [&](FailCode f) { fail(c, f, m.id); });
-                   },
-                   [&](cmd::LoopLoad& m) {
-                       BufferData* data = m.data;
-                       withLooper(nodes_, m.id, [&](Looper& l) {
-                           data = l.loadContent(data, m.quantized, ctx_, renderPos_);
-                       }, [&](FailCode f) { fail(c, f, m.id); });
-                       if (data) handBackBuffer(data, m.id, false);
-                   },
-                   [&](cmd::LoopSave& m) {
-                       bool taken = false;
-                       withLooper(nodes_, m.id, [&](Looper& l) {
-                           taken = l.startSave(m.data);
-                           if (!taken) fail(c, FailCode::LoopBusy, m.id);
-                       }, [&](FailCode f) { fail(c, f, m.id); });
-                       if (!taken) {
-                           m.data->numFrames = -1; // tells the control thread the save did not happen
-                           handBackBuffer(m.data, m.id, true);
-                       }
-                   },
                    [&](cmd::LoopGlobals& m) {
                        ctx_.loop.syncSource = m.syncSource;
                        if (ctx_.loop.anchorId != m.anchorId) ctx_.loop.cycleStamp = -1;
@@ -810,7 +782,7 @@ void Engine::doNewNode(Command& c, cmd::NewNode& m) noexcept {
             if (at >= renderPos_) node->scheduledStart = at;
             else {
                 node->scheduledStart = renderPos_;
-                if (node->kind() == Node::Kind::Player) static_cast<Player*>(node)->skipFrames(static_cast<double>(renderPos_ - at), ctx_);
+                node->skipFrames(static_cast<double>(renderPos_ - at), ctx_);
             }
         }
     }
@@ -915,10 +887,14 @@ void Engine::handBackPayload(Command& c) noexcept {
         if constexpr (std::is_same_v<T, cmd::NewNode>) dispose(b.node);
         else if constexpr (std::is_same_v<T, cmd::SwapBuffer>) reply(c.client, reply::BufferSwapped{b.bufnum, b.data, b.address, b.completion, false});
         else if constexpr (std::is_same_v<T, cmd::QueryTree>) { b.snapshot->dropped = true; reply(c.client, reply::TreeReady{b.snapshot}); }
-        else if constexpr (std::is_same_v<T, cmd::LoopLoad>) handBackBuffer(b.data, b.id, false);
-        else if constexpr (std::is_same_v<T, cmd::LoopSave>) { b.data->numFrames = -1; handBackBuffer(b.data, b.id, true); }
+        else if constexpr (std::is_same_v<T, cmd::Unit>) {
+            if (b.buffer) {
+                if (b.bufferIsSave) b.buffer->numFrames = -1; // the copy did not happen
+                handBackBuffer(b.buffer, b.id, b.bufferIsSave);
+            }
+            if (b.voice) reply(c.client, reply::DisposeVoice{b.voice});
+        }
         else if constexpr (std::is_same_v<T, cmd::AttachRecorder>) reply(c.client, reply::RecorderRejected{b.slot});
-        else if constexpr (std::is_same_v<T, cmd::LoopShifter>) reply(c.client, reply::DisposeVoice{b.voice});
     }, c.body);
 }
 

@@ -168,6 +168,7 @@ private:
     void doSetBus(Command& c, cmd::SetBus& m) noexcept;
     void doGetBus(Command& c, cmd::GetBus& m) noexcept;
     void doMapParam(Command& c, cmd::MapParam& m) noexcept;
+    void doUnit(Command& c, cmd::Unit& m) noexcept;
     // [audio] Parameters mapped to control buses follow them (each block, when they changed).
     void applyBusMaps() noexcept;
     // A looper buffer the engine is done with, back to the control thread (the hand-back lane,
@@ -206,7 +207,7 @@ private:
     TempoForecast forecast_;
     // Stretched players created by timetagged /s_new commands still in the heap: they pre-roll
     // (Player::preRoll) so that they sound from their timetag's sample.
-    struct PreRoll { Player* player; uint64_t seq; int64_t sample; };
+    struct PreRoll { Node* node; uint64_t seq; int64_t sample; };
     static constexpr int kMaxPreRolls = 64;
     PreRoll preRolls_[kMaxPreRolls] = {};
     int numPreRolls_ = 0;    // tempo commands waiting in the heap (for stretched followers)

@@ -4,8 +4,8 @@
 
 namespace loopd {
 
-const char* Node::kindName() const noexcept {
-    switch (kind_) {
+const char* Node::kindName(Kind kind) noexcept {
+    switch (kind) {
     case Kind::Group: return "group";
     case Kind::Player: return "player";
     case Kind::Input: return "input";

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "dsp/Ramp.h"
+#include "server/engine/Commands.h"
 #include "server/engine/MemoryBudget.h"
 #include "server/engine/Params.h"
 #include "server/engine/TempoClock.h"
@@ -16,6 +17,8 @@ struct BufferData;
 class CaptureRing;
 class Group;
 class Node;
+struct NodeSetup;
+struct StretchVoice;
 
 constexpr int kMaxChannels = 32;
 
@@ -144,7 +147,8 @@ public:
 
     int32_t id() const noexcept { return id_; }
     Kind kind() const noexcept { return kind_; }
-    const char* kindName() const noexcept;
+    const char* kindName() const noexcept { return kindName(kind_); }
+    static const char* kindName(Kind kind) noexcept;
     // The /s_new type name ("player", "filter", ...).
     virtual const char* typeName() const noexcept { return kindName(); }
     State state() const noexcept { return state_; }
@@ -197,6 +201,26 @@ public:
     // [audio] Whether the node could start sounding now (players: their buffer is loaded). A node
     // that is not ready when inserted waits (Pending) and starts when it becomes ready.
     virtual bool readyToStart(const ProcessContext&) const noexcept { return true; }
+    // [audio] A node due to start at absolute sample `startSample` that must get ready ahead
+    // (a stretched player fills its stretcher, so that its first frame sounds on that sample):
+    // the engine calls preRoll block by block from kPreRollLead samples before the start.
+    virtual bool wantsPreRoll() const noexcept { return false; }
+    virtual void preRoll(ProcessContext&, int64_t /*startSample*/) noexcept {}
+    static constexpr int64_t kPreRollLead = 9600; // samples before the start (0.2 s at 48 kHz)
+    // [audio] Joining a running node in sync (a link with an offset in the past): advance by
+    // `frames` output frames as if they had played.
+    virtual void skipFrames(double /*frames*/, const ProcessContext&) noexcept {}
+    // [audio] A command for this node type (cmd::Unit); false with `fail` filled when it failed.
+    virtual bool unitCommand(cmd::Unit&, ProcessContext&, int64_t /*now*/, UnitFail& fail) noexcept {
+        fail.code = FailCode::WrongNodeKind;
+        return false;
+    }
+    // [control] After its creation parameters, before it is inserted: build what the audio
+    // thread must not (a player's stretcher, charged to the budget, on the stretch worker).
+    virtual void prepare(const NodeSetup&) {}
+    // [control, after the audio thread handed it back] Its stretch voice, for the stretch worker
+    // to forget before the node is deleted (null: none).
+    virtual StretchVoice* stretchVoice() const noexcept { return nullptr; }
     // [audio] Pending for no other reason than readiness.
     bool waitingForBuffer() const noexcept {
         return state_ == State::Pending && startWith < 0 && scheduledStart < 0 && !held;

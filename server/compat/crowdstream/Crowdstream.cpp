@@ -167,7 +167,7 @@ void Controller::startStem(Msg& m, int32_t b, float rate, float volume, bool loo
     if (hold) p->setParam(ParamId::Hold, 1.0f, 0, false, paramCtx_);
     p->setParam(ParamId::Stretch, defaultStretch_, 0, false, paramCtx_);
     p->owner = Node::Owner::Decks;
-    prepareStretch(*p);
+    p->prepare(nodeSetup());
     if (push(timed, cmd::NewNode{p.release(), AddAction::Head, kDeckGroup0 + deck})) stemNodes_[b] = id;
     if (hold) armed_[deck] = id;
 }

@@ -241,7 +241,7 @@ void Controller::attachShifter(Msg& m, SlLoop& loop) {
     StretchVoice* raw = voice.get();
     if (stretchWorker_) stretchWorker_->add(raw);
     Msg now{kAddrSet, m.args, 0, m.client};
-    if (!push(now, cmd::LoopShifter{loop.node, raw})) {
+    if (!push(now, Looper::shifterFor(loop.node, raw))) {
         if (stretchWorker_) stretchWorker_->remove(raw);
         return;
     }
@@ -319,7 +319,7 @@ void Controller::slCommand(Msg& m, int index, const std::string& verb) {
         if (!fire) continue;
         if (isSolo) { slSolo(m, i); continue; }
         Msg timed{kAddrHit, m.args, m.timetag, m.client};
-        push(timed, cmd::LoopCommand{loop.node, static_cast<uint8_t>(c), arg});
+        push(timed, Looper::commandFor(loop.node, c, arg));
     }
 }
 
@@ -330,7 +330,7 @@ void Controller::slSolo(Msg& m, int index) {
         if (static_cast<int>(j) != index) slLoops_[j].soloed = false;
         const bool mute = me.soloed && static_cast<int>(j) != index;
         Msg timed{kAddrHit, m.args, m.timetag, m.client};
-        push(timed, cmd::LoopCommand{slLoops_[j].node, static_cast<uint8_t>(mute ? LoopCmd::MuteOn : LoopCmd::MuteOff), 0.0f});
+        push(timed, Looper::commandFor(slLoops_[j].node, mute ? LoopCmd::MuteOn : LoopCmd::MuteOff, 0.0f));
     }
 }
 
@@ -386,7 +386,7 @@ void Controller::slSet(Msg& m, int index) {
         if (known) {
             if (Looper::needsShifter(ctl, value) && !loop.shifter) attachShifter(m, loop);
             Msg timed{kAddrSet, m.args, m.timetag, m.client};
-            if (!push(timed, cmd::LoopControl{loop.node, static_cast<uint8_t>(ctl), value})) return;
+            if (!push(timed, Looper::controlFor(loop.node, ctl, value))) return;
         }
         loop.controls[name] = value;
         slNotifyChange(i, name, value);
@@ -487,7 +487,7 @@ void Controller::slGlobalSet(Msg& m, const std::string& name, float value) {
         loopCtlFromName(name.c_str(), ctl);
         for (const auto& loop : slLoops_) {
             Msg timed{kAddrSet, m.args, m.timetag, m.client};
-            push(timed, cmd::LoopControl{loop.node, static_cast<uint8_t>(ctl), value});
+            push(timed, Looper::controlFor(loop.node, ctl, value));
         }
     } else if (name == "tap_tempo") {
         slTapTempo(m);
@@ -674,7 +674,7 @@ void Controller::slSaveLoop(Msg& m, int index) {
         auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget_, "a copy of a loop to save");
         BufferData* raw = data.get();
         Msg now{kAddrSave, m.args, 0, m.client};
-        if (!push(now, cmd::LoopSave{loop.node, raw})) return;
+        if (!push(now, Looper::saveFor(loop.node, raw))) return;
         data.release();
         slSaves_[loop.node] = SlSave{target, sample, url, errPath, m.client, i};
         ++saved;
@@ -725,7 +725,7 @@ void Controller::slLoadLoop(Msg& m, int index) {
             try {
                 auto data = loadAudioFile(path, o);
                 BufferData* raw = data.get();
-                if (pushFromWorker(client, kAddrLoad, tag, cmd::LoopLoad{node, raw, quantized})) {
+                if (pushFromWorker(client, kAddrLoad, tag, Looper::loadFor(node, raw, quantized))) {
                     data.release();
                     send(client, osc::MessageBuilder("/done").s(address).i(i).s(path));
                 }
@@ -777,7 +777,7 @@ void Controller::hSlSaveSession(Msg& m) {
         auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget_, "a copy of a loop to save");
         BufferData* raw = data.get();
         Msg now{kAddrSave, m.args, 0, m.client};
-        if (!push(now, cmd::LoopSave{loop.node, raw})) continue;
+        if (!push(now, Looper::saveFor(loop.node, raw))) continue;
         data.release();
         slSaves_[loop.node] = SlSave{path + ".loop" + std::to_string(i) + ".wav", "float", url, errPath, m.client, static_cast<int>(i)};
     }
@@ -821,7 +821,7 @@ void Controller::hSlLoadSession(Msg& m) {
                 loop.controls[k] = value;
                 if (loopCtlFromName(k.c_str(), ctl)) {
                     Msg now{kAddrSet, m.args, 0, m.client};
-                    push(now, cmd::LoopControl{loop.node, static_cast<uint8_t>(ctl), value});
+                    push(now, Looper::controlFor(loop.node, ctl, value));
                 }
             }
         if (l.contains("audio")) {
@@ -832,7 +832,7 @@ void Controller::hSlLoadSession(Msg& m) {
             worker_.post([=, this] {
                 try {
                     auto data = loadAudioFile(audio, o);
-                    if (pushFromWorker(client, kAddrLoad, 0, cmd::LoopLoad{node, data.get(), false})) data.release();
+                    if (pushFromWorker(client, kAddrLoad, 0, Looper::loadFor(node, data.get(), false))) data.release();
                 } catch (const std::exception& e) {
                     fail(client, "/load_session", e.what());
                 }

@@ -1265,4 +1265,28 @@ void Looper::publish(ProcessContext& ctx) noexcept {
     }
 }
 
+bool Looper::unitCommand(cmd::Unit& m, ProcessContext& ctx, int64_t now, UnitFail& fail) noexcept {
+    switch (static_cast<Op>(m.op)) {
+    case Op::Command:
+        command(static_cast<LoopCmd>(static_cast<int>(m.a)), m.b, ctx, now);
+        return true;
+    case Op::Control:
+        if (setControl(static_cast<LoopCtl>(static_cast<int>(m.a)), m.b, ctx)) return true;
+        fail = UnitFail{FailCode::LoopValueOutOfRange, static_cast<int32_t>(m.a), m.b};
+        return false;
+    case Op::Load:
+        m.buffer = loadContent(m.buffer, m.a != 0.0f, ctx, now); // what it is done with goes back
+        return true;
+    case Op::Save:
+        if (!startSave(m.buffer)) { fail = UnitFail{FailCode::LoopBusy}; return false; }
+        m.buffer = nullptr; // lent until the copy is done (handBack)
+        return true;
+    case Op::Shifter:
+        m.voice = attachShifter(m.voice);
+        return true;
+    }
+    fail = UnitFail{FailCode::WrongNodeKind, m.kind};
+    return false;
+}
+
 } // namespace loopd

@@ -88,6 +88,30 @@ public:
     bool getParam(ParamId id, float& value) const noexcept override;
     void render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept override;
 
+    // The looper's unit commands (cmd::Unit, built by the helpers below on the control thread):
+    // a button, a control, new content, a save, a pitch shifter.
+    enum class Op : uint8_t { Command, Control, Load, Save, Shifter };
+    static cmd::Unit commandFor(int32_t node, LoopCmd c, float arg) noexcept {
+        return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Command), static_cast<float>(c), arg};
+    }
+    static cmd::Unit controlFor(int32_t node, LoopCtl c, float value) noexcept {
+        return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Control), static_cast<float>(c), value};
+    }
+    // New loop content (a file the worker loaded): swap at the next boundary when quantized.
+    static cmd::Unit loadFor(int32_t node, BufferData* data, bool quantized) noexcept {
+        return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Load), quantized ? 1.0f : 0.0f, 0.0f, data};
+    }
+    // Copy the loop into `data` (sized by the control thread) for /sl/#/save_loop.
+    static cmd::Unit saveFor(int32_t node, BufferData* data) noexcept {
+        return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Save), 0.0f, 0.0f, data, nullptr, true};
+    }
+    // A pitch shifter (built by the control thread, registered with the stretch worker).
+    static cmd::Unit shifterFor(int32_t node, StretchVoice* voice) noexcept {
+        return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Shifter), 0.0f, 0.0f, nullptr, voice};
+    }
+    // [audio] One of the above.
+    bool unitCommand(cmd::Unit& m, ProcessContext& ctx, int64_t now, UnitFail& fail) noexcept override;
+
     // [audio] A command pressed at absolute sample `at` (within the current segment).
     void command(LoopCmd c, float arg, ProcessContext& ctx, int64_t at) noexcept;
     // [audio] A control change.
@@ -123,6 +147,7 @@ public:
     StretchVoice* attachShifter(StretchVoice* v) noexcept;
     // [control, after the node was handed back] The shifter, for the stretch worker to forget.
     StretchVoice* shifter() const noexcept { return shifter_.get(); }
+    StretchVoice* stretchVoice() const noexcept override { return shifter_.get(); }
     // [control] Whether a control value needs the shifter.
     static bool needsShifter(LoopCtl c, float value) noexcept;
 

@@ -1,5 +1,8 @@
 #include "server/nodes/player/Player.h"
 
+#include "server/engine/Engine.h"
+#include "server/nodes/Registry.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -115,8 +118,15 @@ bool Player::readyToStart(const ProcessContext& ctx) const noexcept {
     return b && b->numFrames > 0 && b->numChannels > 0;
 }
 
-void Player::prepareStretch(double sampleRate, int blockSize) {
+void Player::prepare(const NodeSetup& setup) {
     if (method_ == stretch::Method::Rate || voice_) return;
+    const double sampleRate = setup.config.sampleRate;
+    const int blockSize = setup.config.blockSize;
+    // What a stretch voice allocates at 48 kHz stereo (mallinfo2 around this function): Rubber
+    // Band R2 8.0 MB, R3 7.3 MB, SoundTouch 0.8 MB; scaled with the sample rate.
+    const double mb = method_ == stretch::Method::Wsola ? 1.0 : 8.0;
+    memoryLease = setup.budget.reserve(static_cast<int64_t>(mb * 1048576.0 * sampleRate / 48000.0),
+                                       std::string("a ") + stretch::methodName(method_) + " stretch voice for node " + std::to_string(id()));
     constexpr int kMaxFeed = 4096;
     const double speed = std::clamp(static_cast<double>(rate_.target()), 0.25, 4.0);
     voice_ = std::make_unique<StretchVoice>(
@@ -125,6 +135,11 @@ void Player::prepareStretch(double sampleRate, int blockSize) {
     outBuf_.assign(static_cast<size_t>(2 * blockSize), 0.0f);
     outInter_.assign(static_cast<size_t>(2 * blockSize), 0.0f);
     blockSize_ = blockSize;
+    if (setup.stretchWorker) {
+        voice_->sheddable = true; // a player can play on at varispeed (ShedPolicy)
+        voice_->nodeId = id();
+        setup.stretchWorker->add(voice_.get());
+    }
 }
 
 double Player::lockedTempoFactor(ProcessContext& ctx, int from, int to, double frames) noexcept {

@@ -28,15 +28,18 @@ public:
     bool readyToStart(const ProcessContext& ctx) const noexcept override;
 
     // [audio] Advance the read position by `frames` output frames (joining a running node in sync).
-    void skipFrames(double frames, const ProcessContext& ctx) noexcept;
-    // [control] Before insertion: build and prime the stretcher chosen by `stretch` (allocates).
-    void prepareStretch(double sampleRate, int blockSize);
+    void skipFrames(double frames, const ProcessContext& ctx) noexcept override;
+    // [control] Before insertion: build the stretcher chosen by `stretch` (allocates), charge it
+    // to the memory budget (throws its error when it does not fit) and register it with the
+    // stretch worker.
+    void prepare(const NodeSetup& setup) override;
+    StretchVoice* stretchVoice() const noexcept override { return voice_.get(); }
     stretch::Method stretchMethod() const noexcept { return method_; }
     // [audio] A stretched player due to start at absolute sample `startSample` (a timetagged
     // /s_new, a /start_group time, a link): fill its stretcher ahead (real time), so that its first
     // frame sounds on that sample rather than a pre-roll later. Called block by block until then.
-    void preRoll(ProcessContext& ctx, int64_t startSample) noexcept;
-    static constexpr int64_t kPreRollLead = 9600; // samples before the start (0.2 s at 48 kHz)
+    void preRoll(ProcessContext& ctx, int64_t startSample) noexcept override;
+    bool wantsPreRoll() const noexcept override { return voice_ != nullptr; }
     // [control] The render-ahead voice of a stretched player (null for varispeed), for the worker.
     StretchVoice* voice() noexcept { return voice_.get(); }
     double position() const noexcept { return static_cast<double>(idx_) + frac_; }
