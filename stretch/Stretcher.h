@@ -9,7 +9,8 @@
 // (`rate`, plain varispeed, needs no stretcher: the player reads faster or slower.)
 //
 // Threads: create() on the control thread (allocates). The rest runs on one thread at a time —
-// in real time the stretch worker, never the audio thread (server/StretchWorker.h). Rubber Band
+// in real time a stretch thread, never the audio thread (server/engine/StretchWorker.h); offline
+// (nrt, tests) the rendering thread itself. Below, [stepping] means that one thread. Rubber Band
 // may still grow buffers when a ratio or pitch needs more room than it had (its header's
 // "extreme ratio changes" exception), SoundTouch on every pitch change: harmless on the worker
 // and offline, which is why no audio thread runs them.
@@ -35,15 +36,16 @@ public:
     static std::unique_ptr<Stretcher> create(Method method, int channels, double sampleRate, int maxFeed,
                                              double initialTimeRatio, double pitchScale);
 
-    // [audio] Once, when playback starts: set the starting ratios, then feed the engine's
-    // preferred start pad of silence, so that output frame 0 after dropping startDelay() frames
-    // lines up with the first real input frame (the order Rubber Band's header prescribes).
+    // [stepping] When playback starts (and again when a player comes back from being shed):
+    // reset, set the starting ratios, then feed the engine's preferred start pad of silence, so
+    // that output frame 0 after dropping startDelay() frames lines up with the first real input
+    // frame (the order Rubber Band's header prescribes).
     virtual void prime(double timeRatio, double pitchScale) noexcept = 0;
 
-    // [audio] Ratio changes happen between feed/retrieve calls on the audio thread.
+    // [stepping] Ratio changes happen between feed/retrieve calls.
     virtual void setTimeRatio(double ratio) noexcept = 0;
     virtual void setPitchScale(double scale) noexcept = 0;
-    // [audio] Frames to feed before more output can come (at most maxFeed).
+    // [stepping] Frames to feed before more output can come (at most maxFeed).
     virtual int inputWanted() const noexcept = 0;
     virtual void feed(const float* const* in, int numFrames) noexcept = 0;
     virtual int available() const noexcept = 0;

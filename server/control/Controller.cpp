@@ -537,8 +537,7 @@ void Controller::pollReplies() {
                     send(r.client, m);
                 } else if constexpr (std::is_same_v<T, reply::NodeEvent>) {
                     if (b.trace) {
-                        static const char* kinds[] = {"group", "player", "input", "effect", "looper"};
-                        spdlog::info("n_trace: node {} ({}) parent {} prev {} next {}{}", b.id, b.nodeKind < 5 ? kinds[b.nodeKind] : "node",
+                        spdlog::info("n_trace: node {} ({}) parent {} prev {} next {}{}", b.id, Node::kindName(static_cast<Node::Kind>(b.nodeKind)),
                                      b.parent, b.prev, b.next, b.isGroup ? fmt::format(" head {} tail {}", b.head, b.tail) : std::string());
                         return;
                     }
@@ -563,13 +562,7 @@ void Controller::pollReplies() {
                     const uint16_t client = r.client;
                     const int32_t id = b.id;
                     worker_.post([this, client, id] { send(client, osc::MessageBuilder("/synced").i(id)); });
-                } else if constexpr (std::is_same_v<T, reply::DisposeVoice>) {
-                    if (stretchWorker_) stretchWorker_->remove(b.voice);
-                    delete b.voice;
-                } else if constexpr (std::is_same_v<T, reply::DisposeNode>) {
-                    disposeNode(b.node);
                 } else if constexpr (std::is_same_v<T, reply::BufferSwapped>) {
-                    delete b.old;
                     if (b.announce) complete(r.client, b.address, b.bufnum, b.completion);
                     else dropCompletion(b.completion);
                 } else if constexpr (std::is_same_v<T, reply::TreeReady>) {
@@ -589,24 +582,13 @@ void Controller::pollReplies() {
                     }
                     send(r.client, m);
                     if (s->truncated) spdlog::warn("/g_queryTree reply truncated");
-                } else if constexpr (std::is_same_v<T, reply::RecorderDetached>) {
-                    const uint16_t client = r.client;
-                    recorder_.finish(b.slot, [this, client](RecordSlot& s) {
-                        if (s.droppedFrames.load() > 0)
-                            spdlog::warn("recording {} lost {} frames (disk too slow)", s.path, s.droppedFrames.load());
-                        spdlog::info("recording {} closed: {} frames", s.path, s.writtenFrames.load());
-                        send(client, osc::MessageBuilder("/done").s("/rec_stop").i(s.id).s(s.path));
-                    });
-                } else if constexpr (std::is_same_v<T, reply::RecorderRejected>) {
-                    recorder_.discard(b.slot);
-                } else if constexpr (std::is_same_v<T, reply::LoopBuffer>) {
-                    slLoopBuffer(b);
                 } else if constexpr (std::is_same_v<T, reply::Log>) {
                     spdlog::log(static_cast<spdlog::level::level_enum>(b.level), "{}", b.text);
                 }
             },
             r.body);
     }
+    for (Released x; engine_.popReleased(x);) takeBack(x);
     pollLoopers();
     const auto now = std::chrono::steady_clock::now();
     // Device xruns and stretch underruns reach /notify clients (at most every 100 ms, with the
@@ -737,6 +719,32 @@ void Controller::applyParams(Msg& m, Node& node) {
         const SetResult r = node.setParam(*id, value, 0, false, paramCtx_);
         if (r == SetResult::NoSuchParam) throw osc::ArgError(std::string(node.typeName()) + " has no parameter '" + name + "'");
         if (r == SetResult::BadValue) throw osc::ArgError("value " + fmtFloat(value) + " is out of range for '" + name + "'");
+    }
+}
+
+void Controller::takeBack(Released& x) {
+    // Everything the audio thread is done with comes back here, by one lane (see Released).
+    switch (x.what) {
+    case Released::What::Node: disposeNode(static_cast<Node*>(x.ptr)); break;
+    case Released::What::Buffer: delete static_cast<BufferData*>(x.ptr); break;
+    case Released::What::LoopBuffer:
+    case Released::What::LoopSave: slLoopBuffer(static_cast<BufferData*>(x.ptr), x.id, x.what == Released::What::LoopSave); break;
+    case Released::What::Voice: {
+        auto* v = static_cast<StretchVoice*>(x.ptr);
+        if (stretchWorker_) stretchWorker_->remove(v);
+        delete v;
+        break;
+    }
+    case Released::What::Recording: {
+        const uint16_t client = x.client;
+        recorder_.finish(static_cast<RecordSlot*>(x.ptr), [this, client](RecordSlot& s) {
+            if (s.droppedFrames.load() > 0) spdlog::warn("recording {} lost {} frames (disk too slow)", s.path, s.droppedFrames.load());
+            spdlog::info("recording {} closed: {} frames", s.path, s.writtenFrames.load());
+            send(client, osc::MessageBuilder("/done").s("/rec_stop").i(s.id).s(s.path));
+        });
+        break;
+    }
+    case Released::What::Rejected: recorder_.discard(static_cast<RecordSlot*>(x.ptr)); break;
     }
 }
 

@@ -134,8 +134,8 @@ private:
     void applyParams(Msg& m, Node& node);
     // [control] A node the engine gave back (or never took): unregister, then delete.
     void disposeNode(Node* n);
-    // [control] A fresh player: build its stretcher and register its voice with the worker.
     NodeSetup nodeSetup(); // what building a node needs (see Registry.h)
+    void takeBack(Released& x); // from the hand-back lane
     // A parameter value: a number, or a named value (`mode lp`, `lfoShape saw`).
     static float paramValue(osc::ArgReader& args, ParamId id, const std::string& name);
 
@@ -214,7 +214,7 @@ private:
     void slNotifyChange(int index, const std::string& name, float value);
     void slSaveLoop(Msg& m, int index);
     void slLoadLoop(Msg& m, int index);
-    void slLoopBuffer(const reply::LoopBuffer& b);
+    void slLoopBuffer(BufferData* data, int32_t nodeId, bool saved);
     void slError(Msg& m, const std::string& url, const std::string& path, const std::string& reason);
     std::vector<int> slTargets(Msg& m, int index);
     void ensureLooperGroup(Msg& m);

@@ -76,7 +76,7 @@ struct StartGroup { int32_t ids[8]; int count; double waitSeconds; };
 // is of `kind` (a Node::Kind), and hands the command to it (Node::unitCommand); `op`, `a` and
 // `b` mean what that type says (the looper's: Looper::Op). Whatever `buffer` and `voice` still
 // point at afterwards (the node took neither, or gave back what they replace) goes back to the
-// control thread to be freed; `bufferIsSave` marks a buffer lent for a copy (see reply::LoopBuffer).
+// control thread to be freed; `bufferIsSave` marks a buffer lent for a copy (Released::LoopSave).
 struct Unit {
     int32_t id;
     uint8_t kind;
@@ -125,6 +125,28 @@ struct UnitFail { FailCode code; int32_t b = 0; float value = 0.0f; };
 
 enum class NodeEventKind : uint8_t { Go, End, Off, On, Move, Info };
 
+// The hand-back lane: everything the audio thread is done with travels back to the control
+// thread this one way (Engine::release, Engine::popReleased), which frees it, or finishes with
+// it first (a recording's file, a loop's saved copy). Nothing is freed on the audio thread, and
+// nothing is lost: what does not fit waits on the audio side and goes with a later block; what is
+// still in the lane when the engine is destroyed is freed then (recordings excepted: the Recorder
+// owns their slots and closes their files).
+struct Released {
+    enum class What : uint8_t {
+        Node,        // a node out of the tree (with its subtree's nodes, each on its own)
+        Buffer,      // a buffer swapped out, or new content nobody took
+        LoopBuffer,  // loop content a looper has copied (id: the looper)
+        LoopSave,    // a looper's copy for /sl/#/save_loop (id: the looper; numFrames -1: not done)
+        Voice,       // a stretch voice nobody took
+        Recording,   // a recorder slot detached after recording (client: who gets /done)
+        Rejected,    // a recorder slot that never started
+    };
+    What what = What::Buffer;
+    void* ptr = nullptr;
+    int32_t id = 0;
+    uint16_t client = kNoClient;
+};
+
 namespace reply {
 struct Done { const char* address; int32_t id; bool hasId; };
 struct Fail { const char* address; FailCode code; int32_t a; int32_t b; ParamId param; float value; };
@@ -134,28 +156,21 @@ struct NodeEvent {
     bool trace = false;   // /n_trace: to the log
     uint8_t nodeKind = 0; // Node::Kind
 };
-// A stretch voice nobody took (its looper was gone or had one): unregister and free it.
-struct DisposeVoice { StretchVoice* voice; };
 struct ParamValues { int32_t id; int count; ParamId params[kMaxParamsPerCommand]; float values[kMaxParamsPerCommand]; };
 struct BusValues { int32_t first; int count; bool asSetn; float values[kMaxParamsPerCommand]; };
 struct Late { double seconds; const char* address; };
 struct Synced { int32_t id; };
-struct DisposeNode { Node* node; };
-struct BufferSwapped { int32_t bufnum; BufferData* old; const char* address; uint32_t completion; bool announce; };
+// A buffer table entry changed (the old content goes back by the hand-back lane): answer /done
+// and run the completion message, or (announce false) drop the completion message.
+struct BufferSwapped { int32_t bufnum; const char* address; uint32_t completion; bool announce; };
 struct TreeReady { TreeSnapshot* snapshot; };
-struct RecorderDetached { RecordSlot* slot; };
-struct RecorderRejected { RecordSlot* slot; };
 struct Log { uint8_t level; char text[128]; };
 struct Beat { int64_t beat; int32_t bar; int32_t beatInBar; double bpm; int64_t sampleTime; };
-// A buffer a looper is done with: loaded content to free, or a finished save_loop copy.
-struct LoopBuffer { BufferData* data; int32_t nodeId; bool saved; };
 } // namespace reply
 
 using ReplyBody = std::variant<reply::Done, reply::Fail, reply::NodeEvent, reply::Late,
-                               reply::Synced, reply::DisposeNode, reply::BufferSwapped,
-                               reply::TreeReady, reply::RecorderDetached, reply::RecorderRejected,
-                               reply::Log, reply::Beat, reply::LoopBuffer, reply::ParamValues,
-                               reply::BusValues, reply::DisposeVoice>;
+                               reply::Synced, reply::BufferSwapped, reply::TreeReady,
+                               reply::Log, reply::Beat, reply::ParamValues, reply::BusValues>;
 
 struct Reply {
     uint16_t client = kNoClient;

@@ -35,6 +35,9 @@ Engine::Engine(const EngineConfig& config)
       controlQueue_(config.commandQueueSize),
       workerQueue_(config.commandQueueSize),
       replyQueue_(config.replyQueueSize),
+      // Every node at once (a /g_freeAll of a full tree) and then some: the overflow is for a
+      // control thread that stood still for a while.
+      released_(static_cast<size_t>(std::max(config.maxNodes, 64)) + 1024),
       nodes_(config.maxNodes) {
     config_.blockSize = std::clamp(config_.blockSize, 1, 8192);
     config_.numOutputs = std::clamp(config_.numOutputs, 1, kMaxChannels);
@@ -43,7 +46,7 @@ Engine::Engine(const EngineConfig& config)
 
     buffers_.assign(static_cast<size_t>(config_.maxBuffers), nullptr);
     heap_.resize(static_cast<size_t>(config_.schedulerCapacity));
-    pendingDispose_.assign(4096, nullptr);
+    unreleased_.assign(4096, Released{});
     inputStorage_.assign(static_cast<size_t>(std::max(1, config_.numInputs) * B), 0.0f);
     for (int c = 0; c < config_.numInputs; ++c) inputPtrs_.push_back(inputStorage_.data() + c * B);
     if (inputPtrs_.empty()) inputPtrs_.push_back(inputStorage_.data());
@@ -105,15 +108,11 @@ Engine::~Engine() {
     nodes_.forEach([&](Node* n) { all.push_back(n); });
     for (Node* n : all) delete n;
     for (BufferData* b : buffers_) delete b;
-    for (size_t i = 0; i < pendingDisposeCount_; ++i) delete pendingDispose_[i];
     Reply r;
-    while (replyQueue_.tryPop(r)) {
-        if (auto* d = std::get_if<reply::DisposeNode>(&r.body)) delete d->node;
-        else if (auto* b = std::get_if<reply::BufferSwapped>(&r.body)) delete b->old;
-        else if (auto* t = std::get_if<reply::TreeReady>(&r.body)) delete t->snapshot;
-        else if (auto* l = std::get_if<reply::LoopBuffer>(&r.body)) delete l->data;
-        else if (auto* dv = std::get_if<reply::DisposeVoice>(&r.body)) delete dv->voice;
-    }
+    while (replyQueue_.tryPop(r))
+        if (auto* t = std::get_if<reply::TreeReady>(&r.body)) delete t->snapshot;
+    for (Released x; released_.tryPop(x);) freeReleased(x);
+    for (size_t i = 0; i < numUnreleased_; ++i) freeReleased(unreleased_[i]);
     for (int i = 0; i < ctx_.numHandBack; ++i) delete ctx_.handBack[i].data;
     Command c;
     auto drop = [](Command& cm) {
@@ -206,14 +205,36 @@ void Engine::rtLog(uint8_t level, const char* text, int64_t value) noexcept {
     reply(kNoClient, l);
 }
 
-void Engine::dispose(Node* n) noexcept {
-    Reply r;
-    r.client = kNoClient;
-    r.body = reply::DisposeNode{n};
-    if (replyQueue_.tryPush(std::move(r))) return;
-    // Never free here: park it and hand it back later.
-    if (pendingDisposeCount_ < pendingDispose_.size()) pendingDispose_[pendingDisposeCount_++] = n;
+void Engine::dispose(Node* n) noexcept { release(Released{Released::What::Node, n}); }
+
+void Engine::release(Released r) noexcept {
+    // In order: nothing overtakes what waits from an earlier block.
+    if (numUnreleased_ == 0 && released_.tryPush(std::move(r))) return;
+    if (numUnreleased_ < unreleased_.size()) unreleased_[numUnreleased_++] = r;
     else droppedReplies_.fetch_add(1, std::memory_order_relaxed); // leaked rather than freed on this thread
+}
+
+void Engine::sendUnreleased() noexcept {
+    size_t sent = 0;
+    while (sent < numUnreleased_ && released_.tryPush(Released(unreleased_[sent]))) ++sent;
+    if (sent == 0) return;
+    std::copy(unreleased_.begin() + static_cast<std::ptrdiff_t>(sent), unreleased_.begin() + static_cast<std::ptrdiff_t>(numUnreleased_), unreleased_.begin());
+    numUnreleased_ -= sent;
+}
+
+bool Engine::popReleased(Released& r) noexcept { return released_.tryPop(r); }
+
+void Engine::freeReleased(Released& r) noexcept {
+    switch (r.what) {
+    case Released::What::Node: delete static_cast<Node*>(r.ptr); break;
+    case Released::What::Buffer:
+    case Released::What::LoopBuffer:
+    case Released::What::LoopSave: delete static_cast<BufferData*>(r.ptr); break;
+    case Released::What::Voice: delete static_cast<StretchVoice*>(r.ptr); break;
+    case Released::What::Recording:
+    case Released::What::Rejected: break; // the Recorder's
+    }
+    r.ptr = nullptr;
 }
 
 void Engine::nodeEvent(NodeEventKind kind, Node* n, uint16_t client, bool trace) noexcept {
@@ -358,12 +379,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     raisePeak(inPeak_, inputStorage_.data(), static_cast<size_t>(config_.numInputs * B));
 
     // Hand back what could not be handed back before.
-    while (pendingDisposeCount_ > 0) {
-        Reply r;
-        r.body = reply::DisposeNode{pendingDispose_[pendingDisposeCount_ - 1]};
-        if (!replyQueue_.tryPush(std::move(r))) break;
-        --pendingDisposeCount_;
-    }
+    sendUnreleased();
 
     int budget = config_.maxCommandsPerBlock;
     // Control first: a worker's result (a loaded file) may address a node created by a command
@@ -519,25 +535,9 @@ void Engine::afterSegment() noexcept {
     handBackBuffers();
 }
 
-void Engine::handBackBuffer(BufferData* data, int32_t nodeId, bool saved) noexcept {
-    if (ctx_.numHandBack < ProcessContext::kMaxHandBack) {
-        ctx_.handBack[ctx_.numHandBack++] = ProcessContext::HandBack{data, nodeId, saved};
-        return;
-    }
-    Reply r;
-    r.body = reply::LoopBuffer{data, nodeId, saved};
-    if (!replyQueue_.tryPush(std::move(r))) droppedReplies_.fetch_add(1, std::memory_order_relaxed); // leaked, never freed here
-}
-
 void Engine::handBackBuffers() noexcept {
-    int kept = 0;
-    for (int i = 0; i < ctx_.numHandBack; ++i) {
-        const auto& h = ctx_.handBack[i];
-        Reply r;
-        r.body = reply::LoopBuffer{h.data, h.nodeId, h.saved};
-        if (!replyQueue_.tryPush(std::move(r))) ctx_.handBack[kept++] = h; // retry next segment
-    }
-    ctx_.numHandBack = kept;
+    for (int i = 0; i < ctx_.numHandBack; ++i) handBackBuffer(ctx_.handBack[i].data, ctx_.handBack[i].nodeId, ctx_.handBack[i].saved);
+    ctx_.numHandBack = 0;
 }
 
 void Engine::doUnit(Command& c, cmd::Unit& m) noexcept {
@@ -552,7 +552,7 @@ void Engine::doUnit(Command& c, cmd::Unit& m) noexcept {
         if (m.bufferIsSave && !ok) m.buffer->numFrames = -1; // tells the control thread the copy did not happen
         handBackBuffer(m.buffer, m.id, m.bufferIsSave);
     }
-    if (m.voice) reply(c.client, reply::DisposeVoice{m.voice});
+    if (m.voice) release(Released{Released::What::Voice, m.voice});
 }
 
 void Engine::resolveStarts() noexcept {
@@ -885,16 +885,19 @@ void Engine::handBackPayload(Command& c) noexcept {
     std::visit([&](auto& b) {
         using T = std::decay_t<decltype(b)>;
         if constexpr (std::is_same_v<T, cmd::NewNode>) dispose(b.node);
-        else if constexpr (std::is_same_v<T, cmd::SwapBuffer>) reply(c.client, reply::BufferSwapped{b.bufnum, b.data, b.address, b.completion, false});
+        else if constexpr (std::is_same_v<T, cmd::SwapBuffer>) {
+            if (b.data) release(Released{Released::What::Buffer, b.data});
+            reply(c.client, reply::BufferSwapped{b.bufnum, b.address, b.completion, false});
+        }
         else if constexpr (std::is_same_v<T, cmd::QueryTree>) { b.snapshot->dropped = true; reply(c.client, reply::TreeReady{b.snapshot}); }
         else if constexpr (std::is_same_v<T, cmd::Unit>) {
             if (b.buffer) {
                 if (b.bufferIsSave) b.buffer->numFrames = -1; // the copy did not happen
                 handBackBuffer(b.buffer, b.id, b.bufferIsSave);
             }
-            if (b.voice) reply(c.client, reply::DisposeVoice{b.voice});
+            if (b.voice) release(Released{Released::What::Voice, b.voice});
         }
-        else if constexpr (std::is_same_v<T, cmd::AttachRecorder>) reply(c.client, reply::RecorderRejected{b.slot});
+        else if constexpr (std::is_same_v<T, cmd::AttachRecorder>) release(Released{Released::What::Rejected, b.slot});
     }, c.body);
 }
 
@@ -1008,7 +1011,8 @@ void Engine::doSwapBuffer(Command& c, cmd::SwapBuffer& m) noexcept {
     BufferData* old = slot;
     slot = m.data;
     numLoadedBuffers_ += (m.data ? 1 : 0) - (old ? 1 : 0);
-    reply(c.client, reply::BufferSwapped{m.bufnum, old, m.address, m.completion, m.announce});
+    if (old) release(Released{Released::What::Buffer, old});
+    reply(c.client, reply::BufferSwapped{m.bufnum, m.address, m.completion, m.announce});
 }
 
 void Engine::doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept {
@@ -1016,7 +1020,7 @@ void Engine::doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept {
         Node* n = nodes_.find(m.group);
         if (!n || !n->isGroup()) {
             fail(c, FailCode::RecorderGroupNotFound, m.group);
-            reply(c.client, reply::RecorderRejected{m.slot});
+            release(Released{Released::What::Rejected, m.slot});
             return;
         }
     }
@@ -1025,7 +1029,7 @@ void Engine::doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept {
         if (!s) { s = m.slot; reply(c.client, reply::Done{c.address, m.slot->id, true}); return; }
     }
     fail(c, FailCode::RecorderSlotsFull, kMaxRecorders);
-    reply(c.client, reply::RecorderRejected{m.slot});
+    release(Released{Released::What::Rejected, m.slot});
 }
 
 void Engine::doStartGroup(Command& c, cmd::StartGroup& m) noexcept {
@@ -1077,7 +1081,7 @@ void Engine::doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept {
     bool any = false;
     for (RecordSlot*& s : recorders_) {
         if (s && (m.slotId < 0 || s->id == m.slotId)) {
-            reply(c.client, reply::RecorderDetached{s});
+            release(Released{Released::What::Recording, s, 0, c.client});
             s = nullptr;
             any = true;
         }

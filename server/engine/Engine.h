@@ -5,7 +5,11 @@
 //
 // Threads: [control] one control thread (OSC), [worker] one worker thread (asynchronous stage 3
 // commands), [audio] the driver's thread. Commands cross on two bounded SPSC queues; replies on
-// one. The audio thread never allocates, frees, locks, logs or does I/O.
+// one; everything the audio thread is done with (nodes, buffers, stretch voices, recorder slots)
+// goes back on one more, the hand-back lane (Released). Not here: the stretch threads
+// (StretchWorker: they step stretch voices through their own rings, never the engine) and the
+// recorder's disk thread (io/Recorder: it reads the slots' rings). The audio thread never
+// allocates, frees, locks, logs or does I/O.
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -23,7 +27,6 @@
 namespace loopd {
 
 class Group;
-class Player;
 
 struct EngineConfig {
     double sampleRate = 48000.0;
@@ -81,6 +84,10 @@ public:
     bool pushWorkerCommand(Command&& c) noexcept;
     // [control] Drain one reply.
     bool popReply(Reply& r) noexcept;
+    // [control] The next thing the audio thread is done with (the hand-back lane; see Released).
+    bool popReleased(Released& r) noexcept;
+    // [control, audio stopped] Free what a Released holds (recordings excepted: see Released).
+    static void freeReleased(Released& r) noexcept;
 
     // [audio] Render exactly one block: in[numInputs][blockSize] → out[numOutputs][blockSize].
     void process(const float* const* in, float* const* out) noexcept;
@@ -160,6 +167,10 @@ private:
     void doAttachRecorder(Command& c, cmd::AttachRecorder& m) noexcept;
     void doDetachRecorder(Command& c, cmd::DetachRecorder& m) noexcept;
     void doStartGroup(Command& c, cmd::StartGroup& m) noexcept;
+    // [audio] Into the hand-back lane (what does not fit waits in unsent_, sent first next block).
+    void release(Released r) noexcept;
+    void sendUnreleased() noexcept;
+    // [audio] What nodes staged in ProcessContext::handBack, into the lane.
     void handBackBuffers() noexcept;
     // [audio] What a command that will not run owns goes back to the control thread to be freed.
     void handBackPayload(Command& c) noexcept;
@@ -171,15 +182,19 @@ private:
     void doUnit(Command& c, cmd::Unit& m) noexcept;
     // [audio] Parameters mapped to control buses follow them (each block, when they changed).
     void applyBusMaps() noexcept;
-    // A looper buffer the engine is done with, back to the control thread (the hand-back lane,
-    // else straight into the reply queue; never freed here).
-    void handBackBuffer(BufferData* data, int32_t nodeId, bool saved) noexcept;
+    // A looper buffer the engine is done with: loaded content, or a save copy (saved).
+    void handBackBuffer(BufferData* data, int32_t nodeId, bool saved) noexcept {
+        release(Released{saved ? Released::What::LoopSave : Released::What::LoopBuffer, data, nodeId});
+    }
     void serviceGroupStarts() noexcept;
 
     EngineConfig config_;
     SpscQueue<Command> controlQueue_;
     SpscQueue<Command> workerQueue_;
     SpscQueue<Reply> replyQueue_;
+    SpscQueue<Released> released_;     // the hand-back lane (audio -> control)
+    std::vector<Released> unreleased_;  // audio: what did not fit into it yet
+    size_t numUnreleased_ = 0;
 
     // Audio-thread state.
     ProcessContext ctx_;
@@ -197,8 +212,6 @@ private:
     int64_t renderPos_ = 0;   // absolute sample of the next frame to render
     int numGroups_ = 1;
     int numLoadedBuffers_ = 0;
-    std::vector<Node*> pendingDispose_;
-    size_t pendingDisposeCount_ = 0;
     static constexpr int kMaxRecorders = 8;
     RecordSlot* recorders_[kMaxRecorders] = {};
     int64_t missingLoggedAt_ = -1;     // sample time of the last "buffer not loaded" log line

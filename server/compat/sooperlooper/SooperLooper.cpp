@@ -682,10 +682,10 @@ void Controller::slSaveLoop(Msg& m, int index) {
     if (saved == 0 && targets.size() > 1) slError(m, url, errPath, "every loop is empty: nothing to save");
 }
 
-void Controller::slLoopBuffer(const reply::LoopBuffer& b) {
-    std::unique_ptr<BufferData> data(b.data);
-    if (!b.saved) return; // loaded content the looper has copied
-    auto it = slSaves_.find(b.nodeId);
+void Controller::slLoopBuffer(BufferData* buffer, int32_t nodeId, bool saved) {
+    std::unique_ptr<BufferData> data(buffer);
+    if (!saved) return; // loaded content the looper has copied
+    auto it = slSaves_.find(nodeId);
     if (it == slSaves_.end()) return;
     SlSave save = it->second;
     slSaves_.erase(it);
