@@ -157,8 +157,9 @@ class ServerCommands(ServerCase):
         st = self.srv.status()
         # 1, ugens, sources, groups, synthdefs, avg cpu, peak cpu, nominal rate, actual rate,
         # block, xruns, late, dropped, bpm, beat, buffers, period, dropped replies, recordings, sample time,
-        # driver, stretch underruns, memory in use (MB), memory budget (MB)
-        self.assertEqual(len(st), 24)
+        # driver, stretch underruns, memory in use (MB), memory budget (MB), players shed
+        self.assertEqual(len(st), 25)
+        self.assertEqual(st[24], 0)
         self.assertGreater(st[22], 0.0)
         self.assertGreater(st[23], st[22])
         self.assertEqual(st[3], 1)              # the root group
