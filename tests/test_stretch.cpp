@@ -390,6 +390,12 @@ struct RealTimeRig {
         s.send("/notify", 1);
         s.render(256);
     }
+    // Buffer `buf`: two seconds of a 440 Hz tone of `amplitude`, stereo.
+    void loadTone(int buf, double amplitude) {
+        const auto x = sine(440.0, amplitude, 96000, 48000.0);
+        writeWav(dir.file("s.wav"), {x, x}, 48000);
+        s.send("/b_allocRead", buf, dir.file("s.wav").c_str());
+    }
     void run(double seconds) {
         for (int64_t n = static_cast<int64_t>(seconds * 48000.0) / 256; n > 0; --n) {
             s.render(256);
@@ -461,9 +467,7 @@ TEST(RealTimePath, CatchingUpFadesIn) {
     // The catch-up drops output, so the first frame that sounds is mid-waveform: it fades in.
     for (const char* method : kMethods) {
         RealTimeRig r(140.0f);
-        const auto x = sine(440.0, 0.5, 96000, 48000.0);
-        writeWav(r.dir.file("s.wav"), {x, x}, 48000);
-        r.s.send("/b_allocRead", 2, r.dir.file("s.wav").c_str());
+        r.loadTone(2, 0.5);
         r.run(0.5);
         r.s.send("/s_new", "player", 6, 0, 0, "buf", 2, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
         r.run(0.5);
@@ -658,8 +662,10 @@ TEST(LoadShedding, AnOverloadedStretchThreadShedsTheNewestPlayersInsteadOfStarvi
     s.send("/notify", 1);
     s.send("/set_tempo", 150.0f);
     constexpr int kVoices = 12;
+    // The newest (the first to be shed) alone on the right, the others on the left.
     for (int k = 0; k < kVoices; ++k)
-        s.send("/s_new", "player", 1000 + k, 1, 0, "buf", 1, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", "rb3");
+        s.send("/s_new", "player", 1000 + k, 1, 0, "buf", 1, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", "rb3",
+               "pan", k == kVoices - 1 ? 1.0f : -1.0f);
     auto next = std::chrono::steady_clock::now();
     std::vector<uint64_t> underrunsAt; // per second
     const int blocksPerSecond = 48000 / 256;
@@ -681,7 +687,17 @@ TEST(LoadShedding, AnOverloadedStretchThreadShedsTheNewestPlayersInsteadOfStarvi
     for (size_t k = 1; k < underrunsAt.size(); ++k) std::printf(" %llu", static_cast<unsigned long long>(underrunsAt[k] - underrunsAt[k - 1]));
     std::printf("\n");
     ASSERT_FALSE(shed.empty());
-    EXPECT_LT(shed.size(), static_cast<size_t>(kVoices)) << "one thread carries at least one R3 player";
+#if defined(__SANITIZE_THREAD__)
+    // ThreadSanitizer slows this process's own code (the audio thread, the rings) several times
+    // over: the stretch thread is then starved rather than overloaded, and rightly sheds no more.
+    // What is checked here is the order, and (by TSan) the threads' hand-over of shed voices.
+    constexpr bool kTimed = false;
+#else
+    constexpr bool kTimed = true;
+#endif
+    if (kTimed) {
+        EXPECT_LT(shed.size(), static_cast<size_t>(kVoices)) << "one thread carries at least one R3 player";
+    }
     // The newest first: the shed players are the last ones created.
     std::sort(shed.begin(), shed.end());
     for (size_t k = 0; k < shed.size(); ++k) EXPECT_EQ(shed[k], 1000 + kVoices - static_cast<int>(shed.size() + 0) + static_cast<int>(k));
@@ -689,10 +705,22 @@ TEST(LoadShedding, AnOverloadedStretchThreadShedsTheNewestPlayersInsteadOfStarvi
     EXPECT_EQ(s.find("/status.reply").back().i(24), static_cast<int32_t>(shed.size()));
     // Settled: the last four seconds have a small fraction of the underruns of the first two.
     const uint64_t early = underrunsAt[3] - underrunsAt[1], late = underrunsAt[16] - underrunsAt[12];
-    EXPECT_LT(late * 4, early + 4) << "early " << early << ", late " << late;
-    // Never a gap: every 10 ms of the mix sounds.
-    const auto& y = s.output[0];
-    for (size_t at = 48000; at + 480 <= y.size(); at += 480) ASSERT_GT(rms(y, at, at + 480), 0.02) << "a gap at " << at;
+    if (kTimed) {
+        EXPECT_LT(late * 4, early + 4) << "early " << early << ", late " << late;
+    }
+    if (!kTimed) return;
+    // Never a gap: every 10 ms of the newest player (through its underruns, its shedding and
+    // after) sounds at its level (a 0.05 sine: rms 0.035); the mix of the others (whose phases
+    // may partly cancel) is never silent.
+    const auto& mix = s.output[0];
+    const auto& newest = s.output[1];
+    size_t first = 0; // its first stretched (or, shed before that, varispeed) frames
+    while (first + 480 <= newest.size() && rms(newest, first, first + 480) < 0.03) first += 480;
+    EXPECT_LT(first, 48000u * 3) << "the newest player sounds within 3 s";
+    for (size_t at = first; at + 480 <= newest.size(); at += 480) {
+        ASSERT_GT(rms(newest, at, at + 480), 0.03) << "a gap in the newest player at " << at;
+        ASSERT_GT(rms(mix, at, at + 480), 0.002) << "the others fell silent at " << at;
+    }
 }
 
 TEST(LoadShedding, AShedPlayerPlaysOnAtVarispeedAndComesBackStretchedWithoutAGap) {
@@ -701,9 +729,7 @@ TEST(LoadShedding, AShedPlayerPlaysOnAtVarispeedAndComesBackStretchedWithoutAGap
     // pitch tells which is playing; no underrun, no silence, no step above the tone's own.
     for (const char* method : kMethods) {
         RealTimeRig r(150.0f);
-        const auto x = sine(440.0, 0.4, 96000, 48000.0);
-        writeWav(r.dir.file("s.wav"), {x, x}, 48000);
-        r.s.send("/b_allocRead", 2, r.dir.file("s.wav").c_str());
+        r.loadTone(2, 0.4);
         r.s.send("/s_new", "player", 5, 0, 0, "buf", 2, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
         r.run(1.5);
         StretchVoice* v = r.s.stretchWorker()->voiceOf(5);

@@ -1,8 +1,6 @@
-// Wiring: driver + engine + worker + recorder + controller + transport (real time), or the
-// offline renderer. main() only parses flags and calls one of these.
-#include <arpa/inet.h>
+// Wiring: driver + engine + worker + recorder + controller + transport (real time), or the same
+// with the offline driver (NrtDriver). main() only parses flags and calls one of these.
 #include <sys/mman.h>
-#include <sndfile.h>
 #include <spdlog/spdlog.h>
 
 #include <osc/OscReceivedElements.h>
@@ -12,15 +10,14 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
-#include <fstream>
 #include <thread>
 
 #include "osc/Transport.h"
-#include "osc/Validate.h"
 #include "server/io/AudioFile.h"
 #include "server/control/Controller.h"
 #include "server/drivers/DeviceSupervisor.h"
 #include "server/drivers/Driver.h"
+#include "server/drivers/NrtDriver.h"
 #include "server/engine/Engine.h"
 #include "server/app/Options.h"
 #include "server/engine/StretchWorker.h"
@@ -223,56 +220,23 @@ int runServer(const Options& o) {
 }
 
 int runNrt(const Options& o) {
-    const std::string& scorePath = o.nrt.at(0);
     const std::string& inPath = o.nrt.at(1);
     const std::string& outPath = o.nrt.at(2);
     const double sr = o.sampleRate;
-
-    // The score: [int32 big-endian length][OSC bundle] records.
-    std::ifstream f(scorePath, std::ios::binary);
-    if (!f) { spdlog::critical("cannot open score {}", scorePath); return 1; }
-    std::vector<std::vector<char>> packets;
-    for (;;) {
-        uint32_t len = 0;
-        if (!f.read(reinterpret_cast<char*>(&len), 4)) break;
-        len = ntohl(len);
-        if (len == 0 || len > (64u << 20)) { spdlog::critical("score {}: bad record length {}", scorePath, len); return 1; }
-        std::vector<char> p(len);
-        if (!f.read(p.data(), len)) { spdlog::critical("score {}: truncated record", scorePath); return 1; }
-        packets.push_back(std::move(p));
-    }
-    std::vector<std::pair<uint64_t, size_t>> order; // (timetag, index)
-    for (size_t i = 0; i < packets.size(); ++i) {
-        if (const std::string why = osc::checkPacket(packets[i].data(), packets[i].size()); !why.empty()) {
-            spdlog::critical("score {}: record {} is malformed: {}", scorePath, i, why);
-            return 1;
-        }
-        try {
-            ::osc::ReceivedPacket p(packets[i].data(), static_cast<::osc::osc_bundle_element_size_t>(packets[i].size()));
-            if (!p.IsBundle()) { spdlog::critical("score {}: record {} is not a bundle", scorePath, i); return 1; }
-            const uint64_t tag = ::osc::ReceivedBundle(p).TimeTag();
-            order.emplace_back(tag == 1 ? 0 : tag, i);
-        } catch (const ::osc::Exception& e) {
-            spdlog::critical("score {}: record {} is malformed: {}", scorePath, i, e.what());
-            return 1;
-        }
-    }
-    std::stable_sort(order.begin(), order.end(), [](auto& a, auto& b) { return a.first < b.first; });
-    const uint64_t lastTag = order.empty() ? 0 : order.back().first;
-    const int64_t totalFrames = static_cast<int64_t>((static_cast<unsigned __int128>(lastTag) * static_cast<uint64_t>(std::llround(sr)) + (1ull << 31)) >> 32);
-
+    NrtScore score;
     std::unique_ptr<BufferData> input;
     Options eo = o;
-    if (inPath != "_") {
-        try {
+    try {
+        score = NrtScore::read(o.nrt.at(0));
+        if (inPath != "_") {
             LoadOptions lo;
             lo.targetRate = sr;
             input = loadAudioFile(inPath, lo);
-        } catch (const std::exception& e) {
-            spdlog::critical("{}", e.what());
-            return 1;
+            eo.inputs = input->numChannels;
         }
-        eo.inputs = input->numChannels;
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
     }
     FileConfig files;
     if (!loadFiles(o, files)) return 1;
@@ -300,77 +264,26 @@ int runNrt(const Options& o) {
         }
         return true;
     });
-
-    SF_INFO info{};
-    info.channels = ec.numOutputs;
-    info.samplerate = static_cast<int>(std::lround(sr));
-    info.format = SF_FORMAT_WAV | SF_FORMAT_FLOAT;
-    SNDFILE* out = sf_open(outPath.c_str(), SFM_WRITE, &info);
-    if (!out) { spdlog::critical("cannot write {}: {}", outPath, sf_strerror(nullptr)); return 1; }
-    // Deterministic files: no date or software strings that change between runs.
-    sf_command(out, SFC_SET_ADD_PEAK_CHUNK, nullptr, SF_FALSE);
-
-    const int B = ec.blockSize;
-    std::vector<float> inBlock(static_cast<size_t>(std::max(1, ec.numInputs) * B));
-    std::vector<float> outBlock(static_cast<size_t>(ec.numOutputs * B));
-    std::vector<const float*> inPtr;
-    std::vector<float*> outPtr;
-    for (int c = 0; c < std::max(1, ec.numInputs); ++c) inPtr.push_back(inBlock.data() + c * B);
-    for (int c = 0; c < ec.numOutputs; ++c) outPtr.push_back(outBlock.data() + c * B);
-    // Output is written in large chunks: one libsndfile call per block would dominate light scores.
-    constexpr int64_t kWriteFrames = 16384;
-    std::vector<float> inter(static_cast<size_t>(ec.numOutputs) * static_cast<size_t>(kWriteFrames + B));
-    int64_t pending = 0;
     const osc::Endpoint nowhere;
-
-    const auto t0 = std::chrono::steady_clock::now();
-    size_t next = 0;
-    int64_t pos = 0;
-    // File frame k is engine frame k + latency: the limiter's look-ahead is compensated.
-    const int64_t latency = engine.latencySamples();
-    int64_t written = 0;
-    while (written < totalFrames || next < order.size()) {
-        // Hand over every bundle that falls before the end of this block.
-        while (next < order.size()) {
-            const uint64_t tag = order[next].first;
-            const int64_t at = static_cast<int64_t>((static_cast<unsigned __int128>(tag) * static_cast<uint64_t>(std::llround(sr)) + (1ull << 31)) >> 32);
-            if (at >= pos + B) break;
-            const auto& p = packets[order[next].second];
-            controller.handlePacket(p.data(), p.size(), nowhere);
-            ++next;
-        }
-        for (int c = 0; c < ec.numInputs; ++c) {
-            float* dst = inBlock.data() + c * B;
-            for (int i = 0; i < B; ++i) {
-                const int64_t k = pos + i;
-                dst[i] = input && k < input->numFrames ? input->channel(c)[k] : 0.0f;
-            }
-        }
-        engine.process(inPtr.data(), outPtr.data());
-        controller.pollReplies();
-        recorder.drainAll();
-        const int64_t skip = std::clamp<int64_t>(latency - pos, 0, B);
-        const int64_t keep = std::min<int64_t>(B - skip, totalFrames - written);
-        if (keep > 0) {
-            for (int64_t i = 0; i < keep; ++i)
-                for (int c = 0; c < ec.numOutputs; ++c)
-                    inter[static_cast<size_t>((pending + i) * ec.numOutputs + c)] = outBlock[static_cast<size_t>(c * B + skip + i)];
-            pending += keep;
-            written += keep;
-            if (pending >= kWriteFrames) { sf_writef_float(out, inter.data(), pending); pending = 0; }
-        }
-        pos += B;
+    std::unique_ptr<NrtDriver> driver;
+    try {
+        driver = std::make_unique<NrtDriver>(
+            engine, input.get(), outPath, [&](const char* data, size_t size) { controller.handlePacket(data, size, nowhere); },
+            [&] { controller.pollReplies(); recorder.drainAll(); });
+    } catch (const std::exception& e) {
+        spdlog::critical("{}", e.what());
+        return 1;
     }
-    if (pending > 0) sf_writef_float(out, inter.data(), pending);
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t frames = driver->render(score);
     // Close recordings made by the score.
     controller.stopRecordings();
-    engine.process(inPtr.data(), outPtr.data());
-    controller.pollReplies();
-    sf_close(out);
+    driver->flush([&] { controller.pollReplies(); });
+    driver.reset();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double dur = static_cast<double>(totalFrames) / sr;
+    const double dur = static_cast<double>(frames) / sr;
     spdlog::info("nrt: rendered {} frames ({:.3f} s) in {:.3f} s ({:.1f}x real time), {} failed commands",
-                 totalFrames, dur, secs, secs > 0 ? dur / secs : 0.0, controller.failCount());
+                 frames, dur, secs, secs > 0 ? dur / secs : 0.0, controller.failCount());
     return 0;
 }
 

@@ -64,37 +64,36 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     rateWallTime_ = std::chrono::steady_clock::now();
     actualRate_ = c.sampleRate;
 
-    auto add = [&](const char* address, Handler h) { handlers_[address] = {address, h}; };
-    add("/status", &Controller::hStatus);
-    add("/version", &Controller::hVersion);
-    add("/notify", &Controller::hNotify);
-    add("/dumpOSC", &Controller::hDumpOsc);
-    add("/quit", &Controller::hQuit);
-    add("/sync", &Controller::hSync);
-    add("/s_new", &Controller::hSNew);
-    add("/g_new", &Controller::hGNew);
-    add("/n_set", &Controller::hNSet);
-    add("/n_ramp", &Controller::hNRamp);
-    add("/n_free", &Controller::hNFree);
-    add("/n_run", &Controller::hNRun);
-    add("/n_before", &Controller::hNBefore);
-    add("/n_after", &Controller::hNAfter);
-    add("/n_query", &Controller::hNQuery);
-    add("/g_freeAll", &Controller::hGFreeAll);
-    add("/g_deepFree", &Controller::hGDeepFree);
-    add("/g_queryTree", &Controller::hGQueryTree);
-    add("/b_alloc", &Controller::hBAlloc);
-    add("/b_allocRead", &Controller::hBAllocRead);
-    add("/b_read", &Controller::hBRead);
-    add("/b_write", &Controller::hBWrite);
-    add("/b_free", &Controller::hBFree);
-    add("/b_zero", &Controller::hBZero);
-    add("/b_query", &Controller::hBQuery);
-    add("/error", &Controller::hError);
-    add("/reply_format", &Controller::hReplyFormat);
-    for (const char* a : {"/d_recv", "/d_load", "/d_loadDir", "/d_free", "/d_freeAll"}) add(a, &Controller::hSynthDef);
-    add("/rec_start", &Controller::hRecStart);
-    add("/rec_stop", &Controller::hRecStop);
+    on("/status", &Controller::hStatus);
+    on("/version", &Controller::hVersion);
+    on("/notify", &Controller::hNotify);
+    on("/dumpOSC", &Controller::hDumpOsc);
+    on("/quit", &Controller::hQuit);
+    on("/sync", &Controller::hSync);
+    on("/s_new", &Controller::hSNew);
+    on("/g_new", &Controller::hGNew);
+    on("/n_set", &Controller::hNSet);
+    on("/n_ramp", &Controller::hNRamp);
+    on("/n_free", &Controller::hNFree);
+    on("/n_run", &Controller::hNRun);
+    on("/n_before", &Controller::hNBefore);
+    on("/n_after", &Controller::hNAfter);
+    on("/n_query", &Controller::hNQuery);
+    on("/g_freeAll", &Controller::hGFreeAll);
+    on("/g_deepFree", &Controller::hGDeepFree);
+    on("/g_queryTree", &Controller::hGQueryTree);
+    on("/b_alloc", &Controller::hBAlloc);
+    on("/b_allocRead", &Controller::hBAllocRead);
+    on("/b_read", &Controller::hBRead);
+    on("/b_write", &Controller::hBWrite);
+    on("/b_free", &Controller::hBFree);
+    on("/b_zero", &Controller::hBZero);
+    on("/b_query", &Controller::hBQuery);
+    on("/error", &Controller::hError);
+    on("/reply_format", &Controller::hReplyFormat);
+    for (const char* a : {"/d_recv", "/d_load", "/d_loadDir", "/d_free", "/d_freeAll"}) on(a, &Controller::hSynthDef);
+    on("/rec_start", &Controller::hRecStart);
+    on("/rec_stop", &Controller::hRecStop);
     registerScsynthExtras();
     registerCrowdstream();
     registerSooperLooper();
@@ -766,12 +765,18 @@ float Controller::paramValue(osc::ArgReader& args, ParamId id, const std::string
                         (id == ParamId::Mode ? " (lp, hp, bp)" : id == ParamId::LfoShape ? " (sine, triangle, square, saw)" : " (a number)"));
 }
 
+std::pair<AddAction, int32_t> Controller::placement(osc::ArgReader& args) {
+    // scsynth's optional `addAction targetID` pair (head of the root group when left out).
+    const int32_t action = args.atEnd() ? 0 : args.int32("add action");
+    const int32_t target = args.atEnd() ? 0 : args.int32("target id");
+    if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4 (head, tail, before, after, replace), got " + std::to_string(action));
+    return {static_cast<AddAction>(action), target};
+}
+
 void Controller::hSNew(Msg& m) {
     const std::string type = m.args.string("node type");
     int32_t id = m.args.int32("node id");
-    const int32_t action = m.args.atEnd() ? 0 : m.args.int32("add action");
-    const int32_t target = m.args.atEnd() ? 0 : m.args.int32("target id");
-    if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4 (head, tail, before, after, replace), got " + std::to_string(action));
+    const auto [action, target] = placement(m.args);
     if (id < 0) id = nextAutoId_--; // server-chosen ids are negative, as scsynth's
     const NodeType* t = findNodeType(type);
     if (!t) throw osc::ArgError("unknown node type '" + type + "' (known: " + nodeTypeNames() + ")");
@@ -780,7 +785,7 @@ void Controller::hSNew(Msg& m) {
     applyParams(m, *node);
     node->prepare(setup); // a player's stretcher is built here, not on the audio thread
     Looper* looper = node->kind() == Node::Kind::Looper ? static_cast<Looper*>(node.get()) : nullptr;
-    if (!push(m, cmd::NewNode{node.release(), static_cast<AddAction>(action), target})) return;
+    if (!push(m, cmd::NewNode{node.release(), action, target})) return;
     if (looper) {
         // A looper made with /s_new joins the SooperLooper namespace as the next loop index.
         SlLoop loop;
@@ -795,12 +800,10 @@ void Controller::hSNew(Msg& m) {
 void Controller::hGNew(Msg& m) {
     do {
         int32_t id = m.args.int32("group id");
-        const int32_t action = m.args.atEnd() ? 0 : m.args.int32("add action");
-        const int32_t target = m.args.atEnd() ? 0 : m.args.int32("target id");
-        if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4, got " + std::to_string(action));
+        const auto [action, target] = placement(m.args);
         if (id < 0) id = nextAutoId_--;
         const EngineConfig& c = engine_.config();
-        push(m, cmd::NewNode{new Group(id, c.numOutputs, c.blockSize), static_cast<AddAction>(action), target});
+        push(m, cmd::NewNode{new Group(id, c.numOutputs, c.blockSize), action, target});
     } while (!m.args.atEnd());
 }
 

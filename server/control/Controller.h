@@ -104,6 +104,9 @@ private:
         uint32_t completion = 0; // a completion message waiting for this command (registerCompletion)
     };
     using Handler = void (Controller::*)(Msg&);
+    // Each namespace registers its own addresses (the native server, scsynth's extras,
+    // Crowdstream, SooperLooper): the dispatcher finds the handler by address.
+    void on(const char* address, Handler h) { handlers_[address] = {address, h}; }
 
     // One packet from a known client. `mayDefer`: over TCP, refuse it (false) when the command
     // queue has no room; otherwise run it, waiting for room where needed.
@@ -136,6 +139,7 @@ private:
     void disposeNode(Node* n);
     NodeSetup nodeSetup(); // what building a node needs (see Registry.h)
     void takeBack(Released& x); // from the hand-back lane
+    static std::pair<AddAction, int32_t> placement(osc::ArgReader& args); // addAction targetID
     // A parameter value: a number, or a named value (`mode lp`, `lfoShape saw`).
     static float paramValue(osc::ArgReader& args, ParamId id, const std::string& name);
 

@@ -19,22 +19,21 @@
 namespace loopd {
 
 void Controller::registerScsynthExtras() {
-    auto add = [&](const char* address, Handler h) { handlers_[address] = {address, h}; };
-    add("/g_dumpTree", &Controller::hGDumpTree);
-    add("/clearSched", &Controller::hClearSched);
-    add("/n_trace", &Controller::hNTrace);
-    add("/s_get", &Controller::hSGet);
-    add("/c_set", &Controller::hCSet);
-    add("/c_setn", &Controller::hCSetn);
-    add("/c_get", &Controller::hCGet);
-    add("/c_getn", &Controller::hCGetn);
-    add("/n_map", &Controller::hNMap);
-    add("/b_get", &Controller::hBGet);
-    add("/b_getn", &Controller::hBGetn);
-    add("/b_set", &Controller::hBSet);
-    add("/b_setn", &Controller::hBSetn);
-    add("/b_gen", &Controller::hBGen);
-    add("/b_close", &Controller::hBClose);
+    on("/g_dumpTree", &Controller::hGDumpTree);
+    on("/clearSched", &Controller::hClearSched);
+    on("/n_trace", &Controller::hNTrace);
+    on("/s_get", &Controller::hSGet);
+    on("/c_set", &Controller::hCSet);
+    on("/c_setn", &Controller::hCSetn);
+    on("/c_get", &Controller::hCGet);
+    on("/c_getn", &Controller::hCGetn);
+    on("/n_map", &Controller::hNMap);
+    on("/b_get", &Controller::hBGet);
+    on("/b_getn", &Controller::hBGetn);
+    on("/b_set", &Controller::hBSet);
+    on("/b_setn", &Controller::hBSetn);
+    on("/b_gen", &Controller::hBGen);
+    on("/b_close", &Controller::hBClose);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 // in them transfer ownership (a node or buffer built on the control/worker thread, or handed
 // back to be freed there).
 #include <cstdint>
+#include <ctime>
 #include <variant>
 #include <vector>
 
@@ -17,6 +18,14 @@ struct RecordSlot;
 struct StretchVoice;
 
 constexpr uint16_t kNoClient = 0xFFFF;
+
+// [any] The wall clock as an OSC timetag (NTP 32.32: seconds since 1900 in the high word).
+inline uint64_t ntpNow() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    const double s = static_cast<double>(ts.tv_sec) + 2208988800.0 + static_cast<double>(ts.tv_nsec) * 1e-9;
+    return static_cast<uint64_t>(s * 4294967296.0);
+}
 constexpr int kMaxParamsPerCommand = 12;
 
 enum class AddAction : int32_t { Head = 0, Tail = 1, Before = 2, After = 3, Replace = 4 };

@@ -23,11 +23,6 @@ constexpr int kMaxDepth = 64;
 template <class... Ts> struct Overloaded : Ts... { using Ts::operator()...; };
 template <class... Ts> Overloaded(Ts...) -> Overloaded<Ts...>;
 
-double ntpNow() noexcept {
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (static_cast<double>(ts.tv_sec) + 2208988800.0) * kTwo32 + static_cast<double>(ts.tv_nsec) * (kTwo32 / 1e9);
-}
 } // namespace
 
 Engine::Engine(const EngineConfig& config)
@@ -271,7 +266,7 @@ int64_t Engine::sampleForTimetag(uint64_t tag) const noexcept {
 
 void Engine::updateClock() noexcept {
     if (!config_.realtimeClock) return;
-    const double now = ntpNow();
+    const auto now = static_cast<double>(ntpNow());
     const int64_t s = ctx_.blockStartSample;
     if (!clockStarted_) {
         anchorNtp_ = now;

@@ -30,39 +30,32 @@ const char* const kDeckNames = "ABCD";
 
 int deckOfBuffer(int32_t b) { return b >= 100 && b < 4100 ? (b - 100) / 1000 : -1; }
 
-uint64_t ntpNow() {
-    timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    const double s = static_cast<double>(ts.tv_sec) + 2208988800.0 + static_cast<double>(ts.tv_nsec) * 1e-9;
-    return static_cast<uint64_t>(s * 4294967296.0);
-}
 } // namespace
 
 void Controller::registerCrowdstream() {
-    auto add = [&](const char* address, Handler h) { handlers_[address] = {address, h}; };
-    add("/load_buffer", &Controller::hLoadBuffer);
-    add("/play_stem", &Controller::hPlayStem);
-    add("/stop_stem", &Controller::hStopStem);
-    add("/stem_volume", &Controller::hStemVolume);
-    add("/crossfade_levels", &Controller::hCrossfadeLevels);
-    add("/deck_levels", &Controller::hDeckLevels);
-    add("/deck_filter", &Controller::hDeckFilter);
-    add("/deck_eq", &Controller::hDeckEq);
-    add("/deck_eq_all", &Controller::hDeckEqAll);
-    add("/reset", &Controller::hReset);
-    add("/play", &Controller::hPlay);
-    add("/cue", &Controller::hCue);
-    add("/start_group", &Controller::hStartGroup);
-    add("/fade", &Controller::hFade);
-    add("/schedule_c_at", &Controller::hScheduleCAt);
-    add("/get_status", &Controller::hGetStatus);
-    add("/test_tone", &Controller::hTestTone);
-    add("/mixer_cleanup", &Controller::hMixerCleanup);
-    add("/set_tempo", &Controller::hSetTempo);
-    add("/tempo", &Controller::hTempo);
-    add("/set_meter", &Controller::hSetMeter);
-    add("/print_clock", &Controller::hPrintClock);
-    add("/dance/total_movement", &Controller::hMovement);
+    on("/load_buffer", &Controller::hLoadBuffer);
+    on("/play_stem", &Controller::hPlayStem);
+    on("/stop_stem", &Controller::hStopStem);
+    on("/stem_volume", &Controller::hStemVolume);
+    on("/crossfade_levels", &Controller::hCrossfadeLevels);
+    on("/deck_levels", &Controller::hDeckLevels);
+    on("/deck_filter", &Controller::hDeckFilter);
+    on("/deck_eq", &Controller::hDeckEq);
+    on("/deck_eq_all", &Controller::hDeckEqAll);
+    on("/reset", &Controller::hReset);
+    on("/play", &Controller::hPlay);
+    on("/cue", &Controller::hCue);
+    on("/start_group", &Controller::hStartGroup);
+    on("/fade", &Controller::hFade);
+    on("/schedule_c_at", &Controller::hScheduleCAt);
+    on("/get_status", &Controller::hGetStatus);
+    on("/test_tone", &Controller::hTestTone);
+    on("/mixer_cleanup", &Controller::hMixerCleanup);
+    on("/set_tempo", &Controller::hSetTempo);
+    on("/tempo", &Controller::hTempo);
+    on("/set_meter", &Controller::hSetMeter);
+    on("/print_clock", &Controller::hPrintClock);
+    on("/dance/total_movement", &Controller::hMovement);
 }
 
 // ---------------------------------------------------------------------------------------------

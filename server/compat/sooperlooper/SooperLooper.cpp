@@ -77,21 +77,20 @@ bool sustainable(LoopCmd c) {
 void Controller::registerSooperLooper() {
     std::random_device rd;
     while (slEngineId_ == 0) slEngineId_ = static_cast<int32_t>(rd() & 0x7fffffff);
-    auto add = [&](const char* address, Handler h) { handlers_[address] = {address, h}; };
-    add("/ping", &Controller::hSlPing);
-    add("/loop_add", &Controller::hSlLoopAdd);
-    add("/loop_del", &Controller::hSlLoopDel);
-    add("/set", &Controller::hSlGlobalSet);
-    add("/get", &Controller::hSlGlobalGet);
-    add("/register", &Controller::hSlRegister);
-    add("/unregister", &Controller::hSlUnregister);
-    add("/register_update", &Controller::hSlRegisterUpdate);
-    add("/unregister_update", &Controller::hSlRegisterUpdate);
-    add("/register_auto_update", &Controller::hSlRegisterUpdate);
-    add("/unregister_auto_update", &Controller::hSlRegisterUpdate);
-    add("/get_all_midi_bindings", &Controller::hSlMidiBindings);
-    add("/save_session", &Controller::hSlSaveSession);
-    add("/load_session", &Controller::hSlLoadSession);
+    on("/ping", &Controller::hSlPing);
+    on("/loop_add", &Controller::hSlLoopAdd);
+    on("/loop_del", &Controller::hSlLoopDel);
+    on("/set", &Controller::hSlGlobalSet);
+    on("/get", &Controller::hSlGlobalGet);
+    on("/register", &Controller::hSlRegister);
+    on("/unregister", &Controller::hSlUnregister);
+    on("/register_update", &Controller::hSlRegisterUpdate);
+    on("/unregister_update", &Controller::hSlRegisterUpdate);
+    on("/register_auto_update", &Controller::hSlRegisterUpdate);
+    on("/unregister_auto_update", &Controller::hSlRegisterUpdate);
+    on("/get_all_midi_bindings", &Controller::hSlMidiBindings);
+    on("/save_session", &Controller::hSlSaveSession);
+    on("/load_session", &Controller::hSlLoadSession);
 }
 
 // ---------------------------------------------------------------------------------------------
