@@ -49,6 +49,15 @@ std::vector<float> runStretch(stretch::Stretcher& s, const std::vector<float>& i
     return out;
 }
 
+// Buffer 1: two seconds of a 440 Hz tone of `amplitude` (stereo); /notify on; the clock at 150 BPM.
+void toneAt150(OfflineServer& s, TempDir& dir, double amplitude) {
+    const auto x = sine(440.0, amplitude, 96000, 48000.0);
+    writeWav(dir.file("s.wav"), {x, x}, 48000);
+    s.send("/b_allocRead", 1, dir.file("s.wav").c_str());
+    s.send("/notify", 1);
+    s.send("/set_tempo", 150.0f);
+}
+
 } // namespace
 
 class StretchEngines : public ::testing::TestWithParam<stretch::Method> {};
@@ -171,11 +180,7 @@ TEST(StretchedPlayer, AStalledWorkerIsCoveredByVarispeedReportedAndContinuous) {
     cfg.stretchAhead = true;
     OfflineServer s(cfg);
     TempDir dir;
-    const auto x = sine(440.0, 0.4, 96000, 48000.0);
-    writeWav(dir.file("s.wav"), {x, x}, 48000);
-    s.send("/b_allocRead", 1, dir.file("s.wav").c_str());
-    s.send("/notify", 1);
-    s.send("/set_tempo", 150.0f);
+    toneAt150(s, dir, 0.4);
     s.send("/s_new", "player", 5, 0, 0, "buf", 1, "loop", 1, "follow", 1, "stretch", "rb2");
     for (int b = 0; b < 450; ++b) { // 0.6 s at real-time pace
         s.render(64);
@@ -656,11 +661,7 @@ TEST(LoadShedding, AnOverloadedStretchThreadShedsTheNewestPlayersInsteadOfStarvi
     s.stretchWorker()->stop();
     s.stretchWorker()->start(1);
     TempDir dir;
-    const auto x = sine(440.0, 0.05, 96000, 48000.0);
-    writeWav(dir.file("s.wav"), {x, x}, 48000);
-    s.send("/b_allocRead", 1, dir.file("s.wav").c_str());
-    s.send("/notify", 1);
-    s.send("/set_tempo", 150.0f);
+    toneAt150(s, dir, 0.05);
     constexpr int kVoices = 12;
     // The newest (the first to be shed) alone on the right, the others on the left.
     for (int k = 0; k < kVoices; ++k)
