@@ -34,17 +34,11 @@ SetResult Group::setParam(ParamId id, float value, int64_t rampSamples, bool exp
     const int64_t ramp = rampFor(explicitRamp, rampSamples, ctx);
     switch (id) {
     case ParamId::Gain:
-        if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
-        gain_.setTarget(value, ramp, explicitRamp);
-        return SetResult::Ok;
+        return rampWithin(gain_, value, 0.0f, 64.0f, ramp, explicitRamp);
     case ParamId::Pan:
-        if (!(value >= -1.0f && value <= 1.0f)) return SetResult::BadValue;
-        pan_.setTarget(value, ramp, explicitRamp);
-        return SetResult::Ok;
+        return rampWithin(pan_, value, -1.0f, 1.0f, ramp, explicitRamp);
     case ParamId::CueGain:
-        if (!(value >= 0.0f && value <= 4.0f)) return SetResult::BadValue;
-        cueGain_.setTarget(value, ramp, explicitRamp);
-        return SetResult::Ok;
+        return rampWithin(cueGain_, value, 0.0f, 4.0f, ramp, explicitRamp);
     case ParamId::Cue:
         if (explicitRamp) return SetResult::NotRampable;
         cue_ = value >= 0.5f;

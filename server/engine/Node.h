@@ -234,6 +234,12 @@ protected:
     int64_t rampFor(bool explicitRamp, int64_t rampSamples, const ProcessContext& ctx) const noexcept {
         return !inserted_ ? 0 : explicitRamp ? rampSamples : ctx.smoothSamples;
     }
+    // A fader parameter: ramp `r` to `value` when it lies in [lo, hi], else BadValue.
+    static SetResult rampWithin(dsp::LinearRamp& r, float value, float lo, float hi, int64_t ramp, bool explicitRamp) noexcept {
+        if (!(value >= lo && value <= hi)) return SetResult::BadValue;
+        r.setTarget(value, ramp, explicitRamp);
+        return SetResult::Ok;
+    }
     bool inserted_ = false;
     State state_ = State::Running;
     dsp::LinearRamp env_;

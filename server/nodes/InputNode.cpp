@@ -17,13 +17,9 @@ SetResult InputNode::setParam(ParamId id, float value, int64_t rampSamples, bool
     const int64_t ramp = rampFor(explicitRamp, rampSamples, ctx);
     switch (id) {
     case ParamId::Gain:
-        if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
-        gain_.setTarget(value, ramp, explicitRamp);
-        return SetResult::Ok;
+        return rampWithin(gain_, value, 0.0f, 64.0f, ramp, explicitRamp);
     case ParamId::Pan:
-        if (!(value >= -1.0f && value <= 1.0f)) return SetResult::BadValue;
-        pan_.setTarget(value, ramp, explicitRamp);
-        return SetResult::Ok;
+        return rampWithin(pan_, value, -1.0f, 1.0f, ramp, explicitRamp);
     default: break;
     }
     if (explicitRamp) return SetResult::NotRampable;

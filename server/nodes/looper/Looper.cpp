@@ -94,9 +94,7 @@ SetResult Looper::setParam(ParamId id, float value, int64_t rampSamples, bool ex
     const int64_t ramp = rampFor(explicitRamp, rampSamples, ctx);
     switch (id) {
     case ParamId::Gain:
-        if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
-        wet_.setTarget(value, ramp, explicitRamp);
-        return SetResult::Ok;
+        return rampWithin(wet_, value, 0.0f, 64.0f, ramp, explicitRamp);
     case ParamId::In:
         if (explicitRamp) return SetResult::NotRampable;
         if (!(value >= 0.0f && value < static_cast<float>(std::max(ctx.numInputs, 1)))) return SetResult::BadValue;

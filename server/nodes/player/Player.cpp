@@ -28,13 +28,9 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
         preRolled_ = false;
     switch (id) {
     case ParamId::Gain:
-        if (!(value >= 0.0f && value <= 64.0f)) return SetResult::BadValue;
-        gain_.setTarget(value, ramp, explicitRamp);
-        return SetResult::Ok;
+        return rampWithin(gain_, value, 0.0f, 64.0f, ramp, explicitRamp);
     case ParamId::Pan:
-        if (!(value >= -1.0f && value <= 1.0f)) return SetResult::BadValue;
-        pan_.setTarget(value, ramp, explicitRamp);
-        return SetResult::Ok;
+        return rampWithin(pan_, value, -1.0f, 1.0f, ramp, explicitRamp);
     case ParamId::Rate:
         if (!(value >= -64.0f && value <= 64.0f)) return SetResult::BadValue;
         // A rate set before the player sounds is exact from its first sample.
