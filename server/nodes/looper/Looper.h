@@ -146,7 +146,6 @@ public:
     // [audio] Takes the shifter; returns the one it had (null), for the control thread to free.
     StretchVoice* attachShifter(StretchVoice* v) noexcept;
     // [control, after the node was handed back] The shifter, for the stretch worker to forget.
-    StretchVoice* shifter() const noexcept { return shifter_.get(); }
     StretchVoice* stretchVoice() const noexcept override { return shifter_.get(); }
     // [control] Whether a control value needs the shifter.
     static bool needsShifter(LoopCtl c, float value) noexcept;

@@ -40,8 +40,6 @@ public:
     // frame sounds on that sample rather than a pre-roll later. Called block by block until then.
     void preRoll(ProcessContext& ctx, int64_t startSample) noexcept override;
     bool wantsPreRoll() const noexcept override { return voice_ != nullptr; }
-    // [control] The render-ahead voice of a stretched player (null for varispeed), for the worker.
-    StretchVoice* voice() noexcept { return voice_.get(); }
     double position() const noexcept { return static_cast<double>(idx_) + frac_; }
 
 protected:
