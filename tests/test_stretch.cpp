@@ -762,6 +762,52 @@ TEST(LoadShedding, AShedPlayerPlaysOnAtVarispeedAndComesBackStretchedWithoutAGap
     }
 }
 
+TEST(LoadShedding, AShedRequestWhileRejoiningIsTakenAtOnceAndTheVarispeedPlaysOn) {
+    // Taken back while the worker produces nothing (it is not stepped): the player rejoins, i.e.
+    // plays on at varispeed waiting for the re-primed stretcher. Shed again then, it must take
+    // the request in the next block and go on from where the varispeed stands (550 Hz, no gap,
+    // no step), and come back stretched (440 Hz) once the worker runs and it is taken back again.
+    for (const char* method : kMethods) {
+        RealTimeRig r(150.0f);
+        r.loadTone(2, 0.4);
+        r.s.send("/s_new", "player", 5, 0, 0, "buf", 2, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
+        r.run(1.5);
+        StretchVoice* v = r.s.stretchWorker()->voiceOf(5);
+        ASSERT_NE(v, nullptr);
+        const size_t shedAt = r.s.output[0].size();
+        v->shedRequest.store(true);
+        r.run(1.0);
+        ASSERT_TRUE(v->shed.load()) << method;
+        v->shedRequest.store(false); // taken back, but the worker is stalled: rejoining
+        for (int k = 0; k < 40; ++k) r.s.render(256);
+        ASSERT_FALSE(v->shed.load()) << method << ": restored";
+        v->shedRequest.store(true);  // shed again before the rejoin could end
+        const size_t reshedAt = r.s.output[0].size();
+        r.s.render(256);
+        EXPECT_TRUE(v->shed.load()) << method << ": the request was taken in the next block";
+        r.run(1.0);
+        const size_t backAt = r.s.output[0].size();
+        v->shedRequest.store(false);
+        r.run(2.0);
+        EXPECT_FALSE(v->shed.load()) << method;
+        const auto& y = r.s.output[0];
+        const double shed = zeroCrossingHz(y, shedAt + 4800, backAt, 48000.0);
+        const double after = zeroCrossingHz(y, backAt + 24000, y.size(), 48000.0);
+        const float step = maxStep(y, shedAt - 4800, y.size());
+        const float own = maxStep(sine(550.0, 0.4, 4800, 48000.0));
+        std::printf("%-5s: shed, rejoining, shed again: %.1f Hz; back %.1f Hz; largest step %.4f (a 550 Hz tone's own %.4f)\n",
+                    method, shed, after, step, own);
+        EXPECT_NEAR(shed, 550.0, 2.0) << method;
+        EXPECT_NEAR(after, 440.0, 2.0) << method;
+        EXPECT_LT(step, 1.1f * own) << method;
+        // Where it was shed again the varispeed goes on unchanged (no lock correction jumps in:
+        // its grid position is where the varispeed stands).
+        EXPECT_LT(maxStep(y, reshedAt - 2400, reshedAt + 9600), 1.03f * own) << method;
+        for (size_t at = shedAt; at + 480 <= y.size(); at += 480)
+            ASSERT_GT(rms(y, at, at + 480), 0.2) << method << ": a gap at " << at;
+    }
+}
+
 TEST(LoadShedding, AShedFollowerStaysOnTheBeatsAndSoDoesItWhenItComesBack) {
     // The click track following a 140 BPM clock, shed at 2.0 s and taken back at 4.5 s: every
     // click against the grid begun at its start, before, while shed and after.

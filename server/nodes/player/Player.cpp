@@ -201,7 +201,17 @@ void Player::primeVoice(ProcessContext& ctx, double speed, bool fromStart) noexc
 void Player::followShedRequest(ProcessContext& ctx, const BufferData& b, double speed, int64_t at) noexcept {
     StretchVoice& v = *voice_;
     const bool request = v.shedRequest.load(std::memory_order_acquire);
-    if (request && !shed_ && !rejoin_) {
+    if (request && rejoin_) {
+        // Shed again while rejoining: the varispeed is playing already (the cover, from where
+        // it stands); it simply goes on, and the re-primed stretcher is left to the next restore.
+        // (Waiting for the rejoin to end instead left the request unheeded for as long as the
+        // worker produced nothing: the rejoin's one-second limit counts only from its output.)
+        rejoin_ = false;
+        outputStarted_ = true;
+        shed_ = true;
+        outSrc_ = coverPos_ - static_cast<double>(startIdx_); // where the output stands (the grid's view)
+        v.shed.store(true, std::memory_order_release);
+    } else if (request && !shed_) {
         // From this block on the cover plays (it starts where the output stands, matched to its
         // last frames, see renderStretched); the worker leaves the voice alone once told.
         if (!outputStarted_) {
