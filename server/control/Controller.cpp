@@ -19,7 +19,10 @@
 #include "server/nodes/effects/Eq3Node.h"
 #include "server/engine/Group.h"
 #include "server/nodes/InputNode.h"
-#include "server/nodes/looper/Looper.h"
+#include "server/nodes/looper/Looper.h" // loopCtlName: the looper fail reasons
+#include "server/compat/crowdstream/Crowdstream.h"
+#include "server/compat/sooperlooper/SooperLooper.h"
+#include "server/tempo/TempoCommands.h"
 #include "server/nodes/player/Player.h"
 #include "server/app/Version.h"
 
@@ -95,9 +98,15 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     on("/rec_start", &Controller::hRecStart);
     on("/rec_stop", &Controller::hRecStop);
     registerScsynthExtras();
-    registerCrowdstream();
-    registerSooperLooper();
     if (const auto v = paramEnumValue(ParamId::Stretch, options_.stretchMethod)) defaultStretch_ = *v;
+    modules_.push_back(std::make_unique<TempoCommands>(*this));
+    modules_.push_back(std::make_unique<Crowdstream>(*this));
+    modules_.push_back(std::make_unique<SooperLooper>(*this));
+}
+
+void Controller::route(const char* address, bool prefix, Handler h) {
+    if (prefix) prefixes_.emplace_back(address, std::move(h));
+    else handlers_[address] = {address, std::move(h)};
 }
 
 void Controller::runInternal(const std::vector<char>& packet) {
@@ -349,17 +358,28 @@ void Controller::handleMessage(const ::osc::ReceivedMessage& m, uint64_t timetag
         s << m;
         spdlog::info("dumpOSC: {}{} {}", printable(address), m.AddressPatternIsUInt32() ? " (by number)" : "", printable(s.str()));
     }
-    auto h = handlers_.find(address);
-    const bool sl = h == handlers_.end() && address.rfind("/sl/", 0) == 0;
-    if (h == handlers_.end() && !sl) {
+    const Handler* handler = nullptr;
+    const char* name = nullptr;
+    if (auto h = handlers_.find(address); h != handlers_.end()) {
+        handler = &h->second.second;
+        name = h->second.first;
+    } else {
+        size_t best = 0;
+        for (const auto& [prefix, ph] : prefixes_)
+            if (prefix.size() > best && address.rfind(prefix, 0) == 0) { handler = &ph; best = prefix.size(); }
+        if (handler) {
+            routedAddress_ = address; // the handler reads the whole address (/sl/3/hit)
+            name = routedAddress_.c_str();
+        }
+    }
+    if (!handler) {
         fail(client, "/?", "unknown command " + address);
         return;
     }
     osc::ArgReader args(m);
-    if (sl) slAddress_ = address;
-    Msg msg{sl ? slAddress_.c_str() : h->second.first, args, timetag, client};
+    Msg msg{name, args, timetag, client};
     // An asynchronous command's completion message runs when it has finished.
-    if (!sl && takesCompletionMessage(msg.address)) {
+    if (takesCompletionMessage(msg.address)) {
         std::vector<char> completion = args.takeTrailingBlob();
         if (!completion.empty()) {
             if (const std::string why = osc::checkPacket(completion.data(), completion.size()); !why.empty()) {
@@ -370,8 +390,7 @@ void Controller::handleMessage(const ::osc::ReceivedMessage& m, uint64_t timetag
         }
     }
     try {
-        if (sl) hSl(msg);
-        else (this->*(h->second.second))(msg);
+        (*handler)(msg);
         return;
     } catch (const osc::ArgError& e) {
         fail(client, msg.address, e.what());
@@ -512,14 +531,8 @@ void Controller::pollReplies() {
                 } else if constexpr (std::is_same_v<T, reply::Fail>) {
                     fail(r.client, b.address, failReason(b));
                 } else if constexpr (std::is_same_v<T, reply::Beat>) {
-                    if (printClock_) {
-                        const double barPhase = static_cast<double>(b.beatInBar - 1) / std::max(1, engine_.config().beatsPerBar);
-                        spdlog::info("bar={} beat={} bar_phase={:.3f} beat_phase={:.3f} bpm={:.2f}", b.bar, b.beatInBar, barPhase, 0.0, b.bpm);
-                    }
                     broadcast(osc::MessageBuilder("/beat").i(b.bar).i(b.beatInBar).f(static_cast<float>(b.bpm)).d(static_cast<double>(b.sampleTime)));
-                    // SooperLooper tells clients registered for tap_tempo of every beat (slgui
-                    // flashes its tap button), with a value that differs each time.
-                    slNotifyChange(-2, "tap_tempo", static_cast<float>(b.beat));
+                    for (auto& mod : modules_) mod->onBeat(b);
                 } else if constexpr (std::is_same_v<T, reply::ParamValues>) {
                     osc::MessageBuilder m("/n_set");
                     m.i(b.id);
@@ -540,12 +553,8 @@ void Controller::pollReplies() {
                                      b.parent, b.prev, b.next, b.isGroup ? fmt::format(" head {} tail {}", b.head, b.tail) : std::string());
                         return;
                     }
-                    if (b.kind == NodeEventKind::End) {
-                        if (b.id == 800) looperGroupCreated_ = false; // freed: /loop_add makes it again
-                        for (auto it = stemNodes_.begin(); it != stemNodes_.end(); ++it)
-                            if (it->second == b.id) { stemNodes_.erase(it); break; }
-                        for (int32_t& a : armed_) if (a == b.id) a = -1;
-                    }
+                    if (b.kind == NodeEventKind::End)
+                        for (auto& mod : modules_) mod->onNodeEnded(b.id);
                     static const char* names[] = {"/n_go", "/n_end", "/n_off", "/n_on", "/n_move", "/n_info"};
                     osc::MessageBuilder m(names[static_cast<int>(b.kind)]);
                     m.i(b.id).i(b.parent).i(b.prev).i(b.next).i(b.isGroup ? 1 : 0);
@@ -588,7 +597,7 @@ void Controller::pollReplies() {
             r.body);
     }
     for (Released x; engine_.popReleased(x);) takeBack(x);
-    pollLoopers();
+    for (auto& mod : modules_) mod->poll();
     const auto now = std::chrono::steady_clock::now();
     // Device xruns and stretch underruns reach /notify clients (at most every 100 ms, with the
     // running count and the engine sample time).
@@ -727,7 +736,11 @@ void Controller::takeBack(Released& x) {
     case Released::What::Node: disposeNode(static_cast<Node*>(x.ptr)); break;
     case Released::What::Buffer: delete static_cast<BufferData*>(x.ptr); break;
     case Released::What::LoopBuffer:
-    case Released::What::LoopSave: slLoopBuffer(static_cast<BufferData*>(x.ptr), x.id, x.what == Released::What::LoopSave); break;
+    case Released::What::LoopSave:
+        for (auto& mod : modules_)
+            if (mod->takeBack(x)) return;
+        delete static_cast<BufferData*>(x.ptr); // a module's loan nobody claims (none today)
+        break;
     case Released::What::Voice: {
         auto* v = static_cast<StretchVoice*>(x.ptr);
         if (stretchWorker_) stretchWorker_->remove(v);
@@ -748,7 +761,8 @@ void Controller::takeBack(Released& x) {
 }
 
 void Controller::disposeNode(Node* n) {
-    if (n && n->kind() == Node::Kind::Looper) forgetLooperNode(static_cast<const Looper*>(n));
+    if (n)
+        for (auto& mod : modules_) mod->onNodeDisposed(*n);
     if (StretchVoice* v = n ? n->stretchVoice() : nullptr; v && stretchWorker_) stretchWorker_->remove(v);
     delete n;
 }
@@ -784,17 +798,9 @@ void Controller::hSNew(Msg& m) {
     std::unique_ptr<Node> node = t->make(id, setup);
     applyParams(m, *node);
     node->prepare(setup); // a player's stretcher is built here, not on the audio thread
-    Looper* looper = node->kind() == Node::Kind::Looper ? static_cast<Looper*>(node.get()) : nullptr;
+    Node& made = *node;
     if (!push(m, cmd::NewNode{node.release(), action, target})) return;
-    if (looper) {
-        // A looper made with /s_new joins the SooperLooper namespace as the next loop index.
-        SlLoop loop;
-        loop.node = id;
-        loop.looper = looper;
-        loop.memorySeconds = options_.loopSeconds;
-        slLoops_.push_back(std::move(loop));
-        pushLoopGlobals(m);
-    }
+    for (auto& mod : modules_) mod->onNodeCreated(m, made); // a looper joins the SooperLooper namespace
 }
 
 void Controller::hGNew(Msg& m) {
@@ -925,6 +931,50 @@ void Controller::swapBuffer(uint16_t client, const char* address, int32_t b, std
     }
     data.release();
     workerBuffers_[static_cast<size_t>(b)] = raw;
+}
+
+bool Controller::bufferKnown(int32_t b) {
+    std::lock_guard<std::mutex> lock(knownMutex_);
+    return knownBuffers_.count(b) > 0;
+}
+
+void Controller::loadBuffer(Msg& m, int32_t b, const std::string& path, const char* address) {
+    if (b < 0 || b >= engine_.config().maxBuffers)
+        throw osc::ArgError("buffer " + std::to_string(b) + " is beyond the server's buffer table (0.." +
+                            std::to_string(engine_.config().maxBuffers - 1) + ")");
+    {
+        std::lock_guard<std::mutex> lock(knownMutex_);
+        knownBuffers_.insert(b);
+    }
+    const uint16_t client = m.client;
+    LoadOptions o = loadOptions("buffer " + std::to_string(b));
+    worker_.post([=, this] {
+        try {
+            swapBuffer(client, address, b, loadAudioFile(path, o));
+        } catch (const std::exception& e) {
+            if (!workerBuffers_[static_cast<size_t>(b)]) {
+                std::lock_guard<std::mutex> lock(knownMutex_);
+                knownBuffers_.erase(b);
+            }
+            fail(client, address, e.what());
+        }
+    });
+}
+
+void Controller::freeBuffers(uint16_t client, const char* address, std::function<bool(int32_t)> which) {
+    std::vector<int32_t> buffers;
+    {
+        std::lock_guard<std::mutex> lock(knownMutex_);
+        for (int32_t b : knownBuffers_)
+            if (which(b)) buffers.push_back(b);
+        for (int32_t b : buffers) knownBuffers_.erase(b);
+    }
+    worker_.post([=, this] {
+        for (int32_t b : buffers)
+            if (workerBuffers_[static_cast<size_t>(b)] && pushFromWorker(kNoClient, address, 0, cmd::SwapBuffer{b, nullptr, address}))
+                workerBuffers_[static_cast<size_t>(b)] = nullptr;
+        done(client, address);
+    });
 }
 
 void Controller::hBAlloc(Msg& m) {

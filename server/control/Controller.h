@@ -1,7 +1,11 @@
 #pragma once
-// The control side of the server: parses OSC packets and bundles, validates every command
-// (a /fail with a reason for anything wrong), turns them into engine commands or worker jobs,
-// and turns the engine's replies into OSC. Owns the client table and /notify registrations.
+// The control side of the server: parses OSC packets and bundles, finds the handler of each
+// message by its address (the dispatcher), validates every command (a /fail with a reason for
+// anything wrong), turns them into engine commands or worker jobs, and turns the engine's replies
+// into OSC. It is also the native server: clients and /notify registrations, nodes, buffers,
+// recording, completion messages, scsynth's extra commands. The other namespaces are modules
+// (Module.h: tempo, Crowdstream, SooperLooper) that register their own addresses, own their
+// state and use the Controller only through Module's services.
 //
 // Threads: handlePacket() and pollReplies() on the control thread; worker jobs it posts run on
 // the worker thread; send() may be called from the control, worker and recorder threads.
@@ -33,28 +37,12 @@
 #include "server/engine/StretchWorker.h"
 #include "server/io/Worker.h"
 #include "server/nodes/Registry.h"
+#include "server/control/ControllerOptions.h"
+#include "server/control/Module.h"
 
 namespace loopd {
 
-class Player;
-class Looper;
 
-struct ControllerOptions {
-    double bpm = 120.0;
-    int beatsPerBar = 4;
-    std::string driverName = "none";
-    int periodFrames = 0;
-    int64_t maxBufferSamples = int64_t(512) << 20; // floats per buffer (2 GiB)
-    bool offline = false;
-    MovementConfig movement;
-    bool followTempo = true;      // false: --disable-time-stretch
-    std::string stretchMethod = "rate";
-    float stemMasterGain = 0.8f;  // the Crowdstream server's master volume
-    double loopSeconds = 40.0;    // loop memory per loop (SooperLooper's -t default)
-    double undoSeconds = 40.0;    // extra memory per loop for undo history
-    // The memory budget over buffers, loops, undo history and stretch voices (--max-memory-mb).
-    int64_t maxMemoryBytes = MemoryBudget::halfOfPhysicalMemory();
-};
 
 class Controller {
 public:
@@ -93,20 +81,18 @@ public:
     // [control] Run a message as if a client had sent it (startup flags); failures are logged.
     void runInternal(const std::vector<char>& packet);
     // [control] The URL /ping answers with (osc.udp://host:port/).
-    void setHostUrl(const std::string& url) { slHostUrl_ = url; }
+    void setHostUrl(const std::string& url) { hostUrl_ = url; }
 
 private:
-    struct Msg {
-        const char* address;
-        osc::ArgReader& args;
-        uint64_t timetag;
-        uint16_t client;
-        uint32_t completion = 0; // a completion message waiting for this command (registerCompletion)
-    };
-    using Handler = void (Controller::*)(Msg&);
-    // Each namespace registers its own addresses (the native server, scsynth's extras,
-    // Crowdstream, SooperLooper): the dispatcher finds the handler by address.
-    void on(const char* address, Handler h) { handlers_[address] = {address, h}; }
+    friend class Module; // the services a module may use (Module.h)
+    using Handler = std::function<void(Msg&)>;
+    // The dispatcher: every namespace registers its own addresses (the native server and
+    // scsynth's extras here, the modules through Module::on); a handler is found by the exact
+    // address, then by the longest registered prefix (/sl/...).
+    void on(const char* address, void (Controller::*h)(Msg&)) {
+        route(address, false, [this, h](Msg& m) { (this->*h)(m); });
+    }
+    void route(const char* address, bool prefix, Handler h);
 
     // One packet from a known client. `mayDefer`: over TCP, refuse it (false) when the command
     // queue has no room; otherwise run it, waiting for room where needed.
@@ -153,8 +139,6 @@ private:
     void hBZero(Msg&); void hBQuery(Msg&);
     void hRecStart(Msg&); void hRecStop(Msg&);
     void move(Msg&, bool after);
-    // Tempo clock.
-    void hTempo(Msg&); void hSetTempo(Msg&); void hSetMeter(Msg&); void hPrintClock(Msg&); void hMovement(Msg&);
     // scsynth's commands beyond loopd's core (ScsynthExtras.cpp).
     void registerScsynthExtras();
     void hGDumpTree(Msg&); void hClearSched(Msg&); void hNTrace(Msg&); void hSGet(Msg&); void hNMap(Msg&);
@@ -164,73 +148,10 @@ private:
     int32_t busIndex(Msg& m, const char* what, int32_t count);
     // [control] Change single samples of a buffer (copy on write, on the worker).
     void changeSamples(uint16_t client, const char* address, int32_t b, std::vector<std::pair<int32_t, float>> values);
-    // Crowdstream compatibility (Crowdstream.cpp).
-    void registerCrowdstream();
-    void hLoadBuffer(Msg&); void hPlayStem(Msg&); void hStopStem(Msg&); void hStemVolume(Msg&);
-    void hCrossfadeLevels(Msg&); void hDeckLevels(Msg&); void hDeckFilter(Msg&); void hDeckEq(Msg&);
-    void hDeckEqAll(Msg&); void hReset(Msg&); void hPlay(Msg&); void hCue(Msg&); void hStartGroup(Msg&);
-    void hFade(Msg&); void hScheduleCAt(Msg&); void hGetStatus(Msg&); void hTestTone(Msg&); void hMixerCleanup(Msg&);
-    int deckIndex(osc::ArgReader& args);             // A..D → 0..3, or ArgError
-    void ensureDecks(Msg& m);
-    uint64_t baseTag(const Msg& m) const;            // the message's time, or now
-    static uint64_t addSeconds(uint64_t tag, double seconds);
-    void loadInto(Msg& m, int32_t bufnum, const std::string& path, const char* address);
-    bool bufferKnown(int32_t bufnum);
-    void startStem(Msg& m, int32_t bufnum, float rate, float volume, bool loop, float startFrac, uint64_t at, bool hold);
-    void setDeckGain(Msg& m, int deck, float gain);
-    void setEqBand(Msg& m, int deck, int band, float gain);
-    static float cutOnlyGain(float percent);
-
-    // SooperLooper namespace (SooperLooper.cpp).
-    struct SlLoop {
-        int32_t node = -1;
-        Looper* looper = nullptr;           // owned by the engine; valid until disposeNode
-        int channels = 2;
-        double memorySeconds = 0.0;
-        std::map<std::string, float> controls; // as clients set them
-        bool soloed = false;
-        int lastState = -99;
-        std::chrono::steady_clock::time_point downAt[32];
-        bool held[32] = {};
-        bool shifter = false;          // a pitch shifter was sent to it
-        MemoryLease shifterMemory;
-    };
-    struct SlRegistration {
-        int loop; std::string ctrl, url, path; bool autoUpdate; float last; uint16_t client;
-    };
-    struct SlSave { std::string path, sample, url, errPath; uint16_t client; int index; };
-    void registerSooperLooper();
-    void hSl(Msg&);
-    void hSlPing(Msg&); void hSlMidiBindings(Msg&); void hSlLoopAdd(Msg&); void hSlLoopDel(Msg&); void hSlGlobalSet(Msg&); void hSlGlobalGet(Msg&);
-    void hSlRegister(Msg&); void hSlUnregister(Msg&); void hSlRegisterUpdate(Msg&);
-    void hSlSaveSession(Msg&); void hSlLoadSession(Msg&);
-    void slCommand(Msg& m, int index, const std::string& verb);
-    void slSolo(Msg& m, int index);
-    void slSet(Msg& m, int index);
-    void slGet(Msg& m, int index);
-    void slGlobalSet(Msg& m, const std::string& name, float value);
-    void slGlobalGet(Msg& m, const std::string& name, const std::string& url, const std::string& path);
-    float slGlobalValue(const std::string& name);
-    void slTapTempo(Msg& m);
-    float slValue(const SlLoop& loop, const std::string& name) const;
-    float slDefault(const std::string& name) const;
-    void slRegister(Msg& m, int index, const std::string& verb);
-    void slNotifyChange(int index, const std::string& name, float value);
-    void slSaveLoop(Msg& m, int index);
-    void slLoadLoop(Msg& m, int index);
-    void slLoopBuffer(BufferData* data, int32_t nodeId, bool saved);
-    void slError(Msg& m, const std::string& url, const std::string& path, const std::string& reason);
-    std::vector<int> slTargets(Msg& m, int index);
-    void ensureLooperGroup(Msg& m);
-    int addLoop(Msg& m, int channels, double seconds);
-    void pushLoopGlobals(Msg& m);
-    void sendConfigUpdates();
-    void pollLoopers();
-    void forgetLooperNode(const Looper* looper);
-    void attachShifter(Msg& m, SlLoop& loop);
-    osc::MessageBuilder slPingReply(const std::string& path, bool withId) const;
-    std::optional<osc::Endpoint> endpointForUrl(const std::string& url);
-    void sendToUrl(uint16_t client, const std::string& url, const osc::MessageBuilder& m);
+    // Buffers as modules ask for them (Module.h).
+    void loadBuffer(Msg& m, int32_t b, const std::string& path, const char* address);
+    bool bufferKnown(int32_t b);
+    void freeBuffers(uint16_t client, const char* address, std::function<bool(int32_t)> which);
 
     // Worker-side (run on the worker thread).
     void swapBuffer(uint16_t client, const char* address, int32_t bufnum, std::unique_ptr<BufferData> data,
@@ -245,7 +166,6 @@ private:
     MemoryLease engineMemory_; // the engine's own rings and queues, counted from the start
     Sender sender_;
     ProcessContext paramCtx_; // engine constants for validating parameters on this thread
-    std::unordered_map<std::string, std::pair<const char*, Handler>> handlers_;
 
     std::mutex clientsMutex_;
     std::vector<osc::Endpoint> clients_;
@@ -278,41 +198,21 @@ private:
     std::mutex knownMutex_;
     std::unordered_set<int32_t> knownBuffers_; // loaded or loading (control + worker)
 
-    // Tempo clock printing and Crowdstream state (control thread).
+    // Module-independent state (control thread).
     StretchWorker* stretchWorker_ = nullptr;
-    bool printClock_ = false;
     float defaultStretch_ = 0.0f; // --stretch-method as a `stretch` value (0 = varispeed)
-    bool decksCreated_ = false;
-    float deckLevels_[4] = {1.0f, 1.0f, 1.0f, 1.0f};
-    std::unordered_map<int32_t, int32_t> stemNodes_; // buffer id → playing node id
-    int32_t armed_[4] = {-1, -1, -1, -1};            // cued node per deck
-    int32_t nextStemNode_ = 2000000;
-    uint64_t t0Tag_ = 0;                             // /reset time (for /schedule_c_at)
     int64_t rateSampleTime_ = 0;
     std::chrono::steady_clock::time_point rateWallTime_;
     double actualRate_ = 0.0;
     std::chrono::steady_clock::time_point lastTroubleCheck_;
     uint64_t notifiedXruns_ = 0, notifiedUnderruns_ = 0;
+    std::string hostUrl_ = "osc.udp://localhost:57120/";
 
-    // SooperLooper state (control thread).
-    std::string slAddress_;                          // the /sl/... address being handled
-    std::string slHostUrl_ = "osc.udp://localhost:57120/";
-    std::vector<SlLoop> slLoops_;
-    bool looperGroupCreated_ = false;
-    int32_t nextLoopNode_ = 801;
-    int slSelected_ = 0;
-    int slSyncSource_ = 1;                           // loop 1 (index 0) is the anchor
-    double slEighthPerCycle_ = 16.0;
-    double slLenience_ = 0.1;
-    bool slPaMute_ = false;
-    std::map<std::string, float> slGlobals_;
-    std::vector<std::pair<std::string, std::string>> slConfigListeners_;
-    std::vector<SlRegistration> slRegistrations_;
-    std::map<int32_t, SlSave> slSaves_;              // node → save in flight
-    std::unordered_map<std::string, osc::Endpoint> urlCache_;
-    std::chrono::steady_clock::time_point slLastAuto_;
-    int32_t slEngineId_ = 0;                         // random, non-zero: slgui notices a restart by it
-    std::vector<std::chrono::steady_clock::time_point> slTaps_; // tap_tempo presses
+    // The dispatcher's tables and the modules (tempo, Crowdstream, SooperLooper).
+    std::unordered_map<std::string, std::pair<const char*, Handler>> handlers_;
+    std::vector<std::pair<std::string, Handler>> prefixes_;
+    std::string routedAddress_; // the whole address of the message a prefix route is handling
+    std::vector<std::unique_ptr<Module>> modules_;
 };
 
 } // namespace loopd

@@ -14,7 +14,7 @@
 
 #include "server/io/AudioFile.h"
 #include "server/engine/BufferData.h"
-#include "server/control/Controller.h"
+#include "server/compat/crowdstream/Crowdstream.h"
 #include "server/nodes/effects/Eq3Node.h"
 #include "server/engine/Group.h"
 #include "server/nodes/player/Player.h"
@@ -32,36 +32,37 @@ int deckOfBuffer(int32_t b) { return b >= 100 && b < 4100 ? (b - 100) / 1000 : -
 
 } // namespace
 
-void Controller::registerCrowdstream() {
-    on("/load_buffer", &Controller::hLoadBuffer);
-    on("/play_stem", &Controller::hPlayStem);
-    on("/stop_stem", &Controller::hStopStem);
-    on("/stem_volume", &Controller::hStemVolume);
-    on("/crossfade_levels", &Controller::hCrossfadeLevels);
-    on("/deck_levels", &Controller::hDeckLevels);
-    on("/deck_filter", &Controller::hDeckFilter);
-    on("/deck_eq", &Controller::hDeckEq);
-    on("/deck_eq_all", &Controller::hDeckEqAll);
-    on("/reset", &Controller::hReset);
-    on("/play", &Controller::hPlay);
-    on("/cue", &Controller::hCue);
-    on("/start_group", &Controller::hStartGroup);
-    on("/fade", &Controller::hFade);
-    on("/schedule_c_at", &Controller::hScheduleCAt);
-    on("/get_status", &Controller::hGetStatus);
-    on("/test_tone", &Controller::hTestTone);
-    on("/mixer_cleanup", &Controller::hMixerCleanup);
-    on("/set_tempo", &Controller::hSetTempo);
-    on("/tempo", &Controller::hTempo);
-    on("/set_meter", &Controller::hSetMeter);
-    on("/print_clock", &Controller::hPrintClock);
-    on("/dance/total_movement", &Controller::hMovement);
+Crowdstream::Crowdstream(Controller& c) : Module(c) {
+    on("/load_buffer", &Crowdstream::hLoadBuffer);
+    on("/play_stem", &Crowdstream::hPlayStem);
+    on("/stop_stem", &Crowdstream::hStopStem);
+    on("/stem_volume", &Crowdstream::hStemVolume);
+    on("/crossfade_levels", &Crowdstream::hCrossfadeLevels);
+    on("/deck_levels", &Crowdstream::hDeckLevels);
+    on("/deck_filter", &Crowdstream::hDeckFilter);
+    on("/deck_eq", &Crowdstream::hDeckEq);
+    on("/deck_eq_all", &Crowdstream::hDeckEqAll);
+    on("/reset", &Crowdstream::hReset);
+    on("/play", &Crowdstream::hPlay);
+    on("/cue", &Crowdstream::hCue);
+    on("/start_group", &Crowdstream::hStartGroup);
+    on("/fade", &Crowdstream::hFade);
+    on("/schedule_c_at", &Crowdstream::hScheduleCAt);
+    on("/get_status", &Crowdstream::hGetStatus);
+    on("/test_tone", &Crowdstream::hTestTone);
+    on("/mixer_cleanup", &Crowdstream::hMixerCleanup);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-uint64_t Controller::baseTag(const Msg& m) const {
+void Crowdstream::onNodeEnded(int32_t id) {
+    for (auto it = stemNodes_.begin(); it != stemNodes_.end(); ++it)
+        if (it->second == id) { stemNodes_.erase(it); break; }
+    for (int32_t& a : armed_) if (a == id) a = -1;
+}
+
+uint64_t Crowdstream::baseTag(const Msg& m) const {
     if (m.timetag > 1) return m.timetag;
     if (options_.offline) {
         const double seconds = static_cast<double>(engine_.sampleTime()) / engine_.config().sampleRate;
@@ -70,11 +71,11 @@ uint64_t Controller::baseTag(const Msg& m) const {
     return ntpNow();
 }
 
-uint64_t Controller::addSeconds(uint64_t tag, double seconds) {
+uint64_t Crowdstream::addSeconds(uint64_t tag, double seconds) {
     return tag + static_cast<uint64_t>(std::llround(std::max(0.0, seconds) * 4294967296.0));
 }
 
-int Controller::deckIndex(osc::ArgReader& args) {
+int Crowdstream::deckIndex(osc::ArgReader& args) {
     std::string d;
     if (args.isNumber()) {
         const int32_t i = args.int32("deck");
@@ -89,14 +90,14 @@ int Controller::deckIndex(osc::ArgReader& args) {
     throw osc::ArgError("unknown deck '" + d + "' (A, B, C or D)");
 }
 
-float Controller::cutOnlyGain(float percent) {
+float Crowdstream::cutOnlyGain(float percent) {
     // 0 = kill, (0, 50) = -24 dB .. 0 dB, 50 and above = flat (cut only).
     if (percent <= 0.0f) return 0.0f;
     if (percent >= 50.0f) return 1.0f;
     return std::pow(10.0f, (percent / 50.0f - 1.0f) * 24.0f / 20.0f);
 }
 
-void Controller::ensureDecks(Msg& m) {
+void Crowdstream::ensureDecks(Msg& m) {
     if (decksCreated_) return;
     const EngineConfig& c = engine_.config();
     Msg now{m.address, m.args, 0, m.client};
@@ -116,35 +117,7 @@ void Controller::ensureDecks(Msg& m) {
     decksCreated_ = true;
 }
 
-bool Controller::bufferKnown(int32_t b) {
-    std::lock_guard<std::mutex> lock(knownMutex_);
-    return knownBuffers_.count(b) > 0;
-}
-
-void Controller::loadInto(Msg& m, int32_t b, const std::string& path, const char* address) {
-    if (b < 0 || b >= engine_.config().maxBuffers)
-        throw osc::ArgError("buffer " + std::to_string(b) + " is beyond the server's buffer table (0.." +
-                            std::to_string(engine_.config().maxBuffers - 1) + ")");
-    {
-        std::lock_guard<std::mutex> lock(knownMutex_);
-        knownBuffers_.insert(b);
-    }
-    const uint16_t client = m.client;
-    LoadOptions o = loadOptions("buffer " + std::to_string(b));
-    worker_.post([=, this] {
-        try {
-            swapBuffer(client, address, b, loadAudioFile(path, o));
-        } catch (const std::exception& e) {
-            if (!workerBuffers_[static_cast<size_t>(b)]) {
-                std::lock_guard<std::mutex> lock(knownMutex_);
-                knownBuffers_.erase(b);
-            }
-            fail(client, address, e.what());
-        }
-    });
-}
-
-void Controller::startStem(Msg& m, int32_t b, float rate, float volume, bool loop, float startFrac, uint64_t at, bool hold) {
+void Crowdstream::startStem(Msg& m, int32_t b, float rate, float volume, bool loop, float startFrac, uint64_t at, bool hold) {
     const int deck = deckOfBuffer(b);
     ensureDecks(m);
     Msg timed{m.address, m.args, at, m.client};
@@ -158,14 +131,14 @@ void Controller::startStem(Msg& m, int32_t b, float rate, float volume, bool loo
     p->setParam(ParamId::StartFrac, startFrac, 0, false, paramCtx_);
     p->setParam(ParamId::Follow, options_.followTempo ? 1.0f : 0.0f, 0, false, paramCtx_);
     if (hold) p->setParam(ParamId::Hold, 1.0f, 0, false, paramCtx_);
-    p->setParam(ParamId::Stretch, defaultStretch_, 0, false, paramCtx_);
+    p->setParam(ParamId::Stretch, defaultStretch(), 0, false, paramCtx_);
     p->owner = Node::Owner::Decks;
     p->prepare(nodeSetup());
     if (push(timed, cmd::NewNode{p.release(), AddAction::Head, kDeckGroup0 + deck})) stemNodes_[b] = id;
     if (hold) armed_[deck] = id;
 }
 
-void Controller::setDeckGain(Msg& m, int deck, float gain) {
+void Crowdstream::setDeckGain(Msg& m, int deck, float gain) {
     ensureDecks(m);
     deckLevels_[deck] = gain;
     cmd::SetParams s{};
@@ -175,7 +148,7 @@ void Controller::setDeckGain(Msg& m, int deck, float gain) {
     push(m, s);
 }
 
-void Controller::setEqBand(Msg& m, int deck, int band, float gain) {
+void Crowdstream::setEqBand(Msg& m, int deck, int band, float gain) {
     ensureDecks(m);
     cmd::SetParams s{};
     s.id = kDeckEq0 + deck;
@@ -224,7 +197,7 @@ int32_t deckBuffer(osc::ArgReader& a) {
 // ---------------------------------------------------------------------------------------------
 // Stems
 
-void Controller::hLoadBuffer(Msg& m) {
+void Crowdstream::hLoadBuffer(Msg& m) {
     const int32_t b = bufnum(m);
     const std::string path = checkedPath(m, m.args.string("path"), false);
     if (!m.args.atEnd()) m.args.string("name");
@@ -234,10 +207,10 @@ void Controller::hLoadBuffer(Msg& m) {
         push(m, cmd::Free{it->second, true});
         stemNodes_.erase(it);
     }
-    loadInto(m, b, path, "/load_buffer");
+    loadBuffer(m, b, path, "/load_buffer");
 }
 
-void Controller::hPlayStem(Msg& m) {
+void Crowdstream::hPlayStem(Msg& m) {
     const int32_t b = deckBuffer(m.args);
     const float rate = m.args.atEnd() ? 1.0f : m.args.number("rate");
     const float volume = m.args.atEnd() ? 0.8f : level(m.args, "volume");
@@ -251,7 +224,7 @@ void Controller::hPlayStem(Msg& m) {
     done(m.client, m.address, {b});
 }
 
-void Controller::hStopStem(Msg& m) {
+void Crowdstream::hStopStem(Msg& m) {
     const int32_t b = deckBuffer(m.args);
     m.args.expectEnd();
     auto it = stemNodes_.find(b);
@@ -261,7 +234,7 @@ void Controller::hStopStem(Msg& m) {
     done(m.client, m.address, {b});
 }
 
-void Controller::hStemVolume(Msg& m) {
+void Crowdstream::hStemVolume(Msg& m) {
     const int32_t b = deckBuffer(m.args);
     const float v = level(m.args, "volume");
     m.args.expectEnd();
@@ -278,7 +251,7 @@ void Controller::hStemVolume(Msg& m) {
 // ---------------------------------------------------------------------------------------------
 // Deck faders and EQ
 
-void Controller::hCrossfadeLevels(Msg& m) {
+void Crowdstream::hCrossfadeLevels(Msg& m) {
     const float a = level(m.args, "deck A level");
     const float b = level(m.args, "deck B level");
     m.args.expectEnd();
@@ -287,7 +260,7 @@ void Controller::hCrossfadeLevels(Msg& m) {
     done(m.client, m.address);
 }
 
-void Controller::hDeckLevels(Msg& m) {
+void Crowdstream::hDeckLevels(Msg& m) {
     float v[4];
     int n = 0;
     static const char* names[] = {"deck A level", "deck B level", "deck C level", "deck D level"};
@@ -297,7 +270,7 @@ void Controller::hDeckLevels(Msg& m) {
     done(m.client, m.address);
 }
 
-void Controller::hDeckFilter(Msg& m) {
+void Crowdstream::hDeckFilter(Msg& m) {
     const int d = deckIndex(m.args);
     const int b = band(m.args);
     const float g = level(m.args, "gain");
@@ -306,7 +279,7 @@ void Controller::hDeckFilter(Msg& m) {
     done(m.client, m.address);
 }
 
-void Controller::hDeckEq(Msg& m) {
+void Crowdstream::hDeckEq(Msg& m) {
     const int d = deckIndex(m.args);
     const int b = band(m.args);
     const float p = percent(m.args, "percent");
@@ -315,7 +288,7 @@ void Controller::hDeckEq(Msg& m) {
     done(m.client, m.address);
 }
 
-void Controller::hDeckEqAll(Msg& m) {
+void Crowdstream::hDeckEqAll(Msg& m) {
     const int d = deckIndex(m.args);
     const float lo = percent(m.args, "low percent");
     const float mid = percent(m.args, "mid percent");
@@ -335,33 +308,33 @@ void Controller::hDeckEqAll(Msg& m) {
 // ---------------------------------------------------------------------------------------------
 // Timed playlist control: start_at is seconds after the message (its timetag, or its arrival).
 
-void Controller::hReset(Msg& m) {
+void Crowdstream::hReset(Msg& m) {
     m.args.expectEnd();
     t0Tag_ = baseTag(m);
     push(m, cmd::ClockReset{});
     done(m.client, m.address);
 }
 
-void Controller::hPlay(Msg& m) {
+void Crowdstream::hPlay(Msg& m) {
     const int d = deckIndex(m.args);
     const std::string path = checkedPath(m, m.args.string("path"), false);
     const double at = seconds(m.args, "start_at");
     m.args.expectEnd();
-    loadInto(m, kDeckBase[d], path, "/play");
+    loadBuffer(m, kDeckBase[d], path, "/play");
     startStem(m, kDeckBase[d], 1.0f, 0.8f, true, 0.0f, addSeconds(baseTag(m), at), false);
 }
 
-void Controller::hCue(Msg& m) {
+void Crowdstream::hCue(Msg& m) {
     const int d = deckIndex(m.args);
     const std::string path = checkedPath(m, m.args.string("path"), false);
     const float start = m.args.atEnd() ? 0.0f : m.args.number("start fraction");
     m.args.expectEnd();
     if (!(start >= 0.0f && start < 1.0f)) throw osc::ArgError("start fraction must be 0..1, got " + std::to_string(start));
-    loadInto(m, kDeckBase[d], path, "/cue");
+    loadBuffer(m, kDeckBase[d], path, "/cue");
     startStem(m, kDeckBase[d], 1.0f, 0.8f, true, start, 0, true);
 }
 
-void Controller::hStartGroup(Msg& m) {
+void Crowdstream::hStartGroup(Msg& m) {
     // "/start_group start_at deck..." or "/start_group deck... start_at".
     double at = -1.0;
     int decks[4];
@@ -388,7 +361,7 @@ void Controller::hStartGroup(Msg& m) {
         for (int i = 0; i < n; ++i) armed_[decks[i]] = -1;
 }
 
-void Controller::hFade(Msg& m) {
+void Crowdstream::hFade(Msg& m) {
     const int d = deckIndex(m.args);
     const double at = seconds(m.args, "start_at");
     const double dur = m.args.atEnd() ? 2.0 : seconds(m.args, "duration");
@@ -400,7 +373,7 @@ void Controller::hFade(Msg& m) {
     done(m.client, m.address);
 }
 
-void Controller::hScheduleCAt(Msg& m) {
+void Crowdstream::hScheduleCAt(Msg& m) {
     const double x = seconds(m.args, "seconds since /reset");
     m.args.expectEnd();
     if (!bufferKnown(kDeckBase[2])) throw osc::ArgError("deck C (buffer 2100) is not loaded");
@@ -412,7 +385,7 @@ void Controller::hScheduleCAt(Msg& m) {
 // ---------------------------------------------------------------------------------------------
 // Status and utilities
 
-void Controller::hGetStatus(Msg& m) {
+void Crowdstream::hGetStatus(Msg& m) {
     m.args.expectEnd();
     const EngineStats s = engine_.stats();
     const double sr = engine_.config().sampleRate;
@@ -428,7 +401,7 @@ void Controller::hGetStatus(Msg& m) {
                        .f(deckLevels_[0]).f(deckLevels_[1]).f(deckLevels_[2]).f(deckLevels_[3]));
 }
 
-void Controller::hTestTone(Msg& m) {
+void Crowdstream::hTestTone(Msg& m) {
     const float freq = m.args.atEnd() ? 440.0f : m.args.number("frequency");
     m.args.expectEnd();
     const double sr = engine_.config().sampleRate;
@@ -453,7 +426,7 @@ void Controller::hTestTone(Msg& m) {
     });
 }
 
-void Controller::hMixerCleanup(Msg& m) {
+void Crowdstream::hMixerCleanup(Msg& m) {
     m.args.expectEnd();
     for (const auto& [b, id] : stemNodes_) push(m, cmd::Free{id, true});
     stemNodes_.clear();
@@ -461,67 +434,7 @@ void Controller::hMixerCleanup(Msg& m) {
         if (a >= 0) push(m, cmd::Free{a, true});
         a = -1;
     }
-    std::vector<int32_t> buffers;
-    {
-        std::lock_guard<std::mutex> lock(knownMutex_);
-        for (int32_t b : knownBuffers_)
-            if (deckOfBuffer(b) >= 0) buffers.push_back(b);
-        for (int32_t b : buffers) knownBuffers_.erase(b);
-    }
-    const uint16_t client = m.client;
-    worker_.post([=, this] {
-        for (int32_t b : buffers)
-            if (workerBuffers_[static_cast<size_t>(b)] && pushFromWorker(kNoClient, "/mixer_cleanup", 0, cmd::SwapBuffer{b, nullptr, "/mixer_cleanup"}))
-                workerBuffers_[static_cast<size_t>(b)] = nullptr;
-        done(client, "/mixer_cleanup");
-    });
-}
-
-// ---------------------------------------------------------------------------------------------
-// Tempo clock and movement
-
-void Controller::hSetTempo(Msg& m) {
-    const float bpm = m.args.number("bpm");
-    m.args.expectEnd();
-    if (!(bpm >= 20.0f && bpm <= 400.0f)) throw osc::ArgError("bpm must be 20..400, got " + std::to_string(bpm));
-    push(m, cmd::Tempo{bpm, 0.0, 0.0, 0});
-    done(m.client, m.address);
-}
-
-void Controller::hTempo(Msg& m) {
-    const float bpm = m.args.number("bpm");
-    const double ramp = m.args.atEnd() ? 0.0 : seconds(m.args, "ramp seconds");
-    m.args.expectEnd();
-    if (!(bpm >= 20.0f && bpm <= 400.0f)) throw osc::ArgError("bpm must be 20..400, got " + std::to_string(bpm));
-    push(m, cmd::Tempo{bpm, ramp, 0.0, static_cast<uint8_t>(ramp > 0.0 ? 1 : 0)});
-    done(m.client, m.address);
-}
-
-void Controller::hSetMeter(Msg& m) {
-    const int32_t beats = m.args.int32("beats per bar");
-    m.args.expectEnd();
-    if (beats < 1 || beats > 32) throw osc::ArgError("beats per bar must be 1..32, got " + std::to_string(beats));
-    push(m, cmd::Meter{beats});
-    done(m.client, m.address);
-}
-
-void Controller::hPrintClock(Msg& m) {
-    const int32_t on = m.args.atEnd() ? 1 : m.args.int32("flag");
-    m.args.expectEnd();
-    printClock_ = on != 0;
-    spdlog::info("clock printing {}", printClock_ ? "on" : "off");
-    done(m.client, m.address);
-}
-
-void Controller::hMovement(Msg& m) {
-    const float raw = m.args.number("movement");
-    m.args.expectEnd();
-    if (raw < 0.0f) throw osc::ArgError("movement must not be negative, got " + std::to_string(raw));
-    // With --disable-time-stretch the clock still follows the movement; the players do not.
-    const MovementConfig& mv = options_.movement;
-    const double target = mv.targetFor(mv.normalise(raw));
-    push(m, cmd::Tempo{target, mv.upSeconds, mv.downSeconds, 2});
-    done(m.client, m.address);
+    freeBuffers(m.client, "/mixer_cleanup", [](int32_t b) { return deckOfBuffer(b) >= 0; });
 }
 
 } // namespace loopd

@@ -22,7 +22,7 @@
 
 #include "server/io/AudioFile.h"
 #include "server/engine/BufferData.h"
-#include "server/control/Controller.h"
+#include "server/compat/sooperlooper/SooperLooper.h"
 #include "server/engine/Group.h"
 #include "server/nodes/looper/Looper.h"
 #include "server/engine/StretchWorker.h"
@@ -74,29 +74,30 @@ bool sustainable(LoopCmd c) {
 }
 } // namespace
 
-void Controller::registerSooperLooper() {
+SooperLooper::SooperLooper(Controller& c) : Module(c) {
     std::random_device rd;
     while (slEngineId_ == 0) slEngineId_ = static_cast<int32_t>(rd() & 0x7fffffff);
-    on("/ping", &Controller::hSlPing);
-    on("/loop_add", &Controller::hSlLoopAdd);
-    on("/loop_del", &Controller::hSlLoopDel);
-    on("/set", &Controller::hSlGlobalSet);
-    on("/get", &Controller::hSlGlobalGet);
-    on("/register", &Controller::hSlRegister);
-    on("/unregister", &Controller::hSlUnregister);
-    on("/register_update", &Controller::hSlRegisterUpdate);
-    on("/unregister_update", &Controller::hSlRegisterUpdate);
-    on("/register_auto_update", &Controller::hSlRegisterUpdate);
-    on("/unregister_auto_update", &Controller::hSlRegisterUpdate);
-    on("/get_all_midi_bindings", &Controller::hSlMidiBindings);
-    on("/save_session", &Controller::hSlSaveSession);
-    on("/load_session", &Controller::hSlLoadSession);
+    on("/ping", &SooperLooper::hSlPing);
+    on("/loop_add", &SooperLooper::hSlLoopAdd);
+    on("/loop_del", &SooperLooper::hSlLoopDel);
+    on("/set", &SooperLooper::hSlGlobalSet);
+    on("/get", &SooperLooper::hSlGlobalGet);
+    on("/register", &SooperLooper::hSlRegister);
+    on("/unregister", &SooperLooper::hSlUnregister);
+    on("/register_update", &SooperLooper::hSlRegisterUpdate);
+    on("/unregister_update", &SooperLooper::hSlRegisterUpdate);
+    on("/register_auto_update", &SooperLooper::hSlRegisterUpdate);
+    on("/unregister_auto_update", &SooperLooper::hSlRegisterUpdate);
+    on("/get_all_midi_bindings", &SooperLooper::hSlMidiBindings);
+    on("/save_session", &SooperLooper::hSlSaveSession);
+    on("/load_session", &SooperLooper::hSlLoadSession);
+    onPrefix("/sl/", &SooperLooper::hSl); // /sl/<loop>/<verb>
 }
 
 // ---------------------------------------------------------------------------------------------
 // Return addresses
 
-std::optional<osc::Endpoint> Controller::endpointForUrl(const std::string& url) {
+std::optional<osc::Endpoint> SooperLooper::endpointForUrl(const std::string& url) {
     if (auto it = urlCache_.find(url); it != urlCache_.end()) return it->second;
     // osc.udp://host:port/ (SooperLooper's clients send liblo URLs; osc.tcp is answered over UDP).
     std::string rest = url;
@@ -124,25 +125,25 @@ std::optional<osc::Endpoint> Controller::endpointForUrl(const std::string& url) 
     return e;
 }
 
-void Controller::sendToUrl(uint16_t client, const std::string& url, const osc::MessageBuilder& m) {
-    if (auto e = endpointForUrl(url)) {
-        const auto bytes = m.bytes();
-        if (sender_) sender_(*e, bytes.data(), bytes.size());
-        return;
-    }
-    send(client, m); // no usable URL: answer the sender
+void SooperLooper::sendToUrl(uint16_t client, const std::string& url, const osc::MessageBuilder& m) {
+    replyTo(client, endpointForUrl(url), m); // no usable URL: answer the sender
 }
 
-void Controller::slError(Msg& m, const std::string& url, const std::string& path, const std::string& reason) {
+void SooperLooper::replyTo(uint16_t client, const std::optional<osc::Endpoint>& to, const osc::MessageBuilder& m) {
+    if (to) sendTo(*to, m);
+    else send(client, m);
+}
+
+void SooperLooper::slError(Msg& m, const std::string& url, const std::string& path, const std::string& reason) {
     // SooperLooper's error message: s:engine_url s:message.
-    if (!url.empty() && !path.empty()) sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s(slHostUrl_).s(reason));
+    if (!url.empty() && !path.empty()) sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s(hostUrl()).s(reason));
     fail(m.client, m.address, reason);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Loops
 
-std::vector<int> Controller::slTargets(Msg& m, int index) {
+std::vector<int> SooperLooper::slTargets(Msg& m, int index) {
     std::vector<int> out;
     if (index == -3) index = slSelected_;
     if (index == -1) {
@@ -157,7 +158,7 @@ std::vector<int> Controller::slTargets(Msg& m, int index) {
     return out;
 }
 
-void Controller::ensureLooperGroup(Msg& m) {
+void SooperLooper::ensureLooperGroup(Msg& m) {
     if (looperGroupCreated_) return;
     const EngineConfig& c = engine_.config();
     Msg now{m.address, m.args, 0, m.client};
@@ -166,14 +167,14 @@ void Controller::ensureLooperGroup(Msg& m) {
     if (push(now, cmd::NewNode{group, AddAction::Head, 0})) looperGroupCreated_ = true;
 }
 
-int Controller::addLoop(Msg& m, int channels, double seconds) {
+int SooperLooper::addLoop(Msg& m, int channels, double seconds) {
     if (channels < 1 || channels > 2) throw osc::ArgError("a loop has 1 or 2 channels, got " + std::to_string(channels));
     if (!(seconds >= 0.0 && seconds <= 3600.0)) throw osc::ArgError("loop memory must be 0..3600 seconds");
     if (slLoops_.size() >= 64) throw osc::ArgError("too many loops (limit 64)");
     ensureLooperGroup(m);
     const EngineConfig& c = engine_.config();
     const double loopSeconds = seconds > 0.0 ? std::max(seconds, 1.0) : options_.loopSeconds;
-    MemoryLease lease = budget_.reserve(Looper::memoryBytes(channels, c.sampleRate, loopSeconds, options_.undoSeconds),
+    MemoryLease lease = budget().reserve(Looper::memoryBytes(channels, c.sampleRate, loopSeconds, options_.undoSeconds),
                                         "a loop of " + std::to_string(static_cast<int>(loopSeconds)) + " s (+" +
                                             std::to_string(static_cast<int>(options_.undoSeconds)) + " s undo)");
     const int32_t id = nextLoopNode_++;
@@ -196,7 +197,7 @@ int Controller::addLoop(Msg& m, int channels, double seconds) {
     return index;
 }
 
-void Controller::pushLoopGlobals(Msg& m) {
+void SooperLooper::pushLoopGlobals(Msg& m) {
     cmd::LoopGlobals g{};
     g.syncSource = slSyncSource_;
     g.anchorId = slSyncSource_ > 0 && slSyncSource_ <= static_cast<int>(slLoops_.size()) ? slLoops_[static_cast<size_t>(slSyncSource_ - 1)].node : -1;
@@ -207,7 +208,7 @@ void Controller::pushLoopGlobals(Msg& m) {
     push(now, g);
 }
 
-void Controller::hSlLoopAdd(Msg& m) {
+void SooperLooper::hSlLoopAdd(Msg& m) {
     const int channels = m.args.atEnd() ? 2 : m.args.int32("channel count");
     const double seconds = m.args.atEnd() ? 0.0 : m.args.number("minimum loop length in seconds");
     if (!m.args.atEnd()) m.args.int32("discrete io"); // accepted, as SooperLooper; loopd's io is the node tree
@@ -215,7 +216,7 @@ void Controller::hSlLoopAdd(Msg& m) {
     if (index >= 0) done(m.client, "/loop_add", {index});
 }
 
-void Controller::hSlLoopDel(Msg& m) {
+void SooperLooper::hSlLoopDel(Msg& m) {
     int index = m.args.atEnd() ? -1 : m.args.int32("loop index");
     if (slLoops_.empty()) throw osc::ArgError("there is no loop to remove");
     if (index == -1) index = static_cast<int>(slLoops_.size()) - 1;
@@ -231,17 +232,17 @@ void Controller::hSlLoopDel(Msg& m) {
     done(m.client, "/loop_del", {index});
 }
 
-void Controller::attachShifter(Msg& m, SlLoop& loop) {
+void SooperLooper::attachShifter(Msg& m, SlLoop& loop) {
     // The first pitch_shift, stretch_ratio or tempo_stretch gives the loop a pitch shifter: a
     // Rubber Band R2 voice (SooperLooper's engine too), stepped by the stretch worker.
     const double sr = engine_.config().sampleRate;
-    MemoryLease lease = budget_.reserve(static_cast<int64_t>(8.0 * 1048576.0 * sr / 48000.0), "a pitch shifter for loop " + std::to_string(loop.node - 801));
+    MemoryLease lease = budget().reserve(static_cast<int64_t>(8.0 * 1048576.0 * sr / 48000.0), "a pitch shifter for loop " + std::to_string(loop.node - 801));
     auto voice = std::make_unique<StretchVoice>(stretch::Stretcher::create(stretch::Method::Rb2, 2, sr, 4096, 1.0, 1.0));
     StretchVoice* raw = voice.get();
-    if (stretchWorker_) stretchWorker_->add(raw);
+    if (stretchWorker()) stretchWorker()->add(raw);
     Msg now{kAddrSet, m.args, 0, m.client};
     if (!push(now, Looper::shifterFor(loop.node, raw))) {
-        if (stretchWorker_) stretchWorker_->remove(raw);
+        if (stretchWorker()) stretchWorker()->remove(raw);
         return;
     }
     voice.release();
@@ -249,10 +250,38 @@ void Controller::attachShifter(Msg& m, SlLoop& loop) {
     loop.shifterMemory = std::move(lease);
 }
 
-void Controller::forgetLooperNode(const Looper* looper) {
+void SooperLooper::onNodeCreated(Msg& m, Node& node) {
+    // A looper made with /s_new joins the SooperLooper namespace as the next loop index.
+    if (node.kind() != Node::Kind::Looper) return;
+    SlLoop loop;
+    loop.node = node.id();
+    loop.looper = static_cast<Looper*>(&node);
+    loop.memorySeconds = options_.loopSeconds;
+    slLoops_.push_back(std::move(loop));
+    pushLoopGlobals(m);
+}
+
+void SooperLooper::onNodeEnded(int32_t id) {
+    if (id == kLooperGroup) looperGroupCreated_ = false; // freed: /loop_add makes it again
+}
+
+void SooperLooper::onBeat(const reply::Beat& b) {
+    // SooperLooper tells clients registered for tap_tempo of every beat (slgui flashes its tap
+    // button), with a value that differs each time.
+    slNotifyChange(-2, "tap_tempo", static_cast<float>(b.beat));
+}
+
+bool SooperLooper::takeBack(Released& x) {
+    if (x.what != Released::What::LoopBuffer && x.what != Released::What::LoopSave) return false;
+    slLoopBuffer(static_cast<BufferData*>(x.ptr), x.id, x.what == Released::What::LoopSave);
+    return true;
+}
+
+void SooperLooper::onNodeDisposed(const Node& node) {
+    if (node.kind() != Node::Kind::Looper) return;
     // By object, not id: a looper refused for a duplicate id has the id of a live one.
     for (auto it = slLoops_.begin(); it != slLoops_.end(); ++it) {
-        if (it->looper != looper) continue;
+        if (it->looper != &node) continue;
         const int32_t node = it->node;
         slLoops_.erase(it);
         for (auto s = slSaves_.begin(); s != slSaves_.end();) s = s->first == node ? slSaves_.erase(s) : std::next(s);
@@ -263,9 +292,9 @@ void Controller::forgetLooperNode(const Looper* looper) {
 // ---------------------------------------------------------------------------------------------
 // /sl/#/...
 
-void Controller::hSl(Msg& m) {
+void SooperLooper::hSl(Msg& m) {
     // /sl/<index>/<verb>
-    const std::string& a = slAddress_;
+    const std::string a = m.address;
     const auto second = a.find('/', 4);
     if (second == std::string::npos) throw osc::ArgError("unknown command " + a);
     int index = 0;
@@ -289,7 +318,7 @@ void Controller::hSl(Msg& m) {
     else throw osc::ArgError("unknown command " + a);
 }
 
-void Controller::slCommand(Msg& m, int index, const std::string& verb) {
+void SooperLooper::slCommand(Msg& m, int index, const std::string& verb) {
     const std::string name = m.args.string("command name");
     const bool isSolo = name == "solo";
     LoopCmd c = LoopCmd::Count;
@@ -322,7 +351,7 @@ void Controller::slCommand(Msg& m, int index, const std::string& verb) {
     }
 }
 
-void Controller::slSolo(Msg& m, int index) {
+void SooperLooper::slSolo(Msg& m, int index) {
     SlLoop& me = slLoops_[static_cast<size_t>(index)];
     me.soloed = !me.soloed;
     for (size_t j = 0; j < slLoops_.size(); ++j) {
@@ -333,7 +362,7 @@ void Controller::slSolo(Msg& m, int index) {
     }
 }
 
-float Controller::slDefault(const std::string& name) const {
+float SooperLooper::slDefault(const std::string& name) const {
     if (const StoredControl* c = storedControl(name)) return c->value;
     if (name == "pitch_shift" || name == "tempo_stretch") return 0.0f;
     if (name == "stretch_ratio") return 1.0f;
@@ -346,7 +375,7 @@ float Controller::slDefault(const std::string& name) const {
     return 1.0f; // feedback, wet, input_gain, rate, quantize (cycle), sync, round, autoset_latency
 }
 
-float Controller::slValue(const SlLoop& loop, const std::string& name) const {
+float SooperLooper::slValue(const SlLoop& loop, const std::string& name) const {
     const LooperStatus& s = loop.looper->status();
     if (name == "state") return static_cast<float>(s.state.load());
     if (name == "next_state") return static_cast<float>(s.nextState.load());
@@ -368,7 +397,7 @@ float Controller::slValue(const SlLoop& loop, const std::string& name) const {
     return slDefault(name);
 }
 
-void Controller::slSet(Msg& m, int index) {
+void SooperLooper::slSet(Msg& m, int index) {
     const std::string name = m.args.string("control name");
     const float value = m.args.number("control value");
     m.args.expectEnd();
@@ -392,7 +421,7 @@ void Controller::slSet(Msg& m, int index) {
     }
 }
 
-void Controller::slGet(Msg& m, int index) {
+void SooperLooper::slGet(Msg& m, int index) {
     const std::string name = m.args.string("control name");
     const std::string url = m.args.string("return url");
     const std::string path = m.args.string("return path");
@@ -408,7 +437,7 @@ void Controller::slGet(Msg& m, int index) {
 // ---------------------------------------------------------------------------------------------
 // Globals
 
-float Controller::slGlobalValue(const std::string& name) {
+float SooperLooper::slGlobalValue(const std::string& name) {
     if (name == "tempo") return static_cast<float>(engine_.stats().bpm);
     if (name == "eighth_per_cycle" || name == "eigth_per_cycle") return static_cast<float>(slEighthPerCycle_);
     if (name == "sync_source") return static_cast<float>(slSyncSource_);
@@ -436,7 +465,7 @@ float Controller::slGlobalValue(const std::string& name) {
     throw osc::ArgError("unknown global control '" + name + "'");
 }
 
-void Controller::slTapTempo(Msg& m) {
+void SooperLooper::slTapTempo(Msg& m) {
     // The tempo of the last taps (up to four, each within 2 s of the one before), as SooperLooper
     // averages its taps; a single tap only starts the count.
     const auto now = std::chrono::steady_clock::now();
@@ -449,7 +478,7 @@ void Controller::slTapTempo(Msg& m) {
     if (bpm >= 20.0 && bpm <= 400.0) push(m, cmd::Tempo{bpm, 0.0, 0.0, 0});
 }
 
-void Controller::slGlobalSet(Msg& m, const std::string& name, float value) {
+void SooperLooper::slGlobalSet(Msg& m, const std::string& name, float value) {
     if (name == "tempo") {
         if (!(value >= 20.0f && value <= 400.0f)) throw osc::ArgError("tempo must be 20..400 BPM");
         push(m, cmd::Tempo{value, 0.0, 0.0, 0});
@@ -500,19 +529,19 @@ void Controller::slGlobalSet(Msg& m, const std::string& name, float value) {
     slNotifyChange(-2, name, value);
 }
 
-void Controller::slGlobalGet(Msg& m, const std::string& name, const std::string& url, const std::string& path) {
+void SooperLooper::slGlobalGet(Msg& m, const std::string& name, const std::string& url, const std::string& path) {
     const float v = slGlobalValue(name);
     sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).i(-2).s(name).f(v));
 }
 
-void Controller::hSlGlobalSet(Msg& m) {
+void SooperLooper::hSlGlobalSet(Msg& m) {
     const std::string name = m.args.string("control name");
     const float value = m.args.number("control value");
     m.args.expectEnd();
     slGlobalSet(m, name, value);
 }
 
-void Controller::hSlGlobalGet(Msg& m) {
+void SooperLooper::hSlGlobalGet(Msg& m) {
     const std::string name = m.args.string("control name");
     const std::string url = m.args.string("return url");
     const std::string path = m.args.string("return path");
@@ -520,7 +549,7 @@ void Controller::hSlGlobalGet(Msg& m) {
     slGlobalGet(m, name, url, path);
 }
 
-void Controller::hSlMidiBindings(Msg& m) {
+void SooperLooper::hSlMidiBindings(Msg& m) {
     // SooperLooper sends each binding as `add <binding>`, then `done ""`. loopd has no MIDI
     // bindings yet: slgui asks when it connects and gets an empty list.
     const std::string url = m.args.string("return url");
@@ -529,7 +558,7 @@ void Controller::hSlMidiBindings(Msg& m) {
     sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s("done").s(""));
 }
 
-void Controller::hSlPing(Msg& m) {
+void SooperLooper::hSlPing(Msg& m) {
     // SooperLooper accepts `ss` and `ssi`; with the third argument (any value: slgui sends 1)
     // the answer carries the engine's id too (`ssii`), which slgui uses to notice a restart.
     const std::string url = m.args.string("return url");
@@ -540,10 +569,10 @@ void Controller::hSlPing(Msg& m) {
     sendToUrl(m.client, url, slPingReply(path, withId));
 }
 
-osc::MessageBuilder Controller::slPingReply(const std::string& path, bool withId) const {
+osc::MessageBuilder SooperLooper::slPingReply(const std::string& path, bool withId) const {
     const std::string version = std::to_string(kVersionMajor) + "." + std::to_string(kVersionMinor) + "." + std::to_string(kVersionPatch);
     osc::MessageBuilder r(path.c_str());
-    r.s(slHostUrl_).s(version).i(static_cast<int32_t>(slLoops_.size()));
+    r.s(hostUrl()).s(version).i(static_cast<int32_t>(slLoops_.size()));
     if (withId) r.i(slEngineId_);
     return r;
 }
@@ -551,27 +580,27 @@ osc::MessageBuilder Controller::slPingReply(const std::string& path, bool withId
 // ---------------------------------------------------------------------------------------------
 // Registrations
 
-void Controller::hSlRegister(Msg& m) {
+void SooperLooper::hSlRegister(Msg& m) {
     const std::string url = m.args.string("return url");
     const std::string path = m.args.string("return path");
     m.args.expectEnd();
     slConfigListeners_.emplace_back(url, path);
 }
 
-void Controller::hSlUnregister(Msg& m) {
+void SooperLooper::hSlUnregister(Msg& m) {
     const std::string url = m.args.string("return url");
     const std::string path = m.args.string("return path");
     m.args.expectEnd();
     std::erase(slConfigListeners_, std::make_pair(url, path));
 }
 
-void Controller::hSlRegisterUpdate(Msg& m) {
+void SooperLooper::hSlRegisterUpdate(Msg& m) {
     // Global: /register_update etc.
     std::string verb = m.address;
     slRegister(m, -2, verb.substr(1));
 }
 
-void Controller::slRegister(Msg& m, int index, const std::string& verb) {
+void SooperLooper::slRegister(Msg& m, int index, const std::string& verb) {
     const std::string ctrl = m.args.string("control name");
     const bool autoUpdate = verb.find("auto") != std::string::npos;
     if (autoUpdate && verb.rfind("register", 0) == 0) m.args.int32("interval in ms"); // always 100 ms, as SooperLooper
@@ -589,7 +618,7 @@ void Controller::slRegister(Msg& m, int index, const std::string& verb) {
     if (add) slRegistrations_.push_back(SlRegistration{index, ctrl, url, path, autoUpdate, std::nanf(""), m.client});
 }
 
-void Controller::slNotifyChange(int index, const std::string& name, float value) {
+void SooperLooper::slNotifyChange(int index, const std::string& name, float value) {
     for (const auto& r : slRegistrations_) {
         if (r.autoUpdate || r.ctrl != name) continue;
         if (r.loop != index && !(r.loop == -1 && index >= 0)) continue;
@@ -597,11 +626,11 @@ void Controller::slNotifyChange(int index, const std::string& name, float value)
     }
 }
 
-void Controller::sendConfigUpdates() {
+void SooperLooper::sendConfigUpdates() {
     for (const auto& [url, path] : slConfigListeners_) sendToUrl(kNoClient, url, slPingReply(path, false));
 }
 
-void Controller::pollLoopers() {
+void SooperLooper::poll() {
     // State changes go to /notify clients at once; auto-updates every 100 ms (SooperLooper's rate).
     for (size_t i = 0; i < slLoops_.size(); ++i) {
         SlLoop& loop = slLoops_[i];
@@ -635,7 +664,7 @@ void Controller::pollLoopers() {
 // ---------------------------------------------------------------------------------------------
 // Files
 
-void Controller::slSaveLoop(Msg& m, int index) {
+void SooperLooper::slSaveLoop(Msg& m, int index) {
     const std::string file = m.args.string("file name");
     const std::string format = m.args.atEnd() ? "float" : m.args.string("format");
     if (!m.args.atEnd()) m.args.string("endian"); // libsndfile picks the file's native order
@@ -670,7 +699,7 @@ void Controller::slSaveLoop(Msg& m, int index) {
         const int64_t frames = loop.looper->status().loopFrames.load();
         if (frames <= 0) { slError(m, url, errPath, "loop " + std::to_string(i) + " is empty"); return; }
         if (slSaves_.count(loop.node)) { slError(m, url, errPath, "loop " + std::to_string(i) + " is already being saved"); return; }
-        auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget_, "a copy of a loop to save");
+        auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget(), "a copy of a loop to save");
         BufferData* raw = data.get();
         Msg now{kAddrSave, m.args, 0, m.client};
         if (!push(now, Looper::saveFor(loop.node, raw))) return;
@@ -681,7 +710,7 @@ void Controller::slSaveLoop(Msg& m, int index) {
     if (saved == 0 && targets.size() > 1) slError(m, url, errPath, "every loop is empty: nothing to save");
 }
 
-void Controller::slLoopBuffer(BufferData* buffer, int32_t nodeId, bool saved) {
+void SooperLooper::slLoopBuffer(BufferData* buffer, int32_t nodeId, bool saved) {
     std::unique_ptr<BufferData> data(buffer);
     if (!saved) return; // loaded content the looper has copied
     auto it = slSaves_.find(nodeId);
@@ -690,20 +719,22 @@ void Controller::slLoopBuffer(BufferData* buffer, int32_t nodeId, bool saved) {
     slSaves_.erase(it);
     if (data->numFrames < 0) return; // the engine already answered /fail
     BufferData* raw = data.release();
-    worker_.post([this, raw, save] {
+    const std::optional<osc::Endpoint> errTo = save.url.empty() || save.errPath.empty() ? std::nullopt : endpointForUrl(save.url);
+    worker_.post([this, raw, save, errTo] {
         std::unique_ptr<BufferData> owned(raw);
         try {
             writeAudioFile(save.path, *owned, 0, -1, "wav", save.sample);
             const std::string address = "/sl/" + std::to_string(save.index) + "/save_loop";
             send(save.client, osc::MessageBuilder("/done").s(address).i(save.index).s(save.path));
         } catch (const std::exception& e) {
-            if (!save.url.empty() && !save.errPath.empty()) sendToUrl(save.client, save.url, osc::MessageBuilder(save.errPath.c_str()).s(slHostUrl_).s(e.what()));
+            if (!save.url.empty() && !save.errPath.empty())
+                replyTo(save.client, errTo, osc::MessageBuilder(save.errPath.c_str()).s(hostUrl()).s(e.what()));
             fail(save.client, ("/sl/" + std::to_string(save.index) + "/save_loop").c_str(), e.what());
         }
     });
 }
 
-void Controller::slLoadLoop(Msg& m, int index) {
+void SooperLooper::slLoadLoop(Msg& m, int index) {
     const std::string file = m.args.string("file name");
     const std::string url = m.args.atEnd() ? "" : m.args.string("return url");
     const std::string errPath = m.args.atEnd() ? "" : m.args.string("error path");
@@ -717,6 +748,7 @@ void Controller::slLoadLoop(Msg& m, int index) {
     LoadOptions o = loadOptions("a loop loaded from " + path);
     const uint16_t client = m.client;
     const uint64_t tag = m.timetag;
+    const std::optional<osc::Endpoint> errTo = url.empty() || errPath.empty() ? std::nullopt : endpointForUrl(url);
     for (int i : targets) {
         const std::string address = "/sl/" + std::to_string(i) + "/load_loop";
         const int32_t node = slLoops_[static_cast<size_t>(i)].node;
@@ -729,7 +761,7 @@ void Controller::slLoadLoop(Msg& m, int index) {
                     send(client, osc::MessageBuilder("/done").s(address).i(i).s(path));
                 }
             } catch (const std::exception& e) {
-                if (!url.empty() && !errPath.empty()) sendToUrl(client, url, osc::MessageBuilder(errPath.c_str()).s(slHostUrl_).s(e.what()));
+                if (!url.empty() && !errPath.empty()) replyTo(client, errTo, osc::MessageBuilder(errPath.c_str()).s(hostUrl()).s(e.what()));
                 fail(client, address.c_str(), e.what());
             }
         });
@@ -738,7 +770,7 @@ void Controller::slLoadLoop(Msg& m, int index) {
 
 // Sessions: a JSON file with the globals and every loop's controls; each loop's audio is written
 // next to it (`<session>.loop<N>.wav`) by save_loop and read back by load_loop.
-void Controller::hSlSaveSession(Msg& m) {
+void SooperLooper::hSlSaveSession(Msg& m) {
     const std::string file = m.args.string("file name");
     const std::string url = m.args.atEnd() ? "" : m.args.string("return url");
     const std::string errPath = m.args.atEnd() ? "" : m.args.string("error path");
@@ -773,7 +805,7 @@ void Controller::hSlSaveSession(Msg& m) {
         SlLoop& loop = slLoops_[i];
         const int64_t frames = loop.looper->status().loopFrames.load();
         if (frames <= 0 || slSaves_.count(loop.node)) continue;
-        auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget_, "a copy of a loop to save");
+        auto data = BufferData::zeros(frames, loop.channels, engine_.config().sampleRate, &budget(), "a copy of a loop to save");
         BufferData* raw = data.get();
         Msg now{kAddrSave, m.args, 0, m.client};
         if (!push(now, Looper::saveFor(loop.node, raw))) continue;
@@ -783,7 +815,7 @@ void Controller::hSlSaveSession(Msg& m) {
     done(m.client, "/save_session");
 }
 
-void Controller::hSlLoadSession(Msg& m) {
+void SooperLooper::hSlLoadSession(Msg& m) {
     const std::string file = m.args.string("file name");
     const std::string url = m.args.atEnd() ? "" : m.args.string("return url");
     const std::string errPath = m.args.atEnd() ? "" : m.args.string("error path");

@@ -1,0 +1,103 @@
+#pragma once
+// The SooperLooper compatibility module (docs/OSC.md "SooperLooper"): SooperLooper's OSC
+// namespace — /ping, /loop_add, /loop_del, /set, /get, /register*, /sl/#/..., sessions — over
+// `looper` nodes in group 800. It owns the loop table (index → node, the controls clients set,
+// registrations for updates, saves in flight) and answers at the return URLs clients name.
+//
+// Threads: handlers and hooks on the control thread; file writes of saved loops on the worker.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "server/control/Module.h"
+#include "server/engine/MemoryBudget.h"
+
+namespace loopd {
+
+class Looper;
+
+class SooperLooper final : public Module {
+public:
+    explicit SooperLooper(Controller& c); // registers the addresses
+    void onBeat(const reply::Beat& b) override;             // tap_tempo to registered clients
+    void onNodeEnded(int32_t id) override;                  // group 800 freed
+    void onNodeCreated(Msg& m, Node& node) override;        // a looper joins as the next loop
+    void onNodeDisposed(const Node& node) override;         // a looper leaves the loop table
+    bool takeBack(Released& x) override;                    // loop copies (loaded, saved)
+    void poll() override;                                   // state changes, auto-updates
+
+private:
+    struct SlLoop {
+        int32_t node = -1;
+        Looper* looper = nullptr;           // owned by the engine; valid until onNodeDisposed
+        int channels = 2;
+        double memorySeconds = 0.0;
+        std::map<std::string, float> controls; // as clients set them
+        bool soloed = false;
+        int lastState = -99;
+        std::chrono::steady_clock::time_point downAt[32];
+        bool held[32] = {};
+        bool shifter = false;          // a pitch shifter was sent to it
+        MemoryLease shifterMemory;
+    };
+    struct SlRegistration {
+        int loop; std::string ctrl, url, path; bool autoUpdate; float last; uint16_t client;
+    };
+    struct SlSave { std::string path, sample, url, errPath; uint16_t client; int index; };
+
+    void hSl(Msg&);
+    void hSlPing(Msg&); void hSlMidiBindings(Msg&); void hSlLoopAdd(Msg&); void hSlLoopDel(Msg&); void hSlGlobalSet(Msg&); void hSlGlobalGet(Msg&);
+    void hSlRegister(Msg&); void hSlUnregister(Msg&); void hSlRegisterUpdate(Msg&);
+    void hSlSaveSession(Msg&); void hSlLoadSession(Msg&);
+    void slCommand(Msg& m, int index, const std::string& verb);
+    void slSolo(Msg& m, int index);
+    void slSet(Msg& m, int index);
+    void slGet(Msg& m, int index);
+    void slGlobalSet(Msg& m, const std::string& name, float value);
+    void slGlobalGet(Msg& m, const std::string& name, const std::string& url, const std::string& path);
+    float slGlobalValue(const std::string& name);
+    void slTapTempo(Msg& m);
+    float slValue(const SlLoop& loop, const std::string& name) const;
+    float slDefault(const std::string& name) const;
+    void slRegister(Msg& m, int index, const std::string& verb);
+    void slNotifyChange(int index, const std::string& name, float value);
+    void slSaveLoop(Msg& m, int index);
+    void slLoadLoop(Msg& m, int index);
+    void slLoopBuffer(BufferData* data, int32_t nodeId, bool saved);
+    void slError(Msg& m, const std::string& url, const std::string& path, const std::string& reason);
+    std::vector<int> slTargets(Msg& m, int index);
+    void ensureLooperGroup(Msg& m);
+    int addLoop(Msg& m, int channels, double seconds);
+    void pushLoopGlobals(Msg& m);
+    void sendConfigUpdates();
+    void attachShifter(Msg& m, SlLoop& loop);
+    osc::MessageBuilder slPingReply(const std::string& path, bool withId) const;
+    std::optional<osc::Endpoint> endpointForUrl(const std::string& url);
+    // [control] To a client's return URL (none usable: to the client itself).
+    void sendToUrl(uint16_t client, const std::string& url, const osc::MessageBuilder& m);
+    // [any] To a return address resolved on the control thread (none: to the client itself).
+    void replyTo(uint16_t client, const std::optional<osc::Endpoint>& to, const osc::MessageBuilder& m);
+
+    std::vector<SlLoop> slLoops_;
+    bool looperGroupCreated_ = false;
+    int32_t nextLoopNode_ = 801;
+    int slSelected_ = 0;
+    int slSyncSource_ = 1;                           // loop 1 (index 0) is the anchor
+    double slEighthPerCycle_ = 16.0;
+    double slLenience_ = 0.1;
+    bool slPaMute_ = false;
+    std::map<std::string, float> slGlobals_;
+    std::vector<std::pair<std::string, std::string>> slConfigListeners_;
+    std::vector<SlRegistration> slRegistrations_;
+    std::map<int32_t, SlSave> slSaves_;              // node → save in flight
+    std::unordered_map<std::string, osc::Endpoint> urlCache_; // control thread only
+    std::chrono::steady_clock::time_point slLastAuto_;
+    int32_t slEngineId_ = 0;                         // random, non-zero: slgui notices a restart by it
+    std::vector<std::chrono::steady_clock::time_point> slTaps_; // tap_tempo presses
+};
+
+} // namespace loopd
