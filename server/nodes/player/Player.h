@@ -9,6 +9,7 @@
 #include "dsp/Pan.h"
 #include "dsp/Ramp.h"
 #include "server/engine/StretchWorker.h"
+#include "server/nodes/player/OutputLedger.h"
 #include "stretch/Stretcher.h"
 
 #include <memory>
@@ -124,6 +125,10 @@ private:
     // for the stretcher's first output): drop the output the grid has already passed. True when
     // the output stands on the grid (or catching up was given up).
     bool catchUp(ProcessContext& ctx, int64_t at, double speed, int n) noexcept;
+    // Both of those: read and drop the stretched output the playback has passed, while the next
+    // output frame lags `target` (lag = target - (ledger source - offset), source frames) and
+    // output is there; the lag left. `dropped`: something was.
+    double dropPassedOutput(double target, double offset, double speed, int n, bool& dropped) noexcept;
     stretch::Method method_ = stretch::Method::Rate;
     float pitchSemitones_ = 0.0f;
     std::unique_ptr<StretchVoice> voice_;
@@ -150,18 +155,9 @@ private:
     double lockBeats_ = 0.0;     // clock beats at the anchor
     double lockPos_ = 0.0;       // source position at the anchor (varispeed)
     double lockRate_ = 1.0;      // the `rate` the anchor was taken with
-    // Stretched: where the output stands in the source. Every fed chunk is queued with the speed
-    // it was fed at (the output frames it becomes); consuming output pops the queue, so outSrc_
-    // is the source position of the next output frame — not an estimate from what the engine
-    // held once (that was biased by the engines' chunking: R3 one-shots ran 1.8 % long).
-    struct OutSegment { double out; double speed; }; // speed 0: padding after a one-shot's end
-    void queueOutput(double frames, double speed) noexcept;
-    void consumeOutput(double frames, double speed) noexcept;
-    static constexpr int kMaxSegments = 512;
-    OutSegment segs_[kMaxSegments] = {};
-    int segHead_ = 0, segCount_ = 0;
-    double outSrc_ = 0.0;        // source frames come out since playback began
-    double lockOutSrc_ = 0.0;    // outSrc_ at the lock anchor
+    // Stretched: where the output stands in the source (what was fed at which speed).
+    OutputLedger ledger_;
+    double lockOutSrc_ = 0.0;    // the ledger's source at the lock anchor
     int64_t startIdx_ = 0;       // buffer index playback began at
     // Underrun cover (varispeed) and the splices where it meets the stretched output.
     static constexpr int kSpliceFrames = 64;
