@@ -17,6 +17,10 @@
 // have played; a recording's end is crossfaded with the input that preceded its start, so the
 // loop's wrap is seamless.
 //
+// Files: Looper.cpp (names, construction, controls, status, unit commands), LooperCommands.cpp
+// (the state machine), LooperHeads.cpp (play and write heads, pitch shifter), LooperJobs.cpp
+// (copies, loads, saves, hand-back).
+//
 // Threads: constructor and prepare [control] (allocate); everything else [audio], never
 // allocating. Status is published through atomics for the control thread.
 #include <atomic>

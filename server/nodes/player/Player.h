@@ -3,6 +3,11 @@
 // rate 1 at an integer position is an exact copy), with gain, pan, mute, output channel, start
 // offset and de-clicked start/stop (`fade` seconds, default the engine's de-click time). A
 // one-shot player ends by itself: its fade-out is timed to finish on the buffer's last frame.
+// With `stretch` other than rate, a time-stretch engine keeps the pitch (followers lock to the
+// clock's beats); an overloaded stretch thread may shed it to varispeed for a while.
+//
+// Files: Player.cpp (parameters, preparation, lifecycle), PlayerVarispeed.cpp (the reader and
+// its beat lock), PlayerStretched.cpp (the stretched playback, cover, shedding); OutputLedger.h.
 #include <algorithm>
 #include <cmath>
 

@@ -1,0 +1,173 @@
+// The looper's jobs (Looper.h): copies spread over blocks (capture, load, insert; 8192 frames a
+// render), content loaded from a file swapped in (at once or at the next boundary), saves copied
+// out, and what goes back to the control thread by the hand-back lane.
+#include "server/nodes/looper/Looper.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "dsp/Pan.h"
+#include "server/engine/BufferData.h"
+#include "server/rt/CaptureRing.h"
+
+namespace loopd {
+
+namespace {
+// Frames a capture, load or insert copies per render: 128x real time at block 64, a small
+// share of the block's budget (loopd_looper_bench editBlock/capture).
+constexpr int64_t kCopyFramesPerBlock = 8192;
+} // namespace
+
+BufferData* Looper::loadContent(BufferData* data, bool quantized, ProcessContext& ctx, int64_t at) noexcept {
+    BufferData* old = pendingLoad_;
+    pendingLoad_ = data;
+    pendingLoadAt_ = at;
+    if (quantized) {
+        int64_t origin = 0;
+        double unit = 0.0;
+        if (grid(ctx, 1, origin, unit) && unit >= 1.0) {
+            const double k = std::ceil(static_cast<double>(at - origin) / unit);
+            pendingLoadAt_ = origin + static_cast<int64_t>(std::llround(k * unit));
+        }
+    }
+    return old;
+}
+
+void Looper::swapInPendingLoad(ProcessContext& ctx) noexcept {
+    BufferData* data = pendingLoad_;
+    pendingLoad_ = nullptr;
+    cancelWrites(pendingLoadAt_);
+    beginXfade(ctx);
+    const int64_t length = std::min(data->numFrames, mem_.maxFrames());
+    mem_.beginGeneration(true);
+    mem_.setLength(length);
+    playLen_ = length;
+    cycleFrames_ = length;
+    pos_ = 0.0;
+    dir_ = 1;
+    muted_ = paused_ = oneShot_ = false;
+    outGain_.reset(1.0f);
+    copy_ = CopyJob{};
+    copy_.active = true;
+    copy_.buffer = data;
+    copy_.frames = length;
+    runCopyJob(ctx);
+}
+
+void Looper::syncLengthFromMemory() noexcept {
+    playLen_ = mem_.length();
+    if (playLen_ <= 0) {
+        pos_ = 0.0;
+        cycleFrames_ = 0;
+        return;
+    }
+    if (cycleFrames_ <= 0 || cycleFrames_ > playLen_ || playLen_ % cycleFrames_ != 0) cycleFrames_ = playLen_;
+    pos_ = std::fmod(pos_, static_cast<double>(playLen_));
+}
+
+bool Looper::copyStep(int64_t budget) noexcept {
+    // Page by page: one copy-on-write lookup per page, then a straight run of frames.
+    const int ch = channels_;
+    while (budget > 0 && copy_.done < copy_.frames) {
+        const int64_t j = copy_.done;
+        const int64_t dstFrame = copy_.shift ? insertAt_ + shiftInserted_ + j : j;
+        int64_t run = std::min({budget, copy_.frames - j, LoopMemory::kPageFrames - dstFrame % LoopMemory::kPageFrames});
+        if (copy_.fromRing) {
+            if (!ctxRing_) return false;
+            run = std::min(run, ctxRing_->end() - (copy_.srcStart + j)); // the rest has not arrived yet
+            if (run <= 0) return false;
+        }
+        float* dst = mem_.writable(dstFrame);
+        if (!dst) {
+            memoryFull_ = true;
+            status_.memoryFull.fetch_add(1, std::memory_order_relaxed);
+            copy_.frames = copy_.done;
+            break;
+        }
+        if (copy_.shift) {
+            for (int64_t k = 0; k < run; ++k) {
+                const float* src = mem_.frameBefore(insertAt_ + j + k);
+                for (int c = 0; c < ch; ++c) dst[k * ch + c] = src ? src[c] : 0.0f;
+            }
+        } else if (copy_.fromRing) {
+            const float g = inGain_.value();
+            for (int c = 0; c < ch; ++c) {
+                const int rc = ringChannel(c);
+                for (int64_t k = 0; k < run; ++k) dst[k * ch + c] = ctxRing_->read(copy_.srcStart + j + k, rc) * g;
+            }
+        } else if (copy_.buffer) {
+            for (int c = 0; c < ch; ++c) {
+                const float* src = copy_.buffer->channel(std::min(c, copy_.buffer->numChannels - 1)) + j;
+                for (int64_t k = 0; k < run; ++k) dst[k * ch + c] = src[k];
+            }
+        }
+        copy_.done += run;
+        budget -= run;
+    }
+    return copy_.done >= copy_.frames;
+}
+
+void Looper::completeCopy() noexcept {
+    if (copy_.fadeTail) crossfadeTail(copy_.srcStart, copy_.frames);
+    if (copy_.buffer) queueHandBack(const_cast<BufferData*>(copy_.buffer), false);
+    copy_ = CopyJob{};
+}
+
+void Looper::runCopyJob(ProcessContext& ctx) noexcept {
+    (void)ctx;
+    if (!copy_.active || writeCursor_ < copy_.startTau) return;
+    if (copyStep(kCopyFramesPerBlock)) completeCopy();
+}
+
+void Looper::finishCopy() noexcept {
+    if (!copy_.active) return;
+    copyStep(copy_.frames);
+    completeCopy();
+}
+
+void Looper::queueHandBack(BufferData* b, bool saved) noexcept {
+    for (auto& slot : handBack_)
+        if (!slot.data) { slot.data = b; slot.saved = saved; return; }
+    // Full (cannot happen with one load and one save in flight): keep it until the node is freed.
+    leaked_ = b;
+}
+
+void Looper::handBack(ProcessContext& ctx) noexcept {
+    for (auto& slot : handBack_) {
+        if (!slot.data) continue;
+        if (ctx.numHandBack >= ProcessContext::kMaxHandBack) return;
+        ctx.handBack[ctx.numHandBack++] = ProcessContext::HandBack{slot.data, id(), slot.saved};
+        slot.data = nullptr;
+    }
+    // A save in progress: copy a slice per render, once the write head has finished what the
+    // play head already shows (a recording's last frames arrive one round trip later).
+    if (save_.dst && !save_.started && !recordEndPending_ && !lengthChangePending_ && !copy_.active) {
+        save_.started = true;
+        save_.frames = std::min(save_.dst->numFrames, mem_.length());
+        save_.dst->numFrames = save_.frames;
+    }
+    if (save_.dst && save_.started) {
+        const int64_t n = std::min(save_.frames - save_.done, kCopyFramesPerBlock);
+        for (int64_t j = save_.done; j < save_.done + n; ++j)
+            for (int c = 0; c < save_.dst->numChannels; ++c) {
+                const float* f = mem_.frame(j);
+                save_.dst->channel(c)[j] = f ? f[std::min(c, channels_ - 1)] : 0.0f;
+            }
+        save_.done += n;
+        if (save_.done >= save_.frames) {
+            queueHandBack(save_.dst, true);
+            save_ = SaveJob{};
+        }
+    }
+}
+
+bool Looper::startSave(BufferData* dst) noexcept {
+    if (save_.dst || !dst) return false;
+    save_.dst = dst;
+    save_.started = false;
+    save_.done = 0;
+    return true;
+}
+
+} // namespace loopd
