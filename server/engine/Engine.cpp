@@ -63,11 +63,11 @@ Engine::Engine(const EngineConfig& config)
         ctx_.cueBus = &cueBus_;
     }
     ctx_.tempoBpm = config_.bpm;
-    ctx_.baseBpm = config_.bpm;
-    ctx_.followTempo = config_.followTempo;
+    ctx_.players.baseBpm = config_.bpm;
+    ctx_.players.followTempo = config_.followTempo;
     ctx_.clock = &tempo_;
     ctx_.forecast = &forecast_;
-    ctx_.stretchAhead = config_.stretchAhead;
+    ctx_.players.stretchAhead = config_.stretchAhead;
     ctx_.filtersEnabled = config_.enableFilters;
     tempo_.prepare(config_.sampleRate, config_.bpm, config_.beatsPerBar);
     statBpm_.store(config_.bpm);
@@ -76,9 +76,9 @@ Engine::Engine(const EngineConfig& config)
     for (int i = 0; i < config_.numControlBuses; ++i) buses_[static_cast<size_t>(i)].store(0.0f, std::memory_order_relaxed);
     capture_ = std::make_unique<CaptureRing>(std::max(1, config_.numInputs),
                                              static_cast<int64_t>(std::max(1.0, config_.captureSeconds) * config_.sampleRate));
-    ctx_.capture = capture_.get();
-    ctx_.loop.roundTripFrames = std::max(0, config_.roundTripLatency);
-    ctx_.loop.lenienceFrames = std::llround(0.1 * config_.sampleRate);
+    ctx_.loopers.capture = capture_.get();
+    ctx_.loopers.sync.roundTripFrames = std::max(0, config_.roundTripLatency);
+    ctx_.loopers.sync.lenienceFrames = std::llround(0.1 * config_.sampleRate);
     paGain_.reset(1.0f);
     ctx_.declickSamples = std::llround(config_.declickSeconds * config_.sampleRate);
     ctx_.smoothSamples = std::llround(config_.smoothSeconds * config_.sampleRate);
@@ -108,7 +108,7 @@ Engine::~Engine() {
         if (auto* t = std::get_if<reply::TreeReady>(&r.body)) delete t->snapshot;
     for (Released x; released_.tryPop(x);) freeReleased(x);
     for (size_t i = 0; i < numUnreleased_; ++i) freeReleased(unreleased_[i]);
-    for (int i = 0; i < ctx_.numHandBack; ++i) delete ctx_.handBack[i].data;
+    for (int i = 0; i < ctx_.report.numHandBack; ++i) delete ctx_.report.handBack[i].data;
     Command c;
     auto drop = [](Command& cm) {
         if (auto* n = std::get_if<cmd::NewNode>(&cm.body)) delete n->node;
@@ -413,13 +413,13 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
         raisePeak(outPeak_, out[c], static_cast<size_t>(B));
     }
 
-    if (ctx_.bufferMissing) {
-        ctx_.bufferMissing = false;
+    if (ctx_.report.bufferMissing) {
+        ctx_.report.bufferMissing = false;
         missingBufferBlocks_.fetch_add(1, std::memory_order_relaxed);
         // One line per burst: at most every 10 s.
         if (missingLoggedAt_ < 0 || renderPos_ - missingLoggedAt_ > static_cast<int64_t>(10 * config_.sampleRate)) {
             missingLoggedAt_ = renderPos_;
-            rtLog(3, "a player reads a buffer that is not loaded (silent until it is): buffer ", ctx_.missingBuffer);
+            rtLog(3, "a player reads a buffer that is not loaded (silent until it is): buffer ", ctx_.report.missingBuffer);
         }
     }
     statNodes_.store(nodes_.size(), std::memory_order_relaxed);
@@ -427,13 +427,13 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     statBuffers_.store(numLoadedBuffers_, std::memory_order_relaxed);
     const float lg = limiter_.takeMinGain();
     if (lg < limiterMinGain_.load(std::memory_order_relaxed)) limiterMinGain_.store(lg, std::memory_order_relaxed);
-    if (ctx_.stretchUnderruns != stretchUnderruns_.load(std::memory_order_relaxed)) {
+    if (ctx_.report.stretchUnderruns != stretchUnderruns_.load(std::memory_order_relaxed)) {
         // One log line per burst (at most one per second of underruns).
-        if (ctx_.stretchUnderruns - underrunsLogged_ >= 1 && (underrunsLogged_ == 0 || ctx_.stretchUnderruns - underrunsLogged_ > 750)) {
-            rtLog(3, "stretch underrun: a stretched player was covered by varispeed; underruns so far ", static_cast<int64_t>(ctx_.stretchUnderruns));
-            underrunsLogged_ = ctx_.stretchUnderruns;
+        if (ctx_.report.stretchUnderruns - underrunsLogged_ >= 1 && (underrunsLogged_ == 0 || ctx_.report.stretchUnderruns - underrunsLogged_ > 750)) {
+            rtLog(3, "stretch underrun: a stretched player was covered by varispeed; underruns so far ", static_cast<int64_t>(ctx_.report.stretchUnderruns));
+            underrunsLogged_ = ctx_.report.stretchUnderruns;
         }
-        stretchUnderruns_.store(ctx_.stretchUnderruns, std::memory_order_relaxed);
+        stretchUnderruns_.store(ctx_.report.stretchUnderruns, std::memory_order_relaxed);
     }
     statBpm_.store(tempo_.bpm(), std::memory_order_relaxed);
     statBeats_.store(tempo_.beats(), std::memory_order_relaxed);
@@ -452,22 +452,22 @@ void Engine::renderSegment(int offset, int numFrames) noexcept {
     ctx_.beats = tempo_.beats();
     ctx_.beatsPerBar = tempo_.beatsPerBar();
     ctx_.segmentStart = ctx_.blockStartSample + offset;
-    ctx_.loop.writers = 0;
+    ctx_.loopers.sync.writers = 0;
     if (ctx_.cueBus)
         for (int c = 0; c < 2; ++c) std::memset(cueBus_.ch[c] + offset, 0, sizeof(float) * static_cast<size_t>(numFrames));
     root_->renderOwnBus(ctx_, offset, numFrames);
     Bus& bus = root_->bus();
-    if (ctx_.loop.paMute || paGain_.ramping() || paGain_.value() < 1.0f) {
+    if (ctx_.loopers.sync.paMute || paGain_.ramping() || paGain_.value() < 1.0f) {
         // PA mute: while a loop records, the main outputs fade out; the headphone (cue) pair
         // carries the whole mix, through the same limiter, so it stays aligned with the mains.
         const bool cue = ctx_.cueBus != nullptr;
-        if (cue && ctx_.loop.paMute)
+        if (cue && ctx_.loopers.sync.paMute)
             for (int c = 0; c < 2; ++c) {
                 float* dst = cueBus_.ch[c] + offset;
                 const float* src = bus.ch[std::min(c, bus.numChannels - 1)] + offset;
                 for (int i = 0; i < numFrames; ++i) dst[i] += src[i];
             }
-        const float target = ctx_.loop.paMute && ctx_.loop.writers > 0 ? 0.0f : 1.0f;
+        const float target = ctx_.loopers.sync.paMute && ctx_.loopers.sync.writers > 0 ? 0.0f : 1.0f;
         if (target != paGain_.target()) paGain_.setTarget(target, ctx_.declickSamples);
         for (int i = 0; i < numFrames; ++i) {
             const float g = paGain_.next();
@@ -531,8 +531,8 @@ void Engine::afterSegment() noexcept {
 }
 
 void Engine::handBackBuffers() noexcept {
-    for (int i = 0; i < ctx_.numHandBack; ++i) handBackBuffer(ctx_.handBack[i].data, ctx_.handBack[i].nodeId, ctx_.handBack[i].saved);
-    ctx_.numHandBack = 0;
+    for (int i = 0; i < ctx_.report.numHandBack; ++i) handBackBuffer(ctx_.report.handBack[i].data, ctx_.report.handBack[i].nodeId, ctx_.report.handBack[i].saved);
+    ctx_.report.numHandBack = 0;
 }
 
 void Engine::doUnit(Command& c, cmd::Unit& m) noexcept {
@@ -552,8 +552,8 @@ void Engine::doUnit(Command& c, cmd::Unit& m) noexcept {
 
 void Engine::resolveStarts() noexcept {
     // dipstream links: nodes waiting on a node that just started.
-    for (int i = 0; i < ctx_.numStarted; ++i) {
-        Node* s = ctx_.started[i];
+    for (int i = 0; i < ctx_.report.numStarted; ++i) {
+        Node* s = ctx_.report.started[i];
         if (!s) continue; // disposed since it started
         const int32_t sid = s->id();
         const int64_t startedAt = s->startedAt;
@@ -569,23 +569,23 @@ void Engine::resolveStarts() noexcept {
             }
         });
     }
-    ctx_.numStarted = 0;
+    ctx_.report.numStarted = 0;
 }
 
 void Engine::collectEnded() noexcept {
-    if (ctx_.endedOverflow) {
-        ctx_.endedOverflow = false;
+    if (ctx_.report.endedOverflow) {
+        ctx_.report.endedOverflow = false;
         nodes_.forEach([&](Node* n) {
             if (n->state() != Node::State::Ended) return;
             bool listed = false;
-            for (int i = 0; i < ctx_.numEnded; ++i) listed |= ctx_.ended[i] == n;
-            if (!listed && ctx_.numEnded < ProcessContext::kMaxEnded) ctx_.ended[ctx_.numEnded++] = n;
-            else if (!listed) ctx_.endedOverflow = true;
+            for (int i = 0; i < ctx_.report.numEnded; ++i) listed |= ctx_.report.ended[i] == n;
+            if (!listed && ctx_.report.numEnded < ProcessContext::Report::kMaxEnded) ctx_.report.ended[ctx_.report.numEnded++] = n;
+            else if (!listed) ctx_.report.endedOverflow = true;
         });
     }
     bool treeChanged = false;
-    for (int i = 0; i < ctx_.numEnded; ++i) {
-        Node* n = ctx_.ended[i];
+    for (int i = 0; i < ctx_.report.numEnded; ++i) {
+        Node* n = ctx_.report.ended[i];
         if (!n) continue; // already taken out with its group (disposeSubtree scrubbed it)
         const int32_t endedId = n->id();
         const int64_t endSample = n->endedAt >= 0 ? std::min(n->endedAt, renderPos_) : renderPos_;
@@ -600,7 +600,7 @@ void Engine::collectEnded() noexcept {
         disposeSubtree(n);
         treeChanged = true;
     }
-    ctx_.numEnded = 0;
+    ctx_.report.numEnded = 0;
     if (treeChanged) recomputeSolo();
 }
 
@@ -616,8 +616,8 @@ void Engine::disposeSubtree(Node* n) noexcept {
     busMaps_ -= n->numBusMaps;
     // Once handed back, the control thread may free it at any moment: nothing on this thread
     // may point at it any more.
-    for (int i = 0; i < ctx_.numEnded; ++i) if (ctx_.ended[i] == n) ctx_.ended[i] = nullptr;
-    for (int i = 0; i < ctx_.numStarted; ++i) if (ctx_.started[i] == n) ctx_.started[i] = nullptr;
+    for (int i = 0; i < ctx_.report.numEnded; ++i) if (ctx_.report.ended[i] == n) ctx_.report.ended[i] = nullptr;
+    for (int i = 0; i < ctx_.report.numStarted; ++i) if (ctx_.report.started[i] == n) ctx_.report.started[i] = nullptr;
     Group::unlink(n);
     nodes_.erase(n->id());
     dispose(n);
@@ -706,12 +706,12 @@ void Engine::execute(Command& c) noexcept {
                    [&](cmd::ClockReset&) { tempo_.resetPosition(); ++ctx_.clockEpoch; },
                    [&](cmd::StartGroup& m) { doStartGroup(c, m); },
                    [&](cmd::LoopGlobals& m) {
-                       ctx_.loop.syncSource = m.syncSource;
-                       if (ctx_.loop.anchorId != m.anchorId) ctx_.loop.cycleStamp = -1;
-                       ctx_.loop.anchorId = m.anchorId;
-                       ctx_.loop.eighthPerCycle = m.eighthPerCycle;
-                       ctx_.loop.lenienceFrames = std::llround(m.lenienceSeconds * config_.sampleRate);
-                       ctx_.loop.paMute = m.paMute;
+                       ctx_.loopers.sync.syncSource = m.syncSource;
+                       if (ctx_.loopers.sync.anchorId != m.anchorId) ctx_.loopers.sync.cycleStamp = -1;
+                       ctx_.loopers.sync.anchorId = m.anchorId;
+                       ctx_.loopers.sync.eighthPerCycle = m.eighthPerCycle;
+                       ctx_.loopers.sync.lenienceFrames = std::llround(m.lenienceSeconds * config_.sampleRate);
+                       ctx_.loopers.sync.paMute = m.paMute;
                    },
                },
                c.body);

@@ -170,7 +170,7 @@ private:
     // [audio] Into the hand-back lane (what does not fit waits in unsent_, sent first next block).
     void release(Released r) noexcept;
     void sendUnreleased() noexcept;
-    // [audio] What nodes staged in ProcessContext::handBack, into the lane.
+    // [audio] What nodes staged in ProcessContext::Report::handBack, into the lane.
     void handBackBuffers() noexcept;
     // [audio] What a command that will not run owns goes back to the control thread to be freed.
     void handBackPayload(Command& c) noexcept;

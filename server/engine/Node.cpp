@@ -66,7 +66,7 @@ void Node::begin(ProcessContext& ctx, int64_t at) noexcept {
     env_.reset(0.0f);
     env_.setTarget(1.0f, fade(ctx));
     onBegin(ctx);
-    if (ctx.numStarted < ProcessContext::kMaxEnded) ctx.started[ctx.numStarted++] = this;
+    if (ctx.report.numStarted < ProcessContext::Report::kMaxEnded) ctx.report.started[ctx.report.numStarted++] = this;
 }
 
 void Node::release(const ProcessContext& ctx, int64_t at) noexcept {
@@ -90,8 +90,8 @@ void Node::endNow(ProcessContext& ctx, int64_t at) noexcept {
     if (state_ == State::Ended) return;
     state_ = State::Ended;
     endedAt = at;
-    if (ctx.numEnded < ProcessContext::kMaxEnded) ctx.ended[ctx.numEnded++] = this;
-    else ctx.endedOverflow = true;
+    if (ctx.report.numEnded < ProcessContext::Report::kMaxEnded) ctx.report.ended[ctx.report.numEnded++] = this;
+    else ctx.report.endedOverflow = true;
 }
 
 void Node::setRunning(bool run, const ProcessContext& ctx) noexcept {
@@ -122,8 +122,8 @@ bool Node::finishSegment(ProcessContext& ctx) noexcept {
         state_ = State::Paused;
     } else if (state_ == State::Releasing) {
         state_ = State::Ended;
-        if (ctx.numEnded < ProcessContext::kMaxEnded) ctx.ended[ctx.numEnded++] = this;
-        else ctx.endedOverflow = true;
+        if (ctx.report.numEnded < ProcessContext::Report::kMaxEnded) ctx.report.ended[ctx.report.numEnded++] = this;
+        else ctx.report.endedOverflow = true;
         return true;
     }
     return false;

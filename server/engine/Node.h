@@ -48,35 +48,36 @@ struct LoopSync {
 
 // What a node may see of the engine while it renders [audio].
 struct ProcessContext {
+    // The engine's constants.
     double sampleRate = 48000.0;
     int blockSize = 64;
-    int64_t blockStartSample = 0;     // absolute sample time of frame 0 of this block
-    BufferData* const* buffers = nullptr;
-    int numBuffers = 0;
-    const float* const* inputs = nullptr; // numInputs planar blocks
     int numInputs = 0;
     int numOutputs = 2;
     int64_t declickSamples = 240;     // start/stop/pause fades
     int64_t smoothSamples = 480;      // parameter steps
-    // Nodes that finished during this segment; the engine unlinks them after it.
-    static constexpr int kMaxEnded = 512;
-    Node* ended[kMaxEnded] = {};
-    int numEnded = 0;
-    // Nodes that started (pending → running) during this segment, with their start sample.
-    Node* started[kMaxEnded] = {};
-    int numStarted = 0;
-    bool endedOverflow = false;       // more than kMaxEnded ended: the engine sweeps the tree
-    bool bufferMissing = false;       // a player asked for a buffer that is not loaded
-    int32_t missingBuffer = -1;       // which one
+
+    // This block: its time, the buffer table, the inputs, the cue bus, scratch space.
+    int64_t blockStartSample = 0;     // absolute sample time of frame 0 of this block
+    BufferData* const* buffers = nullptr;
+    int numBuffers = 0;
+    const float* const* inputs = nullptr; // numInputs planar blocks
+    Bus* cueBus = nullptr;            // the cue/headphone pair, fed pre-fader (null: none)
+    float* scratch = nullptr;         // blockSize floats any node may use during its render
+    const BufferData* buffer(int32_t id) const noexcept {
+        return buffers && id >= 0 && id < numBuffers ? buffers[id] : nullptr; // no table: the control thread
+    }
+
+    // The clock during this segment (a block is cut into segments at timed commands).
     double tempoBpm = 120.0;          // the clock's tempo during this segment
     double beats = 0.0;               // the clock's beat position at the segment's first frame
     int64_t segmentStart = 0;         // absolute sample of the segment's first frame
+    int beatsPerBar = 4;              // the clock's meter
+    uint32_t clockEpoch = 0;          // bumped when the beat position is reset (/reset): followers relock
     // The clock's beat position at absolute sample `at` of this segment (tempo is constant
     // within a segment: the clock integrates ramps block by block).
     double beatsAt(int64_t at) const noexcept {
         return beats + static_cast<double>(at - segmentStart) * tempoBpm / (60.0 * sampleRate);
     }
-    uint32_t clockEpoch = 0;          // bumped when the beat position is reset (/reset): followers relock
     // The clock at this segment's start and the tempo changes scheduled ahead of it.
     const TempoClock* clock = nullptr;
     const TempoForecast* forecast = nullptr;
@@ -88,26 +89,41 @@ struct ProcessContext {
         forecast->predict(*clock, segmentStart, at, b, bpm);
         return b;
     }
-    Bus* cueBus = nullptr;            // the cue/headphone pair, fed pre-fader (null: none)
-    float* scratch = nullptr;         // blockSize floats any node may use during its render
-    bool stretchAhead = false;        // a worker renders stretched players ahead (real time)
-    uint64_t stretchUnderruns = 0;    // [audio] stretched output that was not ready in time
-    double baseBpm = 120.0;           // --bpm: the material tempo of followers that set none
-    bool followTempo = true;          // false: --disable-time-stretch
-    bool filtersEnabled = true;       // false: --disable-filters (eq3 passes audio through)
-    int beatsPerBar = 4;              // the clock's meter
-    const CaptureRing* capture = nullptr; // always-on input history (loopers read it)
-    LoopSync loop;
-    // Buffers nodes are done with (loaded loop content, finished save_loop copies); the engine
-    // hands them to the control thread after every segment.
-    struct HandBack { BufferData* data; int32_t nodeId; bool saved; };
-    static constexpr int kMaxHandBack = 16;
-    HandBack handBack[kMaxHandBack] = {};
-    int numHandBack = 0;
 
-    const BufferData* buffer(int32_t id) const noexcept {
-        return buffers && id >= 0 && id < numBuffers ? buffers[id] : nullptr; // no table: the control thread
-    }
+    // What nodes report during a segment; the engine acts on it after the segment.
+    struct Report {
+        // Nodes that finished (the engine unlinks them) and that started (pending → running).
+        static constexpr int kMaxEnded = 512;
+        Node* ended[kMaxEnded] = {};
+        int numEnded = 0;
+        Node* started[kMaxEnded] = {};
+        int numStarted = 0;
+        bool endedOverflow = false;       // more than kMaxEnded ended: the engine sweeps the tree
+        bool bufferMissing = false;       // a player asked for a buffer that is not loaded
+        int32_t missingBuffer = -1;       // which one
+        uint64_t stretchUnderruns = 0;    // stretched output that was not ready in time
+        // Buffers nodes are done with (loaded loop content, finished save_loop copies), handed
+        // to the control thread by the lane after every segment.
+        struct HandBack { BufferData* data; int32_t nodeId; bool saved; };
+        static constexpr int kMaxHandBack = 16;
+        HandBack handBack[kMaxHandBack] = {};
+        int numHandBack = 0;
+    } report;
+
+    // What the players share.
+    struct Players {
+        bool stretchAhead = false;    // a stretch thread renders stretched players ahead (real time)
+        double baseBpm = 120.0;       // --bpm: the material tempo of followers that set none
+        bool followTempo = true;      // false: --disable-time-stretch
+    } players;
+
+    // What the loopers share.
+    struct Loopers {
+        const CaptureRing* capture = nullptr; // always-on input history
+        LoopSync sync;
+    } loopers;
+
+    bool filtersEnabled = true;       // eq3: false = --disable-filters (audio passes through)
 };
 
 enum class SetResult : uint8_t { Ok, NoSuchParam, BadValue, NotRampable };

@@ -148,7 +148,7 @@ bool Looper::setControl(LoopCtl c, float v, const ProcessContext& ctx) noexcept 
 }
 
 int64_t Looper::latency(const ProcessContext& ctx) const noexcept {
-    const int64_t d = autosetLatency_ ? ctx.loop.roundTripFrames : inputLatency_ + outputLatency_;
+    const int64_t d = autosetLatency_ ? ctx.loopers.sync.roundTripFrames : inputLatency_ + outputLatency_;
     return std::clamp<int64_t>(d, 0, kHistory / 2);
 }
 
@@ -221,14 +221,14 @@ void Looper::publish(ProcessContext& ctx) noexcept {
     if (outPeak_ > status_.outPeak.load(std::memory_order_relaxed)) status_.outPeak.store(outPeak_, std::memory_order_relaxed);
     inPeak_ = outPeak_ = 0.0f;
     // The anchor tells the others where its cycles are.
-    if (ctx.loop.anchorId == id()) {
+    if (ctx.loopers.sync.anchorId == id()) {
         if (playLen_ > 0 && cycleFrames_ > 0 && mode_ != WriteMode::Record && mode_ != WriteMode::Multiply && mode_ != WriteMode::Insert) {
-            ctx.loop.cycleFrames = cycleFrames_;
+            ctx.loopers.sync.cycleFrames = cycleFrames_;
             const double inCycle = std::fmod(dir_ > 0 ? pos_ : static_cast<double>(playLen_) - pos_, static_cast<double>(cycleFrames_));
-            ctx.loop.cycleOrigin = histEnd_ - static_cast<int64_t>(std::llround(inCycle / std::max(0.125, speed_)));
-            ctx.loop.cycleStamp = ctx.blockStartSample;
+            ctx.loopers.sync.cycleOrigin = histEnd_ - static_cast<int64_t>(std::llround(inCycle / std::max(0.125, speed_)));
+            ctx.loopers.sync.cycleStamp = ctx.blockStartSample;
         } else if (mode_ != WriteMode::Multiply && mode_ != WriteMode::Insert) {
-            ctx.loop.cycleStamp = -1;
+            ctx.loopers.sync.cycleStamp = -1;
         }
     }
 }

@@ -16,7 +16,7 @@ namespace loopd {
 
 bool Looper::grid(const ProcessContext& ctx, int quantize, int64_t& origin, double& unit) const noexcept {
     if (quantize <= 0) return false;
-    const auto& ls = ctx.loop;
+    const auto& ls = ctx.loopers.sync;
     const bool anchored = sync_ && ls.syncSource > 0 && ls.anchorId != id() && ls.cycleValid(ctx) && ls.cycleFrames > 0;
     const bool clocked = sync_ && ls.syncSource < 0;
     if (anchored) {
@@ -62,7 +62,7 @@ int64_t Looper::boundaryFor(LoopCmd c, const ProcessContext& ctx, int64_t at, bo
     case LoopCmd::Trigger: case LoopCmd::OneShot: {
         // Restarting on the loop's own cycle would only ever restart it where it already is:
         // these wait for the anchor's cycle or the clock's bar, never for the loop itself.
-        const auto& ls = ctx.loop;
+        const auto& ls = ctx.loopers.sync;
         quantized = sync_ && ((ls.syncSource > 0 && ls.anchorId != id() && ls.cycleValid(ctx)) || ls.syncSource < 0);
         break;
     }
@@ -85,7 +85,7 @@ int64_t Looper::boundaryFor(LoopCmd c, const ProcessContext& ctx, int64_t at, bo
     const int64_t before = origin + static_cast<int64_t>(std::llround(k * unit));
     const int64_t after = origin + static_cast<int64_t>(std::llround((k + 1.0) * unit));
     if (before >= at) return at;
-    if (mayRetro && at - before <= ctx.loop.lenienceFrames && at - before < kHistory / 2) {
+    if (mayRetro && at - before <= ctx.loopers.sync.lenienceFrames && at - before < kHistory / 2) {
         retro = true;
         return before;
     }
@@ -277,7 +277,7 @@ void Looper::stopRecord(ProcessContext& ctx, int64_t at, bool retro) noexcept {
     int64_t length = at - recordStart_;
     int64_t origin = 0;
     double unit = 0.0;
-    const auto& ls = ctx.loop;
+    const auto& ls = ctx.loopers.sync;
     const bool anchored = sync_ && ls.syncSource > 0 && ls.anchorId != id() && ls.cycleValid(ctx) && ls.cycleFrames > 0;
     const bool clocked = sync_ && ls.syncSource < 0 && quantize_ > 0;
     if ((anchored && quantize_ > 0) || clocked) {
@@ -373,7 +373,7 @@ void Looper::stopWriteMode(ProcessContext& ctx, int64_t at) noexcept {
 }
 
 void Looper::capture(ProcessContext& ctx, int64_t at, double amount, bool seconds) noexcept {
-    const CaptureRing* ring = ctx.capture;
+    const CaptureRing* ring = ctx.loopers.capture;
     if (!ring) { status_.commandsIgnored.fetch_add(1, std::memory_order_relaxed); return; }
     const int64_t d = latency(ctx);
     int64_t length = 0, playStart = 0, cycle = 0;
@@ -383,7 +383,7 @@ void Looper::capture(ProcessContext& ctx, int64_t at, double amount, bool second
         cycle = length;
     } else {
         const int n = std::max(1, static_cast<int>(std::lround(amount > 0 ? amount : 1)));
-        const auto& ls = ctx.loop;
+        const auto& ls = ctx.loopers.sync;
         const bool anchored = ls.syncSource > 0 && ls.anchorId != id() && ls.cycleValid(ctx) && ls.cycleFrames > 0;
         int64_t origin = 0;
         double unit = 0.0;

@@ -77,7 +77,7 @@ int64_t Looper::writePosition(int64_t t) const noexcept {
 }
 
 int Looper::inputChannel(int c, const ProcessContext& ctx) const noexcept {
-    const int n = ctx.capture ? ctx.capture->channels() : std::max(1, ctx.numInputs);
+    const int n = ctx.loopers.capture ? ctx.loopers.capture->channels() : std::max(1, ctx.numInputs);
     return std::min(in_ + (channels_ == 1 ? 0 : c), n - 1);
 }
 
@@ -87,7 +87,7 @@ int Looper::ringChannel(int c) const noexcept {
 }
 
 void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept {
-    ctxRing_ = ctx.capture;
+    ctxRing_ = ctx.loopers.capture;
     if (state_ == State::Pending) {
         if (scheduledStart < 0 || scheduledStart >= ctx.blockStartSample + offset + numFrames) return;
         const int at = static_cast<int>(std::max<int64_t>(offset, scheduledStart - ctx.blockStartSample));
@@ -128,7 +128,7 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
         shiftSkip = static_cast<int>(std::min<int64_t>(shiftReadDelay_, numFrames));
         shiftReadDelay_ -= shiftSkip;
         const int want = numFrames - shiftSkip;
-        if (!ctx.stretchAhead)
+        if (!ctx.players.stretchAhead)
             for (int guard = 0; static_cast<int64_t>(sv.output.readableFrames()) < want + shiftOwed_ && guard < 64; ++guard) sv.step();
         while (shiftOwed_ > 0) {
             const auto n = static_cast<int64_t>(sv.output.read(shiftOut_.data(), static_cast<size_t>(std::min<int64_t>(shiftOwed_, kShiftBlock))));
@@ -151,7 +151,7 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
         }
         if (stopAt_ >= 0 && stopAt_ <= t) {
             if (mode_ == WriteMode::Record) {
-                const auto& ls = ctx.loop;
+                const auto& ls = ctx.loopers.sync;
                 const bool anchored = sync_ && ls.syncSource > 0 && ls.anchorId != id() && ls.cycleValid(ctx) && ls.cycleFrames > 0;
                 finishRecord(ctx, stopAt_, stopAt_ - recordStart_, anchored ? ls.cycleFrames : stopAt_ - recordStart_);
             } else if (mode_ == WriteMode::Multiply) {
@@ -287,13 +287,13 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
         sv.realPushed.fetch_add(static_cast<int64_t>(pushed), std::memory_order_release);
     }
     // The write head follows as far as the input has arrived.
-    const CaptureRing* ring = ctx.capture;
+    const CaptureRing* ring = ctx.loopers.capture;
     const int64_t d = latency(ctx);
     const int64_t until = ring ? std::min(histEnd_, ring->end() - d) : histEnd_;
     runWriteHead(ctx, until);
     runCopyJob(ctx);
     handBack(ctx);
-    if (writing()) ++ctx.loop.writers;
+    if (writing()) ++ctx.loopers.sync.writers;
     publish(ctx);
     finishSegment(ctx);
 }
@@ -311,7 +311,7 @@ void Looper::handleWriteEvents(const ProcessContext& ctx, int64_t tau) noexcept 
 }
 
 void Looper::runWriteHead(ProcessContext& ctx, int64_t until) noexcept {
-    const CaptureRing* ring = ctx.capture;
+    const CaptureRing* ring = ctx.loopers.capture;
     if (!ring) { writeCursor_ = std::max(writeCursor_, until); return; }
     const int64_t d = latency(ctx);
     const int fade = std::max(1, std::min(fadeSamples_, kMaxFade));
@@ -388,7 +388,7 @@ void Looper::writeFrame(ProcessContext& ctx, WriteMode m, int64_t pos, int64_t i
         status_.memoryFull.fetch_add(1, std::memory_order_relaxed);
         return;
     }
-    const CaptureRing* ring = ctx.capture;
+    const CaptureRing* ring = ctx.loopers.capture;
     const float g = inGain_.value();
     const float keep = 1.0f - w * (1.0f - feedback_);
     const float* old = m == WriteMode::Multiply ? mem_.frameBefore(pos % std::max<int64_t>(1, multiplyBase_)) : nullptr;
@@ -427,7 +427,7 @@ void Looper::updateSpeed(const ProcessContext& ctx) noexcept {
     double ratio = stretchRatio_;
     if (tempoStretch_ && cycleFrames_ > 0 && ctx.tempoBpm > 0.0) {
         const double cycleSeconds = static_cast<double>(cycleFrames_) / sampleRate_;
-        const double loopTempo = 30.0 * ctx.loop.eighthPerCycle / cycleSeconds;
+        const double loopTempo = 30.0 * ctx.loopers.sync.eighthPerCycle / cycleSeconds;
         ratio = std::clamp(loopTempo / ctx.tempoBpm, 0.5, 4.0);
     }
     speed_ = static_cast<double>(rate_) / ratio;

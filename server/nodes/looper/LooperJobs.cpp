@@ -136,8 +136,8 @@ void Looper::queueHandBack(BufferData* b, bool saved) noexcept {
 void Looper::handBack(ProcessContext& ctx) noexcept {
     for (auto& slot : handBack_) {
         if (!slot.data) continue;
-        if (ctx.numHandBack >= ProcessContext::kMaxHandBack) return;
-        ctx.handBack[ctx.numHandBack++] = ProcessContext::HandBack{slot.data, id(), slot.saved};
+        if (ctx.report.numHandBack >= ProcessContext::Report::kMaxHandBack) return;
+        ctx.report.handBack[ctx.report.numHandBack++] = ProcessContext::Report::HandBack{slot.data, id(), slot.saved};
         slot.data = nullptr;
     }
     // A save in progress: copy a slice per render, once the write head has finished what the

@@ -156,7 +156,7 @@ void Player::onBegin(ProcessContext& ctx) noexcept {
 }
 
 void Player::preRoll(ProcessContext& ctx, int64_t startSample) noexcept {
-    if (!voice_ || !ctx.stretchAhead) return;
+    if (!voice_ || !ctx.players.stretchAhead) return;
     const BufferData* b = ctx.buffer(buf_);
     if (!b || b->numFrames <= 0 || b->numChannels <= 0) return;
     if (!preRolled_) {

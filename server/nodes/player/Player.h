@@ -55,7 +55,7 @@ private:
     // Read-rate multiplier of a tempo follower at clock tempo `bpm`: bpm / material BPM (1 when
     // not following); without `bpm`, the clock's tempo now.
     double tempoFactor(const ProcessContext& ctx, double bpm) const noexcept {
-        if (!follow_ || !ctx.followTempo) return 1.0;
+        if (!follow_ || !ctx.players.followTempo) return 1.0;
         return bpm / materialBpm(ctx);
     }
     double tempoFactor(const ProcessContext& ctx) const noexcept { return tempoFactor(ctx, ctx.tempoBpm); }
@@ -64,7 +64,7 @@ private:
     double stretchSpeed(const ProcessContext& ctx, double bpm) const noexcept {
         return std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx, bpm), 0.25, 4.0);
     }
-    double materialBpm(const ProcessContext& ctx) const noexcept { return materialBpm_ > 0.0 ? materialBpm_ : ctx.baseBpm; }
+    double materialBpm(const ProcessContext& ctx) const noexcept { return materialBpm_ > 0.0 ? materialBpm_ : ctx.players.baseBpm; }
     // Beat-grid lock of a follower: the tempo factor for frames [from, to) corrected so that the
     // read position lands where the clock's beats say it should (varispeed: exactly per range).
     double lockedTempoFactor(ProcessContext& ctx, int from, int to, double frames) noexcept;

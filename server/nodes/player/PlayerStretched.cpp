@@ -57,7 +57,7 @@ void Player::followShedRequest(ProcessContext& ctx, const BufferData& b, double 
             // its grid stands by now (the grid began at its start).
             outputStarted_ = true;
             coverRunning_ = false;
-            if (follow_ && ctx.followTempo && !relock_ && lockEpoch_ == ctx.clockEpoch)
+            if (follow_ && ctx.players.followTempo && !relock_ && lockEpoch_ == ctx.clockEpoch)
                 ledger_.setSource(std::max(0.0, lockOutSrc_ + idealSource(ctx, at)));
         }
         shed_ = true;
@@ -182,7 +182,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     const BufferData* b = ctx.buffer(buf_);
     const int64_t n64 = to - from;
     if (!b || b->numFrames <= 0 || b->numChannels <= 0) {
-        if (buf_ >= 0) { ctx.bufferMissing = true; ctx.missingBuffer = buf_; }
+        if (buf_ >= 0) { ctx.report.bufferMissing = true; ctx.report.missingBuffer = buf_; }
         gain_.skip(n64); pan_.skip(n64); rate_.skip(n64); mute_.skip(n64); env_.skip(n64); soloGain_.skip(n64);
         return;
     }
@@ -194,11 +194,11 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     double speed = stretchSpeed(ctx, ctx.tempoBpm);
     const int64_t at = ctx.blockStartSample + from;
     StretchVoice& v = *voice_;
-    if (ctx.stretchAhead) followShedRequest(ctx, *b, speed, at);
+    if (ctx.players.stretchAhead) followShedRequest(ctx, *b, speed, at);
     takeSegments();
     // The grid is anchored where the player began; real time, the output may start later (an
     // immediate start waits for the stretcher's first output): it then catches up (catchUp).
-    const bool locked = follow_ && ctx.followTempo && !rate_.ramping();
+    const bool locked = follow_ && ctx.players.followTempo && !rate_.ramping();
     if (locked) {
         if (relock_ || lockEpoch_ != ctx.clockEpoch) {
             // (A clock reset moves the grid: take it from here rather than chase the jump.)
@@ -252,7 +252,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     v.pitchScale.store(std::exp2(pitchSemitones_ / 12.0), std::memory_order_relaxed);
     const int n = std::min(to - from, blockSize_);
     float* out[2] = {outBuf_.data(), outBuf_.data() + blockSize_};
-    if (ctx.stretchAhead) {
+    if (ctx.players.stretchAhead) {
         if (!shed_) fillAhead(*b, speed, n); // the worker does the stretching
     } else {
         // Offline: this thread steps the voice, pulled by what the block needs (deterministic).
@@ -264,15 +264,15 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     }
     // Real time: start sounding once a pre-roll is buffered, so that the pipeline runs ahead
     // from the first block instead of limping through underruns while the worker fills it.
-    bool preRolled = !shed_ && (outputStarted_ || !ctx.stretchAhead ||
+    bool preRolled = !shed_ && (outputStarted_ || !ctx.players.stretchAhead ||
                                 static_cast<double>(v.output.readableFrames()) >= std::min(aheadTarget_, 1024.0));
-    if (preRolled && !outputStarted_ && ctx.stretchAhead) {
+    if (preRolled && !outputStarted_ && ctx.players.stretchAhead) {
         if (rejoin_) preRolled = rejoin(ctx, at, speed, n);
         else if (locked && !relock_) preRolled = catchUp(ctx, at, speed, n);
     }
     const auto ready = static_cast<double>(v.output.readableFrames());
     const int got = preRolled ? static_cast<int>(v.output.read(outInter_.data(), static_cast<size_t>(n))) : 0;
-    if (ctx.stretchAhead && outputStarted_ && !shed_) adaptAhead(ctx, ready, got < n, n);
+    if (ctx.players.stretchAhead && outputStarted_ && !shed_) adaptAhead(ctx, ready, got < n, n);
     for (int k = 0; k < got; ++k) {
         out[0][k] = outInter_[static_cast<size_t>(2 * k)];
         out[1][k] = outInter_[static_cast<size_t>(2 * k + 1)];
@@ -292,7 +292,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         // Underrun: cover the rest with varispeed from where the stretched output stands (and
         // adaptAhead keeps more in flight from now on).
         if (outputStarted_ && !shed_) {
-            ++ctx.stretchUnderruns;
+            ++ctx.report.stretchUnderruns;
             v.underruns.fetch_add(1, std::memory_order_relaxed);
         }
         // A cover that goes on over several blocks continues where it was; a new one starts

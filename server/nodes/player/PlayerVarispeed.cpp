@@ -25,7 +25,7 @@ inline float at(const float* x, int64_t n, bool loop, int64_t idx) noexcept {
 
 double Player::lockedTempoFactor(ProcessContext& ctx, int from, int to, double frames) noexcept {
     const double tf = tempoFactor(ctx);
-    if (!follow_ || !ctx.followTempo || rate_.ramping() || to <= from) { relock_ = true; return tf; }
+    if (!follow_ || !ctx.players.followTempo || rate_.ramping() || to <= from) { relock_ = true; return tf; }
     const int64_t at = ctx.blockStartSample + from;
     if (relock_ || lockEpoch_ != ctx.clockEpoch) {
         lockEpoch_ = ctx.clockEpoch;
@@ -75,7 +75,7 @@ void Player::renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noex
     if (voice_) { renderStretched(ctx, bus, from, to); return; }
     const BufferData* b = ctx.buffer(buf_);
     if (!b || b->numFrames <= 0 || b->numChannels <= 0) {
-        if (buf_ >= 0) { ctx.bufferMissing = true; ctx.missingBuffer = buf_; }
+        if (buf_ >= 0) { ctx.report.bufferMissing = true; ctx.report.missingBuffer = buf_; }
         // Keep the envelopes moving so that fades and releases still complete.
         const int64_t n = to - from;
         gain_.skip(n); pan_.skip(n); rate_.skip(n); mute_.skip(n); env_.skip(n); soloGain_.skip(n);
