@@ -41,6 +41,11 @@ void Module::freeBuffers(uint16_t client, const char* address, std::function<boo
 void Module::swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data) {
     controller_.swapBuffer(client, address, b, std::move(data));
 }
+double Module::seconds(osc::ArgReader& args, const char* what) {
+    const float v = args.number(what);
+    if (v < 0.0f || v > 86400.0f) throw osc::ArgError(std::string(what) + " must be 0..86400 seconds, got " + std::to_string(v));
+    return v;
+}
 MemoryBudget& Module::budget() { return controller_.budget_; }
 StretchWorker* Module::stretchWorker() { return controller_.stretchWorker_; }
 const std::string& Module::hostUrl() const { return controller_.hostUrl_; }

@@ -99,6 +99,9 @@ protected:
     // [worker] Put `data` into buffer `b` (the worker's view of the table follows).
     void swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data);
 
+    // An argument of seconds (0 .. one day), or ArgError naming `what`.
+    static double seconds(osc::ArgReader& args, const char* what);
+
     MemoryBudget& budget();
     StretchWorker* stretchWorker();
     const std::string& hostUrl() const;   // the URL the server answers at (osc.udp://host:port/)

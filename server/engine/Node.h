@@ -214,6 +214,17 @@ public:
     bool finishSegment(ProcessContext& ctx) noexcept;
     // [audio] Pending nodes: start now (at absolute sample `at`).
     void begin(ProcessContext& ctx, int64_t at) noexcept;
+    // [audio] A pending node whose scheduled start falls in frames [offset, offset + numFrames)
+    // of this block begins there, and the range is cut to what follows; false: it does not start
+    // in this range (nothing to render).
+    bool beginWithin(ProcessContext& ctx, int& offset, int& numFrames) noexcept {
+        if (scheduledStart < 0 || scheduledStart >= ctx.blockStartSample + offset + numFrames) return false;
+        const int at = static_cast<int>(std::max<int64_t>(offset, scheduledStart - ctx.blockStartSample));
+        begin(ctx, ctx.blockStartSample + at);
+        numFrames -= at - offset;
+        offset = at;
+        return true;
+    }
     // [audio] Whether the node could start sounding now (players: their buffer is loaded). A node
     // that is not ready when inserted waits (Pending) and starts when it becomes ready.
     virtual bool readyToStart(const ProcessContext&) const noexcept { return true; }

@@ -58,11 +58,7 @@ bool InputNode::getParam(ParamId id, float& value) const noexcept {
 
 void InputNode::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept {
     if (state_ == State::Pending) {
-        if (scheduledStart < 0 || scheduledStart >= ctx.blockStartSample + offset + numFrames) return;
-        const int at = static_cast<int>(std::max<int64_t>(offset, scheduledStart - ctx.blockStartSample));
-        begin(ctx, ctx.blockStartSample + at);
-        numFrames -= at - offset;
-        offset = at;
+        if (!beginWithin(ctx, offset, numFrames)) return;
     }
     const int chans = std::min(chans_, ctx.numInputs - in_);
     const bool mono = chans == 1;

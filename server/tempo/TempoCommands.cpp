@@ -9,14 +9,6 @@
 #include "server/engine/Engine.h"
 
 namespace loopd {
-namespace {
-double seconds(osc::ArgReader& a, const char* what) {
-    const float v = a.number(what);
-    if (v < 0.0f || v > 86400.0f) throw osc::ArgError(std::string(what) + " must be 0..86400 seconds, got " + std::to_string(v));
-    return v;
-}
-} // namespace
-
 TempoCommands::TempoCommands(Controller& c) : Module(c) {
     on("/set_tempo", &TempoCommands::hSetTempo);
     on("/tempo", &TempoCommands::hTempo);

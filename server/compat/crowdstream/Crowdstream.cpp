@@ -181,11 +181,6 @@ int band(osc::ArgReader& a) {
     if (s.rfind("hi", 0) == 0) return 2;
     throw osc::ArgError("band out of range: '" + s + "' (low, mid or high)");
 }
-double seconds(osc::ArgReader& a, const char* what) {
-    const float v = a.number(what);
-    if (v < 0.0f || v > 86400.0f) throw osc::ArgError(std::string(what) + " must be 0..86400 seconds, got " + std::to_string(v));
-    return v;
-}
 int32_t deckBuffer(osc::ArgReader& a) {
     const int32_t b = a.int32("buffer id");
     if (deckOfBuffer(b) < 0)

@@ -277,11 +277,11 @@ bool SooperLooper::takeBack(Released& x) {
     return true;
 }
 
-void SooperLooper::onNodeDisposed(const Node& node) {
-    if (node.kind() != Node::Kind::Looper) return;
+void SooperLooper::onNodeDisposed(const Node& gone) {
+    if (gone.kind() != Node::Kind::Looper) return;
     // By object, not id: a looper refused for a duplicate id has the id of a live one.
     for (auto it = slLoops_.begin(); it != slLoops_.end(); ++it) {
-        if (it->looper != &node) continue;
+        if (it->looper != &gone) continue;
         const int32_t node = it->node;
         slLoops_.erase(it);
         for (auto s = slSaves_.begin(); s != slSaves_.end();) s = s->first == node ? slSaves_.erase(s) : std::next(s);

@@ -26,7 +26,7 @@ public:
     void onBeat(const reply::Beat& b) override;             // tap_tempo to registered clients
     void onNodeEnded(int32_t id) override;                  // group 800 freed
     void onNodeCreated(Msg& m, Node& node) override;        // a looper joins as the next loop
-    void onNodeDisposed(const Node& node) override;         // a looper leaves the loop table
+    void onNodeDisposed(const Node& gone) override;         // a looper leaves the loop table
     bool takeBack(Released& x) override;                    // loop copies (loaded, saved)
     void poll() override;                                   // state changes, auto-updates
 

@@ -89,11 +89,7 @@ int Looper::ringChannel(int c) const noexcept {
 void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept {
     ctxRing_ = ctx.loopers.capture;
     if (state_ == State::Pending) {
-        if (scheduledStart < 0 || scheduledStart >= ctx.blockStartSample + offset + numFrames) return;
-        const int at = static_cast<int>(std::max<int64_t>(offset, scheduledStart - ctx.blockStartSample));
-        begin(ctx, ctx.blockStartSample + at);
-        numFrames -= at - offset;
-        offset = at;
+        if (!beginWithin(ctx, offset, numFrames)) return;
     }
     const int64_t now = ctx.blockStartSample + offset;
     if (histEnd_ != now) {
