@@ -718,13 +718,19 @@ void Controller::hSync(Msg& m) {
 // ---------------------------------------------------------------------------------------------
 // Nodes
 
+ParamId Controller::paramArg(osc::ArgReader& args, std::string& name) {
+    name = args.string("parameter name");
+    const auto p = paramFromName(name);
+    if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
+    return *p;
+}
+
 void Controller::applyParams(Msg& m, Node& node) {
+    std::string name;
     while (!m.args.atEnd()) {
-        const std::string name = m.args.string("parameter name");
-        const auto id = paramFromName(name);
-        if (!id) throw osc::ArgError("unknown parameter '" + name + "'");
-        const float value = paramValue(m.args, *id, name);
-        const SetResult r = node.setParam(*id, value, 0, false, paramCtx_);
+        const ParamId id = paramArg(m.args, name);
+        const float value = paramValue(m.args, id, name);
+        const SetResult r = node.setParam(id, value, 0, false, paramCtx_);
         if (r == SetResult::NoSuchParam) throw osc::ArgError(std::string(node.typeName()) + " has no parameter '" + name + "'");
         if (r == SetResult::BadValue) throw osc::ArgError("value " + fmtFloat(value) + " is out of range for '" + name + "'");
     }
@@ -818,31 +824,24 @@ void Controller::hNSet(Msg& m) {
     if (m.args.atEnd()) throw osc::ArgError("no parameters given");
     // Validate everything first: a bad pair fails the whole message.
     std::vector<ParamValue> params;
+    std::string name;
     while (!m.args.atEnd()) {
-        const std::string name = m.args.string("parameter name");
-        const auto p = paramFromName(name);
-        if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
-        params.push_back({*p, paramValue(m.args, *p, name)});
+        const ParamId p = paramArg(m.args, name);
+        params.push_back({p, paramValue(m.args, p, name)});
     }
-    for (size_t i = 0; i < params.size(); i += kMaxParamsPerCommand) {
-        cmd::SetParams s{};
-        s.id = id;
-        for (size_t k = i; k < params.size() && s.count < kMaxParamsPerCommand; ++k) s.params[s.count++] = params[k];
-        if (!push(m, s)) return;
-    }
+    pushInChunks<cmd::SetParams>(m, id, params);
 }
 
 void Controller::hNRamp(Msg& m) {
     const int32_t id = m.args.int32("node id");
-    const std::string name = m.args.string("parameter name");
+    std::string name;
+    const ParamId p = paramArg(m.args, name);
     const float target = m.args.number("target value");
     const float seconds = m.args.number("seconds");
     m.args.expectEnd();
-    const auto p = paramFromName(name);
-    if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
-    if (!paramRampable(*p)) throw osc::ArgError("'" + name + "' cannot be ramped (continuous parameters only: gain, pan, rate, low, mid, high, cutoffHz, q, lfoDepthOctaves, feedback, mix, gainDb, cueGain)");
+    if (!paramRampable(p)) throw osc::ArgError("'" + name + "' cannot be ramped (continuous parameters only: gain, pan, rate, low, mid, high, cutoffHz, q, lfoDepthOctaves, feedback, mix, gainDb, cueGain)");
     if (!(seconds >= 0.0f && seconds <= 3600.0f)) throw osc::ArgError("ramp time must be 0..3600 seconds, got " + fmtFloat(seconds));
-    push(m, cmd::Ramp{id, *p, target, seconds});
+    push(m, cmd::Ramp{id, p, target, seconds});
 }
 
 void Controller::hNFree(Msg& m) {

@@ -126,6 +126,19 @@ private:
     NodeSetup nodeSetup(); // what building a node needs (see Registry.h)
     void takeBack(Released& x); // from the hand-back lane
     static std::pair<AddAction, int32_t> placement(osc::ArgReader& args); // addAction targetID
+    // The next argument as a parameter name (ArgError for an unknown one); `name`: its spelling.
+    static ParamId paramArg(osc::ArgReader& args, std::string& name);
+    // Items for node `id` in commands of at most kMaxParamsPerCommand (SetParams, GetParams).
+    template <class C, class T>
+    bool pushInChunks(Msg& m, int32_t id, const std::vector<T>& items) {
+        for (size_t i = 0; i < items.size(); i += kMaxParamsPerCommand) {
+            C c{};
+            c.id = id;
+            for (size_t k = i; k < items.size() && c.count < kMaxParamsPerCommand; ++k) c.params[c.count++] = items[k];
+            if (!push(m, c)) return false;
+        }
+        return true;
+    }
     // A parameter value: a number, or a named value (`mode lp`, `lfoShape saw`).
     static float paramValue(osc::ArgReader& args, ParamId id, const std::string& name);
 

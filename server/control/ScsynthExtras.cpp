@@ -92,32 +92,22 @@ void Controller::hSGet(Msg& m) {
     const int32_t id = m.args.int32("node id");
     if (m.args.atEnd()) throw osc::ArgError("no parameters named");
     std::vector<ParamId> params;
-    while (!m.args.atEnd()) {
-        const std::string name = m.args.string("parameter name");
-        const auto p = paramFromName(name);
-        if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
-        params.push_back(*p);
-    }
-    for (size_t i = 0; i < params.size(); i += kMaxParamsPerCommand) {
-        cmd::GetParams g{};
-        g.id = id;
-        for (size_t k = i; k < params.size() && g.count < kMaxParamsPerCommand; ++k) g.params[g.count++] = params[k];
-        if (!push(m, g)) return;
-    }
+    std::string name;
+    while (!m.args.atEnd()) params.push_back(paramArg(m.args, name));
+    pushInChunks<cmd::GetParams>(m, id, params);
 }
 
 void Controller::hNMap(Msg& m) {
     const int32_t id = m.args.int32("node id");
     if (m.args.atEnd()) throw osc::ArgError("no parameter and bus given");
     std::vector<cmd::MapParam> maps;
+    std::string name;
     while (!m.args.atEnd()) {
-        const std::string name = m.args.string("parameter name");
-        const auto p = paramFromName(name);
-        if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
+        const ParamId p = paramArg(m.args, name);
         const int32_t bus = m.args.int32("control bus");
         if (bus >= engine_.config().numControlBuses)
             throw osc::ArgError("control bus " + std::to_string(bus) + " out of range (0.." + std::to_string(engine_.config().numControlBuses - 1) + ", -1 unmaps)");
-        maps.push_back(cmd::MapParam{id, *p, bus < 0 ? -1 : bus});
+        maps.push_back(cmd::MapParam{id, p, bus < 0 ? -1 : bus});
     }
     for (const auto& mp : maps)
         if (!push(m, mp)) return;
