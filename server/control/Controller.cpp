@@ -99,9 +99,9 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     on("/rec_stop", &Controller::hRecStop);
     registerScsynthExtras();
     if (const auto v = paramEnumValue(ParamId::Stretch, options_.stretchMethod)) defaultStretch_ = *v;
-    modules_.push_back(std::make_unique<TempoCommands>(*this));
-    modules_.push_back(std::make_unique<Crowdstream>(*this));
-    modules_.push_back(std::make_unique<SooperLooper>(*this));
+    addModule<TempoCommands>();
+    addModule<Crowdstream>();
+    addModule<SooperLooper>();
 }
 
 void Controller::route(const char* address, bool prefix, Handler h) {

@@ -82,6 +82,15 @@ public:
     void runInternal(const std::vector<char>& packet);
     // [control] The URL /ping answers with (osc.udp://host:port/).
     void setHostUrl(const std::string& url) { hostUrl_ = url; }
+    // [control] Another module (Module.h): it registers its addresses as it is built and is
+    // told of the engine's events from then on. The Controller owns it.
+    template <class M, class... Args>
+    M& addModule(Args&&... args) {
+        auto m = std::make_unique<M>(*this, std::forward<Args>(args)...);
+        M& ref = *m;
+        modules_.push_back(std::move(m));
+        return ref;
+    }
 
 private:
     friend class Module; // the services a module may use (Module.h)
