@@ -15,15 +15,11 @@
 #include "server/control/ScsynthCommands.h"
 #include "server/io/AudioFile.h"
 #include "server/engine/BufferData.h"
-#include "server/nodes/effects/Effects.h"
-#include "server/nodes/effects/Eq3Node.h"
 #include "server/engine/Group.h"
-#include "server/nodes/InputNode.h"
 #include "server/nodes/looper/Looper.h" // loopCtlName: the looper fail reasons
 #include "server/compat/crowdstream/Crowdstream.h"
 #include "server/compat/sooperlooper/SooperLooper.h"
 #include "server/tempo/TempoCommands.h"
-#include "server/nodes/player/Player.h"
 #include "server/app/Version.h"
 
 namespace loopd {
