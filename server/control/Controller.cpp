@@ -20,6 +20,8 @@
 #include "server/compat/crowdstream/Crowdstream.h"
 #include "server/compat/sooperlooper/SooperLooper.h"
 #include "server/tempo/TempoCommands.h"
+#include "server/control/Buffers.h"
+#include "server/control/Nodes.h"
 #include "server/app/Version.h"
 
 namespace loopd {
@@ -39,11 +41,6 @@ std::string printable(const std::string& text) {
     return out;
 }
 
-std::string fmtFloat(float v) {
-    std::ostringstream s;
-    s << v;
-    return s.str();
-}
 } // namespace
 
 Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const PathPolicy& paths,
@@ -59,7 +56,6 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     paramCtx_.numOutputs = c.numOutputs;
     paramCtx_.declickSamples = std::llround(c.declickSeconds * c.sampleRate);
     paramCtx_.smoothSamples = std::llround(c.smoothSeconds * c.sampleRate);
-    workerBuffers_.assign(static_cast<size_t>(c.maxBuffers), nullptr);
     rateWallTime_ = std::chrono::steady_clock::now();
     actualRate_ = c.sampleRate;
 
@@ -69,25 +65,6 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     on("/dumpOSC", &Controller::hDumpOsc);
     on("/quit", &Controller::hQuit);
     on("/sync", &Controller::hSync);
-    on("/s_new", &Controller::hSNew);
-    on("/g_new", &Controller::hGNew);
-    on("/n_set", &Controller::hNSet);
-    on("/n_ramp", &Controller::hNRamp);
-    on("/n_free", &Controller::hNFree);
-    on("/n_run", &Controller::hNRun);
-    on("/n_before", &Controller::hNBefore);
-    on("/n_after", &Controller::hNAfter);
-    on("/n_query", &Controller::hNQuery);
-    on("/g_freeAll", &Controller::hGFreeAll);
-    on("/g_deepFree", &Controller::hGDeepFree);
-    on("/g_queryTree", &Controller::hGQueryTree);
-    on("/b_alloc", &Controller::hBAlloc);
-    on("/b_allocRead", &Controller::hBAllocRead);
-    on("/b_read", &Controller::hBRead);
-    on("/b_write", &Controller::hBWrite);
-    on("/b_free", &Controller::hBFree);
-    on("/b_zero", &Controller::hBZero);
-    on("/b_query", &Controller::hBQuery);
     on("/error", &Controller::hError);
     on("/reply_format", &Controller::hReplyFormat);
     for (const char* a : {"/d_recv", "/d_load", "/d_loadDir", "/d_free", "/d_freeAll"}) on(a, &Controller::hSynthDef);
@@ -95,6 +72,8 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     on("/rec_stop", &Controller::hRecStop);
     registerScsynthExtras();
     if (const auto v = paramEnumValue(ParamId::Stretch, options_.stretchMethod)) defaultStretch_ = *v;
+    buffers_ = &addModule<Buffers>();
+    nodes_ = &addModule<Nodes>();
     addModule<TempoCommands>();
     addModule<Crowdstream>();
     addModule<SooperLooper>();
@@ -470,7 +449,7 @@ std::string Controller::failReason(const reply::Fail& f) const {
         return std::string(k) + " " + std::to_string(f.a) + " has no parameter '" + param() + "'";
     }
     case FailCode::BadParamValue:
-        return "value " + fmtFloat(f.value) + " is out of range for '" + param() + "' of node " + std::to_string(f.a);
+        return "value " + formatNumber(f.value) + " is out of range for '" + param() + "' of node " + std::to_string(f.a);
     case FailCode::NotRampable: return "'" + param() + "' cannot be ramped";
     case FailCode::SchedulerFull: return "scheduler full (" + std::to_string(f.a) + " timed commands waiting)";
     case FailCode::TooManyNodes: return "too many nodes (limit " + std::to_string(f.a) + ")";
@@ -487,7 +466,7 @@ std::string Controller::failReason(const reply::Fail& f) const {
     case FailCode::WrongNodeKind:
         return "node " + std::to_string(f.a) + " is not a " + Node::kindName(static_cast<Node::Kind>(f.b));
     case FailCode::LoopValueOutOfRange:
-        return "value " + fmtFloat(f.value) + " is out of range for '" + std::string(loopCtlName(static_cast<LoopCtl>(f.b)) ? loopCtlName(static_cast<LoopCtl>(f.b)) : "?") + "'";
+        return "value " + formatNumber(f.value) + " is out of range for '" + std::string(loopCtlName(static_cast<LoopCtl>(f.b)) ? loopCtlName(static_cast<LoopCtl>(f.b)) : "?") + "'";
     case FailCode::LoopBusy: return "looper " + std::to_string(f.a) + " is already saving";
     case FailCode::OwnedNode:
     case FailCode::HoldsOwnedNode: {
@@ -712,25 +691,7 @@ void Controller::hSync(Msg& m) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Nodes
-
-ParamId Controller::paramArg(osc::ArgReader& args, std::string& name) {
-    name = args.string("parameter name");
-    const auto p = paramFromName(name);
-    if (!p) throw osc::ArgError("unknown parameter '" + name + "'");
-    return *p;
-}
-
-void Controller::applyParams(Msg& m, Node& node) {
-    std::string name;
-    while (!m.args.atEnd()) {
-        const ParamId id = paramArg(m.args, name);
-        const float value = paramValue(m.args, id, name);
-        const SetResult r = node.setParam(id, value, 0, false, paramCtx_);
-        if (r == SetResult::NoSuchParam) throw osc::ArgError(std::string(node.typeName()) + " has no parameter '" + name + "'");
-        if (r == SetResult::BadValue) throw osc::ArgError("value " + fmtFloat(value) + " is out of range for '" + name + "'");
-    }
-}
+// Nodes as the modules build them, and what the engine gives back
 
 void Controller::takeBack(Released& x) {
     // Everything the audio thread is done with comes back here, by one lane (see Released).
@@ -773,360 +734,13 @@ NodeSetup Controller::nodeSetup() {
     return NodeSetup{engine_.config(), paramCtx_, budget_, stretchWorker_, options_.loopSeconds, options_.undoSeconds, defaultStretch_};
 }
 
-float Controller::paramValue(osc::ArgReader& args, ParamId id, const std::string& name) {
-    if (!args.isString()) return args.number("parameter value");
-    const std::string word = args.string("parameter value");
-    if (const auto v = paramEnumValue(id, word)) return *v;
-    throw osc::ArgError("'" + word + "' is not a value of '" + name + "'" +
-                        (id == ParamId::Mode ? " (lp, hp, bp)" : id == ParamId::LfoShape ? " (sine, triangle, square, saw)" : " (a number)"));
-}
-
-std::pair<AddAction, int32_t> Controller::placement(osc::ArgReader& args) {
-    // scsynth's optional `addAction targetID` pair (head of the root group when left out).
-    const int32_t action = args.atEnd() ? 0 : args.int32("add action");
-    const int32_t target = args.atEnd() ? 0 : args.int32("target id");
-    if (action < 0 || action > 4) throw osc::ArgError("add action must be 0..4 (head, tail, before, after, replace), got " + std::to_string(action));
-    return {static_cast<AddAction>(action), target};
-}
-
-void Controller::hSNew(Msg& m) {
-    const std::string type = m.args.string("node type");
-    int32_t id = m.args.int32("node id");
-    const auto [action, target] = placement(m.args);
-    if (id < 0) id = nextAutoId_--; // server-chosen ids are negative, as scsynth's
-    const NodeType* t = findNodeType(type);
-    if (!t) throw osc::ArgError("unknown node type '" + type + "' (known: " + nodeTypeNames() + ")");
-    const NodeSetup setup = nodeSetup();
-    std::unique_ptr<Node> node = t->make(id, setup);
-    applyParams(m, *node);
-    node->prepare(setup); // a player's stretcher is built here, not on the audio thread
-    Node& made = *node;
-    if (!push(m, cmd::NewNode{node.release(), action, target})) return;
-    for (auto& mod : modules_) mod->onNodeCreated(m, made); // a looper joins the SooperLooper namespace
-}
-
-void Controller::hGNew(Msg& m) {
-    do {
-        int32_t id = m.args.int32("group id");
-        const auto [action, target] = placement(m.args);
-        if (id < 0) id = nextAutoId_--;
-        const EngineConfig& c = engine_.config();
-        push(m, cmd::NewNode{new Group(id, c.numOutputs, c.blockSize), action, target});
-    } while (!m.args.atEnd());
-}
-
-void Controller::hNSet(Msg& m) {
-    const int32_t id = m.args.int32("node id");
-    if (m.args.atEnd()) throw osc::ArgError("no parameters given");
-    // Validate everything first: a bad pair fails the whole message.
-    std::vector<ParamValue> params;
-    std::string name;
-    while (!m.args.atEnd()) {
-        const ParamId p = paramArg(m.args, name);
-        params.push_back({p, paramValue(m.args, p, name)});
-    }
-    pushInChunks<cmd::SetParams>(m, id, params);
-}
-
-void Controller::hNRamp(Msg& m) {
-    const int32_t id = m.args.int32("node id");
-    std::string name;
-    const ParamId p = paramArg(m.args, name);
-    const float target = m.args.number("target value");
-    const float seconds = m.args.number("seconds");
-    m.args.expectEnd();
-    if (!paramRampable(p)) throw osc::ArgError("'" + name + "' cannot be ramped (continuous parameters only: gain, pan, rate, low, mid, high, cutoffHz, q, lfoDepthOctaves, feedback, mix, gainDb, cueGain)");
-    if (!(seconds >= 0.0f && seconds <= 3600.0f)) throw osc::ArgError("ramp time must be 0..3600 seconds, got " + fmtFloat(seconds));
-    push(m, cmd::Ramp{id, p, target, seconds});
-}
-
-void Controller::hNFree(Msg& m) {
-    do push(m, cmd::Free{m.args.int32("node id")});
-    while (!m.args.atEnd());
-}
-
-void Controller::hNRun(Msg& m) {
-    do {
-        const int32_t id = m.args.int32("node id");
-        const int32_t flag = m.args.int32("run flag");
-        push(m, cmd::Run{id, flag != 0});
-    } while (!m.args.atEnd());
-}
-
-void Controller::move(Msg& m, bool after) {
-    do {
-        const int32_t a = m.args.int32("node id");
-        const int32_t b = m.args.int32("target id");
-        push(m, cmd::Move{a, b, after});
-    } while (!m.args.atEnd());
-}
-void Controller::hNBefore(Msg& m) { move(m, false); }
-void Controller::hNAfter(Msg& m) { move(m, true); }
-
-void Controller::hNQuery(Msg& m) {
-    do push(m, cmd::Query{m.args.int32("node id")});
-    while (!m.args.atEnd());
-}
-
-void Controller::hGFreeAll(Msg& m) {
-    do push(m, cmd::FreeAll{m.args.int32("group id"), false});
-    while (!m.args.atEnd());
-}
-
-void Controller::hGDeepFree(Msg& m) {
-    do push(m, cmd::FreeAll{m.args.int32("group id"), true});
-    while (!m.args.atEnd());
-}
-
-void Controller::hGQueryTree(Msg& m) {
-    do {
-        const int32_t id = m.args.int32("group id");
-        const int32_t flag = m.args.atEnd() ? 0 : m.args.int32("flag");
-        auto* s = new TreeSnapshot;
-        s->rootId = id;
-        s->withControls = flag != 0;
-        s->entries.reserve(static_cast<size_t>(engine_.config().maxNodes) + 1);
-        push(m, cmd::QueryTree{s});
-    } while (!m.args.atEnd());
-}
-
 // ---------------------------------------------------------------------------------------------
-// Buffers: validated here, run on the worker in arrival order, swapped in by the audio thread.
-
-int32_t Controller::bufnum(Msg& m) {
-    const int32_t b = m.args.int32("buffer number");
-    if (b < 0 || b >= engine_.config().maxBuffers)
-        throw osc::ArgError("buffer number " + std::to_string(b) + " out of range (0.." + std::to_string(engine_.config().maxBuffers - 1) + ")");
-    return b;
-}
-
-LoadOptions Controller::loadOptions(const std::string& what) {
-    LoadOptions o;
-    o.targetRate = engine_.config().sampleRate;
-    o.maxSamples = options_.maxBufferSamples;
-    o.budget = &budget_;
-    o.what = what;
-    return o;
-}
+// Files: the path policy every command that reads or writes a file goes through.
 
 std::string Controller::checkedPath(Msg&, const std::string& path, bool forWriting) {
     const std::string why = paths_.check(path, forWriting);
     if (!why.empty()) throw osc::ArgError(why);
     return path;
-}
-
-void Controller::swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data,
-                            uint32_t completion, bool announce) {
-    if (b < 0 || b >= engine_.config().maxBuffers) { failAsync(client, address, "buffer number " + std::to_string(b) + " out of range", completion); return; }
-    // The previous data is freed by the control thread once the audio thread has let go of it.
-    BufferData* raw = data.get();
-    if (!pushFromWorker(client, address, 0, cmd::SwapBuffer{b, raw, address, completion, announce})) {
-        dropCompletion(completion);
-        return; // data freed by unique_ptr
-    }
-    data.release();
-    workerBuffers_[static_cast<size_t>(b)] = raw;
-}
-
-bool Controller::bufferKnown(int32_t b) {
-    std::lock_guard<std::mutex> lock(knownMutex_);
-    return knownBuffers_.count(b) > 0;
-}
-
-void Controller::loadBuffer(Msg& m, int32_t b, const std::string& path, const char* address) {
-    if (b < 0 || b >= engine_.config().maxBuffers)
-        throw osc::ArgError("buffer " + std::to_string(b) + " is beyond the server's buffer table (0.." +
-                            std::to_string(engine_.config().maxBuffers - 1) + ")");
-    {
-        std::lock_guard<std::mutex> lock(knownMutex_);
-        knownBuffers_.insert(b);
-    }
-    const uint16_t client = m.client;
-    LoadOptions o = loadOptions("buffer " + std::to_string(b));
-    worker_.post([=, this] {
-        try {
-            swapBuffer(client, address, b, loadAudioFile(path, o));
-        } catch (const std::exception& e) {
-            if (!workerBuffers_[static_cast<size_t>(b)]) {
-                std::lock_guard<std::mutex> lock(knownMutex_);
-                knownBuffers_.erase(b);
-            }
-            fail(client, address, e.what());
-        }
-    });
-}
-
-void Controller::freeBuffers(uint16_t client, const char* address, std::function<bool(int32_t)> which) {
-    std::vector<int32_t> buffers;
-    {
-        std::lock_guard<std::mutex> lock(knownMutex_);
-        for (int32_t b : knownBuffers_)
-            if (which(b)) buffers.push_back(b);
-        for (int32_t b : buffers) knownBuffers_.erase(b);
-    }
-    worker_.post([=, this] {
-        for (int32_t b : buffers)
-            if (workerBuffers_[static_cast<size_t>(b)] && pushFromWorker(kNoClient, address, 0, cmd::SwapBuffer{b, nullptr, address}))
-                workerBuffers_[static_cast<size_t>(b)] = nullptr;
-        done(client, address);
-    });
-}
-
-void Controller::hBAlloc(Msg& m) {
-    const int32_t b = bufnum(m);
-    const int32_t frames = m.args.int32("frames");
-    const int32_t chans = m.args.atEnd() ? 1 : m.args.int32("channels");
-    if (frames <= 0) throw osc::ArgError("frames must be positive, got " + std::to_string(frames));
-    if (chans < 1 || chans > 32) throw osc::ArgError("channels must be 1..32, got " + std::to_string(chans));
-    if (static_cast<int64_t>(frames) * chans > options_.maxBufferSamples) throw osc::ArgError("buffer too large for the buffer limit");
-    const uint16_t client = m.client;
-    const uint32_t completion = m.completion;
-    const double sr = engine_.config().sampleRate;
-    {
-        std::lock_guard<std::mutex> lock(knownMutex_);
-        knownBuffers_.insert(b);
-    }
-    worker_.post([=, this] {
-        try {
-            swapBuffer(client, "/b_alloc", b, BufferData::zeros(frames, chans, sr, &budget_, "buffer " + std::to_string(b)), completion);
-        } catch (const std::bad_alloc&) {
-            failAsync(client, "/b_alloc", "out of memory for buffer " + std::to_string(b), completion);
-        } catch (const std::exception& e) {
-            failAsync(client, "/b_alloc", e.what(), completion);
-        }
-    });
-}
-
-void Controller::hBAllocRead(Msg& m) {
-    const int32_t b = bufnum(m);
-    const std::string path = checkedPath(m, m.args.string("path"), false);
-    const int32_t start = m.args.atEnd() ? 0 : m.args.int32("start frame");
-    const int32_t frames = m.args.atEnd() ? -1 : m.args.int32("frames");
-    if (start < 0) throw osc::ArgError("start frame must not be negative");
-    const uint16_t client = m.client;
-    LoadOptions o = loadOptions("buffer " + std::to_string(b));
-    o.startFrame = start;
-    o.numFrames = frames <= 0 ? -1 : frames;
-    {
-        std::lock_guard<std::mutex> lock(knownMutex_);
-        knownBuffers_.insert(b);
-    }
-    const uint32_t completion = m.completion;
-    worker_.post([=, this] {
-        try {
-            swapBuffer(client, "/b_allocRead", b, loadAudioFile(path, o), completion);
-        } catch (const std::exception& e) {
-            if (!workerBuffers_[static_cast<size_t>(b)]) {
-                std::lock_guard<std::mutex> lock(knownMutex_);
-                knownBuffers_.erase(b);
-            }
-            failAsync(client, "/b_allocRead", e.what(), completion);
-        }
-    });
-}
-
-void Controller::hBRead(Msg& m) {
-    const int32_t b = bufnum(m);
-    const std::string path = checkedPath(m, m.args.string("path"), false);
-    const int32_t fileStart = m.args.atEnd() ? 0 : m.args.int32("file start frame");
-    const int32_t frames = m.args.atEnd() ? -1 : m.args.int32("frames");
-    const int32_t bufStart = m.args.atEnd() ? 0 : m.args.int32("buffer start frame");
-    if (fileStart < 0 || bufStart < 0) throw osc::ArgError("start frames must not be negative");
-    const uint16_t client = m.client;
-    LoadOptions o = loadOptions("buffer " + std::to_string(b));
-    o.startFrame = fileStart;
-    o.numFrames = frames <= 0 ? -1 : frames;
-    const uint32_t completion = m.completion;
-    worker_.post([=, this] {
-        try {
-            const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
-            if (!cur) throw std::runtime_error("buffer " + std::to_string(b) + " is not loaded");
-            if (bufStart >= cur->numFrames) throw std::runtime_error("buffer start frame " + std::to_string(bufStart) + " is past the end of buffer " + std::to_string(b));
-            auto in = loadAudioFile(path, o);
-            // Copy on write: the audio thread keeps reading the old data until the swap.
-            auto next = BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate, &budget_, "buffer " + std::to_string(b));
-            std::copy_n(cur->samples.get(), cur->numFrames * cur->numChannels, next->samples.get());
-            next->path = path;
-            const int64_t n = std::min<int64_t>(in->numFrames, cur->numFrames - bufStart);
-            for (int c = 0; c < cur->numChannels; ++c) {
-                const float* src = in->channel(std::min(c, in->numChannels - 1));
-                std::copy_n(src, n, next->channel(c) + bufStart);
-            }
-            swapBuffer(client, "/b_read", b, std::move(next), completion);
-        } catch (const std::exception& e) {
-            failAsync(client, "/b_read", e.what(), completion);
-        }
-    });
-}
-
-void Controller::hBWrite(Msg& m) {
-    const int32_t b = bufnum(m);
-    const std::string path = checkedPath(m, m.args.string("path"), true);
-    const std::string header = m.args.atEnd() ? "" : m.args.string("header format");
-    const std::string sample = m.args.atEnd() ? "" : m.args.string("sample format");
-    const int32_t frames = m.args.atEnd() ? -1 : m.args.int32("frames");
-    const int32_t start = m.args.atEnd() ? 0 : m.args.int32("start frame");
-    if (!m.args.atEnd()) m.args.int32("leave open"); // scsynth's: loopd writes the file at once
-    m.args.expectEnd();
-    soundFileFormat(path, header, sample); // throws on unknown names
-    const uint16_t client = m.client;
-    const uint32_t completion = m.completion;
-    worker_.post([=, this] {
-        try {
-            const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
-            if (!cur) throw std::runtime_error("buffer " + std::to_string(b) + " is not loaded");
-            writeAudioFile(path, *cur, start, frames, header, sample);
-            finishAsync(client, "/b_write", b, completion);
-        } catch (const std::exception& e) {
-            failAsync(client, "/b_write", e.what(), completion);
-        }
-    });
-}
-
-void Controller::hBFree(Msg& m) {
-    const int32_t b = bufnum(m);
-    const uint16_t client = m.client;
-    const uint32_t completion = m.completion;
-    worker_.post([=, this] {
-        if (!workerBuffers_[static_cast<size_t>(b)]) { failAsync(client, "/b_free", "buffer " + std::to_string(b) + " is not loaded", completion); return; }
-        if (pushFromWorker(client, "/b_free", 0, cmd::SwapBuffer{b, nullptr, "/b_free", completion})) {
-            workerBuffers_[static_cast<size_t>(b)] = nullptr;
-            std::lock_guard<std::mutex> lock(knownMutex_);
-            knownBuffers_.erase(b);
-        } else {
-            dropCompletion(completion);
-        }
-    });
-}
-
-void Controller::hBZero(Msg& m) {
-    const int32_t b = bufnum(m);
-    const uint16_t client = m.client;
-    const uint32_t completion = m.completion;
-    worker_.post([=, this] {
-        const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
-        if (!cur) { failAsync(client, "/b_zero", "buffer " + std::to_string(b) + " is not loaded", completion); return; }
-        try {
-            swapBuffer(client, "/b_zero", b, BufferData::zeros(cur->numFrames, cur->numChannels, cur->sampleRate, &budget_, "buffer " + std::to_string(b)), completion);
-        } catch (const std::exception& e) {
-            failAsync(client, "/b_zero", e.what(), completion);
-        }
-    });
-}
-
-void Controller::hBQuery(Msg& m) {
-    std::vector<int32_t> ids;
-    do ids.push_back(bufnum(m));
-    while (!m.args.atEnd());
-    const uint16_t client = m.client;
-    worker_.post([=, this] {
-        for (int32_t b : ids) {
-            const BufferData* cur = workerBuffers_[static_cast<size_t>(b)];
-            if (!cur) { fail(client, "/b_query", "buffer " + std::to_string(b) + " is not loaded"); continue; }
-            send(client, osc::MessageBuilder("/b_info").i(b).i(static_cast<int32_t>(cur->numFrames))
-                             .i(cur->numChannels).f(static_cast<float>(cur->sampleRate)));
-        }
-    });
 }
 
 // ---------------------------------------------------------------------------------------------

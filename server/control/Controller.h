@@ -42,7 +42,8 @@
 
 namespace loopd {
 
-
+class Buffers;
+class Nodes;
 
 class Controller {
 public:
@@ -125,59 +126,24 @@ private:
     bool pushFromWorker(uint16_t client, const char* address, uint64_t timetag, CommandBody&& body);
     std::string failReason(const reply::Fail& f) const;
     void broadcast(const osc::MessageBuilder& m);
-    int32_t bufnum(Msg& m);
     std::string checkedPath(Msg& m, const std::string& path, bool forWriting);
-    // How files load here: the server's rate, the buffer limit, the memory budget naming `what`.
-    LoadOptions loadOptions(const std::string& what);
-    void applyParams(Msg& m, Node& node);
     // [control] A node the engine gave back (or never took): unregister, then delete.
     void disposeNode(Node* n);
     NodeSetup nodeSetup(); // what building a node needs (see Registry.h)
     void takeBack(Released& x); // from the hand-back lane
-    static std::pair<AddAction, int32_t> placement(osc::ArgReader& args); // addAction targetID
-    // The next argument as a parameter name (ArgError for an unknown one); `name`: its spelling.
-    static ParamId paramArg(osc::ArgReader& args, std::string& name);
-    // Items for node `id` in commands of at most kMaxParamsPerCommand (SetParams, GetParams).
-    template <class C, class T>
-    bool pushInChunks(Msg& m, int32_t id, const std::vector<T>& items) {
-        for (size_t i = 0; i < items.size(); i += kMaxParamsPerCommand) {
-            C c{};
-            c.id = id;
-            for (size_t k = i; k < items.size() && c.count < kMaxParamsPerCommand; ++k) c.params[c.count++] = items[k];
-            if (!push(m, c)) return false;
-        }
-        return true;
-    }
-    // A parameter value: a number, or a named value (`mode lp`, `lfoShape saw`).
-    static float paramValue(osc::ArgReader& args, ParamId id, const std::string& name);
 
-    // Handlers.
+    // Handlers: the server's own commands (the node and buffer commands are modules).
     void hError(Msg&); void hSynthDef(Msg&); void hReplyFormat(Msg&);
     void hStatus(Msg&); void hVersion(Msg&); void hNotify(Msg&); void hDumpOsc(Msg&); void hQuit(Msg&);
-    void hSync(Msg&); void hSNew(Msg&); void hGNew(Msg&); void hNSet(Msg&); void hNRamp(Msg&);
-    void hNFree(Msg&); void hNRun(Msg&); void hNBefore(Msg&); void hNAfter(Msg&); void hNQuery(Msg&);
-    void hGFreeAll(Msg&); void hGDeepFree(Msg&); void hGQueryTree(Msg&);
-    void hBAlloc(Msg&); void hBAllocRead(Msg&); void hBRead(Msg&); void hBWrite(Msg&); void hBFree(Msg&);
-    void hBZero(Msg&); void hBQuery(Msg&);
-    void hRecStart(Msg&); void hRecStop(Msg&);
-    void move(Msg&, bool after);
-    // scsynth's commands beyond loopd's core (ScsynthExtras.cpp).
+    void hSync(Msg&); void hRecStart(Msg&); void hRecStop(Msg&);
+    // scsynth's /clearSched and the /g_dumpTree printout (ScsynthExtras.cpp).
     void registerScsynthExtras();
-    void hGDumpTree(Msg&); void hClearSched(Msg&); void hNTrace(Msg&); void hSGet(Msg&); void hNMap(Msg&);
-    void hCSet(Msg&); void hCSetn(Msg&); void hCGet(Msg&); void hCGetn(Msg&);
-    void hBGet(Msg&); void hBGetn(Msg&); void hBSet(Msg&); void hBSetn(Msg&); void hBGen(Msg&); void hBClose(Msg&);
+    void hClearSched(Msg&);
     void dumpTree(const TreeSnapshot& s);
-    int32_t busIndex(Msg& m, const char* what, int32_t count);
-    // [control] Change single samples of a buffer (copy on write, on the worker).
-    void changeSamples(uint16_t client, const char* address, int32_t b, std::vector<std::pair<int32_t, float>> values);
-    // Buffers as modules ask for them (Module.h).
-    void loadBuffer(Msg& m, int32_t b, const std::string& path, const char* address);
-    bool bufferKnown(int32_t b);
-    void freeBuffers(uint16_t client, const char* address, std::function<bool(int32_t)> which);
-
-    // Worker-side (run on the worker thread).
-    void swapBuffer(uint16_t client, const char* address, int32_t bufnum, std::unique_ptr<BufferData> data,
-                    uint32_t completion = 0, bool announce = true);
+    // [control] Every module hears of a node a client made (Module::onNodeCreated).
+    void nodeCreated(Msg& m, Node& node) {
+        for (auto& mod : modules_) mod->onNodeCreated(m, node);
+    }
 
     Engine& engine_;
     Worker& worker_;
@@ -210,15 +176,11 @@ private:
     static constexpr size_t kCommandsPerMessage = 12;
     std::atomic<uint64_t> fails_{0};
     LogLimiter failLog_{20.0, 5.0}; // bursts of 20 /fail log lines, then 5 a second
-    int32_t nextAutoId_ = -1000;               // server-chosen node ids (negative, as scsynth's)
     std::vector<bool> errorsOff_;              // per client: /error 0 [clientsMutex_]
     std::vector<bool> float32Only_;            // per client: /reply_format float32 [clientsMutex_]
     std::unordered_set<uint16_t> synthDefWarned_; // clients told once in the log that SynthDefs are refused
     std::thread::id controlThread_;
 
-    std::vector<BufferData*> workerBuffers_; // the worker's view of the buffer table
-    std::mutex knownMutex_;
-    std::unordered_set<int32_t> knownBuffers_; // loaded or loading (control + worker)
 
     // Module-independent state (control thread).
     StretchWorker* stretchWorker_ = nullptr;
@@ -235,6 +197,8 @@ private:
     std::vector<std::pair<std::string, Handler>> prefixes_;
     std::string routedAddress_; // the whole address of the message a prefix route is handling
     std::vector<std::unique_ptr<Module>> modules_;
+    Buffers* buffers_ = nullptr; // the buffer and node modules, which other modules' services use
+    Nodes* nodes_ = nullptr;
 };
 
 } // namespace loopd

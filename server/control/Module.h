@@ -1,7 +1,7 @@
 #pragma once
-// A module of the OSC front end: one namespace of addresses (tempo, Crowdstream, SooperLooper)
-// with the state it alone needs. The Controller is the dispatcher and the native server (clients,
-// nodes, buffers, completion messages); a module registers its addresses with `on` and is told of
+// A module of the OSC front end: one namespace of addresses (nodes, buffers, tempo, Crowdstream,
+// SooperLooper) with the state it alone needs. The Controller is the dispatcher and the server
+// itself (clients, /notify, /status, /sync, recording, completion messages); a module registers its addresses with `on` and is told of
 // the few engine events it follows through the hooks below. What a module may ask of the
 // Controller is the protected part of this class: nothing else of the Controller is visible to it.
 //
@@ -35,6 +35,9 @@ struct ProcessContext;
 // One message being handled: its address (the registered one, or the whole address for a
 // prefix route such as /sl/...), arguments, timetag (0 = now), client, and the completion
 // message waiting for it (0: none).
+// A number as a reply or log line shows it (shortest form: 0.5, 1e-05).
+std::string formatNumber(float v);
+
 struct Msg {
     const char* address;
     osc::ArgReader& args;
@@ -78,6 +81,14 @@ protected:
     // Commands to the engine (false: not queued, the client has its /fail).
     bool push(Msg& m, CommandBody&& body);
     bool pushFromWorker(uint16_t client, const char* address, uint64_t timetag, CommandBody&& body);
+    // Asynchronous commands (scsynth's completion messages, Msg::completion): [any] the command
+    // finished (its completion message runs on the control thread, then /done address id),
+    // failed (/fail, the completion message is dropped), or never started.
+    void finishAsync(uint16_t client, const char* address, int32_t id, uint32_t completion);
+    void failAsync(uint16_t client, const char* address, const std::string& reason, uint32_t completion);
+    void dropCompletion(uint32_t completion);
+    // [control] A node a client made, queued for the engine: every module hears of it.
+    void nodeCreated(Msg& m, Node& node);
     // Replies.
     void send(uint16_t client, const osc::MessageBuilder& m);
     void sendTo(const osc::Endpoint& to, const osc::MessageBuilder& m); // an address no client has
