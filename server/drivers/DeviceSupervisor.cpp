@@ -113,13 +113,25 @@ void DeviceSupervisor::retry() {
             a->done = true;
         }).detach();
         attempt_ = std::move(a);
+        attemptStarted_ = std::chrono::steady_clock::now();
+        attemptStuckLogged_ = false;
         return;
     }
     std::unique_ptr<Driver> d;
     std::string why;
     {
         std::lock_guard<std::mutex> lock(attempt_->mutex);
-        if (!attempt_->done) return; // still trying
+        if (!attempt_->done) {
+            // Still trying. An open that does not return (a JACK library blocked inside a client
+            // it could not close) is said once, so that a device that never comes back has a
+            // reason in the log; loopd goes on with the null driver meanwhile.
+            if (!attemptStuckLogged_ && std::chrono::steady_clock::now() - attemptStarted_ > std::chrono::duration<double>(kStuckSeconds)) {
+                spdlog::error("driver {}: opening it has not returned for {:.0f} s (the audio library may be stuck); "
+                              "carrying on with the null driver", device_.name, kStuckSeconds);
+                attemptStuckLogged_ = true;
+            }
+            return;
+        }
         d = std::move(attempt_->driver);
         why = attempt_->why;
     }

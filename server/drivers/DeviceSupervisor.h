@@ -79,6 +79,9 @@ private:
         std::string why;
     };
     std::shared_ptr<Attempt> attempt_;
+    std::chrono::steady_clock::time_point attemptStarted_;
+    bool attemptStuckLogged_ = false;
+    static constexpr double kStuckSeconds = 10.0; // an open that has not returned by then is logged
 };
 
 } // namespace loopd

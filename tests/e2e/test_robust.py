@@ -409,7 +409,14 @@ class JackRestart(unittest.TestCase):
         try:
             return self.srv.wait("/driver", state, timeout=timeout)
         except AssertionError as e:
-            raise AssertionError("%s\nloopd's log:\n%s" % (e, "\n".join(l for l in self.srv.log[-40:] if "[debug]" not in l)))
+            # Where every thread of loopd stands (a JACK open that never returns shows here).
+            stacks = ""
+            if shutil.which("gdb"):
+                r = subprocess.run(["gdb", "-p", str(self.srv.proc.pid), "-batch", "-ex", "thread apply all bt 12"],
+                                   capture_output=True, text=True, timeout=60)
+                stacks = "\n".join(l for l in r.stdout.splitlines() if l.startswith(("#", "Thread")))
+            raise AssertionError("%s\nloopd's log:\n%s\nloopd's threads:\n%s" % (
+                e, "\n".join(l for l in self.srv.log[-40:] if "[debug]" not in l or "not back" in l), stacks))
 
     def test_jackd_killed_and_restarted_under_a_playing_loopd(self):
         srv = self.srv
