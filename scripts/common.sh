@@ -15,6 +15,7 @@ LOOPD_PACKAGES=(
   libgtest-dev libbenchmark-dev
   liblo-tools python3-liblo sox aubio-tools puredata-core
   sooperlooper supercollider-language xvfb xdotool imagemagick x11-utils tmux
+  gdb # thread stacks of a test server that hangs (tests/e2e/test_robust.py)
 )
 
 as_root() {
