@@ -1,0 +1,93 @@
+// Tempo and beats of a stream of audio (TempoTracker.h).
+#include "server/analysis/TempoTracker.h"
+
+#include <dsp/onsets/DetectionFunction.h>
+#include <dsp/tempotracking/TempoTrackV2.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace loopd {
+
+TempoTracker::TempoTracker(double sampleRate, double bpmLow, double bpmHigh, double keepSeconds)
+    : sampleRate_(sampleRate), lo_(bpmLow), hi_(bpmHigh),
+      keepValues_(static_cast<size_t>(std::max(1.0, keepSeconds) * sampleRate / kStep) + 1),
+      frame_(2 * kStep, 0.0) {
+    DFConfig c{};
+    c.stepSize = kStep;
+    c.frameLength = 2 * kStep;
+    c.DFType = DF_COMPLEXSD; // complex-domain spectral difference: QM's default for beats
+    c.dbRise = 3.0;
+    c.adaptiveWhitening = false;
+    c.whiteningRelaxCoeff = -1.0;
+    c.whiteningFloor = -1.0;
+    df_ = std::make_unique<DetectionFunction>(c);
+}
+
+TempoTracker::~TempoTracker() = default;
+
+void TempoTracker::push(const float* x, int n) {
+    for (int i = 0; i < n;) {
+        const int take = std::min(n - i, 2 * kStep - filled_);
+        for (int k = 0; k < take; ++k) frame_[static_cast<size_t>(filled_ + k)] = x[i + k];
+        filled_ += take;
+        i += take;
+        samplesIn_ += take;
+        if (filled_ < 2 * kStep) break;
+        values_.push_back(df_->processTimeDomain(frame_.data()));
+        if (values_.size() > keepValues_) { values_.pop_front(); ++firstValue_; }
+        std::memmove(frame_.data(), frame_.data() + kStep, sizeof(double) * kStep); // frames overlap by half
+        filled_ = kStep;
+    }
+}
+
+double TempoTracker::fold(double bpm, double lo, double hi) noexcept {
+    if (!(bpm > 0.0)) return 0.0;
+    while (bpm < lo) bpm *= 2.0;
+    while (bpm > hi) bpm /= 2.0;
+    return bpm;
+}
+
+TempoTracker::Estimate TempoTracker::estimate(double seconds) const {
+    Estimate e;
+    // The detection function's first two values are zero by construction: left out.
+    const int64_t want = static_cast<int64_t>(seconds * sampleRate_ / kStep);
+    int64_t from = std::max<int64_t>(firstValue_ + static_cast<int64_t>(values_.size()) - want, std::max<int64_t>(firstValue_, 2));
+    const int64_t end = firstValue_ + static_cast<int64_t>(values_.size());
+    if (end - from < static_cast<int64_t>(3.0 * sampleRate_ / kStep)) return e; // under 3 s: too little
+    std::vector<double> df(values_.begin() + (from - firstValue_), values_.end());
+    if (*std::max_element(df.begin(), df.end()) <= 0.0) return e; // silence
+    TempoTrackV2 tt(static_cast<float>(sampleRate_), kStep);
+    std::vector<double> period(df.size(), 0.0), tempi, beats; // (TempoTrackV2 wants the period sized)
+    tt.calculateBeatPeriod(df, period, tempi);
+    tt.calculateBeats(df, period, beats);
+    if (beats.size() < 4) return e;
+    // Beat k of the tracker is detection-function value k, which rises in the frame that starts
+    // k steps in: half a step later is where a click track's clicks fall on average (measured:
+    // a full step put them 5.5 ms late). Within a step only: a finer beat time needs the onsets.
+    e.beats.reserve(beats.size());
+    for (double b : beats) e.beats.push_back(static_cast<int64_t>(std::llround((static_cast<double>(from) + b + 0.5) * kStep)));
+    // The tempo: the least-squares slope of beat time against beat number.
+    const auto n = static_cast<double>(beats.size());
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (size_t i = 0; i < beats.size(); ++i) {
+        const double xi = static_cast<double>(i), yi = beats[i] * kStep / sampleRate_;
+        sx += xi; sy += yi; sxx += xi * xi; sxy += xi * yi;
+    }
+    const double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx); // seconds per beat
+    if (!(slope > 0.0)) return e;
+    // Confidence: how far the beats stray from that line, against a tenth of a beat.
+    double ss = 0.0;
+    const double icept = (sy - slope * sx) / n;
+    for (size_t i = 0; i < beats.size(); ++i) {
+        const double r = beats[i] * kStep / sampleRate_ - (icept + slope * static_cast<double>(i));
+        ss += r * r;
+    }
+    const double rms = std::sqrt(ss / n);
+    e.confidence = std::clamp(1.0 - rms / (0.1 * slope), 0.0, 1.0);
+    e.bpm = fold(60.0 / slope, lo_, hi_);
+    return e;
+}
+
+} // namespace loopd

@@ -1,0 +1,103 @@
+// Tempo and beats of audio (server/analysis/TempoTracker): synthetic drum loops made here
+// (kick, snare, hats) at 90, 123, 140 and 174 BPM, and a click track for the beat times.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "server/analysis/TempoTracker.h"
+
+using namespace loopd;
+
+namespace {
+constexpr double kRate = 48000.0;
+
+// A bar of sixteenths: kick on 1, 3 and the "and" of 3; snare on 2 and 4; hats on eighths.
+std::vector<float> drumLoop(double bpm, double seconds, unsigned seed) {
+    std::vector<float> x(static_cast<size_t>(seconds * kRate), 0.0f);
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> noise(-1.0f, 1.0f);
+    const double sixteenth = 60.0 / bpm * kRate / 4.0;
+    for (int s = 0; s * sixteenth < static_cast<double>(x.size()); ++s) {
+        const auto at = static_cast<size_t>(std::llround(s * sixteenth));
+        const int step = s % 16;
+        auto add = [&](double length, auto f) {
+            for (size_t i = 0; i < static_cast<size_t>(length * kRate) && at + i < x.size(); ++i) x[at + i] += f(static_cast<double>(i) / kRate);
+        };
+        if (step == 0 || step == 8 || step == 10)
+            add(0.25, [&](double t) { return static_cast<float>(0.8 * std::sin(2 * M_PI * (50 + 100 * std::exp(-t * 30)) * t) * std::exp(-t * 12)); });
+        if (step == 4 || step == 12)
+            add(0.2, [&](double t) { return static_cast<float>((0.5 * noise(rng) + 0.3 * std::sin(2 * M_PI * 190 * t)) * std::exp(-t * 20)); });
+        if (step % 2 == 0) add(0.05, [&](double t) { return static_cast<float>(0.2 * noise(rng) * std::exp(-t * 80)); });
+    }
+    return x;
+}
+} // namespace
+
+TEST(TempoTracker, EightSecondsOfADrumLoopGiveItsTempoWithinAHalfBpmNeverHalfOrDouble) {
+    for (double truth : {90.0, 123.0, 140.0, 174.0}) {
+        const auto x = drumLoop(truth, 8.0, 7);
+        TempoTracker t(kRate);
+        for (size_t i = 0; i < x.size(); i += 256) t.push(x.data() + i, static_cast<int>(std::min<size_t>(256, x.size() - i)));
+        const auto e = t.estimate(8.0);
+        std::printf("%5.1f BPM loop, 8 s: %.2f BPM, confidence %.2f, %zu beats\n", truth, e.bpm, e.confidence, e.beats.size());
+        EXPECT_NEAR(e.bpm, truth, 0.5);
+        EXPECT_GT(e.confidence, 0.8);
+    }
+}
+
+TEST(TempoTracker, ASlidingWindowFollowsATempoChange) {
+    // 12 s at 100 BPM, then 12 s at 128: the last 8 s tell the new tempo.
+    auto x = drumLoop(100.0, 12.0, 1);
+    const auto y = drumLoop(128.0, 12.0, 2);
+    x.insert(x.end(), y.begin(), y.end());
+    TempoTracker t(kRate);
+    t.push(x.data(), static_cast<int>(12.0 * kRate));
+    EXPECT_NEAR(t.estimate(8.0).bpm, 100.0, 0.5);
+    t.push(x.data() + static_cast<size_t>(12.0 * kRate), static_cast<int>(12.0 * kRate));
+    EXPECT_NEAR(t.estimate(8.0).bpm, 128.0, 0.5);
+}
+
+TEST(TempoTracker, BeatsOfAClickTrackSitOnItsClicks) {
+    const double bpm = 120.0, beat = 60.0 / bpm * kRate;
+    std::vector<float> x(static_cast<size_t>(10.0 * kRate), 0.0f);
+    for (int k = 0; k * beat < static_cast<double>(x.size()); ++k)
+        for (int i = 0; i < 480; ++i) x[static_cast<size_t>(k * beat) + static_cast<size_t>(i)] += static_cast<float>(0.8 * std::sin(2 * M_PI * 1000.0 * i / kRate) * std::exp(-i / 100.0));
+    TempoTracker t(kRate);
+    t.push(x.data(), static_cast<int>(x.size()));
+    const auto e = t.estimate(10.0);
+    ASSERT_GE(e.beats.size(), 10u);
+    double worst = 0.0, mean = 0.0;
+    for (int64_t b : e.beats) {
+        const double off = static_cast<double>(b) - std::round(static_cast<double>(b) / beat) * beat;
+        worst = std::max(worst, std::fabs(off));
+        mean += off;
+    }
+    mean /= static_cast<double>(e.beats.size());
+    std::printf("click track: %zu beats, mean offset %.1f ms, worst %.1f ms (a step is %.1f ms)\n", e.beats.size(), mean / 48.0, worst / 48.0,
+                TempoTracker::kStep / 48.0);
+    EXPECT_NEAR(e.bpm, 120.0, 0.5);
+    EXPECT_LT(std::fabs(mean) / 48.0, 2.0);
+    EXPECT_LT(worst / 48.0, 6.0); // within half a detection-function step
+}
+
+TEST(TempoTracker, SilenceAndTooLittleInputGiveNoTempo) {
+    TempoTracker t(kRate);
+    std::vector<float> silence(static_cast<size_t>(10.0 * kRate), 0.0f);
+    t.push(silence.data(), static_cast<int>(silence.size()));
+    EXPECT_EQ(t.estimate(8.0).bpm, 0.0);
+    EXPECT_EQ(t.estimate(8.0).confidence, 0.0);
+    TempoTracker shortInput(kRate);
+    const auto x = drumLoop(120.0, 2.0, 3);
+    shortInput.push(x.data(), static_cast<int>(x.size()));
+    EXPECT_EQ(shortInput.estimate(8.0).bpm, 0.0);
+}
+
+TEST(TempoTracker, FoldingKeepsTheTempoInsideTheRange) {
+    EXPECT_DOUBLE_EQ(TempoTracker::fold(87.0, 90.0, 180.0), 174.0);
+    EXPECT_DOUBLE_EQ(TempoTracker::fold(348.0, 70.0, 180.0), 174.0);
+    EXPECT_DOUBLE_EQ(TempoTracker::fold(123.0, 70.0, 180.0), 123.0);
+    EXPECT_DOUBLE_EQ(TempoTracker::fold(0.0, 70.0, 180.0), 0.0);
+}
