@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "server/analysis/TempoTracker.h"
+#include "support/OfflineServer.h"
 
 using namespace loopd;
+using namespace loopd::test;
 
 namespace {
 constexpr double kRate = 48000.0;
@@ -100,4 +102,47 @@ TEST(TempoTracker, FoldingKeepsTheTempoInsideTheRange) {
     EXPECT_DOUBLE_EQ(TempoTracker::fold(348.0, 70.0, 180.0), 174.0);
     EXPECT_DOUBLE_EQ(TempoTracker::fold(123.0, 70.0, 180.0), 123.0);
     EXPECT_DOUBLE_EQ(TempoTracker::fold(0.0, 70.0, 180.0), 0.0);
+}
+
+
+TEST(LiveAnalysis, TheInputsTempoIsEstimatedAfterEightSecondsAndStaysRight) {
+    // Drum loops on the input of an offline render: the first /tempo_estimate comes with 8 s of
+    // input, and every estimate after it (sent when it changes, every half second at most) is
+    // within half a BPM — never half or double.
+    for (double truth : {90.0, 123.0, 140.0, 174.0}) {
+        OfflineServer s;
+        const auto x = drumLoop(truth, 16.0, 5);
+        s.input = {x, x};
+        s.send("/notify", 1);
+        s.render(static_cast<int64_t>(16.0 * kRate));
+        const auto est = s.find("/tempo_estimate");
+        ASSERT_FALSE(est.empty()) << truth;
+        EXPECT_GE(est.front().num(2), 8.0 * kRate) << "the first estimate needs 8 s of input";
+        double worst = 0.0;
+        for (const auto& e : est) worst = std::max(worst, std::fabs(e.num(0) - truth));
+        std::printf("%5.1f BPM on the input: %zu estimates from %.1f s, worst %.2f BPM off, last confidence %.2f\n", truth, est.size(),
+                    est.front().num(2) / kRate, worst, est.back().num(1));
+        EXPECT_LT(worst, 0.5) << truth;
+        EXPECT_GT(est.back().num(1), 0.8) << truth;
+    }
+}
+
+TEST(LiveAnalysis, TheChosenInputIsTheOneHeard) {
+    // A drum loop on input 1 only: with /analysis_input 0 no tempo is heard, with 1 it is.
+    OfflineServer s;
+    const auto x = drumLoop(123.0, 20.0, 9);
+    s.input = {std::vector<float>(x.size(), 0.0f), x};
+    s.send("/notify", 1);
+    s.send("/analysis_input", 0);
+    s.render(static_cast<int64_t>(10.0 * kRate));
+    for (const auto& e : s.find("/tempo_estimate")) EXPECT_EQ(e.num(0), 0.0) << "silence has no tempo";
+    s.send("/analysis_input", 1);
+    s.render(static_cast<int64_t>(10.0 * kRate));
+    const auto est = s.find("/tempo_estimate");
+    ASSERT_FALSE(est.empty());
+    EXPECT_NEAR(est.back().num(0), 123.0, 0.5);
+    s.send("/analysis_input", 7);
+    s.render(64);
+    ASSERT_EQ(s.find("/fail", "/analysis_input").size(), 1u);
+    EXPECT_NE(s.find("/fail", "/analysis_input")[0].str(1).find("out of range"), std::string::npos);
 }

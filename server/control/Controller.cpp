@@ -20,6 +20,7 @@
 #include "server/compat/crowdstream/Crowdstream.h"
 #include "server/compat/sooperlooper/SooperLooper.h"
 #include "server/tempo/TempoCommands.h"
+#include "server/analysis/AnalysisModule.h"
 #include "server/control/Buffers.h"
 #include "server/control/Nodes.h"
 #include "server/app/Version.h"
@@ -77,6 +78,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     addModule<TempoCommands>();
     addModule<Crowdstream>();
     addModule<SooperLooper>();
+    addModule<AnalysisModule>();
 }
 
 void Controller::route(const char* address, bool prefix, Handler h) {

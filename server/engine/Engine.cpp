@@ -77,6 +77,8 @@ Engine::Engine(const EngineConfig& config)
     capture_ = std::make_unique<CaptureRing>(std::max(1, config_.numInputs),
                                              static_cast<int64_t>(std::max(1.0, config_.captureSeconds) * config_.sampleRate));
     ctx_.loopers.capture = capture_.get();
+    analysisRing_ = std::make_unique<SampleRing>(static_cast<size_t>(kAnalysisRingSeconds * config_.sampleRate), 1);
+    analysisMix_.assign(static_cast<size_t>(config_.blockSize), 0.0f);
     ctx_.loopers.sync.roundTripFrames = std::max(0, config_.roundTripLatency);
     ctx_.loopers.sync.lenienceFrames = std::llround(0.1 * config_.sampleRate);
     paGain_.reset(1.0f);
@@ -132,7 +134,8 @@ int64_t Engine::fixedMemoryBytes() const noexcept {
     const int64_t ring = capture_->capacity() * capture_->channels() * static_cast<int64_t>(sizeof(float));
     const int64_t queues = static_cast<int64_t>((config_.commandQueueSize * 2 + config_.schedulerCapacity) * sizeof(Command) +
                                                 config_.replyQueueSize * sizeof(Reply));
-    return ring + queues;
+    const int64_t analysis = static_cast<int64_t>(kAnalysisRingSeconds * config_.sampleRate) * static_cast<int64_t>(sizeof(float));
+    return ring + queues + analysis;
 }
 
 bool Engine::pushCommand(Command&& c, bool countDrop) noexcept {
@@ -371,6 +374,19 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
         else std::memset(inputStorage_.data() + c * B, 0, sizeof(float) * static_cast<size_t>(B));
     }
     capture_->write(inputPtrs_.data(), config_.numInputs, renderPos_, B);
+    if (config_.numInputs > 0) {
+        // The analysis hears the chosen inputs summed (it only reads the ring: nothing waits).
+        const uint32_t mask = analysisMask_.load(std::memory_order_relaxed);
+        std::fill(analysisMix_.begin(), analysisMix_.end(), 0.0f);
+        for (int c = 0; c < config_.numInputs; ++c) {
+            if (mask != 0 && (c >= 32 || !(mask & (1u << c)))) continue;
+            const float* x = inputStorage_.data() + c * B;
+            for (int i = 0; i < B; ++i) analysisMix_[static_cast<size_t>(i)] += x[i];
+        }
+        const float* mix[1] = {analysisMix_.data()};
+        if (analysisRing_->writableFrames() >= static_cast<size_t>(B)) analysisRing_->writePlanar(mix, 0, static_cast<size_t>(B), 1);
+        else analysisDropped_.fetch_add(static_cast<uint64_t>(B), std::memory_order_release);
+    }
     raisePeak(inPeak_, inputStorage_.data(), static_cast<size_t>(config_.numInputs * B));
 
     // Hand back what could not be handed back before.

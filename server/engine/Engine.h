@@ -18,6 +18,7 @@
 #include "dsp/Limiter.h"
 #include "dsp/Ramp.h"
 #include "server/rt/CaptureRing.h"
+#include "server/rt/SampleRing.h"
 #include "server/engine/Commands.h"
 #include "server/engine/Node.h"
 #include "server/engine/NodeMap.h"
@@ -104,6 +105,14 @@ public:
     // [any] Memory the engine allocated for itself at construction (the input capture ring
     // dominates), for the memory budget's account.
     int64_t fixedMemoryBytes() const noexcept;
+    // [analysis] The live input for the analysis (server/analysis): mono, the inputs chosen with
+    // setAnalysisInputs summed, one frame per engine frame from sample 0; a block that finds no
+    // room is dropped whole and counted (the reader then starts over from where it stands).
+    SampleRing& analysisRing() noexcept { return *analysisRing_; }
+    uint64_t analysisDropped() const noexcept { return analysisDropped_.load(std::memory_order_acquire); }
+    // [any] Which inputs the analysis hears: bit c = input c; 0 = all of them.
+    void setAnalysisInputs(uint32_t mask) noexcept { analysisMask_.store(mask, std::memory_order_relaxed); }
+    static constexpr double kAnalysisRingSeconds = 4.0;
 
     // [any] The value of a control bus as the audio thread last wrote it (0 when out of range).
     float busValue(int32_t bus) const noexcept {
@@ -225,6 +234,10 @@ private:
     PreRoll preRolls_[kMaxPreRolls] = {};
     int numPreRolls_ = 0;    // tempo commands waiting in the heap (for stretched followers)
     std::unique_ptr<CaptureRing> capture_;
+    std::unique_ptr<SampleRing> analysisRing_;
+    std::vector<float> analysisMix_; // blockSize floats
+    std::atomic<uint32_t> analysisMask_{0};
+    std::atomic<uint64_t> analysisDropped_{0};
     dsp::LinearRamp paGain_;      // main outputs while PA mute holds them
     struct GroupStart {
         bool active = false;
