@@ -1,6 +1,9 @@
 // Live analysis of the input (LiveAnalysis.h).
 #include "server/analysis/LiveAnalysis.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 
@@ -63,6 +66,9 @@ void LiveAnalysis::analyse(const float* x, int n) {
 void LiveAnalysis::start() {
     if (running_.exchange(true)) return;
     thread_ = std::thread([this] {
+        // Below everything that makes sound (audio, stretch threads) and the control thread:
+        // nothing waits for the analysis, and a late estimate only comes a little later.
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
         while (running_.load()) {
             step();
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
