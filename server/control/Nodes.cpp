@@ -236,14 +236,19 @@ void Nodes::hCSet(Msg& m) {
     }
 }
 
+std::pair<int32_t, int32_t> Nodes::busRange(Msg& m, int32_t minCount) {
+    const int32_t first = m.args.int32("first control bus");
+    const int32_t count = m.args.int32("number of buses");
+    if (count < minCount || first < 0 || static_cast<int64_t>(first) + count > engine_.config().numControlBuses)
+        throw osc::ArgError("control buses " + std::to_string(first) + " + " + std::to_string(count) + " out of range (0.." +
+                            std::to_string(engine_.config().numControlBuses - 1) + ")");
+    return {first, count};
+}
+
 void Nodes::hCSetn(Msg& m) {
     std::vector<cmd::SetBus> sets;
     do {
-        const int32_t first = m.args.int32("first control bus");
-        const int32_t count = m.args.int32("number of buses");
-        if (count < 0 || first < 0 || static_cast<int64_t>(first) + count > engine_.config().numControlBuses)
-            throw osc::ArgError("control buses " + std::to_string(first) + " + " + std::to_string(count) + " out of range (0.." +
-                                std::to_string(engine_.config().numControlBuses - 1) + ")");
+        const auto [first, count] = busRange(m, 0);
         for (int32_t i = 0; i < count; i += kMaxParamsPerCommand) {
             cmd::SetBus s{};
             s.first = first + i;
@@ -267,11 +272,7 @@ void Nodes::hCGet(Msg& m) {
 void Nodes::hCGetn(Msg& m) {
     std::vector<cmd::GetBus> gets;
     do {
-        const int32_t first = m.args.int32("first control bus");
-        const int32_t count = m.args.int32("number of buses");
-        if (count < 1 || first < 0 || static_cast<int64_t>(first) + count > engine_.config().numControlBuses)
-            throw osc::ArgError("control buses " + std::to_string(first) + " + " + std::to_string(count) + " out of range (0.." +
-                                std::to_string(engine_.config().numControlBuses - 1) + ")");
+        const auto [first, count] = busRange(m, 1);
         for (int32_t i = 0; i < count; i += kMaxParamsPerCommand)
             gets.push_back(cmd::GetBus{first + i, std::min<int32_t>(kMaxParamsPerCommand, count - i), true});
     } while (!m.args.atEnd());

@@ -36,6 +36,8 @@ private:
     void hCSet(Msg&); void hCSetn(Msg&); void hCGet(Msg&); void hCGetn(Msg&);
     void move(Msg&, bool after);
     int32_t busIndex(Msg& m, const char* what, int32_t count);
+    // `first count` of control buses, inside the bus table, count at least minCount.
+    std::pair<int32_t, int32_t> busRange(Msg& m, int32_t minCount);
     // Items for node `id` in commands of at most kMaxParamsPerCommand (SetParams, GetParams).
     template <class C, class T>
     bool pushInChunks(Msg& m, int32_t id, const std::vector<T>& items) {
