@@ -13,7 +13,7 @@ LOOPD_PACKAGES=(
   liboscpack-dev librubberband-dev libsndfile1-dev libsamplerate0-dev libsoundtouch-dev
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
-  libqm-dsp-dev
+  libqm-dsp-dev libaubio-dev
   liblo-tools python3-liblo sox aubio-tools puredata-core
   sooperlooper supercollider-language xvfb xdotool imagemagick x11-utils tmux
   gdb # thread stacks of a test server that hangs (tests/e2e/test_robust.py)

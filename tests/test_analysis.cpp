@@ -127,6 +127,43 @@ TEST(LiveAnalysis, TheInputsTempoIsEstimatedAfterEightSecondsAndStaysRight) {
     }
 }
 
+TEST(LiveAnalysis, DrumHitsOnTheInputAreReportedAsOnsetsOnTheirSample) {
+    // Kicks, snares and noise bursts a quarter of a second apart at known samples (each off the
+    // detector's hop grid by a different amount): every hit is one /onset within 5 ms of it.
+    OfflineServer s;
+    std::vector<float> x(static_cast<size_t>(8.0 * kRate), 0.0f);
+    std::mt19937 rng(4);
+    std::uniform_real_distribution<float> noise(-1.0f, 1.0f);
+    std::vector<double> hits;
+    for (int k = 0; k < 28; ++k) {
+        const size_t at = static_cast<size_t>((0.4 + 0.25 * k) * kRate) + static_cast<size_t>(k * 37);
+        hits.push_back(static_cast<double>(at));
+        for (size_t i = 0; i < 7200 && at + i < x.size(); ++i) {
+            const double t = static_cast<double>(i) / kRate;
+            x[at + i] += k % 3 == 0 ? static_cast<float>(0.8 * std::sin(2 * M_PI * (50 + 100 * std::exp(-t * 30)) * t) * std::exp(-t * 12))
+                         : k % 3 == 1 ? static_cast<float>((0.5 * noise(rng) + 0.3 * std::sin(2 * M_PI * 190 * t)) * std::exp(-t * 20))
+                                      : static_cast<float>(0.8 * noise(rng) * std::exp(-t * 100));
+        }
+    }
+    s.input = {x, std::vector<float>(x.size(), 0.0f)};
+    s.send("/notify", 1);
+    s.render(static_cast<int64_t>(x.size()));
+    const auto onsets = s.find("/onset");
+    double worst = 0.0, mean = 0.0;
+    for (const auto& o : onsets) {
+        double best = 1e9;
+        for (double h : hits)
+            if (std::fabs(o.num(0) - h) < std::fabs(best)) best = o.num(0) - h;
+        worst = std::max(worst, std::fabs(best));
+        mean += best;
+        EXPECT_GT(o.num(1), 0.0) << "strength";
+    }
+    mean /= static_cast<double>(std::max<size_t>(1, onsets.size()));
+    std::printf("%zu onsets for %zu hits: mean %.2f ms, worst %.2f ms off\n", onsets.size(), hits.size(), mean / 48.0, worst / 48.0);
+    EXPECT_EQ(onsets.size(), hits.size());
+    EXPECT_LT(worst / 48.0, 5.0);
+}
+
 TEST(LiveAnalysis, TheChosenInputIsTheOneHeard) {
     // A drum loop on input 1 only: with /analysis_input 0 no tempo is heard, with 1 it is.
     OfflineServer s;
@@ -136,6 +173,7 @@ TEST(LiveAnalysis, TheChosenInputIsTheOneHeard) {
     s.send("/analysis_input", 0);
     s.render(static_cast<int64_t>(10.0 * kRate));
     for (const auto& e : s.find("/tempo_estimate")) EXPECT_EQ(e.num(0), 0.0) << "silence has no tempo";
+    EXPECT_TRUE(s.find("/onset").empty()) << "silence has no onsets";
     s.send("/analysis_input", 1);
     s.render(static_cast<int64_t>(10.0 * kRate));
     const auto est = s.find("/tempo_estimate");

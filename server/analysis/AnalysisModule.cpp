@@ -15,9 +15,13 @@ AnalysisModule::~AnalysisModule() { live_->stop(); }
 
 void AnalysisModule::poll() {
     if (options_.offline) live_->step();
-    for (const LiveAnalysis::Event& e : live_->takeEvents())
-        broadcast(osc::MessageBuilder("/tempo_estimate").f(static_cast<float>(e.bpm)).f(static_cast<float>(e.confidence))
-                      .d(static_cast<double>(e.sampleTime)));
+    for (const LiveAnalysis::Event& e : live_->takeEvents()) {
+        if (e.kind == LiveAnalysis::Event::Kind::Onset)
+            broadcast(osc::MessageBuilder("/onset").d(static_cast<double>(e.sampleTime)).f(static_cast<float>(e.value)));
+        else
+            broadcast(osc::MessageBuilder("/tempo_estimate").f(static_cast<float>(e.value)).f(static_cast<float>(e.confidence))
+                          .d(static_cast<double>(e.sampleTime)));
+    }
 }
 
 void AnalysisModule::hAnalysisInput(Msg& m) {

@@ -1,7 +1,8 @@
 #pragma once
-// Live analysis of the input: its tempo (TempoTracker: qm-dsp over the last 8 s, estimated every
-// half second of input) from what the engine copies into its analysis ring (onsets are still to
-// come: aubio's detector missed tonal clicks in a first trial, see the issue notes). The
+// Live analysis of the input: onsets (aubio's default detector, 512-sample window, 128 hop: drum
+// hits within 2.5 ms of their sample; it does not fire on pure tone clicks) and tempo
+// (TempoTracker: qm-dsp over the last 8 s, estimated every half second of input) of what the
+// engine copies into its analysis ring. The
 // audio thread only copies; everything here runs on the analysis thread (real time: a thread of
 // its own, `start`) or on the caller's (offline renders: `step` after every block, so that the
 // results are the same on every run).
@@ -23,11 +24,13 @@ class Engine;
 
 class LiveAnalysis {
 public:
-    struct Event {          // a tempo estimate that differs from the one before
-        int64_t sampleTime; // the sample the estimate was made at (the end of its window)
-        double bpm;         // 0: no tempo heard
-        double confidence;
+    struct Event {
+        enum class Kind : uint8_t { Onset, Tempo } kind;
+        int64_t sampleTime; // the onset's sample; a tempo's: the end of the window it was made from
+        double value;       // onset strength (aubio's detection value), or BPM (0: no tempo heard)
+        double confidence;  // tempo only
     };
+    static constexpr int kHop = 128;             // onset detection hop (2.7 ms at 48 kHz)
     static constexpr double kTempoEverySeconds = 0.5;
     static constexpr double kTempoWindowSeconds = 8.0;
 
@@ -51,6 +54,10 @@ private:
     Engine& engine_;
     double sampleRate_, lo_, hi_;
     std::unique_ptr<TempoTracker> tempo_;
+    struct Onsets; // aubio's onset detector and its hop buffers
+    std::unique_ptr<Onsets> onsets_;
+    std::vector<float> pending_;    // samples not yet a whole hop
+    int64_t streamStart_ = 0;       // absolute sample the onset detector's count starts at
     std::vector<float> buffer_;     // what was read from the ring
     int64_t position_ = 0;          // absolute sample of the next frame to read
     int64_t nextTempoAt_ = 0;       // absolute sample of the next tempo estimate
