@@ -158,30 +158,23 @@ void Nodes::hGDeepFree(Msg& m) {
     while (!m.args.atEnd());
 }
 
-void Nodes::hGQueryTree(Msg& m) {
+void Nodes::queryTrees(Msg& m, bool dump) {
+    // `groupID flag` pairs; each snapshot is filled by the audio thread (room reserved here) and
+    // answered or printed by the control thread (Controller::pollReplies).
     do {
         const int32_t id = m.args.int32("group id");
         const int32_t flag = m.args.atEnd() ? 0 : m.args.int32("flag");
         auto* s = new TreeSnapshot;
         s->rootId = id;
         s->withControls = flag != 0;
+        s->dump = dump;
         s->entries.reserve(static_cast<size_t>(engine_.config().maxNodes) + 1);
         push(m, cmd::QueryTree{s});
     } while (!m.args.atEnd());
 }
 
-void Nodes::hGDumpTree(Msg& m) {
-    do {
-        const int32_t id = m.args.int32("group id");
-        const int32_t flag = m.args.atEnd() ? 0 : m.args.int32("flag");
-        auto* s = new TreeSnapshot;
-        s->rootId = id;
-        s->withControls = flag != 0;
-        s->dump = true;
-        s->entries.reserve(static_cast<size_t>(engine_.config().maxNodes) + 1);
-        push(m, cmd::QueryTree{s});
-    } while (!m.args.atEnd());
-}
+void Nodes::hGQueryTree(Msg& m) { queryTrees(m, false); }
+void Nodes::hGDumpTree(Msg& m) { queryTrees(m, true); }
 
 void Nodes::hNTrace(Msg& m) {
     do push(m, cmd::Query{m.args.int32("node id"), true});

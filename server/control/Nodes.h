@@ -35,6 +35,7 @@ private:
     void hGDumpTree(Msg&); void hNTrace(Msg&); void hSGet(Msg&); void hNMap(Msg&);
     void hCSet(Msg&); void hCSetn(Msg&); void hCGet(Msg&); void hCGetn(Msg&);
     void move(Msg&, bool after);
+    void queryTrees(Msg& m, bool dump); // /g_queryTree and /g_dumpTree
     int32_t busIndex(Msg& m, const char* what, int32_t count);
     // `first count` of control buses, inside the bus table, count at least minCount.
     std::pair<int32_t, int32_t> busRange(Msg& m, int32_t minCount);
