@@ -617,7 +617,7 @@ void Controller::stopRecordings() {
 // Server commands
 
 void Controller::hStatus(Msg& m) {
-    const EngineStats s = engine_.stats();
+    const EngineStats s = engine_.stats(true); // peaks since the last /status
     const double sr = engine_.config().sampleRate;
     osc::MessageBuilder r("/status.reply");
     r.i(1).i(0).i(s.numNodes - s.numGroups).i(s.numGroups).i(0);
@@ -632,6 +632,7 @@ void Controller::hStatus(Msg& m) {
     r.f(static_cast<float>(static_cast<double>(budget_.used()) / 1048576.0));
     r.f(static_cast<float>(static_cast<double>(budget_.limit()) / 1048576.0));
     r.i(stretchWorker_ ? stretchWorker_->shedVoices() : 0);
+    r.i(static_cast<int32_t>(s.overBudgetBlocks));
     send(m.client, r);
 }
 

@@ -157,13 +157,16 @@ bool Engine::pushWorkerCommand(Command&& c) noexcept {
 
 bool Engine::popReply(Reply& r) noexcept { return replyQueue_.tryPop(r); }
 
-EngineStats Engine::stats() noexcept {
+EngineStats Engine::stats(bool takePeaks) noexcept {
     EngineStats s;
     s.numNodes = statNodes_.load(std::memory_order_relaxed);
     s.numGroups = statGroups_.load(std::memory_order_relaxed);
     s.numBuffers = statBuffers_.load(std::memory_order_relaxed);
     s.cpuAverage = cpuAverage_.load(std::memory_order_relaxed);
-    s.cpuPeak = cpuPeak_.exchange(0.0, std::memory_order_relaxed);
+    s.cpuPeak = takePeaks ? cpuPeak_.exchange(0.0, std::memory_order_relaxed) : cpuPeak_.load(std::memory_order_relaxed);
+    s.cpuPeakOwn = takePeaks ? cpuPeakOwn_.exchange(0.0, std::memory_order_relaxed) : cpuPeakOwn_.load(std::memory_order_relaxed);
+    s.overBudgetBlocks = overBudgetBlocks_.load(std::memory_order_relaxed);
+    s.busySeconds = busySeconds_.load(std::memory_order_relaxed);
     s.xruns = xruns_.load(std::memory_order_relaxed);
     s.lateCommands = late_.load(std::memory_order_relaxed);
     s.droppedCommands = droppedCommands_.load(std::memory_order_relaxed);
@@ -172,7 +175,7 @@ EngineStats Engine::stats() noexcept {
     s.clockResyncs = clockResyncs_.load(std::memory_order_relaxed);
     s.stretchUnderruns = stretchUnderruns_.load(std::memory_order_relaxed);
     s.sampleTime = publishedSampleTime_.load(std::memory_order_relaxed);
-    s.limiterMinGain = limiterMinGain_.exchange(1.0f, std::memory_order_relaxed);
+    s.limiterMinGain = takePeaks ? limiterMinGain_.exchange(1.0f, std::memory_order_relaxed) : limiterMinGain_.load(std::memory_order_relaxed);
     s.bpm = statBpm_.load(std::memory_order_relaxed);
     s.beats = statBeats_.load(std::memory_order_relaxed);
     s.beatsPerBar = statBeatsPerBar_.load(std::memory_order_relaxed);
@@ -365,6 +368,8 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     rt::AudioCallbackScope mark;
     dsp::ScopedNoDenormals noDenormals;
     const auto t0 = std::chrono::steady_clock::now();
+    timespec cpu0{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu0);
     const int B = config_.blockSize;
 
     ctx_.blockStartSample = renderPos_;
@@ -460,7 +465,14 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     const double pct = 100.0 * used * config_.sampleRate / B;
     const double avg = cpuAverage_.load(std::memory_order_relaxed);
     cpuAverage_.store(avg + (pct - avg) * 0.01, std::memory_order_relaxed);
+    busySeconds_.store(busySeconds_.load(std::memory_order_relaxed) + used, std::memory_order_relaxed);
     if (pct > cpuPeak_.load(std::memory_order_relaxed)) cpuPeak_.store(pct, std::memory_order_relaxed);
+    timespec cpu1{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu1);
+    const double own = static_cast<double>(cpu1.tv_sec - cpu0.tv_sec) + 1e-9 * static_cast<double>(cpu1.tv_nsec - cpu0.tv_nsec);
+    const double ownPct = 100.0 * own * config_.sampleRate / B;
+    if (ownPct > cpuPeakOwn_.load(std::memory_order_relaxed)) cpuPeakOwn_.store(ownPct, std::memory_order_relaxed);
+    if (ownPct >= 100.0) overBudgetBlocks_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Engine::renderSegment(int offset, int numFrames) noexcept {

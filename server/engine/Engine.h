@@ -57,7 +57,14 @@ struct EngineConfig {
 
 struct EngineStats {
     int numNodes = 0, numGroups = 0, numBuffers = 0;
-    double cpuAverage = 0.0, cpuPeak = 0.0; // % of the block's duration
+    double cpuAverage = 0.0, cpuPeak = 0.0; // % of the block's duration (wall clock)
+    // The audio thread's own CPU time (CLOCK_THREAD_CPUTIME_ID) in its most expensive block (% of
+    // the block's duration) and the blocks that used more CPU time than their duration. Time the
+    // thread waited to be woken is not in them; time a hypervisor takes from a running virtual CPU
+    // is, where the VM does not report steal time (this one does not).
+    double cpuPeakOwn = 0.0;
+    uint64_t overBudgetBlocks = 0;
+    double busySeconds = 0.0; // wall-clock time spent rendering blocks since the start (mean load = its rate)
     uint64_t xruns = 0, lateCommands = 0, droppedCommands = 0, droppedReplies = 0;
     uint64_t missingBufferBlocks = 0, clockResyncs = 0, stretchUnderruns = 0;
     int64_t sampleTime = 0;
@@ -123,8 +130,9 @@ public:
     float takeInputPeak() noexcept { return inPeak_.exchange(0.0f, std::memory_order_relaxed); }
     float takeOutputPeak() noexcept { return outPeak_.exchange(0.0f, std::memory_order_relaxed); }
 
-    // [any]
-    EngineStats stats() noexcept;
+    // [any] With takePeaks the peaks (CPU, limiter) start again from here: only the one reader
+    // whose peaks mean "since my last call" (/status) takes them; everyone else only reads.
+    EngineStats stats(bool takePeaks = false) noexcept;
     int64_t sampleTime() const noexcept { return publishedSampleTime_.load(std::memory_order_acquire); }
 
     // [control] Before the audio starts: anchor NTP time for sample 0 (nrt: 0).
@@ -266,7 +274,9 @@ private:
     std::atomic<uint64_t> missingBufferBlocks_{0}, clockResyncs_{0}, stretchUnderruns_{0};
     uint64_t underrunsLogged_ = 0;
     std::atomic<int> statNodes_{1}, statGroups_{1}, statBuffers_{0};
-    std::atomic<double> cpuAverage_{0.0}, cpuPeak_{0.0};
+    std::atomic<double> cpuAverage_{0.0}, cpuPeak_{0.0}, cpuPeakOwn_{0.0};
+    std::atomic<uint64_t> overBudgetBlocks_{0};
+    std::atomic<double> busySeconds_{0.0};
     std::atomic<int64_t> publishedSampleTime_{0};
     std::atomic<float> limiterMinGain_{1.0f};
     std::atomic<float> inPeak_{0.0f}, outPeak_{0.0f};
