@@ -4,10 +4,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <random>
 #include <vector>
 
 #include "server/analysis/TempoTracker.h"
+#include "server/engine/TempoClock.h"
 #include "support/OfflineServer.h"
 
 using namespace loopd;
@@ -83,6 +85,35 @@ TEST(TempoTracker, BeatsOfAClickTrackSitOnItsClicks) {
     EXPECT_NEAR(e.bpm, 120.0, 0.5);
     EXPECT_LT(std::fabs(mean) / 48.0, 2.0);
     EXPECT_LT(worst / 48.0, 6.0); // within half a detection-function step
+    // The fitted line's last beat: on a click, finer than a step (the phase pull aims at it).
+    const double phaseOff = e.phaseSample - std::round(e.phaseSample / beat) * beat;
+    std::printf("fitted last beat %.1f ms off its click\n", phaseOff / 48.0);
+    EXPECT_GT(e.phaseSample, static_cast<double>(x.size()) - 2.5 * beat); // the last inner beat
+    EXPECT_LT(std::fabs(phaseOff) / 48.0, 2.0);
+}
+
+TEST(TempoTracker, TheFittedBeatOfADrumLoopIsWithinAStepAndOnItsOnsetsOnceSnapped) {
+    // The tracker alone puts a drum loop's beats 7-9 ms after its kicks (a low kick's detection
+    // function peaks late); snapped to the onsets of the hits (here: their true samples, as a
+    // perfect onset detector would report them) the phase is on the quarter notes.
+    for (double bpm : {90.0, 120.0, 140.0, 174.0}) {
+        const double beat = 60.0 / bpm * kRate;
+        const auto x = drumLoop(bpm, 10.0, 4);
+        std::deque<int64_t> hits;
+        for (int k = 0; k * beat / 2 < static_cast<double>(x.size()); ++k) hits.push_back(std::llround(k * beat / 2)); // the eighths
+        TempoTracker t(kRate);
+        t.push(x.data(), static_cast<int>(x.size()));
+        const auto e = t.estimate(8.0);
+        const double off = e.phaseSample - std::round(e.phaseSample / beat) * beat;
+        const double snapped = TempoTracker::snapToOnsets(e.phaseSample, e.beatPeriod, hits, kRate);
+        const double snappedOff = snapped - std::round(snapped / beat) * beat;
+        std::printf("%5.1f BPM loop: fitted last beat %.2f ms off a quarter note, %.2f ms once snapped to the hits\n", bpm, off / 48.0, snappedOff / 48.0);
+        EXPECT_LT(std::fabs(off) / 48.0, 10.7);
+        EXPECT_LT(std::fabs(snappedOff) / 48.0, 2.0);
+    }
+    // No onsets near the grid (or too few): the phase stands.
+    EXPECT_DOUBLE_EQ(TempoTracker::snapToOnsets(1000.0, 24000.0, std::deque<int64_t>{}, kRate), 1000.0);
+    EXPECT_DOUBLE_EQ(TempoTracker::snapToOnsets(48000.0, 24000.0, std::deque<int64_t>{100, 24100, 12000}, kRate), 48000.0);
 }
 
 TEST(TempoTracker, SilenceAndTooLittleInputGiveNoTempo) {
@@ -183,4 +214,118 @@ TEST(LiveAnalysis, TheChosenInputIsTheOneHeard) {
     s.render(64);
     ASSERT_EQ(s.find("/fail", "/analysis_input").size(), 1u);
     EXPECT_NE(s.find("/fail", "/analysis_input")[0].str(1).find("out of range"), std::string::npos);
+}
+
+namespace {
+double clockBpm(OfflineServer& s) { return s.engine().stats().bpm; }
+// How far (in beats, -0.5..0.5) the clock's beat grid stands ahead of a grid with beats at
+// `firstBeat` + k x `period` samples, at the end of what was rendered.
+double phaseOff(OfflineServer& s, double firstBeat, double period) {
+    const EngineStats st = s.engine().stats();
+    const double heard = (static_cast<double>(st.sampleTime) - firstBeat) / period;
+    const double d = st.beats - heard;
+    return d - std::round(d);
+}
+} // namespace
+
+TEST(TempoSource, AnalysisGlidesTheClockToTheEstimateInTheConfiguredTime) {
+    // A 123 BPM loop on the input, the clock at 120: nothing moves before the first estimate (8 s
+    // of input); then the clock follows with the movement law, 99 % of the way in 8 s (the
+    // default `analysis.up_seconds`): 90 % after 4 s, within 0.1 BPM of the loop after 8.
+    OfflineServer s;
+    const auto x = drumLoop(123.0, 24.0, 5);
+    s.input = {x, x};
+    s.send("/tempo_source", "analysis");
+    ASSERT_EQ(s.find("/done", "/tempo_source").size(), 1u);
+    s.render(static_cast<int64_t>(7.9 * kRate));
+    EXPECT_DOUBLE_EQ(clockBpm(s), 120.0) << "no estimate yet: the tempo stays";
+    s.render(static_cast<int64_t>(4.1 * kRate)); // 12 s: 4 s after the first estimate
+    const double at12 = clockBpm(s);
+    s.render(static_cast<int64_t>(4.5 * kRate)); // 16.5 s
+    const double at16 = clockBpm(s);
+    std::printf("clock: 120 at 7.9 s, %.2f at 12 s, %.2f at 16.5 s (loop 123)\n", at12, at16);
+    EXPECT_NEAR(at12, 120.0 + 0.9 * 3.0, 0.2);
+    EXPECT_NEAR(at16, 123.0, 0.1);
+    s.send("/tempo_source");
+    ASSERT_EQ(s.find("/tempo_source.reply").size(), 1u);
+    EXPECT_EQ(s.find("/tempo_source.reply")[0].str(0), "analysis");
+    EXPECT_EQ(s.find("/tempo_source.reply")[0].i(1), 0);
+}
+
+TEST(TempoSource, PhasePullSlidesTheClocksBeatsOntoTheBeatsHeard) {
+    // The loop at the clock's tempo but 0.3 beats late: without the pull the clock stays 0.3 off;
+    // with `/tempo_source analysis 1` its beats come onto the loop's.
+    const double period = 60.0 / 120.0 * kRate, late = 0.3 * period;
+    auto x = drumLoop(120.0, 30.0, 9);
+    x.insert(x.begin(), static_cast<size_t>(late), 0.0f);
+    double off[2];
+    for (int pull = 0; pull < 2; ++pull) {
+        OfflineServer s;
+        s.input = {x, x};
+        s.send("/tempo_source", "analysis", pull);
+        s.render(static_cast<int64_t>(29.0 * kRate));
+        off[pull] = phaseOff(s, late, period);
+        EXPECT_NEAR(clockBpm(s), 120.0, 0.1);
+    }
+    std::printf("clock beats vs the loop's after 29 s: %+.3f beats without the pull, %+.4f beats (%.2f ms) with it\n", off[0], off[1],
+                off[1] * period / 48.0);
+    EXPECT_NEAR(off[0], 0.3, 0.01);
+    EXPECT_LT(std::fabs(off[1]) * period / 48.0, 5.0) << "within 5 ms of the loop's beats";
+}
+
+TEST(TempoSource, OtherSourcesAreRefusedWhileOneLeadsAndSilenceKeepsTheTempo) {
+    OfflineServer s;
+    s.send("/tempo_source", "analysis");
+    s.send("/tempo", 100.0f);
+    s.send("/dance/total_movement", 0.3f);
+    s.send("/tempo_source", "midi");
+    s.send("/tempo_source", "sideways");
+    s.send("/tempo_source", "movement", 1);
+    s.render(static_cast<int64_t>(12.0 * kRate)); // silence on the input: no estimate
+    EXPECT_DOUBLE_EQ(clockBpm(s), 120.0);
+    ASSERT_EQ(s.find("/fail", "/tempo").size(), 1u);
+    EXPECT_NE(s.find("/fail", "/tempo")[0].str(1).find("tempo source is analysis"), std::string::npos);
+    EXPECT_EQ(s.find("/fail", "/dance/total_movement").size(), 1u);
+    ASSERT_EQ(s.find("/fail", "/tempo_source").size(), 3u);
+    EXPECT_NE(s.find("/fail", "/tempo_source")[0].str(1).find("not available"), std::string::npos);
+    EXPECT_NE(s.find("/fail", "/tempo_source")[1].str(1).find("unknown tempo source"), std::string::npos);
+    EXPECT_NE(s.find("/fail", "/tempo_source")[2].str(1).find("phase pull needs"), std::string::npos);
+    // An outside analyser: folded into the range (250 → 125), followed when confident enough.
+    s.send("/analysis/bpm", 250.0f, 0.2f);
+    s.render(static_cast<int64_t>(1.0 * kRate));
+    EXPECT_DOUBLE_EQ(clockBpm(s), 120.0) << "confidence 0.2 is under the 0.5 needed";
+    s.send("/analysis/bpm", 250.0f, 0.9f);
+    s.render(static_cast<int64_t>(8.0 * kRate));
+    EXPECT_NEAR(clockBpm(s), 125.0, 0.06);
+    s.send("/analysis/bpm", 500.0f);
+    EXPECT_EQ(s.find("/fail", "/analysis/bpm").size(), 1u);
+    // Movement leads: /tempo refused, movement followed; manual again: /tempo works.
+    s.send("/tempo_source", "movement");
+    s.send("/tempo", 100.0f);
+    EXPECT_EQ(s.find("/fail", "/tempo").size(), 2u);
+    s.send("/tempo_source", "manual");
+    s.send("/tempo", 100.0f);
+    s.render(256);
+    EXPECT_DOUBLE_EQ(clockBpm(s), 100.0);
+}
+
+TEST(TempoClockNudge, ASlideMovesTheBeatsNotTheTempoAndNeverFasterThanATenth) {
+    // +0.5 beat asked in 1 s at 120 BPM: the pace change is capped at 10 % (0.2 beat/s), so it
+    // takes 2.5 s; beats stay whole and in order; the tempo reads 120 throughout.
+    TempoClock c;
+    c.prepare(kRate, 120.0, 4);
+    c.nudge(0.5, 1.0);
+    int64_t lastBeat = 0, beatsSeen = 0;
+    for (int block = 0; block < static_cast<int>(5.0 * kRate / 256); ++block) {
+        c.advance(256, [&](int64_t b, int) { EXPECT_EQ(b, lastBeat + 1); lastBeat = b; ++beatsSeen; });
+        if (block == static_cast<int>(1.0 * kRate / 256)) { EXPECT_NEAR(c.beats(), 2.0 + 0.2, 0.01) << "after 1 s: 0.2 of the 0.5"; }
+        EXPECT_DOUBLE_EQ(c.bpm(), 120.0);
+    }
+    EXPECT_NEAR(c.beats(), 10.0 + 0.5, 0.011);
+    EXPECT_EQ(c.nudgeLeft(), 0.0);
+    EXPECT_EQ(beatsSeen, 10);
+    // Backwards as well.
+    c.nudge(-0.25, 0.5);
+    for (int block = 0; block < static_cast<int>(2.0 * kRate / 256); ++block) c.advance(256, [](int64_t, int) {});
+    EXPECT_NEAR(c.beats(), 10.5 + 4.0 - 0.25, 0.011);
 }

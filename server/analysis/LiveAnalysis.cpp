@@ -46,6 +46,7 @@ void LiveAnalysis::reset(int64_t at) {
     tempo_ = std::make_unique<TempoTracker>(sampleRate_, lo_, hi_, kTempoWindowSeconds + 2.0);
     onsets_ = std::make_unique<Onsets>(sampleRate_);
     pending_.clear();
+    recentOnsets_.clear();
     streamStart_ = position_ = at;
     nextTempoAt_ = at + static_cast<int64_t>(kTempoWindowSeconds * sampleRate_);
 }
@@ -76,19 +77,29 @@ void LiveAnalysis::analyse(const float* x, int n) {
         for (int k = 0; k < kHop; ++k) onsets_->in->data[k] = pending_[static_cast<size_t>(k)];
         pending_.clear();
         aubio_onset_do(onsets_->detector, onsets_->in, onsets_->out);
-        if (onsets_->out->data[0] != 0.0f)
-            found.push_back(Event{Event::Kind::Onset, streamStart_ + static_cast<int64_t>(aubio_onset_get_last(onsets_->detector)),
-                                  static_cast<double>(aubio_onset_get_descriptor(onsets_->detector)), 0.0});
+        if (onsets_->out->data[0] != 0.0f) {
+            const int64_t at = streamStart_ + static_cast<int64_t>(aubio_onset_get_last(onsets_->detector));
+            found.push_back(Event{Event::Kind::Onset, at, static_cast<double>(aubio_onset_get_descriptor(onsets_->detector)), 0.0, -1.0, false});
+            recentOnsets_.push_back(at);
+        }
     }
     position_ += n;
     // The tempo of the last 8 s, every half second of input; reported when it changed.
     while (position_ >= nextTempoAt_) {
         const TempoTracker::Estimate e = tempo_->estimate(kTempoWindowSeconds);
-        if (std::fabs(e.bpm - lastBpm_) >= 0.05 || std::fabs(e.confidence - lastConfidence_) >= 0.1) {
+        const bool changed = std::fabs(e.bpm - lastBpm_) >= 0.05 || std::fabs(e.confidence - lastConfidence_) >= 0.1;
+        if (changed) {
             lastBpm_ = e.bpm;
             lastConfidence_ = e.confidence;
-            found.push_back(Event{Event::Kind::Tempo, position_, e.bpm, e.confidence});
         }
+        while (!recentOnsets_.empty() && recentOnsets_.front() < position_ - static_cast<int64_t>(kTempoWindowSeconds * sampleRate_))
+            recentOnsets_.pop_front();
+        // The tracker's beats are within a step of the onsets, biased by the material (a low
+        // kick: 7-9 ms late): the phase goes onto the onsets near the grid's last 16 beats.
+        const double beat = e.phaseSample < 0.0 ? -1.0
+                                                : TempoTracker::snapToOnsets(static_cast<double>(streamStart_) + e.phaseSample, e.beatPeriod,
+                                                                             recentOnsets_, sampleRate_);
+        found.push_back(Event{Event::Kind::Tempo, position_, e.bpm, e.confidence, beat, changed});
         nextTempoAt_ += static_cast<int64_t>(kTempoEverySeconds * sampleRate_);
     }
     if (found.empty()) return;

@@ -11,6 +11,7 @@
 // any other (the control thread), under a mutex that only these two take.
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -29,6 +30,8 @@ public:
         int64_t sampleTime; // the onset's sample; a tempo's: the end of the window it was made from
         double value;       // onset strength (aubio's detection value), or BPM (0: no tempo heard)
         double confidence;  // tempo only
+        double beatSample = -1.0; // tempo only: absolute sample of the last beat on the tempo line (-1: none)
+        bool changed = false;     // tempo only: the estimate moved (0.05 BPM or 0.1 of confidence) since the last
     };
     static constexpr int kHop = 128;             // onset detection hop (2.7 ms at 48 kHz)
     static constexpr double kTempoEverySeconds = 0.5;
@@ -57,6 +60,7 @@ private:
     struct Onsets; // aubio's onset detector and its hop buffers
     std::unique_ptr<Onsets> onsets_;
     std::vector<float> pending_;    // samples not yet a whole hop
+    std::deque<int64_t> recentOnsets_; // absolute samples of the onsets of the last tempo window (the phase snaps to them)
     int64_t streamStart_ = 0;       // absolute sample the onset detector's count starts at
     std::vector<float> buffer_;     // what was read from the ring
     int64_t position_ = 0;          // absolute sample of the next frame to read

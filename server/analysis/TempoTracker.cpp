@@ -49,6 +49,23 @@ double TempoTracker::fold(double bpm, double lo, double hi) noexcept {
     return bpm;
 }
 
+double TempoTracker::snapToOnsets(double phase, double period, const std::deque<int64_t>& onsets, double sampleRate, int beats) {
+    if (!(period > 0.0) || onsets.empty()) return phase;
+    const double reach = std::min(0.030 * sampleRate, period / 6.0);
+    std::vector<double> offsets;
+    for (int k = 0; k < beats; ++k) {
+        const double b = phase - k * period;
+        auto it = std::lower_bound(onsets.begin(), onsets.end(), static_cast<int64_t>(std::floor(b - reach)));
+        double best = reach + 1.0;
+        for (; it != onsets.end() && static_cast<double>(*it) <= b + reach; ++it)
+            if (std::fabs(static_cast<double>(*it) - b) < std::fabs(best)) best = static_cast<double>(*it) - b;
+        if (std::fabs(best) <= reach) offsets.push_back(best);
+    }
+    if (offsets.size() < 4) return phase;
+    std::nth_element(offsets.begin(), offsets.begin() + static_cast<std::ptrdiff_t>(offsets.size() / 2), offsets.end());
+    return phase + offsets[offsets.size() / 2];
+}
+
 TempoTracker::Estimate TempoTracker::estimate(double seconds) const {
     Estimate e;
     // The detection function's first two values are zero by construction: left out.
@@ -103,6 +120,8 @@ TempoTracker::Estimate TempoTracker::estimate(double seconds) const {
     const double rms = std::sqrt(ss / static_cast<double>(t.size()));
     e.confidence = std::clamp(1.0 - rms / (0.1 * slope), 0.0, 1.0);
     e.bpm = fold(60.0 / slope, lo_, hi_);
+    e.phaseSample = (static_cast<double>(from) + 0.5) * kStep + (icept + slope * idx.back()) * sampleRate_;
+    e.beatPeriod = slope * sampleRate_;
     return e;
 }
 

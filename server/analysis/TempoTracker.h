@@ -32,11 +32,22 @@ public:
         double bpm = 0.0;         // 0: no tempo (too little input, or no beats in it)
         double confidence = 0.0;  // 0..1: how well the beats sit on one straight tempo line
         std::vector<int64_t> beats; // sample positions (from the first sample pushed) of the beats
+        // The last beat as the fitted tempo line places it (finer than one beat's 512-sample step:
+        // the line averages them all), in samples from the first sample pushed; -1 with no tempo.
+        // A tempo folded down from twice the tracker's may put it on an off-beat.
+        double phaseSample = -1.0;
+        double beatPeriod = 0.0; // samples between the tracked beats (the line's slope; before folding)
     };
     // Beats and tempo of the last `seconds` of input (all that is kept when longer).
     Estimate estimate(double seconds) const;
 
     static double fold(double bpm, double lo, double hi) noexcept;
+
+    // A beat phase (a beat's sample) moved onto the onsets heard: the median distance from the
+    // last `beats` beats of the grid (phase - k x period) to the onset nearest each, counting only
+    // onsets within 30 ms (and a sixth of a beat); unchanged with fewer than four such beats.
+    // `onsets`: sample positions, ascending.
+    static double snapToOnsets(double phase, double period, const std::deque<int64_t>& onsets, double sampleRate, int beats = 16);
 
 private:
     double sampleRate_, lo_, hi_;

@@ -27,6 +27,8 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--root", o.roots, "directories file commands may read and write (repeatable; default: anywhere)");
     app.add_option("--bpm", o.bpm, "initial tempo")->capture_default_str()->check(CLI::Range(20.0, 400.0));
     app.add_option("--meter", o.meter, "beats per bar")->capture_default_str()->check(CLI::Range(1, 32));
+    app.add_option("--bpm-range", o.bpmRange, "LO HI: tempo estimates (analysis) are folded into this range (default 70 180)")
+        ->expected(2)->check(CLI::Range(20.0, 400.0));
     app.add_option("--log-level", o.logLevel, "trace, debug, info, warn, error, off")->capture_default_str()
         ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
     app.add_option("--command-queue", o.commandQueue, "capacity of the control→audio command queue")->capture_default_str()->check(CLI::Range(4, 1 << 20));

@@ -57,6 +57,25 @@ void readCrowdstream(const json& m, FileConfig& c) {
 void readLoopd(const json& j, FileConfig& c) {
     if (j.contains("bpm")) c.bpm = number(j, "bpm", 20.0, 400.0, "config");
     if (j.contains("meter")) c.meter = static_cast<int>(number(j, "meter", 1.0, 32.0, "config"));
+    if (j.contains("analysis")) {
+        const json& a = j.at("analysis");
+        AnalysisConfig& an = c.analysis;
+        const std::string w = "analysis";
+        if (a.contains("bpm_range")) {
+            const json& r = a.at("bpm_range");
+            if (!r.is_array() || r.size() != 2 || !r[0].is_number() || !r[1].is_number())
+                throw std::runtime_error("analysis.bpm_range must be [low, high]");
+            an.bpmLow = r[0].get<double>();
+            an.bpmHigh = r[1].get<double>();
+            if (!(an.bpmLow >= 20.0 && an.bpmHigh <= 400.0 && an.bpmHigh >= 2.0 * an.bpmLow))
+                throw std::runtime_error("analysis.bpm_range must lie in 20..400 and span an octave (high >= 2 x low)");
+            c.analysisRangeGiven = true;
+        }
+        if (a.contains("min_confidence")) an.minConfidence = number(a, "min_confidence", 0.0, 1.0, w);
+        if (a.contains("transition_seconds")) an.upSeconds = an.downSeconds = number(a, "transition_seconds", 0.01, 3600.0, w);
+        if (a.contains("up_seconds")) an.upSeconds = number(a, "up_seconds", 0.01, 3600.0, w);
+        if (a.contains("down_seconds")) an.downSeconds = number(a, "down_seconds", 0.01, 3600.0, w);
+    }
     if (!j.contains("movement")) return;
     const json& m = j.at("movement");
     MovementConfig& mv = c.movement;

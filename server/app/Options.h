@@ -20,6 +20,7 @@ struct Options {
     std::vector<std::string> roots;
     double bpm = 120.0;
     int meter = 4;
+    std::vector<double> bpmRange;     // --bpm-range LO HI (tempo estimates are folded into it)
     std::string logLevel = "info";
     int commandQueue = 4096;
     int maxBufferMb = 2048;

@@ -74,6 +74,13 @@ ControllerOptions controllerOptions(const Options& o, bool offline, const FileCo
     c.bpm = f.bpm > 0 ? f.bpm : o.bpm;
     c.beatsPerBar = f.meter > 0 ? f.meter : o.meter;
     c.movement = f.movement;
+    c.analysis = f.analysis;
+    if (o.bpmRange.size() == 2) {
+        if (!(o.bpmRange[1] >= 2.0 * o.bpmRange[0]))
+            throw std::runtime_error("--bpm-range must span an octave (HI >= 2 x LO): a tempo folded into it needs room to land");
+        c.analysis.bpmLow = o.bpmRange[0];
+        c.analysis.bpmHigh = o.bpmRange[1];
+    }
     c.followTempo = !o.disableTimeStretch;
     c.stretchMethod = o.stretchMethod;
     c.maxBufferSamples = static_cast<int64_t>(o.maxBufferMb) * (1 << 20) / 4;

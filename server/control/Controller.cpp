@@ -75,10 +75,10 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     if (const auto v = paramEnumValue(ParamId::Stretch, options_.stretchMethod)) defaultStretch_ = *v;
     buffers_ = &addModule<Buffers>();
     nodes_ = &addModule<Nodes>();
-    addModule<TempoCommands>();
+    TempoCommands& tempo = addModule<TempoCommands>();
     addModule<Crowdstream>();
     addModule<SooperLooper>();
-    addModule<AnalysisModule>();
+    addModule<AnalysisModule>(tempo);
 }
 
 void Controller::route(const char* address, bool prefix, Handler h) {

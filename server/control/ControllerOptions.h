@@ -21,7 +21,7 @@ struct ControllerOptions {
     bool followTempo = true;      // false: --disable-time-stretch
     std::string stretchMethod = "rate";
     float stemMasterGain = 0.8f;  // the Crowdstream server's master volume
-    double bpmLow = 70.0, bpmHigh = 180.0; // the range tempo estimates are folded into
+    AnalysisConfig analysis;      // the analysis tempo source (--bpm-range, the config's "analysis")
     double loopSeconds = 40.0;    // loop memory per loop (SooperLooper's -t default)
     double undoSeconds = 40.0;    // extra memory per loop for undo history
     // The memory budget over buffers, loops, undo history and stretch voices (--max-memory-mb).

@@ -33,12 +33,23 @@ struct MovementConfig {
     }
 };
 
+// The analysis tempo source (/tempo_source analysis): the range estimates are folded into
+// (--bpm-range), the confidence an estimate needs to move the clock, and how the clock follows it
+// (the movement controller's law: 99 % of a transition in these seconds).
+struct AnalysisConfig {
+    double bpmLow = 70.0, bpmHigh = 180.0;
+    double minConfidence = 0.5;
+    double upSeconds = 8.0, downSeconds = 8.0;
+};
+
 // Settings from --config (loopd's JSON) or --bpm-config (Crowdstream's bpm_config.json with a
 // "movement_bpm" object). Fields absent from the file keep their values.
 struct FileConfig {
     double bpm = 0.0;        // 0: not given
     int meter = 0;
     MovementConfig movement;
+    AnalysisConfig analysis;
+    bool analysisRangeGiven = false; // the file set analysis.bpm_range (--bpm-range overrides it)
     std::vector<std::string> warnings;
 };
 

@@ -77,6 +77,8 @@ struct DetachRecorder { int32_t slotId; }; // -1: all
 // rising, `downSeconds` when falling).
 struct Tempo { double bpm; double seconds; double downSeconds; uint8_t mode; };
 struct Meter { int32_t beatsPerBar; };
+// Slide the clock's beat position by `beats` over `seconds` (TempoClock::nudge).
+struct Nudge { double beats; double seconds; };
 struct ClockReset {};
 // Start held nodes together on one sample, once all are ready (buffers loaded), or after
 // waitSeconds with whichever are ready (the others start when their buffers arrive).
@@ -111,7 +113,7 @@ struct LoopGlobals { int32_t syncSource; int32_t anchorId; double eighthPerCycle
 using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::Free, cmd::Run,
                                  cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
                                  cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
-                                 cmd::Tempo, cmd::Meter, cmd::ClockReset, cmd::StartGroup,
+                                 cmd::Tempo, cmd::Meter, cmd::Nudge, cmd::ClockReset, cmd::StartGroup,
                                  cmd::Unit, cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus,
                                  cmd::GetBus, cmd::MapParam>;
 

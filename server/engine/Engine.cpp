@@ -731,6 +731,7 @@ void Engine::execute(Command& c) noexcept {
                        ctx_.tempoBpm = tempo_.bpm(); // a jump holds from this sample, not the next segment
                    },
                    [&](cmd::Meter& m) { tempo_.setMeter(m.beatsPerBar); },
+                   [&](cmd::Nudge& m) { tempo_.nudge(m.beats, m.seconds); },
                    [&](cmd::ClockReset&) { tempo_.resetPosition(); ++ctx_.clockEpoch; },
                    [&](cmd::StartGroup& m) { doStartGroup(c, m); },
                    [&](cmd::LoopGlobals& m) {

@@ -4,6 +4,7 @@
 // exponential approach to a target (the movement controller) whose 99 % time is given in
 // seconds and is exact at every block boundary whatever the block size (closed-form update).
 // All methods are [audio]-safe: no allocation, no locks.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -39,6 +40,15 @@ public:
         else if (mode == 1) ramp(bpm, seconds);
         else follow(bpm, seconds, downSeconds);
     }
+    // Slide the beat position by `beats` (either way) over `seconds`, the tempo unchanged: a phase
+    // pull onto beats heard elsewhere. The slide never changes the pace by more than 10 %; a new
+    // nudge replaces what is left of the last.
+    void nudge(double beats, double seconds) noexcept {
+        const double fastest = 0.1 * bpm_ / 60.0; // beats per second of slide at most
+        nudgeLeft_ = beats;
+        nudgeRate_ = std::min(std::fabs(beats) / std::max(1e-3, seconds), fastest);
+    }
+    double nudgeLeft() const noexcept { return nudgeLeft_; }
     void setMeter(int beatsPerBar) noexcept { beatsPerBar_ = beatsPerBar; }
     void resetPosition() noexcept { beats_ = 0.0; }
 
@@ -73,6 +83,12 @@ public:
             break;
         }
         }
+        if (nudgeLeft_ != 0.0) {
+            const double step = std::min(std::fabs(nudgeLeft_), nudgeRate_ * dt);
+            const double signedStep = nudgeLeft_ > 0.0 ? step : -step;
+            beatsAdvanced += signedStep;
+            nudgeLeft_ = std::fabs(nudgeLeft_ - signedStep) < 1e-12 ? 0.0 : nudgeLeft_ - signedStep;
+        }
         const double before = beats_;
         beats_ += beatsAdvanced;
         // Whole beats crossed in (before, beats_]: place them by linear interpolation.
@@ -100,6 +116,7 @@ private:
     double target_ = 120.0;
     double rampPerSecond_ = 0.0;
     double tau_ = 1.0;
+    double nudgeLeft_ = 0.0, nudgeRate_ = 0.0;
 };
 
 // The clock's future as far as it is known: its state now plus the tempo commands scheduled

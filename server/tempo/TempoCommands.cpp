@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "server/engine/Engine.h"
@@ -15,18 +16,36 @@ TempoCommands::TempoCommands(Controller& c) : Module(c) {
     on("/set_meter", &TempoCommands::hSetMeter);
     on("/print_clock", &TempoCommands::hPrintClock);
     on("/dance/total_movement", &TempoCommands::hMovement);
+    on("/tempo_source", &TempoCommands::hTempoSource);
+}
+
+const char* TempoCommands::name(Source s) noexcept {
+    switch (s) {
+    case Source::Manual: return "manual";
+    case Source::Movement: return "movement";
+    case Source::Analysis: return "analysis";
+    }
+    return "?";
 }
 
 void TempoCommands::onBeat(const reply::Beat& b) {
+    lastBeat_ = b;
     if (!printClock_) return;
     const double barPhase = static_cast<double>(b.beatInBar - 1) / std::max(1, engine_.config().beatsPerBar);
     spdlog::info("bar={} beat={} bar_phase={:.3f} beat_phase={:.3f} bpm={:.2f}", b.bar, b.beatInBar, barPhase, 0.0, b.bpm);
+}
+
+void TempoCommands::needSource(Source allowed, const char* what) const {
+    if (source_ == Source::Manual || source_ == allowed) return;
+    throw osc::ArgError(std::string(what) + " does not move the clock: the tempo source is " + name(source_) +
+                        " (/tempo_source manual gives it back)");
 }
 
 void TempoCommands::hSetTempo(Msg& m) {
     const float bpm = m.args.number("bpm");
     m.args.expectEnd();
     if (!(bpm >= 20.0f && bpm <= 400.0f)) throw osc::ArgError("bpm must be 20..400, got " + std::to_string(bpm));
+    needSource(Source::Manual, "/set_tempo");
     push(m, cmd::Tempo{bpm, 0.0, 0.0, 0});
     done(m.client, m.address);
 }
@@ -36,6 +55,7 @@ void TempoCommands::hTempo(Msg& m) {
     const double ramp = m.args.atEnd() ? 0.0 : seconds(m.args, "ramp seconds");
     m.args.expectEnd();
     if (!(bpm >= 20.0f && bpm <= 400.0f)) throw osc::ArgError("bpm must be 20..400, got " + std::to_string(bpm));
+    needSource(Source::Manual, "/tempo");
     push(m, cmd::Tempo{bpm, ramp, 0.0, static_cast<uint8_t>(ramp > 0.0 ? 1 : 0)});
     done(m.client, m.address);
 }
@@ -60,11 +80,70 @@ void TempoCommands::hMovement(Msg& m) {
     const float raw = m.args.number("movement");
     m.args.expectEnd();
     if (raw < 0.0f) throw osc::ArgError("movement must not be negative, got " + std::to_string(raw));
+    needSource(Source::Movement, "movement");
     // With --disable-time-stretch the clock still follows the movement; the players do not.
     const MovementConfig& mv = options_.movement;
     const double target = mv.targetFor(mv.normalise(raw));
     push(m, cmd::Tempo{target, mv.upSeconds, mv.downSeconds, 2});
     done(m.client, m.address);
+}
+
+void TempoCommands::hTempoSource(Msg& m) {
+    if (m.args.atEnd()) { // a query
+        send(m.client, osc::MessageBuilder("/tempo_source.reply").s(name(source_)).i(phasePull_ ? 1 : 0));
+        return;
+    }
+    const std::string s = m.args.string("source");
+    const int32_t phase = m.args.atEnd() ? 0 : m.args.int32("phase pull flag");
+    m.args.expectEnd();
+    Source next;
+    if (s == "manual") next = Source::Manual;
+    else if (s == "movement") next = Source::Movement;
+    else if (s == "analysis") next = Source::Analysis;
+    else if (s == "midi" || s == "link")
+        throw osc::ArgError("tempo source " + s + " is not available in this build (MIDI clock and Link come with issues 15 and 16)");
+    else throw osc::ArgError("unknown tempo source '" + s + "' (manual, movement, analysis)");
+    if (phase != 0 && next != Source::Analysis) throw osc::ArgError("phase pull needs the analysis source");
+    const bool changed = next != source_;
+    source_ = next;
+    phasePull_ = phase != 0;
+    target_ = 0.0;
+    pullQuietUntil_ = 0;
+    if (changed) spdlog::info("tempo source: {}{}", name(source_), phasePull_ ? " (beat phase pulled onto the beats heard)" : "");
+    // The estimate already known moves the clock at once; with none (no input) the tempo stays.
+    if (source_ == Source::Analysis && lastBpm_ > 0.0 && lastConfidence_ >= options_.analysis.minConfidence) follow(lastBpm_);
+    done(m.client, m.address);
+}
+
+void TempoCommands::estimate(double bpm, double confidence, double beatSample) {
+    lastBpm_ = bpm;
+    lastConfidence_ = confidence;
+    if (source_ != Source::Analysis || !(bpm > 0.0) || confidence < options_.analysis.minConfidence) return;
+    follow(bpm);
+    if (phasePull_ && beatSample >= 0.0) pullPhase(bpm, beatSample);
+}
+
+void TempoCommands::follow(double bpm) {
+    if (std::fabs(bpm - target_) < 0.05) return;
+    target_ = bpm;
+    const AnalysisConfig& a = options_.analysis;
+    pushFromWorker(kNoClient, "/tempo_source", 0, cmd::Tempo{bpm, a.upSeconds, a.downSeconds, 2});
+}
+
+void TempoCommands::pullPhase(double bpm, double beatSample) {
+    // Only once the clock's tempo is the one heard (while it glides the phase runs anyway), only
+    // on beats after the last slide ended (the clock's beat at an earlier sample is not known
+    // from its last beat alone), and only from a sample-exact beat of the clock.
+    if (lastBeat_.beat < 0 || std::fabs(lastBeat_.bpm - bpm) > 1.0 || beatSample < static_cast<double>(pullQuietUntil_)) return;
+    const double sr = engine_.config().sampleRate;
+    const double clockBeats = static_cast<double>(lastBeat_.beat) + (beatSample - static_cast<double>(lastBeat_.sampleTime)) * lastBeat_.bpm / 60.0 / sr;
+    const double error = clockBeats - std::round(clockBeats); // beats the clock is ahead of the beat heard
+    if (std::fabs(error) < 0.004) return;                    // ~2 ms at 120 BPM: on the beat
+    // Slide the whole error back over a second (TempoClock caps the pace change at 10 %).
+    const double secondsNeeded = std::max(1.0, std::fabs(error) / (0.1 * lastBeat_.bpm / 60.0));
+    pushFromWorker(kNoClient, "/tempo_source", 0, cmd::Nudge{-error, 1.0});
+    pullQuietUntil_ = engine_.sampleTime() + static_cast<int64_t>((secondsNeeded + 0.1) * sr);
+    spdlog::debug("tempo source analysis: beat phase {:+.3f} beats off the beats heard, sliding it back", error);
 }
 
 } // namespace loopd

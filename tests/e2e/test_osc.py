@@ -4,6 +4,7 @@
 Run with Debian's /usr/bin/python3 (python3-liblo). LOOPD_BIN names the binary.
 """
 import math
+import json
 import os
 import re
 import signal
@@ -158,7 +159,7 @@ class ServerCommands(ServerCase):
         # 1, ugens, sources, groups, synthdefs, avg cpu, peak cpu, nominal rate, actual rate,
         # block, xruns, late, dropped, bpm, beat, buffers, period, dropped replies, recordings, sample time,
         # driver, stretch underruns, memory in use (MB), memory budget (MB), players shed
-        self.assertEqual(len(st), 25)
+        self.assertEqual(len(st), 26)
         self.assertEqual(st[24], 0)
         self.assertGreater(st[22], 0.0)
         self.assertGreater(st[23], st[22])
@@ -495,6 +496,38 @@ class Offline(unittest.TestCase):
             self.assertEqual(len(b), 48000)
             for i in range(0, 48000, 97):
                 self.assertAlmostEqual(a[i][0], b[i][0], places=6)
+
+
+class TempoSourceOptions(unittest.TestCase):
+    """--bpm-range and the config's "analysis" object, seen through an outside analyser."""
+
+    def test_bpm_range_and_analysis_config(self):
+        with tempfile.TemporaryDirectory() as d:
+            cfg = os.path.join(d, "loopd.json")
+            with open(cfg, "w") as f:
+                json.dump({"analysis": {"transition_seconds": 0.05, "min_confidence": 0.8}}, f)
+            srv = Loopd("--bpm-range", "60", "120", "--config", cfg)
+            try:
+                srv.request("/tempo_source", "analysis")
+                self.assertEqual(srv.request("/tempo_source", reply="/tempo_source.reply"), ["analysis", 0])
+                srv.request("/analysis/bpm", 130.0, 0.7)  # under min_confidence 0.8: ignored
+                time.sleep(0.3)
+                self.assertAlmostEqual(srv.status()[13], 120.0, places=3)
+                srv.request("/analysis/bpm", 130.0, 0.9)  # folded into 60..120: 65
+                time.sleep(0.5)
+                self.assertAlmostEqual(srv.status()[13], 65.0, places=1)
+                self.assertIn("tempo source is analysis", srv.fail("/tempo", 100.0))
+            finally:
+                srv.stop()
+            for bad in (["--bpm-range", "100", "150"], ["--bpm-range", "10", "100"]):
+                r = subprocess.run([LOOPD, "--driver", "null", "-u", "0", *bad], capture_output=True, text=True, timeout=20)
+                self.assertNotEqual(r.returncode, 0, bad)
+                self.assertIn("bpm-range", r.stderr, bad)
+            with open(cfg, "w") as f:
+                json.dump({"analysis": {"bpm_range": [100, 150]}}, f)
+            r = subprocess.run([LOOPD, "--driver", "null", "-u", "0", "--config", cfg], capture_output=True, text=True, timeout=20)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("span an octave", r.stderr)
 
 
 @unittest.skipUnless(os.environ.get("LOOPD_JACK"), "needs a JACK server (scripts/test starts jackd -d dummy)")
