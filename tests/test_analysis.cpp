@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "server/analysis/MaterialAnalysis.h"
 #include "server/analysis/TempoTracker.h"
 #include "server/engine/TempoClock.h"
 #include "support/OfflineServer.h"
@@ -328,4 +329,67 @@ TEST(TempoClockNudge, ASlideMovesTheBeatsNotTheTempoAndNeverFasterThanATenth) {
     c.nudge(-0.25, 0.5);
     for (int block = 0; block < static_cast<int>(2.0 * kRate / 256); ++block) c.advance(256, [](int64_t, int) {});
     EXPECT_NEAR(c.beats(), 10.5 + 4.0 - 0.25, 0.011);
+}
+
+namespace {
+double midiHz(int note) { return 440.0 * std::pow(2.0, (note - 69) / 12.0); }
+
+// A piece of music made here: `pickup` beats of drums before the first downbeat, then bars of
+// four beats, each a chord of `chords` (MIDI notes, cycled) with its root as bass, kick on 1 and
+// 3, snare on 2 and 4, hats on the eighths.
+std::vector<float> song(double bpm, double seconds, double pickup, const std::vector<std::vector<int>>& chords, unsigned seed) {
+    std::vector<float> x(static_cast<size_t>(seconds * kRate), 0.0f);
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> noise(-1.0f, 1.0f);
+    const double beat = 60.0 / bpm * kRate, first = pickup * beat;
+    auto add = [&](double at, double length, auto f) {
+        if (at < 0) return;
+        const auto start = static_cast<size_t>(std::llround(at));
+        for (size_t i = 0; i < static_cast<size_t>(length * kRate) && start + i < x.size(); ++i) x[start + i] += f(static_cast<double>(i) / kRate);
+    };
+    for (int e = -static_cast<int>(std::ceil(pickup * 2)); first + e * beat / 2 < static_cast<double>(x.size()); ++e) {
+        const double at = first + e * beat / 2;
+        const int eighth = ((e % 8) + 8) % 8;
+        add(at, 0.05, [&](double t) { return static_cast<float>(0.15 * noise(rng) * std::exp(-t * 80)); });
+        if (eighth == 0 || eighth == 4)
+            add(at, 0.25, [&](double t) { return static_cast<float>(0.7 * std::sin(2 * M_PI * (50 + 100 * std::exp(-t * 30)) * t) * std::exp(-t * 12)); });
+        if (eighth == 2 || eighth == 6)
+            add(at, 0.2, [&](double t) { return static_cast<float>((0.4 * noise(rng) + 0.2 * std::sin(2 * M_PI * 190 * t)) * std::exp(-t * 20)); });
+    }
+    for (int bar = 0; first + bar * 4 * beat < static_cast<double>(x.size()); ++bar) {
+        const auto& c = chords[static_cast<size_t>(bar) % chords.size()];
+        const double len = 4 * beat / kRate;
+        for (int note : c)
+            add(first + bar * 4 * beat, len, [&](double t) {
+                double v = 0;
+                for (int h = 1; h <= 4; ++h) v += 0.05 / h * std::sin(2 * M_PI * midiHz(note) * h * t);
+                return static_cast<float>(v * std::min(1.0, t * 200) * std::min(1.0, (len - t) * 200));
+            });
+        add(first + bar * 4 * beat, len, [&](double t) {
+            return static_cast<float>(0.2 * std::sin(2 * M_PI * midiHz(c.front() - 12) * t) * std::min(1.0, t * 200) * std::min(1.0, (len - t) * 200));
+        });
+    }
+    return x;
+}
+const std::vector<std::vector<int>> kAMinor = {{57, 60, 64}, {62, 65, 69}, {64, 67, 71}, {57, 60, 64}}; // i iv v i
+const std::vector<std::vector<int>> kEMajor = {{52, 56, 59}, {57, 61, 64}, {59, 63, 66}, {52, 56, 59}}; // I IV V I
+} // namespace
+
+TEST(MaterialAnalysis, TempoFirstDownbeatAndKeyOfAGeneratedSong) {
+    int i = 0;
+    for (double bpm : {90.0, 123.0, 140.0, 174.0}) {
+        const double pickup = 1.5; // beats before the first downbeat
+        const auto& chords = i % 2 ? kEMajor : kAMinor;
+        const char* key = i % 2 ? "E" : "Am";
+        ++i;
+        const auto x = song(bpm, 30.0, pickup, chords, 11);
+        const MaterialAnalysis a = analyseMaterial(x, kRate, 70.0, 180.0, 4);
+        const double downbeat = pickup * 60.0 / bpm * kRate;
+        std::printf("%5.1f BPM song in %s: %.2f BPM (confidence %.2f), first beat %.1f ms, first downbeat %.1f ms off (truth %.0f ms), key %s (%.0f %%), %zu beats\n",
+                    bpm, key, a.bpm, a.confidence, static_cast<double>(a.firstBeat) / 48.0, (static_cast<double>(a.firstDownbeat) - downbeat) / 48.0, downbeat / 48.0,
+                    a.key.c_str(), 100 * a.keyConfidence, a.beats.size());
+        EXPECT_NEAR(a.bpm, bpm, 0.5);
+        EXPECT_LT(std::fabs(static_cast<double>(a.firstDownbeat) - downbeat) / 48.0, 20.0);
+        EXPECT_EQ(a.key, key);
+    }
 }

@@ -7,34 +7,13 @@
 #include <chrono>
 #include <cmath>
 
-#include <aubio/aubio.h>
-
 #include "server/engine/Engine.h"
 
 namespace loopd {
 
-struct LiveAnalysis::Onsets {
-    aubio_onset_t* detector;
-    fvec_t* in = new_fvec(kHop);
-    fvec_t* out = new_fvec(1);
-    // aubio's default onset function (high-frequency content) over 4 hops, at most one onset per
-    // 50 ms; aubio's own delay compensation gives the onset's sample.
-    explicit Onsets(double sampleRate) : detector(new_aubio_onset("default", 4 * kHop, kHop, static_cast<uint_t>(sampleRate))) {
-        aubio_onset_set_minioi_ms(detector, 50.0f);
-    }
-    ~Onsets() {
-        del_aubio_onset(detector);
-        del_fvec(in);
-        del_fvec(out);
-    }
-    Onsets(const Onsets&) = delete;
-    Onsets& operator=(const Onsets&) = delete;
-};
-
 LiveAnalysis::LiveAnalysis(Engine& engine, double bpmLow, double bpmHigh)
     : engine_(engine), sampleRate_(engine.config().sampleRate), lo_(bpmLow), hi_(bpmHigh) {
     buffer_.resize(static_cast<size_t>(sampleRate_)); // up to a second per read
-    pending_.reserve(kHop);
     reset(0);
 }
 
@@ -44,8 +23,7 @@ LiveAnalysis::~LiveAnalysis() {
 
 void LiveAnalysis::reset(int64_t at) {
     tempo_ = std::make_unique<TempoTracker>(sampleRate_, lo_, hi_, kTempoWindowSeconds + 2.0);
-    onsets_ = std::make_unique<Onsets>(sampleRate_);
-    pending_.clear();
+    onsets_ = std::make_unique<OnsetDetector>(sampleRate_);
     recentOnsets_.clear();
     streamStart_ = position_ = at;
     nextTempoAt_ = at + static_cast<int64_t>(kTempoWindowSeconds * sampleRate_);
@@ -71,17 +49,12 @@ void LiveAnalysis::step() {
 void LiveAnalysis::analyse(const float* x, int n) {
     std::vector<Event> found;
     tempo_->push(x, n);
-    for (int i = 0; i < n; ++i) {
-        pending_.push_back(x[i]);
-        if (static_cast<int>(pending_.size()) < kHop) continue;
-        for (int k = 0; k < kHop; ++k) onsets_->in->data[k] = pending_[static_cast<size_t>(k)];
-        pending_.clear();
-        aubio_onset_do(onsets_->detector, onsets_->in, onsets_->out);
-        if (onsets_->out->data[0] != 0.0f) {
-            const int64_t at = streamStart_ + static_cast<int64_t>(aubio_onset_get_last(onsets_->detector));
-            found.push_back(Event{Event::Kind::Onset, at, static_cast<double>(aubio_onset_get_descriptor(onsets_->detector)), 0.0, -1.0, false});
-            recentOnsets_.push_back(at);
-        }
+    hits_.clear();
+    onsets_->push(x, n, hits_);
+    for (const OnsetDetector::Onset& o : hits_) {
+        const int64_t at = streamStart_ + o.sample;
+        found.push_back(Event{Event::Kind::Onset, at, o.strength, 0.0, -1.0, false});
+        recentOnsets_.push_back(at);
     }
     position_ += n;
     // The tempo of the last 8 s, every half second of input; reported when it changed.

@@ -1,6 +1,6 @@
 #pragma once
-// Live analysis of the input: onsets (aubio's default detector, 512-sample window, 128 hop: drum
-// hits within 2.5 ms of their sample; it does not fire on pure tone clicks) and tempo
+// Live analysis of the input: onsets (OnsetDetector: aubio's, drum hits within 2.8 ms of their
+// sample; it does not fire on pure tone clicks) and tempo
 // (TempoTracker: qm-dsp over the last 8 s, estimated every half second of input) of what the
 // engine copies into its analysis ring. The
 // audio thread only copies; everything here runs on the analysis thread (real time: a thread of
@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/analysis/OnsetDetector.h"
 #include "server/analysis/TempoTracker.h"
 
 namespace loopd {
@@ -33,7 +34,6 @@ public:
         double beatSample = -1.0; // tempo only: absolute sample of the last beat on the tempo line (-1: none)
         bool changed = false;     // tempo only: the estimate moved (0.05 BPM or 0.1 of confidence) since the last
     };
-    static constexpr int kHop = 128;             // onset detection hop (2.7 ms at 48 kHz)
     static constexpr double kTempoEverySeconds = 0.5;
     static constexpr double kTempoWindowSeconds = 8.0;
 
@@ -57,9 +57,8 @@ private:
     Engine& engine_;
     double sampleRate_, lo_, hi_;
     std::unique_ptr<TempoTracker> tempo_;
-    struct Onsets; // aubio's onset detector and its hop buffers
-    std::unique_ptr<Onsets> onsets_;
-    std::vector<float> pending_;    // samples not yet a whole hop
+    std::unique_ptr<OnsetDetector> onsets_;
+    std::vector<OnsetDetector::Onset> hits_; // the onsets of one read
     std::deque<int64_t> recentOnsets_; // absolute samples of the onsets of the last tempo window (the phase snaps to them)
     int64_t streamStart_ = 0;       // absolute sample the onset detector's count starts at
     std::vector<float> buffer_;     // what was read from the ring

@@ -66,18 +66,28 @@ double TempoTracker::snapToOnsets(double phase, double period, const std::deque<
     return phase + offsets[offsets.size() / 2];
 }
 
-TempoTracker::Estimate TempoTracker::estimate(double seconds) const {
+TempoTracker::Estimate TempoTracker::estimate(double seconds, double hintBpm) const {
+    const int64_t want = static_cast<int64_t>(seconds * sampleRate_ / kStep);
+    const int64_t end = firstValue_ + static_cast<int64_t>(values_.size());
+    return estimateSteps(end - want, end, hintBpm);
+}
+
+TempoTracker::Estimate TempoTracker::estimateBetween(double fromSeconds, double toSeconds, double hintBpm) const {
+    return estimateSteps(static_cast<int64_t>(fromSeconds * sampleRate_ / kStep), static_cast<int64_t>(toSeconds * sampleRate_ / kStep), hintBpm);
+}
+
+TempoTracker::Estimate TempoTracker::estimateSteps(int64_t from, int64_t end, double hintBpm) const {
     Estimate e;
     // The detection function's first two values are zero by construction: left out.
-    const int64_t want = static_cast<int64_t>(seconds * sampleRate_ / kStep);
-    int64_t from = std::max<int64_t>(firstValue_ + static_cast<int64_t>(values_.size()) - want, std::max<int64_t>(firstValue_, 2));
-    const int64_t end = firstValue_ + static_cast<int64_t>(values_.size());
+    from = std::max<int64_t>(from, std::max<int64_t>(firstValue_, 2));
+    end = std::min<int64_t>(end, firstValue_ + static_cast<int64_t>(values_.size()));
     if (end - from < static_cast<int64_t>(3.0 * sampleRate_ / kStep)) return e; // under 3 s: too little
-    std::vector<double> df(values_.begin() + (from - firstValue_), values_.end());
+    std::vector<double> df(values_.begin() + (from - firstValue_), values_.begin() + (end - firstValue_));
     if (*std::max_element(df.begin(), df.end()) <= 0.0) return e; // silence
     TempoTrackV2 tt(static_cast<float>(sampleRate_), kStep);
     std::vector<double> period(df.size(), 0.0), tempi, beats; // (TempoTrackV2 wants the period sized)
-    tt.calculateBeatPeriod(df, period, tempi);
+    if (hintBpm > 0.0) tt.calculateBeatPeriod(df, period, tempi, hintBpm, true);
+    else tt.calculateBeatPeriod(df, period, tempi);
     tt.calculateBeats(df, period, beats);
     if (beats.size() < 4) return e;
     // Beat k of the tracker is detection-function value k, which rises in the frame that starts

@@ -38,8 +38,12 @@ public:
         double phaseSample = -1.0;
         double beatPeriod = 0.0; // samples between the tracked beats (the line's slope; before folding)
     };
-    // Beats and tempo of the last `seconds` of input (all that is kept when longer).
-    Estimate estimate(double seconds) const;
+    // Beats and tempo of the last `seconds` of input (all that is kept when longer). hintBpm > 0:
+    // the tracker's tempo is constrained around it (qm-dsp's inputtempo/constraintempo): a whole
+    // file tracked alone may settle on half the tempo its 8 s windows hear (174 → 87).
+    Estimate estimate(double seconds, double hintBpm = 0.0) const;
+    // The same for the input between two times (seconds from the first sample pushed).
+    Estimate estimateBetween(double fromSeconds, double toSeconds, double hintBpm = 0.0) const;
 
     static double fold(double bpm, double lo, double hi) noexcept;
 
@@ -50,6 +54,7 @@ public:
     static double snapToOnsets(double phase, double period, const std::deque<int64_t>& onsets, double sampleRate, int beats = 16);
 
 private:
+    Estimate estimateSteps(int64_t from, int64_t end, double hintBpm) const;
     double sampleRate_, lo_, hi_;
     size_t keepValues_;
     std::unique_ptr<DetectionFunction> df_;
