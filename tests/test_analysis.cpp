@@ -393,3 +393,98 @@ TEST(MaterialAnalysis, TempoFirstDownbeatAndKeyOfAGeneratedSong) {
         EXPECT_EQ(a.key, key);
     }
 }
+
+TEST(BufferAnalysis, BAnalyzeAnswersTempoDownbeatAndKeyKeepsThemAndRefusesWhatItCannotAnalyse) {
+    OfflineServer s;
+    TempDir dir;
+    const double bpm = 123.0, pickup = 1.5, downbeat = pickup * 60.0 / bpm * kRate;
+    const auto x = song(bpm, 20.0, pickup, kAMinor, 3);
+    writeWav(dir.file("song.wav"), {x, x}, 48000);
+    s.send("/b_allocRead", 1, dir.file("song.wav").c_str());
+    s.send("/b_analyze", 1);
+    s.render(256);
+    ASSERT_EQ(s.find("/b_analysis").size(), 1u);
+    const auto a = s.find("/b_analysis")[0];
+    std::printf("/b_analysis %d %.2f %.2f %d %d %s (downbeat truth %.0f)\n", a.i(0), a.num(1), a.num(2), a.i(3), a.i(4), a.str(5).c_str(), downbeat);
+    EXPECT_EQ(a.i(0), 1);
+    EXPECT_NEAR(a.num(1), bpm, 0.5);
+    EXPECT_GT(a.num(2), 0.5);
+    EXPECT_LT(std::fabs(a.i(4) - downbeat) / 48.0, 20.0);
+    EXPECT_EQ(a.str(5), "Am");
+    // Kept: asked again, the same answer; the beats on request.
+    s.send("/b_analyze", 1);
+    s.send("/b_beats", 1);
+    s.render(256);
+    ASSERT_EQ(s.find("/b_analysis").size(), 2u);
+    EXPECT_EQ(s.find("/b_analysis")[1].i(4), a.i(4));
+    ASSERT_EQ(s.find("/b_beats.reply").size(), 1u);
+    const auto beats = s.find("/b_beats.reply")[0];
+    EXPECT_GE(beats.args.size(), 1u + 38u); // ~40 beats in 20 s at 123 BPM
+    for (size_t k = 2; k < beats.args.size(); ++k) EXPECT_NEAR(beats.i(k) - beats.i(k - 1), 60.0 / bpm * kRate, 0.05 * kRate);
+    // Changed data: no longer analysed; silent, short, missing: /fail with the reason.
+    s.send("/b_zero", 1);
+    s.send("/b_beats", 1);
+    s.send("/b_analyze", 1);
+    s.send("/b_alloc", 2, 48000, 1);
+    s.send("/b_analyze", 2);
+    s.send("/b_analyze", 3);
+    s.render(256);
+    const auto fails = s.find("/fail", "/b_analyze");
+    ASSERT_EQ(fails.size(), 3u);
+    std::string reasons;
+    for (const auto& f : fails) reasons += f.str(1) + "\n";
+    EXPECT_NE(reasons.find("buffer 1 is silent"), std::string::npos) << reasons;
+    EXPECT_NE(reasons.find("buffer 2 is 1 s long: the analysis needs 3 s"), std::string::npos) << reasons;
+    EXPECT_NE(reasons.find("buffer 3 is not loaded"), std::string::npos) << reasons;
+    ASSERT_EQ(s.find("/fail", "/b_beats").size(), 1u);
+    EXPECT_NE(s.find("/fail", "/b_beats")[0].str(1).find("not analysed"), std::string::npos);
+}
+
+TEST(BufferAnalysis, AnAlignedFollowerWithTheAnalysedTempoPutsTheDownbeatsOnTheBars) {
+    // A 123 BPM song with 1.5 beats of pickup; the clock at 120. `bpm -1 follow 1 align 1`
+    // started off the bar: wherever the clock crosses a bar line the player reads a downbeat of
+    // the material (within 2 ms of material time), for a loop and a one-shot. (Varispeed: the
+    // position read is the one heard. A stretched player's `start` reads the stretcher's input,
+    // which leads what is heard by its latency in chunks: not measured here.)
+    TempDir dir;
+    const double bpm = 123.0, pickup = 1.5;
+    const auto x = song(bpm, 20.0, pickup, kEMajor, 5);
+    writeWav(dir.file("song.wav"), {x, x}, 48000);
+    for (const char* method : {"rate"}) {
+        for (int loop = 0; loop < 2; ++loop) {
+            OfflineServer s;
+            s.send("/b_allocRead", 1, dir.file("song.wav").c_str());
+            s.send("/b_analyze", 1);
+            s.render(256);
+            ASSERT_EQ(s.find("/b_analysis").size(), 1u);
+            const double downbeat = s.find("/b_analysis")[0].i(4), perBar = 4 * 60.0 / s.find("/b_analysis")[0].num(1) * kRate;
+            const double truth = pickup * 60.0 / bpm * kRate;
+            EXPECT_LT(std::fabs(downbeat - truth) / 48.0, 2.0) << "the analysed downbeat: " << (downbeat - truth) / 48.0 << " ms off";
+            s.render(static_cast<int64_t>(0.7 * kRate)); // off the bar
+            s.send("/s_new", "player", 100, 0, 0, "buf", 1, "loop", loop, "bpm", -1, "follow", 1, "align", 1, "stretch", method);
+            double worst = 0.0, lo = 1e9, hi = -1e9;
+            for (int bar = 1; bar <= 6; ++bar) {
+                // Render up to the block holding bar line `bar` (beat 4 x bar), then read where the player is.
+                const int64_t barSample = static_cast<int64_t>(bar * 4 * 0.5 * kRate);
+                s.render(barSample - s.engine().sampleTime());
+                s.send("/s_get", 100, "start"); // answered after the next block: where it stands then
+                s.render(1);
+                const double beatsNow = s.engine().stats().beats;
+                const auto got = s.find("/n_set");
+                ASSERT_FALSE(got.empty());
+                const double pos = got.back().num(2);
+                // Where a downbeat-on-the-bar grid puts the material now.
+                const double want = downbeat + (beatsNow - bar * 4) * perBar / 4 + (bar - 1) * perBar;
+                double err = std::fmod(pos - want, perBar);
+                if (err > perBar / 2) err -= perBar;
+                if (err < -perBar / 2) err += perBar;
+                worst = std::max(worst, std::fabs(err));
+                lo = std::min(lo, err);
+                hi = std::max(hi, err);
+            }
+            std::printf("%s %s: the material's downbeats within %.3f ms of the clock's bars (%.3f..%.3f)\n", method,
+                        loop ? "loop" : "one-shot", worst / 48.0, lo / 48.0, hi / 48.0);
+            EXPECT_LT(worst / 48.0, 2.0) << method << " loop " << loop;
+        }
+    }
+}

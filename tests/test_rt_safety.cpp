@@ -118,6 +118,11 @@ void buildScene(OfflineServer& s, TempDir& dir) {
     writeWav(dir.file("b.wav"), {r, l}, 44100);
     s.send("/b_allocRead", 1, dir.file("a.wav").c_str());
     s.send("/b_allocRead", 2, dir.file("b.wav").c_str());
+    // Material for the analysis paths: /b_analyze, players with bpm -1 and align 1.
+    const auto c = sine(110.0, 0.3, 4 * 48000, 48000.0);
+    writeWav(dir.file("c.wav"), {c, c}, 48000);
+    s.send("/b_allocRead", 9, dir.file("c.wav").c_str());
+    s.send("/b_analyze", 9);
     for (int g = 0; g < 4; ++g) s.send("/g_new", 10 + g, 1, 0);
     for (int i = 0; i < 32; ++i)
         s.send("/s_new", "player", 100 + i, 1, 10 + i % 4, "buf", 1 + i % 2, "loop", 1, "rate", i % 2 ? 1.01f : 1.0f,
@@ -147,6 +152,12 @@ void churn(OfflineServer& s, TempDir& dir, int tick, double now) {
     s.send("/n_run", 100 + (tick * 7) % 32, tick % 2);
     s.send("/s_new", "player", 1000 + tick, 0, 11, "buf", 1, "startWith", 100, "offset", 0.01f);
     s.send("/n_free", 1000 + tick - 1);
+    if (tick % 10 == 3) {
+        s.send("/s_new", "player", 6000 + tick, 0, 12, "buf", 9, "loop", 1, "bpm", -1, "follow", 1, "align", 1, "downbeat", tick % 20 == 3 ? -1 : 100);
+        s.send("/n_free", 6000 + tick - 10);
+    }
+    if (tick == 5) { s.send("/tempo_source", "analysis", 1); s.send("/analysis/bpm", 118.0f, 0.9f); }
+    if (tick == 40) s.send("/tempo_source", "manual");
     s.packet(bundleAt(now + 0.02, {msg("/n_set", 100, "pan", 0.3f), msg("/s_new", "player", 5000 + tick, 1, 12, "buf", 2)}));
     s.send("/n_after", 10, 13);
     s.send("/g_queryTree", 0, 1);

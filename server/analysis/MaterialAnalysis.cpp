@@ -92,7 +92,7 @@ MaterialAnalysis analyseMaterial(const std::vector<float>& x, double sampleRate,
     detector.push(x.data(), static_cast<int>(x.size()), found);
     std::deque<int64_t> onsets;
     for (const auto& o : found) onsets.push_back(o.sample);
-    const double period = 60.0 / r.bpm * sampleRate; // the folded tempo's beat
+    double period = 60.0 / r.bpm * sampleRate; // the folded tempo's beat
     const double reach = std::min(0.030 * sampleRate, period / 6.0);
     for (int64_t b : e.beats) {
         auto it = std::lower_bound(onsets.begin(), onsets.end(), b - static_cast<int64_t>(reach));
@@ -104,6 +104,30 @@ MaterialAnalysis analyseMaterial(const std::vector<float>& x, double sampleRate,
     // The grid: the tempo line's phase moved onto the onsets, stepped back to the first beat.
     const double phase = TempoTracker::snapToOnsets(e.phaseSample, e.beatPeriod, onsets, sampleRate, static_cast<int>(e.beats.size()));
     double first = phase - std::floor(phase / period) * period;
+    // The line refined on the onsets themselves: the onset nearest each grid beat (within reach)
+    // against the beat's number, least squares, twice. The tracker's slope alone, extrapolated
+    // over a whole file, put a first downbeat 2.6 ms off; this one the onsets' own precision.
+    for (int pass = 0; pass < 2; ++pass) {
+        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+        int n = 0;
+        for (int k = 0; first + k * period < static_cast<double>(x.size()); ++k) {
+            const double b = first + k * period;
+            auto it = std::lower_bound(onsets.begin(), onsets.end(), static_cast<int64_t>(std::floor(b - reach)));
+            double best = reach + 1.0;
+            for (; it != onsets.end() && static_cast<double>(*it) <= b + reach; ++it)
+                if (std::fabs(static_cast<double>(*it) - b) < std::fabs(best)) best = static_cast<double>(*it) - b;
+            if (std::fabs(best) > reach) continue;
+            sx += k; sy += b + best; sxx += static_cast<double>(k) * k; sxy += k * (b + best);
+            ++n;
+        }
+        if (n < 8) break;
+        const double slope = (n * sxy - sx * sy) / (n * sxx - sx * sx);
+        if (!(slope > 0.9 * period && slope < 1.1 * period)) break;
+        period = slope;
+        first = (sy - slope * sx) / n;
+        first -= std::floor(first / period) * period;
+    }
+    r.bpm = TempoTracker::fold(60.0 * sampleRate / period, bpmLow, bpmHigh);
     std::vector<double> grid;
     for (double b = first; b < static_cast<double>(x.size()); b += period) grid.push_back(b);
     if (grid.empty()) return r;

@@ -78,7 +78,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     TempoCommands& tempo = addModule<TempoCommands>();
     addModule<Crowdstream>();
     addModule<SooperLooper>();
-    addModule<AnalysisModule>(tempo);
+    addModule<AnalysisModule>(tempo, *buffers_);
 }
 
 void Controller::route(const char* address, bool prefix, Handler h) {

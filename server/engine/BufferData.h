@@ -1,6 +1,7 @@
 #pragma once
 // Sample memory of one buffer: planar float frames at the server's rate. Created and destroyed
 // on non-real-time threads; the audio thread only reads it through the engine's buffer table.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -9,7 +10,19 @@
 
 namespace loopd {
 
+// A number no other BufferData of this process had (analysis results name the data they belong to).
+inline uint64_t nextBufferSerial() noexcept {
+    static std::atomic<uint64_t> next{1};
+    return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 struct BufferData {
+    const uint64_t serial = nextBufferSerial();
+    // What /b_analyze found (written once by the worker while this data is in the table; read by
+    // players with `bpm -1` or `align 1` on the audio thread): the material's tempo (0: none)
+    // and its first downbeat (frames; -1: none).
+    std::atomic<float> analysedBpm{0.0f};
+    std::atomic<int64_t> analysedDownbeat{-1};
     int64_t numFrames = 0;
     int numChannels = 0;
     double sampleRate = 0.0;      // the server rate the data was converted to

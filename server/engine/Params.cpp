@@ -10,7 +10,7 @@ constexpr std::array<const char*, static_cast<size_t>(ParamId::Count)> kNames = 
     "low", "mid", "high", "bypass",
     "mode", "cutoffHz", "q", "lfoRateHz", "lfoBeats", "lfoDepthOctaves", "lfoShape",
     "delaySeconds", "delayBeats", "feedback", "mix", "pingpong",
-    "room", "damping", "engage", "division", "gainDb", "ceilingDb", "outMask", "cue", "cueGain", "stretch", "pitch"};
+    "room", "damping", "engage", "division", "gainDb", "ceilingDb", "outMask", "cue", "cueGain", "stretch", "pitch", "align", "downbeat"};
 }
 
 std::optional<ParamId> paramFromName(std::string_view name) noexcept {

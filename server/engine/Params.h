@@ -22,6 +22,7 @@ enum class ParamId : uint8_t {
     GainDb, CeilingDb,                                                   // gain, limiter
     OutMask, Cue, CueGain,                                               // routing
     Stretch, Pitch,                                                      // player: time-stretch
+    Align, Downbeat,                                                     // player: downbeat on the bar
     Count
 };
 

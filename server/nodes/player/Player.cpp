@@ -27,7 +27,7 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
     const int64_t ramp = rampFor(explicitRamp, rampSamples, ctx);
     // A change to what a pre-roll read or how: prime again at the start.
     if (id == ParamId::Buf || id == ParamId::Start || id == ParamId::StartFrac || id == ParamId::Rate || id == ParamId::Loop ||
-        id == ParamId::Pitch || id == ParamId::Follow || id == ParamId::Bpm)
+        id == ParamId::Pitch || id == ParamId::Follow || id == ParamId::Bpm || id == ParamId::Align || id == ParamId::Downbeat)
         preRolled_ = false;
     switch (id) {
     case ParamId::Gain:
@@ -79,8 +79,16 @@ SetResult Player::setParam(ParamId id, float value, int64_t rampSamples, bool ex
         outMask_ = static_cast<uint32_t>(value);
         return SetResult::Ok;
     case ParamId::Bpm:
-        if (!(value == 0.0f || (value >= 20.0f && value <= 400.0f))) return SetResult::BadValue;
+        if (!(value == 0.0f || value == -1.0f || (value >= 20.0f && value <= 400.0f))) return SetResult::BadValue;
         materialBpm_ = value;
+        return SetResult::Ok;
+    case ParamId::Align:
+        if (!(value == 0.0f || value == 1.0f)) return SetResult::BadValue;
+        align_ = value == 1.0f;
+        return SetResult::Ok;
+    case ParamId::Downbeat:
+        if (!(value >= -1.0f && value < 2147483648.0f && value == std::floor(value))) return SetResult::BadValue;
+        downbeat_ = static_cast<int64_t>(value);
         return SetResult::Ok;
     case ParamId::StartFrac:
         if (!(value >= 0.0f && value < 1.0f)) return SetResult::BadValue;
@@ -107,6 +115,8 @@ bool Player::getParam(ParamId id, float& value) const noexcept {
     case ParamId::Pitch: value = pitchSemitones_; return true;
     case ParamId::OutMask: value = static_cast<float>(outMask_); return true;
     case ParamId::Bpm: value = static_cast<float>(materialBpm_); return true;
+    case ParamId::Align: value = align_ ? 1.0f : 0.0f; return true;
+    case ParamId::Downbeat: value = static_cast<float>(downbeat_); return true;
     case ParamId::StartFrac: value = startFrac_; return true;
     default: return Node::getParam(id, value);
     }
@@ -146,13 +156,34 @@ void Player::onBegin(ProcessContext& ctx) noexcept {
     if (voice_) {
         // Prime at the ratio playback starts with (Rubber Band: ratios before the start pad),
         // unless a pre-roll did already.
-        if (!preRolled_) primeVoice(ctx, stretchSpeed(ctx, ctx.tempoBpm));
+        if (!preRolled_) primeVoice(ctx, stretchSpeed(ctx, ctx.tempoBpm), true, startedAt);
         preRolled_ = false;
         return;
     }
     if (startFrac_ >= 0.0f)
         if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
+    alignStart(ctx, startedAt);
     startIdx_ = idx_;
+}
+
+void Player::alignStart(const ProcessContext& ctx, int64_t startSample) noexcept {
+    if (!align_ || !follow_ || !ctx.players.followTempo) return;
+    const BufferData* b = ctx.buffer(buf_);
+    if (!b || b->numFrames <= 0) return;
+    const int64_t downbeat = downbeat_ >= 0 ? downbeat_ : b->analysedDownbeat.load(std::memory_order_relaxed);
+    if (downbeat < 0) return;
+    // Source frames per clock beat at this rate; the clock's next bar line from the start.
+    double bpm = ctx.tempoBpm;
+    const double beats = ctx.beatsAhead(startSample, bpm);
+    const int bpb = std::max(1, ctx.beatsPerBar);
+    const double nextBar = std::ceil(beats / bpb - 1e-9) * bpb;
+    const double perBeat = static_cast<double>(rate_.value()) * 60.0 / materialBpm(ctx) * ctx.sampleRate;
+    const double perBar = perBeat * bpb;
+    double p = static_cast<double>(downbeat) - (nextBar - beats) * perBeat;
+    const auto frames = static_cast<double>(b->numFrames);
+    if (loop_) p = std::fmod(std::fmod(p, frames) + frames, frames);
+    else if (p < 0.0) p += std::ceil(-p / perBar) * perBar; // the material's downbeat a bar later
+    if (p < frames) setPosition(p);
 }
 
 void Player::preRoll(ProcessContext& ctx, int64_t startSample) noexcept {
@@ -164,7 +195,7 @@ void Player::preRoll(ProcessContext& ctx, int64_t startSample) noexcept {
         double bpm = ctx.tempoBpm;
         ctx.beatsAhead(startSample, bpm);
         preRollSpeed_ = stretchSpeed(ctx, bpm);
-        primeVoice(ctx, preRollSpeed_);
+        primeVoice(ctx, preRollSpeed_, true, startSample);
         preRolled_ = true;
     }
     takeSegments();

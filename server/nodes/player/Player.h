@@ -19,6 +19,7 @@
 
 #include <memory>
 #include <vector>
+#include "server/engine/BufferData.h"
 #include "server/engine/Node.h"
 
 namespace loopd {
@@ -64,7 +65,16 @@ private:
     double stretchSpeed(const ProcessContext& ctx, double bpm) const noexcept {
         return std::clamp(static_cast<double>(rate_.value()) * tempoFactor(ctx, bpm), 0.25, 4.0);
     }
-    double materialBpm(const ProcessContext& ctx) const noexcept { return materialBpm_ > 0.0 ? materialBpm_ : ctx.players.baseBpm; }
+    double materialBpm(const ProcessContext& ctx) const noexcept {
+        if (materialBpm_ > 0.0) return materialBpm_;
+        if (materialBpm_ < 0.0) // bpm -1: the buffer's analysed tempo (the server's --bpm until it has one)
+            if (const BufferData* b = ctx.buffer(buf_))
+                if (const float a = b->analysedBpm.load(std::memory_order_relaxed); a > 0.0f) return a;
+        return ctx.players.baseBpm;
+    }
+    // align 1 (a follower): the start position put so that the material's downbeat (`downbeat`,
+    // or the buffer's analysed one) lands on the clock's next bar line after `startSample`.
+    void alignStart(const ProcessContext& ctx, int64_t startSample) noexcept;
     // Beat-grid lock of a follower: the tempo factor for frames [from, to) corrected so that the
     // read position lands where the clock's beats say it should (varispeed: exactly per range).
     double lockedTempoFactor(ProcessContext& ctx, int from, int to, double frames) noexcept;
@@ -104,7 +114,9 @@ private:
     dsp::LinearRamp mute_;
     bool muted_ = false;
     bool follow_ = false;
-    double materialBpm_ = 0.0;   // 0: the server's --bpm
+    double materialBpm_ = 0.0;   // 0: the server's --bpm; -1: the buffer's analysed tempo
+    bool align_ = false;         // the material's downbeat on the clock's bars (followers)
+    int64_t downbeat_ = -1;      // the material's downbeat frame for align (-1: the analysed one)
     float startFrac_ = -1.0f;    // >= 0: start at this fraction of the buffer
     uint32_t outMask_ = 0;       // mono sources: bit c set = output channel c (0: use out/pan)
 
@@ -113,7 +125,8 @@ private:
     void renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) noexcept;
     // A new playback of the voice from the start position (or, fromStart false, from the read
     // position), at `speed` (primes the stretcher).
-    void primeVoice(ProcessContext& ctx, double speed, bool fromStart = true) noexcept;
+    // alignAt >= 0: a start at that sample (align 1 places the position for it).
+    void primeVoice(ProcessContext& ctx, double speed, bool fromStart = true, int64_t alignAt = -1) noexcept;
     // Load shedding (ShedPolicy): the worker asked this player to do without its stretcher
     // (varispeed from where the output stands), or let it have it back (re-primed where the
     // varispeed stands, which plays on until the stretched output has caught up with it).

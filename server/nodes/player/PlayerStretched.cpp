@@ -15,7 +15,7 @@
 
 namespace loopd {
 
-void Player::primeVoice(ProcessContext& ctx, double speed, bool fromStart) noexcept {
+void Player::primeVoice(ProcessContext& ctx, double speed, bool fromStart, int64_t alignAt) noexcept {
     // Whoever steps the voice (the worker, or this thread offline) primes it on its next step.
     ledger_.reset();
     lockOutSrc_ = 0.0;
@@ -33,6 +33,7 @@ void Player::primeVoice(ProcessContext& ctx, double speed, bool fromStart) noexc
     shed_ = rejoin_ = false;
     if (startFrac_ >= 0.0f && fromStart)
         if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
+    if (fromStart && alignAt >= 0) alignStart(ctx, alignAt);
     startIdx_ = idx_;
 }
 
