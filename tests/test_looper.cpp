@@ -791,3 +791,60 @@ TEST(Looper, PitchShiftedLoopsStayInTime) {
     }
     EXPECT_TRUE(r.s.find("/fail").empty());
 }
+
+TEST(Looper, OnsetQuantizeSnapsRecordPressesToTheNearestOnsetWithinTheLenience) {
+    // Drum-like hits on the input at 1, 2, 3 and 4 s (noise bursts: what aubio's detector hears).
+    // quantize 4: a record press 60 ms after the 1 s hit starts the loop on it, a stop press
+    // 40 ms before the 3 s hit ends it there (the loop: 2 s, its first frames the hit). Presses
+    // with no onset within quantize_lenience (0.1 s) stand where they were made.
+    std::vector<float> in(static_cast<size_t>(S(8)), 0.0f);
+    std::mt19937 rng(3);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    for (double hit : {1.0, 2.0, 3.0, 4.0, 6.0})
+        for (int64_t k = 0; k < S(0.08); ++k) in[static_cast<size_t>(S(hit) + k)] = 0.6f * u(rng) * std::exp(-static_cast<float>(k) / 800.0f);
+    {
+        Rig r;
+        r.input(in, in);
+        r.set(0, "quantize", 4);
+        r.hitAt(1.06, 0, "record");
+        r.until(1.5);
+        EXPECT_EQ(r.get(0, "state"), 2.0f); // Recording (from the hit)
+        r.hitAt(2.96, 0, "record");
+        r.until(3.5);
+        EXPECT_EQ(r.get(0, "state"), 4.0f); // Playing
+        const float len = r.get(0, "loop_len");
+        std::printf("onset quantize: presses at 1.06 and 2.96 s, loop of %.4f s\n", len);
+        EXPECT_NEAR(len, 2.0f, 0.005f);
+        const auto loop = r.content(0);
+        ASSERT_FALSE(loop[0].empty());
+        // Where the loop starts in the input: the offset from the hit whose input matches the
+        // loop's first 20 ms sample for sample.
+        int64_t start = INT64_MIN;
+        for (int64_t d = -S(0.01); d <= S(0.01) && start == INT64_MIN; ++d) {
+            bool same = true;
+            for (int64_t k = 0; k < S(0.02) && same; ++k) same = std::fabs(loop[0][static_cast<size_t>(k)] - in[static_cast<size_t>(S(1.0) + d + k)]) < 1e-6f;
+            if (same) start = d;
+        }
+        std::printf("the loop starts %.2f ms from the hit\n", static_cast<double>(start) / 48.0);
+        ASSERT_NE(start, INT64_MIN) << "the loop's start is not within 10 ms of the hit";
+        EXPECT_LT(std::fabs(static_cast<double>(start)) / 48.0, 5.0);
+    }
+    {
+        Rig r; // no onset within 0.1 s of either press: they stand
+        r.input(in, in);
+        r.set(0, "quantize", 4);
+        r.hitAt(4.5, 0, "record");
+        r.hitAt(5.5, 0, "record");
+        r.until(6.5);
+        EXPECT_NEAR(r.get(0, "loop_len"), 1.0f, 1e-4f);
+    }
+    {
+        Rig r; // quantize 0: the same presses as the first make a 1.9 s loop
+        r.input(in, in);
+        r.set(0, "quantize", 0);
+        r.hitAt(1.06, 0, "record");
+        r.hitAt(2.96, 0, "record");
+        r.until(3.5);
+        EXPECT_NEAR(r.get(0, "loop_len"), 1.9f, 1e-4f);
+    }
+}

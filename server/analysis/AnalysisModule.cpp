@@ -52,8 +52,10 @@ void AnalysisModule::poll() {
         });
     }
     for (const LiveAnalysis::Event& e : live_->takeEvents()) {
-        if (e.kind == LiveAnalysis::Event::Kind::Onset)
+        if (e.kind == LiveAnalysis::Event::Kind::Onset) {
+            engine_.noteOnset(e.sampleTime);
             broadcast(osc::MessageBuilder("/onset").d(static_cast<double>(e.sampleTime)).f(static_cast<float>(e.value)));
+        }
         else {
             if (e.changed)
                 broadcast(osc::MessageBuilder("/tempo_estimate").f(static_cast<float>(e.value)).f(static_cast<float>(e.confidence))

@@ -77,6 +77,7 @@ Engine::Engine(const EngineConfig& config)
     capture_ = std::make_unique<CaptureRing>(std::max(1, config_.numInputs),
                                              static_cast<int64_t>(std::max(1.0, config_.captureSeconds) * config_.sampleRate));
     ctx_.loopers.capture = capture_.get();
+    ctx_.loopers.onsets = &onsetFeed_;
     analysisRing_ = std::make_unique<SampleRing>(static_cast<size_t>(kAnalysisRingSeconds * config_.sampleRate), 1);
     analysisMix_.assign(static_cast<size_t>(config_.blockSize), 0.0f);
     ctx_.loopers.sync.roundTripFrames = std::max(0, config_.roundTripLatency);

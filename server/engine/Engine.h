@@ -119,6 +119,8 @@ public:
     uint64_t analysisDropped() const noexcept { return analysisDropped_.load(std::memory_order_acquire); }
     // [any] Which inputs the analysis hears: bit c = input c; 0 = all of them.
     void setAnalysisInputs(uint32_t mask) noexcept { analysisMask_.store(mask, std::memory_order_relaxed); }
+    // [control] An onset of the input the analysis found (loopers in onset quantize snap to it).
+    void noteOnset(int64_t sample) noexcept { onsetFeed_.add(sample); }
     static constexpr double kAnalysisRingSeconds = 4.0;
 
     // [any] The value of a control bus as the audio thread last wrote it (0 when out of range).
@@ -277,6 +279,7 @@ private:
     std::atomic<double> cpuAverage_{0.0}, cpuPeak_{0.0}, cpuPeakOwn_{0.0};
     std::atomic<uint64_t> overBudgetBlocks_{0};
     std::atomic<double> busySeconds_{0.0};
+    OnsetFeed onsetFeed_;
     std::atomic<int64_t> publishedSampleTime_{0};
     std::atomic<float> limiterMinGain_{1.0f};
     std::atomic<float> inPeak_{0.0f}, outPeak_{0.0f};

@@ -3,6 +3,7 @@
 // parameters), then handed to the audio thread, which links, renders, unlinks them and hands
 // them back to be deleted on a non-real-time thread. Everything a node does after insertion runs
 // on the audio thread and must not allocate, lock, log or throw.
+#include <atomic>
 #include <cstdint>
 
 #include "dsp/Ramp.h"
@@ -43,6 +44,35 @@ struct LoopSync {
     template <class Ctx>
     bool cycleValid(const Ctx& ctx) const noexcept {
         return cycleStamp >= 0 && cycleStamp >= ctx.blockStartSample - 2 * ctx.blockSize;
+    }
+};
+
+// The input's onsets the analysis found, newest last (the control thread adds them as they are
+// reported, some tens of milliseconds late; loopers in onset quantize read them). Single writer.
+struct OnsetFeed {
+    static constexpr int kSize = 64;
+    std::atomic<int64_t> at[kSize];
+    std::atomic<uint32_t> count{0};
+    OnsetFeed() { for (auto& a : at) a.store(-1, std::memory_order_relaxed); }
+    // [control]
+    void add(int64_t sample) noexcept {
+        const uint32_t n = count.load(std::memory_order_relaxed);
+        at[n % kSize].store(sample, std::memory_order_relaxed);
+        count.store(n + 1, std::memory_order_release);
+    }
+    // [audio] The onset nearest `t` within [lo, hi] (-1: none known); `after` set when one later
+    // than `t` is known (then none later can be nearer: they come in order).
+    int64_t nearest(int64_t t, int64_t lo, int64_t hi, bool& after) const noexcept {
+        after = false;
+        const uint32_t n = count.load(std::memory_order_acquire);
+        int64_t best = -1;
+        for (uint32_t k = 0; k < n && k < static_cast<uint32_t>(kSize); ++k) {
+            const int64_t s = at[(n - 1 - k) % kSize].load(std::memory_order_relaxed);
+            if (s > t) after = true;
+            if (s < lo || s > hi) continue;
+            if (best < 0 || (s > t ? s - t : t - s) < (best > t ? best - t : t - best)) best = s;
+        }
+        return best;
     }
 };
 
@@ -120,6 +150,7 @@ struct ProcessContext {
     // What the loopers share.
     struct Loopers {
         const CaptureRing* capture = nullptr; // always-on input history
+        const OnsetFeed* onsets = nullptr;    // the input's onsets (quantize 4)
         LoopSync sync;
     } loopers;
 

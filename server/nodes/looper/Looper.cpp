@@ -125,7 +125,7 @@ bool Looper::setControl(LoopCtl c, float v, const ProcessContext& ctx) noexcept 
     case LoopCtl::PitchShift: if (v < -24.0f || v > 24.0f) return false; pitchShift_ = v; return true;
     case LoopCtl::StretchRatio: if (v < 0.5f || v > 4.0f) return false; stretchRatio_ = v; return true;
     case LoopCtl::TempoStretch: tempoStretch_ = v != 0; return true;
-    case LoopCtl::Quantize: if (v < 0 || v > 3) return false; quantize_ = static_cast<int>(v); return true;
+    case LoopCtl::Quantize: if (v < 0 || v > 4) return false; quantize_ = static_cast<int>(v); return true;
     case LoopCtl::Sync: sync_ = v != 0; return true;
     case LoopCtl::PlaybackSync: playbackSync_ = v != 0; return true;
     case LoopCtl::RelativeSync: relativeSync_ = v != 0; return true;

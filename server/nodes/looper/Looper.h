@@ -156,7 +156,12 @@ public:
 
 private:
     enum class WriteMode : uint8_t { None, Record, Overdub, Replace, Multiply, Insert };
-    struct Pending { bool active = false; LoopCmd cmd = LoopCmd::Count; float arg = 0; int64_t at = 0; };
+    // A command waiting for its sample: `at`; in onset quantize (`press` >= 0) the press waits
+    // until the onsets around it are known (one after it, or `at` at the latest) and then goes to
+    // the nearest within the lenience, back in time (history).
+    struct Pending { bool active = false; LoopCmd cmd = LoopCmd::Count; float arg = 0; int64_t at = 0; int64_t press = -1; };
+    void decideOnsetPress(ProcessContext& ctx, int64_t t) noexcept;
+    static constexpr double kOnsetLatencySeconds = 0.06; // how late the analysis reports an onset, at most
     struct CopyJob {
         bool active = false;
         bool fromRing = false;  // capture: from the input ring
@@ -237,7 +242,7 @@ private:
     double speed_ = 1.0;                  // the play head's step: rate / stretch ratio
     double pitchScale_ = 1.0;             // what the shifter applies (1: not shifting)
     void updateSpeed(const ProcessContext& ctx) noexcept;
-    int quantize_ = 1;                    // 0 off, 1 cycle, 2 8th, 3 loop
+    int quantize_ = 1;                    // 0 off, 1 cycle, 2 8th, 3 loop, 4 onset (record presses)
     bool sync_ = true, playbackSync_ = false, relativeSync_ = false, round_ = true;
     bool muteQuantized_ = false, overdubQuantized_ = false;
     int fadeSamples_ = 256;

@@ -15,7 +15,7 @@
 namespace loopd {
 
 bool Looper::grid(const ProcessContext& ctx, int quantize, int64_t& origin, double& unit) const noexcept {
-    if (quantize <= 0) return false;
+    if (quantize <= 0 || quantize > 3) return false; // 4 (onset) has no grid
     const auto& ls = ctx.loopers.sync;
     const bool anchored = sync_ && ls.syncSource > 0 && ls.anchorId != id() && ls.cycleValid(ctx) && ls.cycleFrames > 0;
     const bool clocked = sync_ && ls.syncSource < 0;
@@ -97,6 +97,12 @@ void Looper::command(LoopCmd c, float arg, ProcessContext& ctx, int64_t at) noex
         pending_.active = false; // a second press cancels a waiting command
         return;
     }
+    if (quantize_ == 4 && c == LoopCmd::Record && ctx.loopers.onsets) {
+        // Onset quantize: wait until the onsets around the press are known (decideOnsetPress).
+        const int64_t reach = std::min<int64_t>(ctx.loopers.sync.lenienceFrames, kHistory / 2 - std::llround((kOnsetLatencySeconds + 0.05) * ctx.sampleRate));
+        pending_ = Pending{true, c, arg, at + std::max<int64_t>(reach, 0) + std::llround(kOnsetLatencySeconds * ctx.sampleRate), at};
+        return;
+    }
     bool retro = false;
     const int64_t when = boundaryFor(c, ctx, at, retro);
     if (when > at) {
@@ -104,6 +110,19 @@ void Looper::command(LoopCmd c, float arg, ProcessContext& ctx, int64_t at) noex
         return;
     }
     execute(c, arg, ctx, retro ? when : at, retro);
+}
+
+void Looper::decideOnsetPress(ProcessContext& ctx, int64_t t) noexcept {
+    const int64_t press = pending_.press;
+    const int64_t reach = std::max<int64_t>(0, std::min<int64_t>(ctx.loopers.sync.lenienceFrames,
+                                                                 kHistory / 2 - std::llround((kOnsetLatencySeconds + 0.05) * ctx.sampleRate)));
+    bool after = false;
+    const int64_t onset = ctx.loopers.onsets->nearest(press, press - reach, press + reach, after);
+    if (!after && t < pending_.at) return; // a nearer onset may still be reported
+    pending_.active = false;
+    int64_t when = onset >= 0 ? onset : press;
+    when = std::clamp<int64_t>(when, t - kHistory / 2, t);
+    execute(pending_.cmd, pending_.arg, ctx, when, when < t);
 }
 
 void Looper::cancelWrites(int64_t now) noexcept {
@@ -279,8 +298,9 @@ void Looper::stopRecord(ProcessContext& ctx, int64_t at, bool retro) noexcept {
     double unit = 0.0;
     const auto& ls = ctx.loopers.sync;
     const bool anchored = sync_ && ls.syncSource > 0 && ls.anchorId != id() && ls.cycleValid(ctx) && ls.cycleFrames > 0;
-    const bool clocked = sync_ && ls.syncSource < 0 && quantize_ > 0;
-    if ((anchored && quantize_ > 0) || clocked) {
+    const bool gridded = quantize_ > 0 && quantize_ < 4; // 4 (onset) placed the stop itself
+    const bool clocked = sync_ && ls.syncSource < 0 && gridded;
+    if ((anchored && gridded) || clocked) {
         grid(ctx, 1, origin, unit);
         const double u = std::max(1.0, unit);
         double multiple = 1.0;

@@ -141,7 +141,9 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
         const int64_t t = ctx.blockStartSample + i;
         // Events due at this sample.
         if (pendingLoad_ && pendingLoadAt_ <= t) swapInPendingLoad(ctx);
-        if (pending_.active && pending_.at <= t) {
+        if (pending_.active && pending_.press >= 0) {
+            if (i == offset) decideOnsetPress(ctx, t);
+        } else if (pending_.active && pending_.at <= t) {
             pending_.active = false;
             execute(pending_.cmd, pending_.arg, ctx, t, false);
         }
