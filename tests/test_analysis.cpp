@@ -310,25 +310,25 @@ TEST(TempoSource, OtherSourcesAreRefusedWhileOneLeadsAndSilenceKeepsTheTempo) {
     EXPECT_DOUBLE_EQ(clockBpm(s), 100.0);
 }
 
-TEST(TempoClockNudge, ASlideMovesTheBeatsNotTheTempoAndNeverFasterThanATenth) {
-    // +0.5 beat asked in 1 s at 120 BPM: the pace change is capped at 10 % (0.2 beat/s), so it
+TEST(TempoClockNudge, ASlideMovesTheBeatsNotTheTempoAndNeverFasterThanTwoPercent) {
+    // +0.1 beat asked in 1 s at 120 BPM: the pace change is capped at 2 % (0.04 beat/s), so it
     // takes 2.5 s; beats stay whole and in order; the tempo reads 120 throughout.
     TempoClock c;
     c.prepare(kRate, 120.0, 4);
-    c.nudge(0.5, 1.0);
+    c.nudge(0.1, 1.0);
     int64_t lastBeat = 0, beatsSeen = 0;
     for (int block = 0; block < static_cast<int>(5.0 * kRate / 256); ++block) {
         c.advance(256, [&](int64_t b, int) { EXPECT_EQ(b, lastBeat + 1); lastBeat = b; ++beatsSeen; });
-        if (block == static_cast<int>(1.0 * kRate / 256)) { EXPECT_NEAR(c.beats(), 2.0 + 0.2, 0.01) << "after 1 s: 0.2 of the 0.5"; }
+        if (block == static_cast<int>(1.0 * kRate / 256)) { EXPECT_NEAR(c.beats(), 2.0 + 0.04, 0.01) << "after 1 s: 0.04 of the 0.1"; }
         EXPECT_DOUBLE_EQ(c.bpm(), 120.0);
     }
-    EXPECT_NEAR(c.beats(), 10.0 + 0.5, 0.011);
+    EXPECT_NEAR(c.beats(), 10.0 + 0.1, 0.011);
     EXPECT_EQ(c.nudgeLeft(), 0.0);
     EXPECT_EQ(beatsSeen, 10);
     // Backwards as well.
-    c.nudge(-0.25, 0.5);
+    c.nudge(-0.05, 0.5);
     for (int block = 0; block < static_cast<int>(2.0 * kRate / 256); ++block) c.advance(256, [](int64_t, int) {});
-    EXPECT_NEAR(c.beats(), 10.5 + 4.0 - 0.25, 0.011);
+    EXPECT_NEAR(c.beats(), 10.1 + 4.0 - 0.05, 0.011);
 }
 
 namespace {

@@ -41,10 +41,12 @@ public:
         else follow(bpm, seconds, downSeconds);
     }
     // Slide the beat position by `beats` (either way) over `seconds`, the tempo unchanged: a phase
-    // pull onto beats heard elsewhere. The slide never changes the pace by more than 10 %; a new
-    // nudge replaces what is left of the last.
+    // pull onto beats heard elsewhere. The slide never changes the pace by more than 2 % — what a
+    // follower's beat lock corrects per block (Player::lockedTempoFactor), so followers slide with
+    // the clock instead of falling behind it; a new nudge replaces what is left of the last.
+    static constexpr double kNudgePace = 0.02;
     void nudge(double beats, double seconds) noexcept {
-        const double fastest = 0.1 * bpm_ / 60.0; // beats per second of slide at most
+        const double fastest = kNudgePace * bpm_ / 60.0; // beats per second of slide at most
         nudgeLeft_ = beats;
         nudgeRate_ = std::min(std::fabs(beats) / std::max(1e-3, seconds), fastest);
     }

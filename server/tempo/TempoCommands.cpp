@@ -8,6 +8,7 @@
 #include <string>
 
 #include "server/engine/Engine.h"
+#include "server/engine/TempoClock.h"
 
 namespace loopd {
 TempoCommands::TempoCommands(Controller& c) : Module(c) {
@@ -139,8 +140,8 @@ void TempoCommands::pullPhase(double bpm, double beatSample) {
     const double clockBeats = static_cast<double>(lastBeat_.beat) + (beatSample - static_cast<double>(lastBeat_.sampleTime)) * lastBeat_.bpm / 60.0 / sr;
     const double error = clockBeats - std::round(clockBeats); // beats the clock is ahead of the beat heard
     if (std::fabs(error) < 0.004) return;                    // ~2 ms at 120 BPM: on the beat
-    // Slide the whole error back over a second (TempoClock caps the pace change at 10 %).
-    const double secondsNeeded = std::max(1.0, std::fabs(error) / (0.1 * lastBeat_.bpm / 60.0));
+    // Slide the whole error back over a second (TempoClock caps the pace change at 2 %).
+    const double secondsNeeded = std::max(1.0, std::fabs(error) / (TempoClock::kNudgePace * lastBeat_.bpm / 60.0));
     pushFromWorker(kNoClient, "/tempo_source", 0, cmd::Nudge{-error, 1.0});
     pullQuietUntil_ = engine_.sampleTime() + static_cast<int64_t>((secondsNeeded + 0.1) * sr);
     spdlog::debug("tempo source analysis: beat phase {:+.3f} beats off the beats heard, sliding it back", error);
