@@ -10,7 +10,7 @@ import tempfile
 import unittest
 
 import oscutil
-from test_osc import LOOPD, write_wav16
+from test_osc import LOOPD, Loopd, write_wav16
 
 RATE = 48000
 
@@ -89,6 +89,33 @@ class TempoFromTheInput(unittest.TestCase):
             self.assertLess(abs(median - want), 0.002 * want)
             self.assertLess(abs(offs[len(offs) // 2]) / 48.0, 5.0)
             self.assertLess(max(abs(o) for o in offs) / 48.0, 10.0)
+
+
+class BufferAnalysisOverUdp(unittest.TestCase):
+    """/b_analyze on the real-time server: the copy on the worker, the analysis on its own thread,
+    the reply through the control thread (the sanitizer builds run this too)."""
+
+    def test_b_analyze_b_beats_and_an_analysed_follower(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "loop.wav")
+            loop = drum_loop(123.0, 12.0, seed=4)
+            write_wav16(path, [loop, loop])
+            srv = Loopd()
+            try:
+                srv.request("/b_allocRead", 1, path)
+                srv.send("/b_analyze", 1)
+                a = srv.wait("/b_analysis", 1, timeout=60)
+                print("/b_analysis", a)
+                self.assertAlmostEqual(a[1], 123.0, delta=0.5)
+                self.assertGreater(a[2], 0.5)
+                beats = srv.request("/b_beats", 1, reply="/b_beats.reply", first=1)
+                self.assertGreater(len(beats), 20)
+                srv.send("/s_new", "player", 100, 0, 0, "buf", 1, "loop", 1, "bpm", -1, "follow", 1, "align", 1)
+                self.assertEqual(srv.request("/s_get", 100, "bpm", "align", reply="/n_set", first=100), [100, "bpm", -1.0, "align", 1.0])
+                self.assertIn("not loaded", srv.fail("/b_analyze", 5))
+                self.assertIn("needs 3 s", (srv.request("/b_alloc", 2, 48000), srv.fail("/b_analyze", 2))[1])
+            finally:
+                srv.stop()
 
 
 if __name__ == "__main__":
