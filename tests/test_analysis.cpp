@@ -488,3 +488,51 @@ TEST(BufferAnalysis, AnAlignedFollowerWithTheAnalysedTempoPutsTheDownbeatsOnTheB
         }
     }
 }
+
+TEST(BufferAnalysis, AnAlignedStretchedFollowerSoundsItsDownbeatOnTheBars) {
+    // What is heard (varispeed, rb3, rb2): material at 123 BPM whose bars start with a loud
+    // burst (the other beats soft), its downbeat given as a frame (`downbeat`, no analysis), 1.5
+    // beats of pickup; the clock at 120; the follower started off the bar. Every loud burst in the
+    // output must start on a bar line of the clock (within 2 ms).
+    const double bpm = 123.0, beat = 60.0 / bpm * kRate;
+    const auto first = static_cast<int64_t>(std::llround(1.5 * beat));
+    std::vector<float> x(static_cast<size_t>(first + 8 * 4 * beat), 0.0f);
+    for (int k = 0; first + k * beat < static_cast<double>(x.size()) - 480; ++k)
+        for (int i = 0; i < 480; ++i)
+            x[static_cast<size_t>(std::llround(first + k * beat)) + static_cast<size_t>(i)] =
+                (k % 4 == 0 ? 0.9f : 0.2f) * static_cast<float>(std::sin(i * 0.9) * std::exp(-i / 150.0));
+    TempDir dir;
+    writeWav(dir.file("bars.wav"), {x, x}, 48000);
+    for (const char* method : {"rate", "rb3", "rb2"}) {
+        OfflineServer s; // stretchers on this thread: the offline render waits for them
+        s.send("/b_allocRead", 1, dir.file("bars.wav").c_str());
+        s.render(static_cast<int64_t>(0.7 * kRate));
+        s.send("/s_new", "player", 100, 0, 0, "buf", 1, "loop", 1, "bpm", 123.0f, "follow", 1, "align", 1, "downbeat", static_cast<int>(first),
+               "stretch", method);
+        s.render(static_cast<int64_t>(14.0 * kRate));
+        // Loud bursts in the output (a stretcher smears single peaks, not the energy): where the
+        // mean absolute value over the last 1 ms first passes 0.2 after 0.2 s below it.
+        const auto& out = s.output[0];
+        std::vector<int64_t> loud;
+        int64_t last = -100000;
+        double sum = 0.0;
+        for (size_t i = 0; i < out.size(); ++i) {
+            sum += std::fabs(out[i]) - (i >= 48 ? std::fabs(out[i - 48]) : 0.0f);
+            if (sum / 48.0 > 0.2) {
+                if (static_cast<int64_t>(i) - last > static_cast<int64_t>(0.2 * kRate)) loud.push_back(static_cast<int64_t>(i) - 24);
+                last = static_cast<int64_t>(i);
+            }
+        }
+        float peak = 0.0f;
+        for (float v : out) peak = std::max(peak, std::fabs(v));
+        ASSERT_GE(loud.size(), 5u) << method << ", output peak " << peak;
+        double worst = 0.0;
+        for (int64_t t : loud) {
+            const double bar = 4 * 0.5 * kRate; // the clock's bar at 120 BPM (it starts at beat 0 on sample 0)
+            const double off = static_cast<double>(t) - std::round(static_cast<double>(t) / bar) * bar;
+            worst = std::max(worst, std::fabs(off));
+        }
+        std::printf("%s: %zu downbeats heard, the worst %.2f ms from a bar line\n", method, loud.size(), worst / 48.0);
+        EXPECT_LT(worst / 48.0, 2.0) << method;
+    }
+}
