@@ -3,6 +3,7 @@
 // the sound it plays.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <random>
 
 #include "server/nodes/looper/LoopMemory.h"
@@ -802,10 +803,15 @@ TEST(Looper, OnsetQuantizeSnapsRecordPressesToTheNearestOnsetWithinTheLenience) 
     std::uniform_real_distribution<float> u(-1.0f, 1.0f);
     for (double hit : {1.0, 2.0, 3.0, 4.0, 6.0})
         for (int64_t k = 0; k < S(0.08); ++k) in[static_cast<size_t>(S(hit) + k)] = 0.6f * u(rng) * std::exp(-static_cast<float>(k) / 800.0f);
+    auto rig = [&](float quantize) {
+        auto r = std::make_unique<Rig>();
+        r->input(in, in);
+        r->set(0, "quantize", quantize);
+        return r;
+    };
     {
-        Rig r;
-        r.input(in, in);
-        r.set(0, "quantize", 4);
+        auto rp = rig(4);
+        Rig& r = *rp;
         r.hitAt(1.06, 0, "record");
         r.until(1.5);
         EXPECT_EQ(r.get(0, "state"), 2.0f); // Recording (from the hit)
@@ -830,18 +836,16 @@ TEST(Looper, OnsetQuantizeSnapsRecordPressesToTheNearestOnsetWithinTheLenience) 
         EXPECT_LT(std::fabs(static_cast<double>(start)) / 48.0, 5.0);
     }
     {
-        Rig r; // no onset within 0.1 s of either press: they stand
-        r.input(in, in);
-        r.set(0, "quantize", 4);
+        auto rp = rig(4); // no onset within 0.1 s of either press: they stand
+        Rig& r = *rp;
         r.hitAt(4.5, 0, "record");
         r.hitAt(5.5, 0, "record");
         r.until(6.5);
         EXPECT_NEAR(r.get(0, "loop_len"), 1.0f, 1e-4f);
     }
     {
-        Rig r; // quantize 0: the same presses as the first make a 1.9 s loop
-        r.input(in, in);
-        r.set(0, "quantize", 0);
+        auto rp = rig(0); // quantize 0: the same presses as the first make a 1.9 s loop
+        Rig& r = *rp;
         r.hitAt(1.06, 0, "record");
         r.hitAt(2.96, 0, "record");
         r.until(3.5);

@@ -11,6 +11,7 @@ import unittest
 
 import oscutil
 from test_osc import LOOPD, Loopd, write_wav16
+from test_stretch import click_track
 
 RATE = 48000
 
@@ -36,15 +37,6 @@ def drum_loop(bpm, seconds, seed=1):
     return x
 
 
-def clicks(beats, bpm):
-    period = int(RATE * 60.0 / bpm)
-    x = [0.0] * (period * beats)
-    for b in range(beats):
-        for k in range(480):  # a 10 ms decaying burst (aubio does not hear 1 ms clicks)
-            x[b * period + k] = 0.8 * math.sin(k * 0.9) * math.exp(-k / 150.0)
-    return x
-
-
 def aubio_onsets(path):
     out = subprocess.run(["aubio", "onset", "-i", path, "-H", "64", "-B", "512", "-m", "specdiff", "-T", "samples"],
                          capture_output=True, text=True, check=True).stdout.split()
@@ -58,7 +50,7 @@ class TempoFromTheInput(unittest.TestCase):
             inp, click = os.path.join(d, "in.wav"), os.path.join(d, "click.wav")
             loop = drum_loop(bpm, seconds)
             write_wav16(inp, [loop, loop])
-            write_wav16(click, [clicks(4, 120.0)])
+            write_wav16(click, [click_track(4, 120.0)])
             score = os.path.join(d, "score.osc")
             oscutil.write_score(score, [
                 (0.0, [oscutil.message("/b_allocRead", 1, click),
