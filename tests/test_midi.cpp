@@ -1,0 +1,101 @@
+// MIDI bindings (server/midi/Bindings): SooperLooper's .slb files — the presets its Debian
+// package ships — load, save in SooperLooper's own layout and order, and load back to the same.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "server/midi/Bindings.h"
+
+using namespace loopd::midi;
+
+namespace {
+const std::filesystem::path kPresets = "/usr/share/sooperlooper/presets"; // Debian's sooperlooper (scripts install it)
+
+int bindingLines(const std::filesystem::path& p) {
+    std::ifstream f(p);
+    std::string line;
+    int n = 0;
+    while (std::getline(f, line))
+        if (!line.empty() && line[0] != '#' && line.find_first_not_of(" \t\r") != std::string::npos) ++n;
+    return n;
+}
+} // namespace
+
+TEST(SlbBindings, SooperLoopersPresetsLoadSaveInItsLayoutAndLoadBackTheSame) {
+    ASSERT_TRUE(std::filesystem::exists(kPresets)) << "the sooperlooper package is not installed";
+    int files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(kPresets)) {
+        if (e.path().extension() != ".slb") continue;
+        ++files;
+        std::ifstream in(e.path());
+        BindingTable t;
+        const auto report = t.load(in);
+        EXPECT_TRUE(report.problems.empty()) << e.path() << ": " << (report.problems.empty() ? "" : report.problems[0]);
+        EXPECT_EQ(report.loaded, bindingLines(e.path())) << e.path();
+        std::ostringstream saved;
+        t.save(saved);
+        std::istringstream again(saved.str());
+        BindingTable u;
+        EXPECT_EQ(u.load(again).loaded, report.loaded);
+        std::ostringstream savedAgain;
+        u.save(savedAgain);
+        EXPECT_EQ(saved.str(), savedAgain.str()) << e.path();
+        EXPECT_EQ(t.all(), u.all());
+        std::printf("%s: %d bindings\n", e.path().filename().c_str(), report.loaded);
+    }
+    EXPECT_GE(files, 4);
+}
+
+TEST(SlbBindings, FieldsDefaultsStylesAndSooperLoopersLineLayout) {
+    std::istringstream in("# a comment\n"
+                          "\n"
+                          "0 n 38  note record -1  0 1\n"
+                          "0 cc 2  set wet -1  0 1  gain\n"
+                          "1 cc 7  set feedback 0  0.25 0.75  toggle 10 100\n"
+                          "0 pc 5  note trigger 3\n"
+                          "0 n 36  susnote overdub\n"
+                          "0 cc\n"
+                          "2 xx 10  note record -1\n"
+                          "0 n 39  note overdub -1  0 1\r\n");
+    BindingTable t;
+    const auto r = t.load(in);
+    EXPECT_EQ(r.loaded, 6);
+    ASSERT_EQ(r.problems.size(), 2u);
+    EXPECT_EQ(r.problems[0].rfind("line 8: ", 0), 0u) << r.problems[0];
+    EXPECT_EQ(r.problems[1].rfind("line 9: unknown event type 'xx'", 0), 0u) << r.problems[1];
+    const auto* wet = t.find(0xb0, 2);
+    ASSERT_NE(wet, nullptr);
+    EXPECT_EQ((*wet)[0].style, Binding::Style::Gain);
+    const auto* fb = t.find(0xb1, 7);
+    ASSERT_NE(fb, nullptr);
+    EXPECT_EQ((*fb)[0].instance, 0);
+    EXPECT_FLOAT_EQ((*fb)[0].lbound, 0.25f);
+    EXPECT_EQ((*fb)[0].style, Binding::Style::Toggle);
+    EXPECT_EQ((*fb)[0].dataMin, 10);
+    EXPECT_EQ((*fb)[0].dataMax, 100);
+    const auto* sus = t.find(0x90, 36);
+    ASSERT_NE(sus, nullptr);
+    EXPECT_EQ((*sus)[0].instance, -1); // absent fields keep SooperLooper's defaults
+    EXPECT_FLOAT_EQ((*sus)[0].ubound, 1.0f);
+    // Saved: every field, SooperLooper's spacing, ordered by event (notes 0x90.. before cc 0xb0..
+    // before pc 0xc0; channel within; then parameter).
+    std::ostringstream out;
+    t.save(out);
+    EXPECT_EQ(out.str(), "0 n 36  susnote overdub -1  0 1  norm 0 127\n"
+                         "0 n 38  note record -1  0 1  norm 0 127\n"
+                         "0 n 39  note overdub -1  0 1  norm 0 127\n"
+                         "0 cc 2  set wet -1  0 1  gain 0 127\n"
+                         "1 cc 7  set feedback 0  0.25 0.75  toggle 10 100\n"
+                         "0 pc 5  note trigger 3  0 1  norm 0 127\n");
+    // Exclusive add replaces the event's bindings; remove takes one out.
+    Binding b = *Binding::parse("0 n 38  note undo -1");
+    EXPECT_TRUE(t.add(b, true));
+    ASSERT_EQ(t.find(0x90, 38)->size(), 1u);
+    EXPECT_EQ((*t.find(0x90, 38))[0].control, "undo");
+    EXPECT_TRUE(t.remove(b));
+    EXPECT_EQ(t.find(0x90, 38), nullptr);
+    EXPECT_FALSE(t.remove(b));
+    EXPECT_EQ(t.size(), 5u);
+}
