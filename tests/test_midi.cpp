@@ -1,12 +1,16 @@
-// MIDI bindings (server/midi/Bindings): SooperLooper's .slb files — the presets its Debian
-// package ships — load, save in SooperLooper's own layout and order, and load back to the same.
+// MIDI (server/midi/): SooperLooper's .slb files — the presets its Debian package ships — load,
+// save in SooperLooper's own layout and order, and load back to the same; the byte-stream parser
+// (running status, real time inside messages, SysEx, stray bytes, a random byte soup).
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
+#include <vector>
 #include <fstream>
 #include <sstream>
 
 #include "server/midi/Bindings.h"
+#include "server/midi/MidiParser.h"
 
 using namespace loopd::midi;
 
@@ -98,4 +102,56 @@ TEST(SlbBindings, FieldsDefaultsStylesAndSooperLoopersLineLayout) {
     EXPECT_EQ(t.find(0x90, 38), nullptr);
     EXPECT_FALSE(t.remove(b));
     EXPECT_EQ(t.size(), 5u);
+}
+
+namespace {
+std::vector<std::vector<int>> parse(std::initializer_list<int> bytes, MidiParser& p) {
+    std::vector<uint8_t> b;
+    for (int x : bytes) b.push_back(static_cast<uint8_t>(x));
+    std::vector<std::vector<int>> out;
+    p.feed(b.data(), b.size(), [&](const Message& m) {
+        std::vector<int> v{m.status};
+        if (m.size > 1) v.push_back(m.data1);
+        if (m.size > 2) v.push_back(m.data2);
+        out.push_back(v);
+    });
+    return out;
+}
+using V = std::vector<std::vector<int>>;
+} // namespace
+
+TEST(MidiParser, RunningStatusRealTimeInsideMessagesSysexAndStrayBytes) {
+    MidiParser p;
+    // Note on, then two more by running status; a clock byte inside the second one.
+    EXPECT_EQ(parse({0x90, 60, 100, 62, 0xf8, 90, 64, 0}, p), (V{{0x90, 60, 100}, {0xf8}, {0x90, 62, 90}, {0x90, 64, 0}}));
+    // Program change takes one data byte, with running status too.
+    EXPECT_EQ(parse({0xc1, 5, 6}, p), (V{{0xc1, 5}, {0xc1, 6}}));
+    // SysEx is skipped whole (a clock inside it still passes), and cancels running status: the
+    // data bytes after it belong to nothing.
+    EXPECT_EQ(parse({0xf0, 0x7e, 0xf8, 0x01, 0x02, 0xf7, 10, 20}, p), (V{{0xf8}}));
+    // Stray data at the start of a stream; a status byte cutting a message short drops it.
+    MidiParser q;
+    EXPECT_EQ(parse({5, 6, 0xb0, 7, 0x90, 60, 127}, q), (V{{0x90, 60, 127}}));
+    // A message split across two feeds arrives once, whole.
+    EXPECT_EQ(parse({0xb2, 21}, q), V{});
+    EXPECT_EQ(parse({64}, q), (V{{0xb2, 21, 64}}));
+    // System common: song position (2 data bytes) cancels running status; start/stop/continue.
+    EXPECT_EQ(parse({0xf2, 0x10, 0x01, 0x22, 0xfa, 0xfb, 0xfc}, q), (V{{0xf2, 0x10, 0x01}, {0xfa}, {0xfb}, {0xfc}}));
+}
+
+TEST(MidiParser, AnyByteSoupNeverGivesAMessageOfTheWrongLength) {
+    std::mt19937 rng(7);
+    std::uniform_int_distribution<int> byte(0, 255);
+    MidiParser p;
+    std::vector<uint8_t> soup(100000);
+    for (auto& b : soup) b = static_cast<uint8_t>(byte(rng));
+    size_t n = 0;
+    p.feed(soup.data(), soup.size(), [&](const Message& m) {
+        ++n;
+        ASSERT_TRUE(m.status & 0x80);
+        EXPECT_EQ(m.size, 1 + MidiParser::dataBytes(m.status >= 0xf8 ? 0xf6 : m.status)) << std::hex << int(m.status);
+        if (m.size > 1) { EXPECT_LT(m.data1, 0x80); }
+        if (m.size > 2) { EXPECT_LT(m.data2, 0x80); }
+    });
+    EXPECT_GT(n, 1000u);
 }
