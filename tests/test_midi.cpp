@@ -3,6 +3,7 @@
 // (running status, real time inside messages, SysEx, stray bytes, a random byte soup).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <random>
 #include <vector>
@@ -154,4 +155,36 @@ TEST(MidiParser, AnyByteSoupNeverGivesAMessageOfTheWrongLength) {
         if (m.size > 2) { EXPECT_LT(m.data2, 0x80); }
     });
     EXPECT_GT(n, 1000u);
+}
+
+TEST(SlbBindings, ValuesAndPressesAsSooperLooperMapsThem) {
+    float toggle = 0.0f;
+    using K = BoundAction::Kind;
+    // A note binding: press on velocity > 0, release on velocity 0 or note off.
+    const Binding rec = *Binding::parse("0 n 38  note record -1  0 1");
+    EXPECT_EQ(actionFor(rec, 0x90, 100, toggle).kind, K::Down);
+    EXPECT_EQ(actionFor(rec, 0x90, 0, toggle).kind, K::Up);
+    EXPECT_EQ(actionFor(rec, 0x80, 64, toggle).kind, K::Up);
+    // "on" bindings ignore releases, "off" bindings presses.
+    EXPECT_EQ(actionFor(*Binding::parse("0 on 38  note record -1"), 0x80, 0, toggle).kind, K::None);
+    EXPECT_EQ(actionFor(*Binding::parse("0 off 38  note record -1"), 0x90, 9, toggle).kind, K::None);
+    // susnote: a forced release.
+    EXPECT_EQ(actionFor(*Binding::parse("0 n 50  susnote record -1"), 0x90, 0, toggle).kind, K::UpForce);
+    // set, norm: 0..127 onto lbound..ubound; data range clamps.
+    const Binding fb = *Binding::parse("0 cc 1  set feedback -1  0.2 0.6  norm 27 127");
+    EXPECT_EQ(actionFor(fb, 0xb0, 127, toggle).kind, K::Set);
+    EXPECT_FLOAT_EQ(actionFor(fb, 0xb0, 127, toggle).value, 0.6f);
+    EXPECT_FLOAT_EQ(actionFor(fb, 0xb0, 77, toggle).value, 0.4f);
+    EXPECT_FLOAT_EQ(actionFor(fb, 0xb0, 0, toggle).value, 0.2f);
+    // integer rounds; gain follows the fader curve (+6 dB at the top, 0 dB just below).
+    EXPECT_FLOAT_EQ(actionFor(*Binding::parse("0 cc 3  set quantize -1  0 3  integer"), 0xb0, 60, toggle).value, 1.0f);
+    EXPECT_FLOAT_EQ(actionFor(*Binding::parse("0 cc 2  set wet -1  0 1  gain"), 0xb0, 127, toggle).value, 2.0f);
+    EXPECT_NEAR(faderPositionToGain(std::pow(192.0f / 198.0f, 8.0f)), 1.0f, 1e-5f);
+    EXPECT_EQ(faderPositionToGain(0.0f), 0.0f);
+    // toggle: ubound, lbound, ubound ... whatever the value.
+    const Binding mute = *Binding::parse("0 cc 9  set mute -1  0 1  toggle");
+    float state = 0.0f;
+    EXPECT_FLOAT_EQ(actionFor(mute, 0xb0, 127, state).value, 1.0f);
+    EXPECT_FLOAT_EQ(actionFor(mute, 0xb0, 127, state).value, 0.0f);
+    EXPECT_FLOAT_EQ(actionFor(mute, 0xb0, 3, state).value, 1.0f);
 }

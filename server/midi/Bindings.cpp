@@ -1,6 +1,8 @@
 // MIDI bindings in SooperLooper's .slb format (Bindings.h).
 #include "server/midi/Bindings.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -58,6 +60,46 @@ std::optional<Binding> Binding::parse(const std::string& line, std::string* why)
     b.dataMax = dmax;
     b.style = style[0] == 'g' ? Style::Gain : style[0] == 't' ? Style::Toggle : style[0] == 'i' ? Style::Integer : Style::Normal;
     return b;
+}
+
+float faderPositionToGain(float position) noexcept {
+    if (!(position > 0.0f)) return 0.0f;
+    // +6 dB at the top; the eighth root of the position spread over 198 dB below it.
+    return static_cast<float>(std::exp2((std::sqrt(std::sqrt(std::sqrt(static_cast<double>(position)))) * 198.0 - 192.0) / 6.0));
+}
+
+BoundAction actionFor(const Binding& b, uint8_t status, uint8_t value, float& toggleState) noexcept {
+    if ((status & 0xf0) == 0x80) value = 0; // note off: a note on of value 0
+    const int lo = std::min(b.dataMin, b.dataMax), hi = std::max(b.dataMin, b.dataMax);
+    const int v = std::clamp<int>(value, lo, hi);
+    const float ratio = b.dataMax == b.dataMin ? 0.0f : static_cast<float>(v - b.dataMin) / static_cast<float>(b.dataMax - b.dataMin);
+    float scaled = b.lbound + ratio * (b.ubound - b.lbound);
+    switch (b.style) {
+    case Binding::Style::Gain: scaled = faderPositionToGain(scaled); break;
+    case Binding::Style::Integer: scaled = std::nearbyint(scaled); break;
+    case Binding::Style::Toggle:
+        scaled = toggleState != b.ubound ? b.ubound : b.lbound;
+        toggleState = scaled;
+        break;
+    case Binding::Style::Normal: break;
+    }
+    BoundAction a;
+    a.value = scaled;
+    const bool press = scaled > 0.0f;
+    if (b.command == "set") {
+        if ((b.type == "off" && press) || (b.type == "on" && !press)) return a;
+        a.kind = BoundAction::Kind::Set;
+    } else if (b.command == "note") {
+        if (press ? b.type == "off" : b.type == "on") return a;
+        a.kind = press ? BoundAction::Kind::Down : BoundAction::Kind::Up;
+    } else if (b.command == "susnote") {
+        a.kind = press ? BoundAction::Kind::Down : BoundAction::Kind::UpForce;
+    } else if (b.command == "down") {
+        a.kind = BoundAction::Kind::Down;
+    } else if (b.command == "up") {
+        a.kind = BoundAction::Kind::Up;
+    }
+    return a;
 }
 
 BindingTable::LoadReport BindingTable::load(std::istream& in, bool append) {

@@ -48,6 +48,21 @@ struct Binding {
     bool operator==(const Binding&) const = default;
 };
 
+// What one MIDI event does through one binding, as SooperLooper decides it: a note-off counts as
+// a note-on of value 0; the value is clamped to [dataMin, dataMax] and mapped onto
+// [lbound, ubound] (norm; integer: rounded; gain: that position on SooperLooper's fader curve;
+// toggle: ubound and lbound in turn, `toggleState` remembering the last). `set` sets the control
+// (a binding of type `on` ignores value 0, `off` any other); `note` is a press (value > 0; not for
+// `off` bindings) or a release (value 0; not for `on` bindings); `susnote` a press or a forced
+// release; `down` and `up` as named.
+struct BoundAction {
+    enum class Kind : uint8_t { None, Down, Up, UpForce, Set } kind = Kind::None;
+    float value = 0.0f;
+};
+BoundAction actionFor(const Binding& b, uint8_t status, uint8_t value, float& toggleState) noexcept;
+// SooperLooper's fader curve: position 0..1 to gain (0 → 0, 0.782 → 1 (0 dB), 1 → 2 (+6 dB)).
+float faderPositionToGain(float position) noexcept;
+
 class BindingTable {
 public:
     struct LoadReport {
