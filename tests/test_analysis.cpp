@@ -536,3 +536,23 @@ TEST(BufferAnalysis, AnAlignedStretchedFollowerSoundsItsDownbeatOnTheBars) {
         EXPECT_LT(worst / 48.0, 2.0) << method;
     }
 }
+
+TEST(TempoSource, TapTempoFromTimetagsAndSooperLoopersTapTempoFollowTheSource) {
+    OfflineServer s;
+    for (double t : {1.0, 1.4, 1.8, 2.2}) s.at(t, "/tempo_tap");
+    s.render(static_cast<int64_t>(3.0 * kRate));
+    EXPECT_NEAR(clockBpm(s), 150.0, 1e-3) << "taps 0.4 s apart";
+    // After more than 2 s without a tap the count starts again; SooperLooper's global tap_tempo.
+    for (double t : {5.0, 5.6, 6.2}) s.at(t, "/set", "tap_tempo", 1.0f);
+    s.render(static_cast<int64_t>(4.0 * kRate));
+    EXPECT_NEAR(clockBpm(s), 100.0, 1e-3) << "taps 0.6 s apart";
+    // Another source leads: taps and SooperLooper's tempo are refused with the reason.
+    s.send("/tempo_source", "analysis");
+    s.send("/tempo_tap");
+    s.send("/set", "tempo", 90.0f);
+    s.render(256);
+    ASSERT_EQ(s.find("/fail", "/tempo_tap").size(), 1u);
+    EXPECT_NE(s.find("/fail", "/tempo_tap")[0].str(1).find("tempo source is analysis"), std::string::npos);
+    EXPECT_EQ(s.find("/fail", "/set").size(), 1u);
+    EXPECT_NEAR(clockBpm(s), 100.0, 1e-3);
+}

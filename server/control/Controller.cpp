@@ -77,7 +77,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     nodes_ = &addModule<Nodes>();
     TempoCommands& tempo = addModule<TempoCommands>();
     addModule<Crowdstream>();
-    addModule<SooperLooper>();
+    addModule<SooperLooper>(tempo);
     addModule<AnalysisModule>(tempo, *buffers_);
 }
 

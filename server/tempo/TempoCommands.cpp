@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <string>
 
@@ -18,6 +19,32 @@ TempoCommands::TempoCommands(Controller& c) : Module(c) {
     on("/print_clock", &TempoCommands::hPrintClock);
     on("/dance/total_movement", &TempoCommands::hMovement);
     on("/tempo_source", &TempoCommands::hTempoSource);
+    on("/tempo_tap", &TempoCommands::hTempoTap);
+}
+
+void TempoCommands::hTempoTap(Msg& m) {
+    m.args.expectEnd();
+    tap(m);
+    done(m.client, m.address);
+}
+
+void TempoCommands::tap(Msg& m) {
+    needSource(Source::Manual, "a tap");
+    double now;
+    if (m.timetag > 1) now = static_cast<double>(m.timetag >> 32) + static_cast<double>(m.timetag & 0xffffffffu) / 4294967296.0;
+    else now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    if (!taps_.empty() && (now - taps_.back() > 2.0 || now < taps_.back())) taps_.clear();
+    taps_.push_back(now);
+    if (taps_.size() > 4) taps_.erase(taps_.begin());
+    if (taps_.size() < 2) return;
+    const double bpm = 60.0 * static_cast<double>(taps_.size() - 1) / (taps_.back() - taps_.front());
+    if (bpm >= 20.0 && bpm <= 400.0) push(m, cmd::Tempo{bpm, 0.0, 0.0, 0});
+}
+
+void TempoCommands::setTempo(Msg& m, double bpm, const char* what) {
+    if (!(bpm >= 20.0 && bpm <= 400.0)) throw osc::ArgError(std::string(what) + " must be 20..400 BPM");
+    needSource(Source::Manual, what);
+    push(m, cmd::Tempo{bpm, 0.0, 0.0, 0});
 }
 
 const char* TempoCommands::name(Source s) noexcept {

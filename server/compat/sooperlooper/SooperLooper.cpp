@@ -23,6 +23,8 @@
 #include "server/io/AudioFile.h"
 #include "server/engine/BufferData.h"
 #include "server/compat/sooperlooper/SooperLooper.h"
+
+#include "server/tempo/TempoCommands.h"
 #include "server/engine/Group.h"
 #include "server/nodes/looper/Looper.h"
 #include "server/engine/StretchWorker.h"
@@ -74,7 +76,7 @@ bool sustainable(LoopCmd c) {
 }
 } // namespace
 
-SooperLooper::SooperLooper(Controller& c) : Module(c) {
+SooperLooper::SooperLooper(Controller& c, TempoCommands& tempo) : Module(c), tempo_(tempo) {
     std::random_device rd;
     while (slEngineId_ == 0) slEngineId_ = static_cast<int32_t>(rd() & 0x7fffffff);
     on("/ping", &SooperLooper::hSlPing);
@@ -465,23 +467,9 @@ float SooperLooper::slGlobalValue(const std::string& name) {
     throw osc::ArgError("unknown global control '" + name + "'");
 }
 
-void SooperLooper::slTapTempo(Msg& m) {
-    // The tempo of the last taps (up to four, each within 2 s of the one before), as SooperLooper
-    // averages its taps; a single tap only starts the count.
-    const auto now = std::chrono::steady_clock::now();
-    if (!slTaps_.empty() && now - slTaps_.back() > std::chrono::seconds(2)) slTaps_.clear();
-    slTaps_.push_back(now);
-    if (slTaps_.size() > 4) slTaps_.erase(slTaps_.begin());
-    if (slTaps_.size() < 2) return;
-    const double span = std::chrono::duration<double>(slTaps_.back() - slTaps_.front()).count();
-    const double bpm = 60.0 * static_cast<double>(slTaps_.size() - 1) / span;
-    if (bpm >= 20.0 && bpm <= 400.0) push(m, cmd::Tempo{bpm, 0.0, 0.0, 0});
-}
-
 void SooperLooper::slGlobalSet(Msg& m, const std::string& name, float value) {
     if (name == "tempo") {
-        if (!(value >= 20.0f && value <= 400.0f)) throw osc::ArgError("tempo must be 20..400 BPM");
-        push(m, cmd::Tempo{value, 0.0, 0.0, 0});
+        tempo_.setTempo(m, value, "tempo");
     } else if (name == "eighth_per_cycle" || name == "eigth_per_cycle") {
         if (!(value >= 1.0f && value <= 1024.0f)) throw osc::ArgError("eighth_per_cycle must be 1..1024");
         slEighthPerCycle_ = value;
@@ -518,7 +506,7 @@ void SooperLooper::slGlobalSet(Msg& m, const std::string& name, float value) {
             push(timed, Looper::controlFor(loop.node, ctl, value));
         }
     } else if (name == "tap_tempo") {
-        slTapTempo(m);
+        tempo_.tap(m);
         return;
     } else if (name == "save_loop" || name == "auto_disable_latency" || name == "output_midi_clock" || name == "smart_eighths" ||
                name == "use_midi_start" || name == "use_midi_stop" || name == "send_midi_start_on_trigger" || name == "jack_timebase_master") {

@@ -18,11 +18,13 @@
 
 namespace loopd {
 
+class TempoCommands;
+
 class Looper;
 
 class SooperLooper final : public Module {
 public:
-    explicit SooperLooper(Controller& c); // registers the addresses
+    SooperLooper(Controller& c, TempoCommands& tempo); // registers the addresses
     void onBeat(const reply::Beat& b) override;             // tap_tempo to registered clients
     void onNodeEnded(int32_t id) override;                  // group 800 freed
     void onNodeCreated(Msg& m, Node& node) override;        // a looper joins as the next loop
@@ -31,6 +33,7 @@ public:
     void poll() override;                                   // state changes, auto-updates
 
 private:
+    TempoCommands& tempo_; // the clock's commands (tempo, tap tempo follow the tempo source)
     struct SlLoop {
         int32_t node = -1;
         Looper* looper = nullptr;           // owned by the engine; valid until onNodeDisposed
@@ -60,7 +63,6 @@ private:
     void slGlobalSet(Msg& m, const std::string& name, float value);
     void slGlobalGet(Msg& m, const std::string& name, const std::string& url, const std::string& path);
     float slGlobalValue(const std::string& name);
-    void slTapTempo(Msg& m);
     float slValue(const SlLoop& loop, const std::string& name) const;
     float slDefault(const std::string& name) const;
     void slRegister(Msg& m, int index, const std::string& verb);
@@ -97,7 +99,6 @@ private:
     std::unordered_map<std::string, osc::Endpoint> urlCache_; // control thread only
     std::chrono::steady_clock::time_point slLastAuto_;
     int32_t slEngineId_ = 0;                         // random, non-zero: slgui notices a restart by it
-    std::vector<std::chrono::steady_clock::time_point> slTaps_; // tap_tempo presses
 };
 
 } // namespace loopd
