@@ -12,8 +12,11 @@
 
 #include "server/midi/Bindings.h"
 #include "server/midi/MidiParser.h"
+#include "support/OfflineServer.h"
 
+using namespace loopd;
 using namespace loopd::midi;
+using namespace loopd::test;
 
 namespace {
 const std::filesystem::path kPresets = "/usr/share/sooperlooper/presets"; // Debian's sooperlooper (scripts install it)
@@ -170,6 +173,7 @@ TEST(SlbBindings, ValuesAndPressesAsSooperLooperMapsThem) {
     EXPECT_EQ(actionFor(*Binding::parse("0 off 38  note record -1"), 0x90, 9, toggle).kind, K::None);
     // susnote: a forced release.
     EXPECT_EQ(actionFor(*Binding::parse("0 n 50  susnote record -1"), 0x90, 0, toggle).kind, K::UpForce);
+    EXPECT_EQ(actionFor(*Binding::parse("0 pc 3  hit reverse 0"), 0xc0, 3, toggle).kind, K::Hit);
     // set, norm: 0..127 onto lbound..ubound; data range clamps.
     const Binding fb = *Binding::parse("0 cc 1  set feedback -1  0.2 0.6  norm 27 127");
     EXPECT_EQ(actionFor(fb, 0xb0, 127, toggle).kind, K::Set);
@@ -187,4 +191,91 @@ TEST(SlbBindings, ValuesAndPressesAsSooperLooperMapsThem) {
     EXPECT_FLOAT_EQ(actionFor(mute, 0xb0, 127, state).value, 1.0f);
     EXPECT_FLOAT_EQ(actionFor(mute, 0xb0, 127, state).value, 0.0f);
     EXPECT_FLOAT_EQ(actionFor(mute, 0xb0, 3, state).value, 1.0f);
+}
+
+TEST(SlbBindings, SooperLoopersBindingCommandsLoadSaveAddRemoveAndList) {
+    OfflineServer s;
+    TempDir dir;
+    const char* url = "osc.udp://127.0.0.1:9/";
+    auto listed = [&] {
+        s.replies.clear();
+        s.send("/get_all_midi_bindings", url, "/recv");
+        s.render(64);
+        std::vector<std::string> adds;
+        bool done = false;
+        for (const auto& r : s.find("/recv")) {
+            if (r.str(0) == "add") adds.push_back(r.str(1));
+            if (r.str(0) == "done") done = true;
+        }
+        EXPECT_TRUE(done);
+        return adds;
+    };
+    EXPECT_TRUE(listed().empty());
+    const std::string preset = (kPresets / "edp4.slb").string();
+    s.send("/load_midi_bindings", preset.c_str(), "");
+    s.render(64);
+    ASSERT_EQ(s.find("/done", "/load_midi_bindings").size(), 1u);
+    const auto adds = listed();
+    EXPECT_EQ(adds.size(), 30u);
+    EXPECT_EQ(adds.front(), "0 n 38  note record -1  0 1  norm 0 127");
+    // Saved as SooperLooper saves it.
+    s.send("/save_midi_bindings", dir.file("out.slb").c_str(), "");
+    s.render(64);
+    ASSERT_EQ(s.find("/done", "/save_midi_bindings").size(), 1u);
+    std::ifstream in(preset);
+    BindingTable t;
+    t.load(in);
+    std::ostringstream want;
+    t.save(want);
+    std::ifstream saved(dir.file("out.slb"));
+    std::stringstream got;
+    got << saved.rdbuf();
+    EXPECT_EQ(got.str(), want.str());
+    // Add (exclusive replaces the event's), remove, refuse what is not a binding.
+    s.send("/add_midi_binding", "0 n 38  note overdub -1  0 1", "exclusive");
+    s.send("/add_midi_binding", "0 cc 7  set nonsense -1", "");
+    s.send("/add_midi_binding", "0 zz 7  set wet -1", "");
+    s.send("/add_midi_binding", "0 cc", "");
+    s.send("/remove_midi_binding", "5 cc 99  set wet -1", "");
+    s.render(64);
+    const auto fails = s.find("/fail", "/add_midi_binding");
+    ASSERT_EQ(fails.size(), 3u);
+    EXPECT_NE(fails[0].str(1).find("unknown control 'nonsense'"), std::string::npos) << fails[0].str(1);
+    EXPECT_NE(fails[1].str(1).find("unknown event type 'zz'"), std::string::npos) << fails[1].str(1);
+    EXPECT_NE(fails[2].str(1).find("needs at least"), std::string::npos) << fails[2].str(1);
+    EXPECT_EQ(s.find("/fail", "/remove_midi_binding").size(), 1u);
+    auto now = listed();
+    EXPECT_EQ(now.size(), 30u);
+    EXPECT_EQ(now.front(), "0 n 38  note overdub -1  0 1  norm 0 127");
+    s.send("/remove_midi_binding", "0 n 38  note overdub -1  0 1", "");
+    s.render(64);
+    EXPECT_EQ(listed().size(), 29u);
+    // A file with bad lines: each reported with its number and skipped, the rest loaded (appended).
+    {
+        std::ofstream f(dir.file("bad.slb"));
+        f << "0 cc 20  set wet -1\n0 cc\n0 n 60  note explode -1\n0 n 61  note undo -1\n";
+    }
+    s.send("/load_midi_bindings", dir.file("bad.slb").c_str(), "add");
+    s.render(64);
+    const auto loadFails = s.find("/fail", "/load_midi_bindings");
+    ASSERT_EQ(loadFails.size(), 2u);
+    EXPECT_NE(loadFails[0].str(1).find("line 2: "), std::string::npos) << loadFails[0].str(1);
+    EXPECT_NE(loadFails[1].str(1).find("unknown looper command 'explode'"), std::string::npos) << loadFails[1].str(1);
+    EXPECT_EQ(listed().size(), 31u);
+    // Every preset Debian's sooperlooper ships loads whole (its `hit` bindings, `scratch` and
+    // `scratch_pos` included: known to SooperLooper, kept, no sound in loopd).
+    for (const auto& e : std::filesystem::directory_iterator(kPresets)) {
+        if (e.path().extension() != ".slb") continue;
+        s.replies.clear();
+        s.send("/load_midi_bindings", e.path().c_str(), "");
+        s.render(64);
+        EXPECT_TRUE(s.find("/fail").empty()) << e.path() << ": " << (s.find("/fail").empty() ? "" : s.find("/fail")[0].str(1));
+        EXPECT_EQ(static_cast<int>(listed().size()), bindingLines(e.path())) << e.path();
+    }
+    s.replies.clear();
+    s.send("/load_midi_bindings", dir.file("missing.slb").c_str(), "");
+    s.send("/clear_midi_bindings");
+    s.render(64);
+    EXPECT_EQ(s.find("/fail", "/load_midi_bindings").size(), 1u);
+    EXPECT_TRUE(listed().empty());
 }

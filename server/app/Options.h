@@ -31,6 +31,7 @@ struct Options {
     // Configuration files and the Crowdstream server's flags.
     std::string config;               // loopd JSON
     std::string bpmConfig;            // Crowdstream bpm_config.json
+    std::string midiBindings;         // SooperLooper .slb file loaded at start
     std::string deck[4];              // --a --b --c --d: preload and start
     double cAt = -1.0;                // --c_at: start deck C after this many seconds
     std::string cPreload;             // --c_preload: load deck C without starting it

@@ -98,6 +98,10 @@ BoundAction actionFor(const Binding& b, uint8_t status, uint8_t value, float& to
         a.kind = BoundAction::Kind::Down;
     } else if (b.command == "up") {
         a.kind = BoundAction::Kind::Up;
+    } else if (b.command == "upforce") {
+        a.kind = BoundAction::Kind::UpForce;
+    } else if (b.command == "hit") {
+        a.kind = BoundAction::Kind::Hit;
     }
     return a;
 }

@@ -5,7 +5,7 @@
 //   ch      MIDI channel from 0
 //   type    cc (control change), n (note on/off), on (note on), off (note off), pc (program change)
 //   param   controller / note / program number
-//   cmd     note, down, up, set, susnote (SooperLooper's); ctrl a loop command or control name
+//   cmd     note, down, up, upforce, hit, set, susnote (SooperLooper's); ctrl a loop command or control name
 //   instance  loop index (-1 all, -3 selected)
 //   lbound, ubound  the value MIDI 0 and 127 (dmin, dmax) stand for; style gain, toggle, integer
 //                   or norm (the default)
@@ -30,7 +30,7 @@ struct Binding {
     int channel = 0;
     std::string type;      // cc, n, on, off, pc
     int param = 0;
-    std::string command;   // note, down, up, set, susnote
+    std::string command;   // note, down, up, upforce, hit, set, susnote
     std::string control;
     int instance = -1;
     float lbound = 0.0f, ubound = 1.0f;
@@ -54,9 +54,9 @@ struct Binding {
 // toggle: ubound and lbound in turn, `toggleState` remembering the last). `set` sets the control
 // (a binding of type `on` ignores value 0, `off` any other); `note` is a press (value > 0; not for
 // `off` bindings) or a release (value 0; not for `on` bindings); `susnote` a press or a forced
-// release; `down` and `up` as named.
+// release; `down`, `up`, `upforce` and `hit` as named.
 struct BoundAction {
-    enum class Kind : uint8_t { None, Down, Up, UpForce, Set } kind = Kind::None;
+    enum class Kind : uint8_t { None, Down, Up, UpForce, Hit, Set } kind = Kind::None;
     float value = 0.0f;
 };
 BoundAction actionFor(const Binding& b, uint8_t status, uint8_t value, float& toggleState) noexcept;

@@ -91,6 +91,11 @@ SooperLooper::SooperLooper(Controller& c, TempoCommands& tempo) : Module(c), tem
     on("/register_auto_update", &SooperLooper::hSlRegisterUpdate);
     on("/unregister_auto_update", &SooperLooper::hSlRegisterUpdate);
     on("/get_all_midi_bindings", &SooperLooper::hSlMidiBindings);
+    on("/add_midi_binding", &SooperLooper::hSlAddMidiBinding);
+    on("/remove_midi_binding", &SooperLooper::hSlRemoveMidiBinding);
+    on("/clear_midi_bindings", &SooperLooper::hSlClearMidiBindings);
+    on("/load_midi_bindings", &SooperLooper::hSlLoadMidiBindings);
+    on("/save_midi_bindings", &SooperLooper::hSlSaveMidiBindings);
     on("/save_session", &SooperLooper::hSlSaveSession);
     on("/load_session", &SooperLooper::hSlLoadSession);
     onPrefix("/sl/", &SooperLooper::hSl); // /sl/<loop>/<verb>
@@ -537,13 +542,23 @@ void SooperLooper::hSlGlobalGet(Msg& m) {
     slGlobalGet(m, name, url, path);
 }
 
-void SooperLooper::hSlMidiBindings(Msg& m) {
-    // SooperLooper sends each binding as `add <binding>`, then `done ""`. loopd has no MIDI
-    // bindings yet: slgui asks when it connects and gets an empty list.
-    const std::string url = m.args.string("return url");
-    const std::string path = m.args.string("return path");
-    m.args.expectEnd();
-    sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s("done").s(""));
+std::string SooperLooper::bindingTargetProblem(const midi::Binding& b) {
+    // SooperLooper's binding commands; `set` takes a loop or global control (also those loopd
+    // stores without sound), the others a loop command (`scratch`, SooperLooper's, is kept and
+    // does nothing here: a preset that binds it loads and saves unchanged).
+    LoopCmd c;
+    LoopCtl ctl;
+    if (b.command == "set") {
+        if (loopCtlFromName(b.control.c_str(), ctl) || storedOnly(b.control) || b.control == "tempo" || b.control == "tap_tempo" ||
+            b.control == "eighth_per_cycle")
+            return "";
+        return "unknown control '" + b.control + "'";
+    }
+    if (b.command == "note" || b.command == "down" || b.command == "up" || b.command == "upforce" || b.command == "hit" || b.command == "susnote") {
+        if (loopCmdFromName(b.control.c_str(), c) || b.control == "solo" || b.control == "scratch") return "";
+        return "unknown looper command '" + b.control + "'";
+    }
+    return "unknown binding command '" + b.command + "' (note, down, up, upforce, hit, set, susnote)";
 }
 
 void SooperLooper::hSlPing(Msg& m) {

@@ -8,12 +8,14 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "server/control/Module.h"
+#include "server/midi/Bindings.h"
 #include "server/engine/MemoryBudget.h"
 
 namespace loopd {
@@ -53,7 +55,17 @@ private:
     struct SlSave { std::string path, sample, url, errPath; uint16_t client; int index; };
 
     void hSl(Msg&);
-    void hSlPing(Msg&); void hSlMidiBindings(Msg&); void hSlLoopAdd(Msg&); void hSlLoopDel(Msg&); void hSlGlobalSet(Msg&); void hSlGlobalGet(Msg&);
+    void hSlPing(Msg&);
+    // SooperLooper's MIDI binding commands (SooperLooperMidi.cpp); the table is read by the MIDI
+    // input to come (issue 15).
+    void hSlMidiBindings(Msg&); void hSlAddMidiBinding(Msg&); void hSlRemoveMidiBinding(Msg&); void hSlClearMidiBindings(Msg&);
+    void hSlLoadMidiBindings(Msg&); void hSlSaveMidiBindings(Msg&);
+    midi::Binding slBindingArg(Msg& m); // a binding argument, checked
+    // What is wrong with a binding's command and target ("" when nothing).
+    static std::string bindingTargetProblem(const midi::Binding& b);
+    std::mutex bindingsMutex_;
+    midi::BindingTable bindings_; // [bindingsMutex_]: the control thread and the worker's loads and saves
+ void hSlLoopAdd(Msg&); void hSlLoopDel(Msg&); void hSlGlobalSet(Msg&); void hSlGlobalGet(Msg&);
     void hSlRegister(Msg&); void hSlUnregister(Msg&); void hSlRegisterUpdate(Msg&);
     void hSlSaveSession(Msg&); void hSlLoadSession(Msg&);
     void slCommand(Msg& m, int index, const std::string& verb);
