@@ -106,7 +106,10 @@ class Loopd:
         if self.proc.poll() is None:
             try:
                 self.send("/quit")
-                self.proc.wait(5)
+                # Long enough for a slow machine: a loopd killed inside jack_client_close can
+                # leave JACK's metadata database (/dev/shm/jack_db-*) locked, and every JACK
+                # client after it hangs (seen in a CI run while the machine was busy).
+                self.proc.wait(20)
             except Exception:
                 self.proc.kill()
                 self.proc.wait()
