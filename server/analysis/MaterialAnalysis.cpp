@@ -95,11 +95,8 @@ MaterialAnalysis analyseMaterial(const std::vector<float>& x, double sampleRate,
     double period = 60.0 / r.bpm * sampleRate; // the folded tempo's beat
     const double reach = std::min(0.030 * sampleRate, period / 6.0);
     for (int64_t b : e.beats) {
-        auto it = std::lower_bound(onsets.begin(), onsets.end(), b - static_cast<int64_t>(reach));
-        int64_t best = b;
-        for (; it != onsets.end() && static_cast<double>(*it) <= static_cast<double>(b) + reach; ++it)
-            if (std::llabs(*it - b) < std::llabs(best - b) || best == b) best = *it;
-        r.beats.push_back(best);
+        const double d = TempoTracker::onsetOffset(onsets, static_cast<double>(b), reach);
+        r.beats.push_back(std::isnan(d) ? b : b + std::llround(d));
     }
     // The grid: the tempo line's phase moved onto the onsets, stepped back to the first beat.
     const double phase = TempoTracker::snapToOnsets(e.phaseSample, e.beatPeriod, onsets, sampleRate, static_cast<int>(e.beats.size()));
@@ -112,11 +109,8 @@ MaterialAnalysis analyseMaterial(const std::vector<float>& x, double sampleRate,
         int n = 0;
         for (int k = 0; first + k * period < static_cast<double>(x.size()); ++k) {
             const double b = first + k * period;
-            auto it = std::lower_bound(onsets.begin(), onsets.end(), static_cast<int64_t>(std::floor(b - reach)));
-            double best = reach + 1.0;
-            for (; it != onsets.end() && static_cast<double>(*it) <= b + reach; ++it)
-                if (std::fabs(static_cast<double>(*it) - b) < std::fabs(best)) best = static_cast<double>(*it) - b;
-            if (std::fabs(best) > reach) continue;
+            const double best = TempoTracker::onsetOffset(onsets, b, reach);
+            if (std::isnan(best)) continue;
             sx += k; sy += b + best; sxx += static_cast<double>(k) * k; sxy += k * (b + best);
             ++n;
         }

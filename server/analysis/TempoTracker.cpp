@@ -49,17 +49,20 @@ double TempoTracker::fold(double bpm, double lo, double hi) noexcept {
     return bpm;
 }
 
+double TempoTracker::onsetOffset(const std::deque<int64_t>& onsets, double at, double reach) {
+    auto it = std::lower_bound(onsets.begin(), onsets.end(), static_cast<int64_t>(std::floor(at - reach)));
+    double best = reach + 1.0;
+    for (; it != onsets.end() && static_cast<double>(*it) <= at + reach; ++it)
+        if (std::fabs(static_cast<double>(*it) - at) < std::fabs(best)) best = static_cast<double>(*it) - at;
+    return std::fabs(best) <= reach ? best : std::nan("");
+}
+
 double TempoTracker::snapToOnsets(double phase, double period, const std::deque<int64_t>& onsets, double sampleRate, int beats) {
     if (!(period > 0.0) || onsets.empty()) return phase;
     const double reach = std::min(0.030 * sampleRate, period / 6.0);
     std::vector<double> offsets;
     for (int k = 0; k < beats; ++k) {
-        const double b = phase - k * period;
-        auto it = std::lower_bound(onsets.begin(), onsets.end(), static_cast<int64_t>(std::floor(b - reach)));
-        double best = reach + 1.0;
-        for (; it != onsets.end() && static_cast<double>(*it) <= b + reach; ++it)
-            if (std::fabs(static_cast<double>(*it) - b) < std::fabs(best)) best = static_cast<double>(*it) - b;
-        if (std::fabs(best) <= reach) offsets.push_back(best);
+        if (const double d = onsetOffset(onsets, phase - k * period, reach); !std::isnan(d)) offsets.push_back(d);
     }
     if (offsets.size() < 4) return phase;
     std::nth_element(offsets.begin(), offsets.begin() + static_cast<std::ptrdiff_t>(offsets.size() / 2), offsets.end());

@@ -52,6 +52,9 @@ public:
     // onsets within 30 ms (and a sixth of a beat); unchanged with fewer than four such beats.
     // `onsets`: sample positions, ascending.
     static double snapToOnsets(double phase, double period, const std::deque<int64_t>& onsets, double sampleRate, int beats = 16);
+    // How far the onset nearest `at` lies from it (samples, either way), if one lies within
+    // `reach`; NaN when none does. `onsets`: ascending.
+    static double onsetOffset(const std::deque<int64_t>& onsets, double at, double reach);
 
 private:
     Estimate estimateSteps(int64_t from, int64_t end, double hintBpm) const;
