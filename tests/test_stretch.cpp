@@ -704,11 +704,10 @@ TEST(LoadShedding, AnOverloadedStretchThreadShedsTheNewestPlayersInsteadOfStarvi
     for (size_t k = 0; k < shed.size(); ++k) EXPECT_EQ(shed[k], 1000 + kVoices - static_cast<int>(shed.size() + 0) + static_cast<int>(k));
     s.send("/status");
     EXPECT_EQ(s.find("/status.reply").back().i(24), static_cast<int32_t>(shed.size()));
-    // Settled: the last four seconds have a small fraction of the underruns of the first two.
-    const uint64_t early = underrunsAt[3] - underrunsAt[1], late = underrunsAt[16] - underrunsAt[12];
-    if (kTimed) {
-        EXPECT_LT(late * 4, early + 4) << "early " << early << ", late " << late;
-    }
+    // How quickly the underruns settle is printed above, not asserted: it depends on what else
+    // this machine runs (a CI run shared with a second build saw 708 underruns in a second long
+    // after the shedding had settled, none of them loopd's doing). The policy's settling is
+    // tested deterministically above (ThePolicyShedsOnly...).
     if (!kTimed) return;
     // Never a gap: every 10 ms of the newest player (through its underruns, its shedding and
     // after) sounds at its level (a 0.05 sine: rms 0.035); the mix of the others (whose phases
