@@ -49,5 +49,7 @@ public:
 std::unique_ptr<Driver> openDriver(const DriverOptions& options);
 
 std::unique_ptr<Driver> makeNullDriver(const DriverOptions& options);
+// [control] loopd's own JACK client with audio and MIDI ports (JackDriver.cpp); throws why not.
+std::unique_ptr<Driver> openJackDriver(const DriverOptions& options);
 
 } // namespace loopd

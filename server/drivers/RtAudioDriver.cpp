@@ -1,5 +1,6 @@
-// JACK, ALSA and PulseAudio through RtAudio 5.2 (exceptions, index-based devices), and the
-// `auto` selection: JACK if a server runs, else the default ALSA/Pulse device, else `null`.
+// ALSA and PulseAudio through RtAudio 5.2 (exceptions, index-based devices), and the `auto`
+// selection: JACK (JackDriver.cpp, loopd's own client) if a server runs, else the default
+// ALSA/Pulse device, else `null`.
 #include <alsa/asoundlib.h>
 #include <jack/jack.h>
 #include <pthread.h>
@@ -190,14 +191,28 @@ std::unique_ptr<Driver> openDriver(const DriverOptions& o) {
     snd_lib_error_set_handler(&quietAlsa);
     std::string why;
     if (o.name == "null") return makeNullDriver(o);
-    if (o.name == "jack" || o.name == "alsa" || o.name == "pulse") {
-        const RtAudio::Api api = o.name == "jack" ? RtAudio::UNIX_JACK : o.name == "alsa" ? RtAudio::LINUX_ALSA : RtAudio::LINUX_PULSE;
+    auto tryJack = [&]() -> std::unique_ptr<Driver> {
+        try {
+            return openJackDriver(o);
+        } catch (const std::exception& e) {
+            why = std::string("jack: ") + e.what();
+        }
+        return nullptr;
+    };
+    if (o.name == "jack") {
+        if (auto d = tryJack()) return d;
+        throw std::runtime_error("driver jack could not be opened: " + why);
+    }
+    if (o.name == "alsa" || o.name == "pulse") {
+        const RtAudio::Api api = o.name == "alsa" ? RtAudio::LINUX_ALSA : RtAudio::LINUX_PULSE;
         if (auto d = tryApi(api, o, why)) return d;
         throw std::runtime_error("driver " + o.name + " could not be opened: " + why);
     }
     if (o.name != "auto") throw std::runtime_error("unknown driver '" + o.name + "' (auto, jack, alsa, pulse, null)");
     std::string tried;
-    for (RtAudio::Api api : {RtAudio::UNIX_JACK, RtAudio::LINUX_ALSA, RtAudio::LINUX_PULSE}) {
+    if (auto d = tryJack()) return d;
+    tried = why;
+    for (RtAudio::Api api : {RtAudio::LINUX_ALSA, RtAudio::LINUX_PULSE}) {
         if (auto d = tryApi(api, o, why)) return d;
         tried += (tried.empty() ? "" : "; ") + why;
     }

@@ -674,10 +674,23 @@ void Engine::recomputeSolo() noexcept {
     });
 }
 
+void Engine::midiIn(int offset, const uint8_t* bytes, size_t size) noexcept {
+    if (size == 0 || size > 3 || bytes[0] < 0x80 || bytes[0] == 0xf0) return;
+    midi::MidiEvent e;
+    // Input frame f of this period is rendered at renderPos_ + adaptFill_ + f (see below).
+    e.sample = renderPos_ + adaptFill_ + std::max(0, offset);
+    e.size = static_cast<uint8_t>(size);
+    std::memcpy(e.bytes, bytes, size);
+    if (!midiToControl_.tryPush(e)) midiDropped_.fetch_add(1, std::memory_order_relaxed);
+}
+
 void Engine::processInterleaved(const float* in, int inChannels, float* out, int outChannels, int numFrames) noexcept {
     const int B = config_.blockSize;
     const int ni = std::max(1, config_.numInputs);
     const int no = config_.numOutputs;
+    // The timeline sample of this period's first output frame: through the block FIFO below the
+    // output lags the input by one block.
+    periodOutStart_ = (adaptFill_ == 0 && numFrames % B == 0) ? renderPos_ : renderPos_ - B + adaptFill_;
     if (adaptFill_ == 0 && numFrames % B == 0) {
         for (int f0 = 0; f0 < numFrames; f0 += B) {
             for (int c = 0; c < ni; ++c)

@@ -10,6 +10,7 @@
 // (StretchWorker: they step stretch voices through their own rings, never the engine) and the
 // recorder's disk thread (io/Recorder: it reads the slots' rings). The audio thread never
 // allocates, frees, locks, logs or does I/O.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "server/engine/NodeMap.h"
 #include "server/rt/SpscQueue.h"
 #include "server/engine/TempoClock.h"
+#include "server/midi/MidiEvent.h"
 
 namespace loopd {
 
@@ -102,6 +104,30 @@ public:
     // [audio] Device adapter for any period length, interleaved. A period that is a multiple of
     // the block size adds no latency; any other adds one block.
     void processInterleaved(const float* in, int inChannels, float* out, int outChannels, int numFrames) noexcept;
+    // [audio] The driver, before processInterleaved(): a MIDI message that arrived at frame
+    // `offset` of the period it is about to render (SysEx and longer messages are not taken).
+    void midiIn(int offset, const uint8_t* bytes, size_t size) noexcept;
+    // [audio] The driver, after processInterleaved(): the MIDI messages to send in that period,
+    // write(frameOffset, bytes, size) in time order (what the control thread sent first, at 0).
+    template <class F>
+    void drainMidiOut(int numFrames, F&& write) noexcept {
+        midi::MidiEvent e;
+        while (midiFromControl_.tryPop(e)) write(0, e.bytes, e.size);
+        int kept = 0;
+        for (int i = 0; i < midiOutCount_; ++i) {
+            const midi::MidiEvent& m = midiOut_[i];
+            const int64_t at = m.sample - periodOutStart_;
+            if (at >= numFrames) { midiOut_[kept++] = m; continue; } // a later period's (block FIFO)
+            write(static_cast<int>(std::max<int64_t>(0, at)), m.bytes, m.size);
+        }
+        midiOutCount_ = kept;
+    }
+    // [control] The next MIDI message that came in (its timeline sample in `sample`).
+    bool popMidiIn(midi::MidiEvent& e) noexcept { return midiToControl_.tryPop(e); }
+    // [control] Send a MIDI message as soon as possible (the next period). False when full.
+    bool sendMidi(const midi::MidiEvent& e) noexcept { return midiFromControl_.tryPush(e); }
+    // [any] MIDI messages dropped because a queue was full.
+    uint64_t midiDropped() const noexcept { return midiDropped_.load(std::memory_order_relaxed); }
     // [audio] The driver reports an over/underrun.
     void noteXrun() noexcept { xruns_.fetch_add(1, std::memory_order_relaxed); }
 
@@ -270,6 +296,15 @@ private:
     std::vector<const float*> adaptInPtr_;
     std::vector<float*> adaptOutPtr_;
     int adaptFill_ = 0;
+
+    // MIDI (drivers with MIDI ports: JackDriver).
+    SpscQueue<midi::MidiEvent> midiToControl_{1024};
+    SpscQueue<midi::MidiEvent> midiFromControl_{1024};
+    static constexpr int kMaxMidiOut = 1024;
+    midi::MidiEvent midiOut_[kMaxMidiOut];  // generated on the audio thread, in time order
+    int midiOutCount_ = 0;
+    int64_t periodOutStart_ = 0;           // timeline sample of the current period's first output frame
+    std::atomic<uint64_t> midiDropped_{0};
 
     // Published statistics.
     std::atomic<uint64_t> xruns_{0}, late_{0}, droppedCommands_{0}, droppedReplies_{0};
