@@ -21,6 +21,7 @@
 #include "server/compat/sooperlooper/SooperLooper.h"
 #include "server/tempo/TempoCommands.h"
 #include "server/analysis/AnalysisModule.h"
+#include "server/midi/MidiModule.h"
 #include "server/control/Buffers.h"
 #include "server/control/Nodes.h"
 #include "server/app/Version.h"
@@ -77,7 +78,8 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     nodes_ = &addModule<Nodes>();
     TempoCommands& tempo = addModule<TempoCommands>();
     addModule<Crowdstream>();
-    addModule<SooperLooper>(tempo);
+    SooperLooper& sooperLooper = addModule<SooperLooper>(tempo);
+    addModule<MidiModule>(sooperLooper);
     addModule<AnalysisModule>(tempo, *buffers_);
 }
 

@@ -40,6 +40,8 @@ void Module::sendTo(const osc::Endpoint& to, const osc::MessageBuilder& m) {
     const auto bytes = m.bytes();
     if (controller_.sender_) controller_.sender_(to, bytes.data(), bytes.size());
 }
+void Module::runInternal(const osc::MessageBuilder& m) { controller_.runInternal(m.bytes()); }
+
 void Module::broadcast(const osc::MessageBuilder& m) { controller_.broadcast(m); }
 void Module::fail(uint16_t client, const char* address, const std::string& reason) { controller_.fail(client, address, reason); }
 void Module::done(uint16_t client, const char* address, std::initializer_list<int32_t> ids) { controller_.done(client, address, ids); }

@@ -93,6 +93,8 @@ protected:
     void send(uint16_t client, const osc::MessageBuilder& m);
     void sendTo(const osc::Endpoint& to, const osc::MessageBuilder& m); // an address no client has
     void broadcast(const osc::MessageBuilder& m);                        // every /notify client
+    // [control] Handle `m` as if a client had sent it (no client: its /fail is logged only).
+    void runInternal(const osc::MessageBuilder& m);
     void fail(uint16_t client, const char* address, const std::string& reason);
     void done(uint16_t client, const char* address, std::initializer_list<int32_t> ids = {});
     // Arguments and nodes as the native commands read and build them.

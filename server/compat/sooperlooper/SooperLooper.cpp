@@ -96,6 +96,10 @@ SooperLooper::SooperLooper(Controller& c, TempoCommands& tempo) : Module(c), tem
     on("/clear_midi_bindings", &SooperLooper::hSlClearMidiBindings);
     on("/load_midi_bindings", &SooperLooper::hSlLoadMidiBindings);
     on("/save_midi_bindings", &SooperLooper::hSlSaveMidiBindings);
+    on("/learn_midi_binding", &SooperLooper::hSlLearnMidiBinding);
+    on("/get_next_midi_event", &SooperLooper::hSlGetNextMidiEvent);
+    on("/cancel_midi_learn", &SooperLooper::hSlCancelMidiLearn);
+    on("/cancel_get_next_midi", &SooperLooper::hSlCancelGetNextMidi);
     on("/save_session", &SooperLooper::hSlSaveSession);
     on("/load_session", &SooperLooper::hSlLoadSession);
     onPrefix("/sl/", &SooperLooper::hSl); // /sl/<loop>/<verb>

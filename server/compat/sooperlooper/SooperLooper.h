@@ -16,6 +16,7 @@
 
 #include "server/control/Module.h"
 #include "server/midi/Bindings.h"
+#include "server/midi/MidiParser.h"
 #include "server/engine/MemoryBudget.h"
 
 namespace loopd {
@@ -33,6 +34,10 @@ public:
     void onNodeDisposed(const Node& gone) override;         // a looper leaves the loop table
     bool takeBack(Released& x) override;                    // loop copies (loaded, saved)
     void poll() override;                                   // state changes, auto-updates
+    // [control] A channel message from a MIDI input (midi::MidiModule): a learn or a
+    // /get_next_midi_event under way takes it, else it goes through the bindings, as
+    // SooperLooper's /sl/<instance>/<down|up|upforce|hit|set> commands.
+    void onMidi(const midi::Message& m);
 
 private:
     TempoCommands& tempo_; // the clock's commands (tempo, tap tempo follow the tempo source)
@@ -63,6 +68,20 @@ private:
     midi::Binding slBindingArg(Msg& m); // a binding argument, checked
     // What is wrong with a binding's command and target ("" when nothing).
     static std::string bindingTargetProblem(const midi::Binding& b);
+    // SooperLooper's learn protocol: /learn_midi_binding binding options url path (the next
+    // cc/note/program change completes the binding: `add` binding, then `done` binding, to
+    // url path), /get_next_midi_event url path (`recv` binding), /cancel_midi_learn and
+    // /cancel_get_next_midi url path (`learn_cancel` / `next_cancel`).
+    void hSlLearnMidiBinding(Msg&); void hSlGetNextMidiEvent(Msg&); void hSlCancelMidiLearn(Msg&); void hSlCancelGetNextMidi(Msg&);
+    struct MidiLearn {
+        bool active = false;
+        midi::Binding binding;
+        bool exclusive = false;
+        std::string url, path;
+        uint16_t client = 0;
+    };
+    MidiLearn learn_, getNext_;
+    std::map<std::string, float> toggles_; // a toggle binding's last value, by its line
     std::mutex bindingsMutex_;
     midi::BindingTable bindings_; // [bindingsMutex_]: the control thread and the worker's loads and saves
  void hSlLoopAdd(Msg&); void hSlLoopDel(Msg&); void hSlGlobalSet(Msg&); void hSlGlobalGet(Msg&);

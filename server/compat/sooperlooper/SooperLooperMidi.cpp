@@ -127,4 +127,109 @@ void SooperLooper::hSlSaveMidiBindings(Msg& m) {
     });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Learn, and MIDI through the bindings
+
+namespace {
+// SooperLooper's event type of a status byte ("" for what it cannot bind: loopd binds cc, notes
+// and program changes).
+std::string learnType(uint8_t status) {
+    switch (status & 0xf0) {
+    case 0x80: case 0x90: return "n";
+    case 0xb0: return "cc";
+    case 0xc0: return "pc";
+    default: return "";
+    }
+}
+} // namespace
+
+void SooperLooper::hSlLearnMidiBinding(Msg& m) {
+    const std::string line = m.args.string("binding");
+    const std::string options = m.args.string("options");
+    const std::string url = m.args.string("return url");
+    const std::string path = m.args.string("return path");
+    m.args.expectEnd();
+    std::string why;
+    auto b = midi::Binding::parse(line, &why);
+    if (!b) throw osc::ArgError("binding '" + line + "': " + why);
+    if (const std::string why2 = bindingTargetProblem(*b); !why2.empty()) throw osc::ArgError("binding '" + line + "': " + why2);
+    learn_ = MidiLearn{true, *b, options.find("exclusive") != std::string::npos, url, path, m.client};
+}
+
+void SooperLooper::hSlGetNextMidiEvent(Msg& m) {
+    const std::string url = m.args.string("return url");
+    const std::string path = m.args.string("return path");
+    m.args.expectEnd();
+    getNext_ = MidiLearn{true, {}, false, url, path, m.client};
+}
+
+void SooperLooper::hSlCancelMidiLearn(Msg& m) {
+    const std::string url = m.args.string("return url");
+    const std::string path = m.args.string("return path");
+    m.args.expectEnd();
+    learn_.active = false;
+    sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s("learn_cancel").s(""));
+}
+
+void SooperLooper::hSlCancelGetNextMidi(Msg& m) {
+    const std::string url = m.args.string("return url");
+    const std::string path = m.args.string("return path");
+    m.args.expectEnd();
+    getNext_.active = false;
+    sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s("next_cancel").s(""));
+}
+
+void SooperLooper::onMidi(const midi::Message& msg) {
+    if (msg.status < 0x80 || msg.status >= 0xf0) return;
+    const std::string type = learnType(msg.status);
+    // A learn (or a look at the next event) takes the event; SooperLooper learns from any note
+    // event, a release included.
+    if ((learn_.active || getNext_.active) && !type.empty()) {
+        if (learn_.active) {
+            midi::Binding b = learn_.binding;
+            b.channel = msg.channel();
+            b.type = type;
+            b.param = msg.data1;
+            LoopCmd c;
+            if (loopCmdFromName(b.control.c_str(), c) || b.control == "solo") b.command = (type == "cc" || type == "pc") ? "hit" : "note";
+            {
+                std::lock_guard<std::mutex> lock(bindingsMutex_);
+                bindings_.add(b, learn_.exclusive);
+            }
+            learn_.active = false;
+            sendToUrl(learn_.client, learn_.url, osc::MessageBuilder(learn_.path.c_str()).s("add").s(b.serialize()));
+            sendToUrl(learn_.client, learn_.url, osc::MessageBuilder(learn_.path.c_str()).s("done").s(b.serialize()));
+        } else {
+            midi::Binding b;
+            b.channel = msg.channel();
+            b.type = type;
+            b.param = msg.data1;
+            getNext_.active = false;
+            sendToUrl(getNext_.client, getNext_.url, osc::MessageBuilder(getNext_.path.c_str()).s("recv").s(b.serialize()));
+        }
+        return;
+    }
+    if (type.empty()) return;
+    // Note off is looked up as the note on it ends (SooperLooper keys both as 0x90).
+    const int status = (msg.status & 0xf0) == 0x80 ? 0x90 | msg.channel() : msg.status;
+    const uint8_t value = (msg.status & 0xf0) == 0xc0 ? 127 : msg.data2;
+    std::vector<midi::Binding> hits;
+    {
+        std::lock_guard<std::mutex> lock(bindingsMutex_);
+        if (const auto* list = bindings_.find(status, msg.data1)) hits = *list;
+    }
+    for (const midi::Binding& b : hits) {
+        const midi::BoundAction a = midi::actionFor(b, msg.status, value, toggles_[b.serialize()]);
+        if (a.kind == midi::BoundAction::Kind::None || b.control == "scratch") continue;
+        const std::string prefix = "/sl/" + std::to_string(b.instance) + "/";
+        using K = midi::BoundAction::Kind;
+        if (a.kind == K::Set) {
+            runInternal(osc::MessageBuilder((prefix + "set").c_str()).s(b.control).f(a.value));
+            continue;
+        }
+        const char* verb = a.kind == K::Down ? "down" : a.kind == K::Up ? "up" : a.kind == K::UpForce ? "upforce" : "hit";
+        runInternal(osc::MessageBuilder((prefix + verb).c_str()).s(b.control));
+    }
+}
+
 } // namespace loopd

@@ -1,0 +1,203 @@
+"""MIDI over JACK (issue 15): loopd on a JACK server of its own name, a JACK MIDI peer
+(tests/support/jack_midi_peer.cpp) wired to loopd:midi_in and loopd:midi_out, SooperLooper's
+.slb bindings (a preset Debian ships) driving the looper, and SooperLooper's learn protocol."""
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import liblo
+
+from test_osc import Loopd
+from test_looper import Looper, RECORDING, PLAYING
+
+PEER = os.environ.get("LOOPD_MIDI_PEER", os.path.join(os.path.dirname(os.environ.get("LOOPD_BIN", "")), "..", "tests", "jack_midi_peer"))
+PRESETS = "/usr/share/sooperlooper/presets"
+SERVER = "loopd-midi-test"
+
+
+class Peer:
+    """The JACK MIDI peer: commands in, `sent`/`recv` lines (JACK frames) out."""
+
+    def __init__(self, env):
+        self.proc = subprocess.Popen([PEER, "midipeer"], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.lines = []
+        self.cond = threading.Condition()
+        first = self.proc.stdout.readline()
+        if not first.startswith("ready"):
+            raise RuntimeError("jack_midi_peer did not start: " + first)
+        self.rate = int(first.split()[2])
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            with self.cond:
+                self.lines.append(line.split())
+                self.cond.notify_all()
+
+    def cmd(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def now(self):
+        self.cmd("now")
+        return int(self.wait(lambda l: l[0] == "now")[1])
+
+    def wait(self, pred, timeout=5.0):
+        deadline = time.time() + timeout
+        with self.cond:
+            while True:
+                for i, l in enumerate(self.lines):
+                    if pred(l):
+                        del self.lines[i]
+                        return l
+                left = deadline - time.time()
+                if left <= 0:
+                    return None
+                self.cond.wait(left)
+
+    def received(self):
+        with self.cond:
+            got = [l for l in self.lines if l[0] == "recv"]
+            self.lines = [l for l in self.lines if l[0] != "recv"]
+        return [(int(l[1]), [int(b, 16) for b in l[2:]]) for l in got]
+
+    def close(self):
+        try:
+            self.cmd("quit")
+            self.proc.wait(10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc.stdin.close()
+        self.thread.join(5)
+        self.proc.stdout.close()
+
+
+@unittest.skipUnless(os.path.exists(PEER), "jack_midi_peer not built")
+class JackMidi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.env = dict(os.environ, JACK_DEFAULT_SERVER=SERVER)
+        cls.jack = subprocess.Popen(["jackd", "-n", SERVER, "--no-realtime", "-d", "dummy", "--rate", "48000", "--period", "256"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = subprocess.run(["jack_wait", "-w", "-t", "10"], env=cls.env, capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            cls.jack.kill()
+            raise RuntimeError("jackd -n %s did not start: %s" % (SERVER, r.stdout + r.stderr))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.jack.terminate()
+        try:
+            cls.jack.wait(10)
+        except subprocess.TimeoutExpired:
+            cls.jack.kill()
+            cls.jack.wait(10)
+
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        old = os.environ.get("JACK_DEFAULT_SERVER")
+        os.environ["JACK_DEFAULT_SERVER"] = SERVER
+        try:
+            self.srv = Loopd("--root", self.dir.name, "--buffer-size", "256", driver="jack", loops=1)
+        finally:
+            if old is None:
+                del os.environ["JACK_DEFAULT_SERVER"]
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = old
+        self.sl = Looper(self.srv)
+        self.peer = Peer(self.env)
+        self.peer.cmd("connect midipeer:out loopd:midi_in")
+        self.assertEqual(self.peer.wait(lambda l: l[0] == "connected"), ["connected", "0"])
+        self.peer.cmd("connect loopd:midi_out midipeer:in")
+        self.assertEqual(self.peer.wait(lambda l: l[0] == "connected"), ["connected", "0"])
+
+    def tearDown(self):
+        self.peer.close()
+        self.srv.stop()
+        self.dir.cleanup()
+
+    def test_ports_exist_beside_the_audio(self):
+        ports = subprocess.run(["jack_lsp", "-t"], env=self.env, capture_output=True, text=True).stdout
+        self.assertIn("loopd:midi_in\n\t8 bit raw midi", ports)
+        self.assertIn("loopd:midi_out\n\t8 bit raw midi", ports)
+        self.assertIn("loopd:outport 0\n\t32 bit float mono audio", ports)
+
+    def test_a_debian_preset_drives_the_looper(self):
+        # bcf2000.slb (SooperLooper's own preset): channel 10 note 36 is `note record` on loop 0,
+        # channel 2 CC 7 `set wet` (gain style).
+        preset = os.path.join(self.dir.name, "bcf2000.slb")
+        shutil.copy(os.path.join(PRESETS, "bcf2000.slb"), preset)
+        self.srv.send("/load_midi_bindings", preset, "")
+        self.assertIsNotNone(self.srv.wait("/done", "/load_midi_bindings"))
+        t = self.peer.now() + 4800
+        # Press and release, twice, one second (48000 frames) apart.
+        self.peer.cmd("sendat %d 99 24 7f" % t)
+        self.peer.cmd("sendat %d 89 24 00" % (t + 2400))
+        self.peer.cmd("sendat %d 99 24 7f" % (t + 48000))
+        self.peer.cmd("sendat %d 89 24 00" % (t + 50400))
+        time.sleep(0.5)
+        self.assertEqual(self.sl.get(0, "state"), RECORDING)
+        self.sl.wait_state(0, PLAYING)
+        length = self.sl.get(0, "loop_len")
+        print("a bound note recorded a loop of %.5f s (the notes were 1 s apart)" % length)
+        # Handled on the control thread for now (it polls every 2 ms): within 10 ms.
+        self.assertAlmostEqual(length, 1.0, delta=0.010)
+        # CC 7 on channel 2 sets wet along SooperLooper's fader curve: 127 is +6 dB (2.0), 0 is 0.
+        for value, want in ((127, 2.0), (0, 0.0)):
+            self.peer.cmd("send b1 07 %02x" % value)
+            deadline = time.time() + 3
+            while time.time() < deadline and abs(self.sl.get(0, "wet") - want) > 1e-3:
+                time.sleep(0.05)
+            self.assertAlmostEqual(self.sl.get(0, "wet"), want, delta=1e-3)
+
+    def test_learn_takes_the_next_controller_and_get_next_reports_one(self):
+        url = "osc.udp://127.0.0.1:%d/" % self.srv.client.port
+        self.srv.send("/learn_midi_binding", "0 cc 0  set wet 0  0 1  norm 0 127", "exclusive", url, "/learned")
+        time.sleep(0.2)
+        self.peer.cmd("send b3 15 40")  # channel 4, CC 21
+        add = self.srv.wait("/learned", "add")
+        done = self.srv.wait("/learned", "done")
+        self.assertEqual(add[1].split(), "3 cc 21 set wet 0 0 1 norm 0 127".split())
+        self.assertEqual(done[1], add[1])
+        # The learned binding works at once: CC 21 on channel 4 sets wet (norm: 0 is 0).
+        self.assertAlmostEqual(self.sl.get(0, "wet"), 1.0, delta=1e-3)
+        self.peer.cmd("send b3 15 00")
+        deadline = time.time() + 3
+        while time.time() < deadline and abs(self.sl.get(0, "wet")) > 1e-3:
+            time.sleep(0.05)
+        self.assertAlmostEqual(self.sl.get(0, "wet"), 0.0, delta=1e-3)
+        # A command learned from a note becomes a `note` binding (SooperLooper's rule).
+        self.srv.send("/learn_midi_binding", "0 cc 0  hit overdub 0  0 1  norm 0 127", "", url, "/learned")
+        time.sleep(0.2)
+        self.peer.cmd("send 90 3c 64")
+        self.assertEqual(self.srv.wait("/learned", "add")[1].split()[:6], "0 n 60 note overdub 0".split())
+        self.srv.send("/get_all_midi_bindings", url, "/all")
+        lines = []
+        while True:
+            a = self.srv.wait("/all")
+            self.assertIsNotNone(a)
+            if a[0] == "done":
+                break
+            lines.append(a[1])
+        self.assertEqual(len(lines), 2, lines)
+        # The next event, reported without binding anything.
+        self.srv.send("/get_next_midi_event", url, "/next")
+        time.sleep(0.2)
+        self.peer.cmd("send c5 07")
+        self.assertEqual(self.srv.wait("/next", "recv")[1].split()[:3], ["5", "pc", "7"])
+        # Cancelled: answered, and the next event goes to the bindings again.
+        self.srv.send("/learn_midi_binding", "0 cc 0  set dry 0  0 1  norm 0 127", "", url, "/learned")
+        self.srv.send("/cancel_midi_learn", url, "/learned")
+        self.assertEqual(self.srv.wait("/learned", "learn_cancel"), ["learn_cancel", ""])
+        self.srv.send("/cancel_get_next_midi", url, "/next")
+        self.assertEqual(self.srv.wait("/next", "next_cancel"), ["next_cancel", ""])
+
+
+if __name__ == "__main__":
+    unittest.main()

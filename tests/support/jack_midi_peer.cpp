@@ -1,0 +1,194 @@
+// A JACK MIDI peer for the tests: a JACK client of its own with one MIDI output and one MIDI
+// input, driven line by line on stdin, reporting on stdout (flushed per line):
+//   connect OUT IN          jack_connect (e.g. "peer:out loopd:midi_in")
+//   send HH HH [HH]         a message in the next cycle (hex bytes)
+//   sendat FRAME HH ...     a message at the absolute JACK frame FRAME (must be ahead)
+//   clock BPM [FRAMES]      a steady MIDI clock (24 per beat, each on its frame) from the next
+//                           cycle, for FRAMES frames (0: until "clock 0"); "clock 0" stops it
+//   start / stop / continue real-time messages with the next clock tick (or the next cycle)
+//   now                     prints "now FRAME" (the frame the next cycle starts at, roughly)
+//   quit
+// Every message that arrives at its input is printed "recv FRAME HH HH HH" (FRAME absolute);
+// every message it sent "sent FRAME HH ..." (so tests compare frames on JACK's own clock).
+#include <jack/jack.h>
+#include <jack/midiport.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct Out {
+    uint64_t frame = 0; // 0: the next cycle
+    uint8_t bytes[3] = {};
+    size_t size = 0;
+};
+
+struct Report {
+    bool sent = false;
+    uint64_t frame = 0;
+    uint8_t bytes[3] = {};
+    size_t size = 0;
+};
+
+jack_client_t* client = nullptr;
+jack_port_t* inPort = nullptr;
+jack_port_t* outPort = nullptr;
+std::mutex lock; // the process callback only try_locks (a test tool: a missed cycle is retried)
+std::vector<Out> pending;
+std::vector<Report> reports;
+double clockPeriod = 0.0;   // frames per tick; 0: no clock
+double nextTick = -1.0;     // absolute frame of the next tick (-1: from the next cycle)
+uint64_t clockUntil = 0;    // 0: no end
+std::vector<uint8_t> withNextTick; // start/stop/continue to send with the next tick
+std::atomic<uint64_t> cycleStart{0};
+
+int process(jack_nframes_t n, void*) {
+    const uint64_t t0 = jack_last_frame_time(client);
+    cycleStart.store(t0 + n);
+    void* in = jack_port_get_buffer(inPort, n);
+    void* out = jack_port_get_buffer(outPort, n);
+    jack_midi_clear_buffer(out);
+    if (!lock.try_lock()) return 0;
+    const uint32_t count = jack_midi_get_event_count(in);
+    for (uint32_t i = 0; i < count; ++i) {
+        jack_midi_event_t ev;
+        if (jack_midi_event_get(&ev, in, i) != 0 || ev.size > 3) continue;
+        Report r;
+        r.frame = t0 + ev.time;
+        r.size = ev.size;
+        std::memcpy(r.bytes, ev.buffer, ev.size);
+        reports.push_back(r);
+    }
+    // Everything due in this cycle, in time order: messages, then clock ticks interleaved.
+    struct Ev { uint32_t at; uint8_t b[3]; size_t size; };
+    std::vector<Ev> evs; // a test tool: allocation in its own process callback is acceptable
+    for (size_t i = 0; i < pending.size();) {
+        const Out& o = pending[i];
+        if (o.frame == 0 || (o.frame >= t0 && o.frame < t0 + n)) {
+            Ev e{o.frame == 0 ? 0u : static_cast<uint32_t>(o.frame - t0), {o.bytes[0], o.bytes[1], o.bytes[2]}, o.size};
+            evs.push_back(e);
+            pending.erase(pending.begin() + static_cast<long>(i));
+        } else if (o.frame < t0) {
+            pending.erase(pending.begin() + static_cast<long>(i)); // missed
+        } else {
+            ++i;
+        }
+    }
+    if (clockPeriod > 0.0 || !withNextTick.empty()) {
+        if (nextTick < 0.0) nextTick = static_cast<double>(t0);
+        if (clockPeriod <= 0.0 && !withNextTick.empty()) {
+            for (uint8_t b : withNextTick) evs.push_back(Ev{0, {b, 0, 0}, 1});
+            withNextTick.clear();
+        }
+        while (clockPeriod > 0.0 && nextTick < static_cast<double>(t0 + n)) {
+            const uint64_t f = static_cast<uint64_t>(std::llround(nextTick));
+            if (clockUntil && f >= clockUntil) { clockPeriod = 0.0; nextTick = -1.0; break; }
+            const uint32_t at = f > t0 ? static_cast<uint32_t>(f - t0) : 0u;
+            for (uint8_t b : withNextTick) evs.push_back(Ev{at, {b, 0, 0}, 1});
+            withNextTick.clear();
+            evs.push_back(Ev{at, {0xf8, 0, 0}, 1});
+            nextTick += clockPeriod;
+        }
+    }
+    std::stable_sort(evs.begin(), evs.end(), [](const Ev& a, const Ev& b) { return a.at < b.at; });
+    for (const Ev& e : evs) {
+        if (jack_midi_event_write(out, e.at, e.b, e.size) == 0) {
+            Report r;
+            r.sent = true;
+            r.frame = t0 + e.at;
+            r.size = e.size;
+            std::memcpy(r.bytes, e.b, e.size);
+            reports.push_back(r);
+        }
+    }
+    lock.unlock();
+    return 0;
+}
+
+void printReports() {
+    std::vector<Report> rs;
+    {
+        std::lock_guard<std::mutex> g(lock);
+        rs.swap(reports);
+    }
+    for (const Report& r : rs) {
+        std::printf("%s %llu", r.sent ? "sent" : "recv", static_cast<unsigned long long>(r.frame));
+        for (size_t i = 0; i < r.size; ++i) std::printf(" %02x", r.bytes[i]);
+        std::printf("\n");
+    }
+    std::fflush(stdout);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const char* name = argc > 1 ? argv[1] : "midipeer";
+    jack_status_t status{};
+    client = jack_client_open(name, JackNoStartServer, &status);
+    if (!client) { std::fprintf(stderr, "no JACK server\n"); return 1; }
+    inPort = jack_port_register(client, "in", JACK_DEFAULT_MIDI_TYPE, JackPortIsInput, 0);
+    outPort = jack_port_register(client, "out", JACK_DEFAULT_MIDI_TYPE, JackPortIsOutput, 0);
+    jack_set_process_callback(client, process, nullptr);
+    if (jack_activate(client) != 0) return 1;
+    std::printf("ready %s %u\n", jack_get_client_name(client), jack_get_sample_rate(client));
+    std::fflush(stdout);
+    std::atomic<bool> done{false};
+    std::thread printer([&] {
+        while (!done) {
+            printReports();
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    });
+    const double rate = jack_get_sample_rate(client);
+    std::string line;
+    while (std::getline(std::cin, line)) {
+        std::istringstream in(line);
+        std::string cmd;
+        in >> cmd;
+        if (cmd == "quit") break;
+        if (cmd == "connect") {
+            std::string a, b;
+            in >> a >> b;
+            const int r = jack_connect(client, a.c_str(), b.c_str());
+            std::printf("connected %d\n", r);
+        } else if (cmd == "send" || cmd == "sendat") {
+            Out o;
+            if (cmd == "sendat") in >> o.frame;
+            std::string hex;
+            while (o.size < 3 && in >> hex) o.bytes[o.size++] = static_cast<uint8_t>(std::stoul(hex, nullptr, 16));
+            std::lock_guard<std::mutex> g(lock);
+            pending.push_back(o);
+        } else if (cmd == "clock") {
+            double bpm = 0.0;
+            uint64_t frames = 0;
+            in >> bpm >> frames;
+            std::lock_guard<std::mutex> g(lock);
+            clockPeriod = bpm > 0.0 ? rate * 60.0 / (bpm * 24.0) : 0.0;
+            if (bpm <= 0.0) nextTick = -1.0;
+            clockUntil = frames ? cycleStart.load() + frames : 0;
+        } else if (cmd == "start" || cmd == "stop" || cmd == "continue") {
+            std::lock_guard<std::mutex> g(lock);
+            withNextTick.push_back(cmd == "start" ? 0xfa : cmd == "stop" ? 0xfc : 0xfb);
+        } else if (cmd == "now") {
+            std::printf("now %llu\n", static_cast<unsigned long long>(cycleStart.load()));
+        }
+        std::fflush(stdout);
+    }
+    done = true;
+    printer.join();
+    printReports();
+    jack_deactivate(client);
+    jack_client_close(client);
+    return 0;
+}
