@@ -279,3 +279,72 @@ TEST(SlbBindings, SooperLoopersBindingCommandsLoadSaveAddRemoveAndList) {
     EXPECT_EQ(s.find("/fail", "/load_midi_bindings").size(), 1u);
     EXPECT_TRUE(listed().empty());
 }
+
+namespace {
+std::vector<int64_t> ticksOf(const std::vector<MidiEvent>& events) {
+    std::vector<int64_t> t;
+    for (const auto& e : events)
+        if (e.size == 1 && e.bytes[0] == 0xf8) t.push_back(e.sample);
+    return t;
+}
+} // namespace
+
+TEST(MidiClockOut, TwentyFourTicksPerBeatOnTheirSamplesThroughARampStartOnABarStopWhenOff) {
+    // 120 BPM for 3 s, then a 4 s ramp to 140 BPM: every tick on the first sample at or after
+    // its 1/24 beat (the clock's own beat function), Start just before the first tick of bar 2
+    // (switched on inside bar 1), Stop when switched off, and no tick after that.
+    EngineConfig cfg = OfflineServer::defaultConfig();
+    OfflineServer s(cfg);
+    s.send("/set", "output_midi_clock", 1.0f);
+    s.render(144000 - s.engine().latencySamples());
+    const int64_t r0 = s.engine().sampleTime();
+    s.send("/tempo", 140.0f, 4.0f);
+    s.render(48000 * 6);
+    const int64_t offAt = s.engine().sampleTime();
+    s.send("/set", "output_midi_clock", 0.0f);
+    s.render(48000);
+    ASSERT_TRUE(s.find("/fail").empty());
+    // The clock's beat position at sample S (exact: a linear ramp integrates to a quadratic).
+    auto beatsAt = [&](double S) {
+        if (S <= static_cast<double>(r0)) return S / 24000.0;
+        const double t = std::min((S - static_cast<double>(r0)) / 48000.0, 4.0), after = std::max(0.0, (S - static_cast<double>(r0)) / 48000.0 - 4.0);
+        return static_cast<double>(r0) / 24000.0 + (120.0 * t + 2.5 * t * t) / 60.0 + 140.0 * after / 60.0;
+    };
+    const auto ticks = ticksOf(s.midiOut);
+    ASSERT_GT(ticks.size(), 24u * 18); // 6 beats, 8.7 in the ramp, 4.7 after
+    int64_t worst = 0;
+    size_t k = 1; // tick k at 24 * beats == k (tick 0 is sample 0, before anything ran)
+    for (int64_t at : ticks) {
+        // The first sample whose beat position reaches k/24.
+        double lo = 0, hi = static_cast<double>(offAt) + 48000;
+        for (int i = 0; i < 60; ++i) {
+            const double mid = 0.5 * (lo + hi);
+            (beatsAt(mid) * 24.0 >= static_cast<double>(k) ? hi : lo) = mid;
+        }
+        const auto want = static_cast<int64_t>(std::ceil(hi - 1e-6));
+        worst = std::max<int64_t>(worst, std::llabs(at - want));
+        if (std::llabs(at - want) > 1) {
+            ADD_FAILURE() << "tick " << k << " at " << at << ", its beat at " << want;
+            break;
+        }
+        ++k;
+    }
+    std::printf("%zu ticks, worst %lld samples from its 1/24 beat; intervals %lld (120 BPM) .. %lld (140 BPM)\n", ticks.size(),
+                static_cast<long long>(worst), static_cast<long long>(ticks[11] - ticks[10]), static_cast<long long>(ticks.back() - ticks[ticks.size() - 2]));
+    EXPECT_EQ(ticks[11] - ticks[10], 1000); // 48000 * 60 / (120 * 24)
+    EXPECT_NEAR(static_cast<double>(ticks.back() - ticks[ticks.size() - 2]), 857.14, 1.0);
+    EXPECT_LT(ticks.back(), offAt);
+    // Start: once, just before the tick of bar 2 (beat 4: sample 96000), Stop once at the end.
+    std::vector<int64_t> starts, stops;
+    for (size_t i = 0; i < s.midiOut.size(); ++i) {
+        const auto& e = s.midiOut[i];
+        if (e.bytes[0] == 0xfa) {
+            starts.push_back(e.sample);
+            ASSERT_LT(i + 1, s.midiOut.size());
+            EXPECT_EQ(s.midiOut[i + 1].bytes[0], 0xf8) << "Start is followed by its tick";
+        }
+        if (e.bytes[0] == 0xfc) stops.push_back(e.sample);
+    }
+    EXPECT_EQ(starts, std::vector<int64_t>{96000});
+    EXPECT_EQ(stops, std::vector<int64_t>{offAt});
+}

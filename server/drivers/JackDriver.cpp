@@ -64,6 +64,7 @@ public:
 
     void start(Engine& engine) override {
         engine_ = &engine;
+        engine.setMidiOutput(true);
         if (jack_activate(client_) != 0) throw std::runtime_error("jack: the client could not be activated");
         active_ = true;
         const int connected = connectToDevice();
@@ -87,7 +88,10 @@ public:
     double sampleRate() const override { return rate_; }
     int periodFrames() const override { return static_cast<int>(period_); }
     bool healthy() const override { return client_ && !gone_.load(std::memory_order_acquire); }
-    void detachEngine() override { abandoned_.store(true, std::memory_order_seq_cst); }
+    void detachEngine() override {
+        abandoned_.store(true, std::memory_order_seq_cst);
+        if (engine_) engine_->setMidiOutput(false);
+    }
     bool inEngine() const override { return inCallback_.load(std::memory_order_seq_cst); }
     void dispose(bool serverGone) override {
         if (serverGone) gone_.store(true, std::memory_order_release);

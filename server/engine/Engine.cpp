@@ -374,6 +374,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     const int B = config_.blockSize;
 
     ctx_.blockStartSample = renderPos_;
+    if (!midiOutputTaken_.load(std::memory_order_acquire)) midiOutCount_ = 0; // nobody sends it
     updateClock();
     for (int c = 0; c < config_.numInputs; ++c) {
         if (in && in[c]) std::memcpy(inputStorage_.data() + c * B, in[c], sizeof(float) * static_cast<size_t>(B));
@@ -543,11 +544,27 @@ void Engine::renderSegment(int offset, int numFrames) noexcept {
     }
     // The clock moves with rendered time; beats are reported at the sample they fall on.
     const int64_t segmentStart = ctx_.blockStartSample + offset;
+    const double beatsBefore = tempo_.beats();
     tempo_.advance(numFrames, [&](int64_t beat, int frame) {
         const int bpb = tempo_.beatsPerBar();
         reply(kNoClient, reply::Beat{beat, static_cast<int32_t>(beat / bpb) + 1, static_cast<int32_t>(beat % bpb) + 1,
                                      tempo_.bpm(), segmentStart + frame});
     });
+    if (midiClockOut_) {
+        // MIDI clock: a tick every 1/24 beat, on the first frame at or after it (as the beats).
+        const int bar = 24 * std::max(1, tempo_.beatsPerBar());
+        const double t0 = beatsBefore * 24.0, t1 = tempo_.beats() * 24.0;
+        for (double t = std::floor(t0) + 1.0; t <= t1; t += 1.0) {
+            const double frac = (t - t0) / (t1 - t0);
+            const int frame = std::clamp(static_cast<int>(std::ceil(frac * numFrames - 1e-6)), 0, numFrames);
+            const auto tick = static_cast<int64_t>(t);
+            if (midiStartPending_ && tick % bar == 0) {
+                emitMidi(segmentStart + frame, 0xfa);
+                midiStartPending_ = false;
+            }
+            emitMidi(segmentStart + frame, 0xf8);
+        }
+    }
     ctx_.tempoBpm = tempo_.bpm();
     renderPos_ = ctx_.blockStartSample + offset + numFrames;
     afterSegment();
@@ -684,6 +701,19 @@ void Engine::midiIn(int offset, const uint8_t* bytes, size_t size) noexcept {
     if (!midiToControl_.tryPush(e)) midiDropped_.fetch_add(1, std::memory_order_relaxed);
 }
 
+void Engine::emitMidi(int64_t sample, uint8_t b0, uint8_t b1, uint8_t b2, uint8_t size) noexcept {
+    if (midiOutCount_ == kMaxMidiOut) {
+        midiDropped_.fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    midi::MidiEvent& e = midiOut_[midiOutCount_++];
+    e.sample = sample;
+    e.bytes[0] = b0;
+    e.bytes[1] = b1;
+    e.bytes[2] = b2;
+    e.size = size;
+}
+
 void Engine::processInterleaved(const float* in, int inChannels, float* out, int outChannels, int numFrames) noexcept {
     const int B = config_.blockSize;
     const int ni = std::max(1, config_.numInputs);
@@ -746,7 +776,22 @@ void Engine::execute(Command& c) noexcept {
                    },
                    [&](cmd::Meter& m) { tempo_.setMeter(m.beatsPerBar); },
                    [&](cmd::Nudge& m) { tempo_.nudge(m.beats, m.seconds); },
-                   [&](cmd::ClockReset&) { tempo_.resetPosition(); ++ctx_.clockEpoch; },
+                   [&](cmd::ClockReset&) {
+                       tempo_.resetPosition();
+                       ++ctx_.clockEpoch;
+                       if (midiClockOut_) {
+                           // Bar 1 begins here: Song Position 0, Start, and its first tick.
+                           emitMidi(renderPos_, 0xf2, 0, 0, 3);
+                           emitMidi(renderPos_, 0xfa);
+                           emitMidi(renderPos_, 0xf8);
+                           midiStartPending_ = false;
+                       }
+                   },
+                   [&](cmd::MidiClockOut& m) {
+                       if (m.on && !midiClockOut_) midiStartPending_ = true;
+                       if (!m.on && midiClockOut_) emitMidi(renderPos_, 0xfc);
+                       midiClockOut_ = m.on;
+                   },
                    [&](cmd::StartGroup& m) { doStartGroup(c, m); },
                    [&](cmd::LoopGlobals& m) {
                        ctx_.loopers.sync.syncSource = m.syncSource;

@@ -110,18 +110,27 @@ public:
     // [audio] The driver, after processInterleaved(): the MIDI messages to send in that period,
     // write(frameOffset, bytes, size) in time order (what the control thread sent first, at 0).
     template <class F>
-    void drainMidiOut(int numFrames, F&& write) noexcept {
+    void drainMidiOut(int numFrames, F&& write) noexcept { drainMidiOutFrom(periodOutStart_, numFrames, write); }
+    // [audio] The same for the period of `numFrames` output frames from timeline sample `start`
+    // (drivers calling process() themselves, and tests).
+    template <class F>
+    void drainMidiOutFrom(int64_t start, int numFrames, F&& write) noexcept {
+        const int64_t periodOutStart = start;
         midi::MidiEvent e;
         while (midiFromControl_.tryPop(e)) write(0, e.bytes, e.size);
         int kept = 0;
         for (int i = 0; i < midiOutCount_; ++i) {
             const midi::MidiEvent& m = midiOut_[i];
-            const int64_t at = m.sample - periodOutStart_;
+            // MIDI leaves with the audio of its sample: the limiter's delay later.
+            const int64_t at = m.sample + latencySamples() - periodOutStart;
             if (at >= numFrames) { midiOut_[kept++] = m; continue; } // a later period's (block FIFO)
             write(static_cast<int>(std::max<int64_t>(0, at)), m.bytes, m.size);
         }
         midiOutCount_ = kept;
     }
+    // [any] Whether a driver takes the MIDI output (drainMidiOut each period); without one
+    // what the engine would send is dropped each block.
+    void setMidiOutput(bool taken) noexcept { midiOutputTaken_.store(taken, std::memory_order_release); }
     // [control] The next MIDI message that came in (its timeline sample in `sample`).
     bool popMidiIn(midi::MidiEvent& e) noexcept { return midiToControl_.tryPop(e); }
     // [control] Send a MIDI message as soon as possible (the next period). False when full.
@@ -304,6 +313,11 @@ private:
     midi::MidiEvent midiOut_[kMaxMidiOut];  // generated on the audio thread, in time order
     int midiOutCount_ = 0;
     int64_t periodOutStart_ = 0;           // timeline sample of the current period's first output frame
+    std::atomic<bool> midiOutputTaken_{false};
+    bool midiClockOut_ = false;            // cmd::MidiClockOut
+    bool midiStartPending_ = false;        // Start goes out with the next bar's first tick
+    // [audio] Queue a message to leave at timeline sample `sample` (dropped and counted when full).
+    void emitMidi(int64_t sample, uint8_t b0, uint8_t b1 = 0, uint8_t b2 = 0, uint8_t size = 1) noexcept;
     std::atomic<uint64_t> midiDropped_{0};
 
     // Published statistics.

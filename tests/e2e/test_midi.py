@@ -199,5 +199,34 @@ class JackMidi(unittest.TestCase):
         self.assertEqual(self.srv.wait("/next", "next_cancel"), ["next_cancel", ""])
 
 
+    def test_clock_out_ticks_24_per_beat_on_jacks_frames_through_a_ramp(self):
+        self.srv.send("/set", "output_midi_clock", 1.0)
+        time.sleep(3.0)
+        self.srv.send("/tempo", 140.0, 2.0)
+        time.sleep(4.0)
+        self.srv.send("/set", "output_midi_clock", 0.0)
+        time.sleep(0.5)
+        got = self.peer.received()
+        ticks = [f for f, b in got if b == [0xf8]]
+        starts = [f for f, b in got if b == [0xfa]]
+        stops = [f for f, b in got if b == [0xfc]]
+        self.assertGreater(len(ticks), 24 * 12, got[:5])
+        gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+        print("clock out: %d ticks, first gaps %s, last gaps %s, starts %d, stops %d" % (len(ticks), gaps[:3], gaps[-3:], len(starts), len(stops)))
+        # 120 BPM: 1000 frames a tick (its 1/24 beat on the sample: the rounding may move one by 1).
+        self.assertTrue(all(abs(g - 1000) <= 1 for g in gaps[:24 * 2]), gaps[:48])
+        # 140 BPM at the end: 857.14 frames.
+        self.assertTrue(all(abs(g - 857.14) <= 1 for g in gaps[-24:]), gaps[-24:])
+        # Through the ramp the ticks come closer and closer: never a gap larger than the one before (+1).
+        self.assertTrue(all(b <= a + 1 for a, b in zip(gaps, gaps[1:])), gaps)
+        # Start once, on the frame of a bar's first tick (96 ticks a bar), Stop once after the last.
+        self.assertEqual(len(starts), 1)
+        self.assertIn(starts[0], ticks)
+        self.assertEqual(len(stops), 1)
+        self.assertGreater(stops[0], ticks[-1])
+        # Start comes within a bar (2 s at 120 BPM) of the switch, on a tick.
+        self.assertLessEqual(ticks.index(starts[0]), 96)
+
+
 if __name__ == "__main__":
     unittest.main()

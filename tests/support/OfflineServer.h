@@ -101,6 +101,7 @@ public:
         });
         for (int c = 0; c < cfg.numOutputs; ++c) output.emplace_back();
         from_.kind = osc::Endpoint::Kind::Udp;
+        engine_.setMidiOutput(true); // midiOut collects what a MIDI driver would send
         if (cfg.stretchAhead) { // as the real-time server runs stretched players
             stretchWorker_ = std::make_unique<StretchWorker>();
             stretchWorker_->start();
@@ -144,6 +145,14 @@ public:
                     in[static_cast<size_t>(c * B + i)] = c < static_cast<int>(input.size()) && k < static_cast<int64_t>(input[static_cast<size_t>(c)].size()) ? input[static_cast<size_t>(c)][static_cast<size_t>(k)] : 0.0f;
                 }
             engine_.process(inPtr.data(), outPtr.data());
+            // MIDI out, by the index in `output` it leaves with (timeline sample).
+            engine_.drainMidiOutFrom(rendered_, B, [&](int offset, const uint8_t* bytes, int size) {
+                midi::MidiEvent e;
+                e.sample = rendered_ + offset - engine_.latencySamples();
+                e.size = static_cast<uint8_t>(size);
+                for (int i = 0; i < size && i < 3; ++i) e.bytes[i] = bytes[i];
+                midiOut.push_back(e);
+            });
             controller_.pollReplies();
             recorder_.drainAll();
             // Drop the limiter's latency, as the nrt writer does: output[k] is timeline sample k.
@@ -172,6 +181,7 @@ public:
 
     std::vector<std::vector<float>> output; // planar, everything rendered so far
     std::vector<std::vector<float>> input;  // planar input fed to the engine
+    std::vector<midi::MidiEvent> midiOut;    // MIDI the engine sent (sample: its timeline sample)
     std::vector<ReplyMsg> replies;
 
 private:

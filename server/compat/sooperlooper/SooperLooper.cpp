@@ -454,6 +454,7 @@ float SooperLooper::slGlobalValue(const std::string& name) {
     if (name == "sync_source") return static_cast<float>(slSyncSource_);
     if (name == "selected_loop_num") return static_cast<float>(slSelected_);
     if (name == "pa_mute") return slPaMute_ ? 1.0f : 0.0f;
+    if (name == "output_midi_clock") return slMidiClockOut_ ? 1.0f : 0.0f;
     if (name == "quantize_lenience") return static_cast<float>(slLenience_);
     if (name == "capture_seconds") return static_cast<float>(engine_.config().captureSeconds);
     if (name == "in_peak_meter") return engine_.takeInputPeak();
@@ -498,6 +499,9 @@ void SooperLooper::slGlobalSet(Msg& m, const std::string& name, float value) {
         const int n = static_cast<int>(slLoops_.size());
         if (name == "select_all_loops") slSelected_ = -1;
         else if (n > 0) slSelected_ = ((slSelected_ < 0 ? 0 : slSelected_) + (name == "select_next_loop" ? 1 : n - 1)) % n;
+    } else if (name == "output_midi_clock") {
+        slMidiClockOut_ = value != 0.0f;
+        push(m, cmd::MidiClockOut{slMidiClockOut_});
     } else if (name == "pa_mute") {
         slPaMute_ = value != 0.0f;
         pushLoopGlobals(m);
@@ -517,7 +521,7 @@ void SooperLooper::slGlobalSet(Msg& m, const std::string& name, float value) {
     } else if (name == "tap_tempo") {
         tempo_.tap(m);
         return;
-    } else if (name == "save_loop" || name == "auto_disable_latency" || name == "output_midi_clock" || name == "smart_eighths" ||
+    } else if (name == "save_loop" || name == "auto_disable_latency" || name == "smart_eighths" ||
                name == "use_midi_start" || name == "use_midi_stop" || name == "send_midi_start_on_trigger" || name == "jack_timebase_master") {
         slGlobals_[name] = value; // accepted; no effect in loopd
     } else {

@@ -123,6 +123,7 @@ private:
     double slEighthPerCycle_ = 16.0;
     double slLenience_ = 0.1;
     bool slPaMute_ = false;
+    bool slMidiClockOut_ = false;                    // output_midi_clock (--midi-clock-out at start)
     std::map<std::string, float> slGlobals_;
     std::vector<std::pair<std::string, std::string>> slConfigListeners_;
     std::vector<SlRegistration> slRegistrations_;
