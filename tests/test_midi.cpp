@@ -3,6 +3,7 @@
 // (running status, real time inside messages, SysEx, stray bytes, a random byte soup).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -347,4 +348,108 @@ TEST(MidiClockOut, TwentyFourTicksPerBeatOnTheirSamplesThroughARampStartOnABarSt
     }
     EXPECT_EQ(starts, std::vector<int64_t>{96000});
     EXPECT_EQ(stops, std::vector<int64_t>{offAt});
+}
+
+namespace {
+// Renders block by block, handing the engine each MIDI message at its offset in its block (as
+// the JACK driver does), messages given as (timeline sample, status byte).
+void renderWithMidi(OfflineServer& s, std::vector<std::pair<int64_t, uint8_t>> events, int64_t until) {
+    const int B = s.config().blockSize;
+    size_t next = 0;
+    std::sort(events.begin(), events.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    while (s.engine().sampleTime() < until) {
+        const int64_t start = s.engine().sampleTime();
+        while (next < events.size() && events[next].first < start) ++next; // handed over before
+        for (; next < events.size() && events[next].first < start + B; ++next) {
+            const uint8_t b = events[next].second;
+            s.engine().midiIn(static_cast<int>(std::max<int64_t>(0, events[next].first - start)), &b, 1);
+        }
+        s.render(B);
+    }
+}
+} // namespace
+
+TEST(MidiClockIn, ASteadyClockAt131BpmSetsTheTempoAndStartPutsBeatOneOnItsTick) {
+    // An external clock at 131 BPM, each tick up to ±0.5 ms off (as an ALSA timestamp may be):
+    // the tempo settles within 131 ± 0.1 BPM; Start puts beat 0 on the sample of the tick after it.
+    for (const double jitterMs : {0.0, 0.5}) {
+        OfflineServer s(OfflineServer::defaultConfig());
+        s.send("/notify", 1);
+        s.render(64);
+        s.send("/tempo_source", "midi");
+        ASSERT_TRUE(s.find("/fail").empty()) << s.find("/fail")[0].str(1);
+        const double period = 48000.0 * 60.0 / (131.0 * 24.0);
+        std::mt19937 rng(7);
+        std::uniform_real_distribution<double> jitter(-jitterMs * 48.0, jitterMs * 48.0);
+        std::vector<std::pair<int64_t, uint8_t>> ev;
+        int64_t startTick = 0;
+        for (int k = 0; k < 24 * 20; ++k) {
+            const auto at = static_cast<int64_t>(std::llround(4800.0 + k * period + jitter(rng)));
+            if (k == 24 * 6) { ev.emplace_back(at - 200, 0xfa); startTick = at; } // Start, then its tick
+            ev.emplace_back(at, 0xf8);
+        }
+        std::vector<double> bpms;
+        for (int second = 1; second <= 8; ++second) {
+            renderWithMidi(s, ev, 48000 * second);
+            bpms.push_back(s.engine().stats().bpm);
+        }
+        std::printf("jitter ±%.1f ms: tempo after 1..8 s:", jitterMs);
+        for (double b : bpms) std::printf(" %.3f", b);
+        std::printf("; MIDI clock %.4f BPM\n", s.engine().midiClockBpm());
+        for (size_t i = 1; i < bpms.size(); ++i) EXPECT_NEAR(bpms[i], 131.0, 0.1) << "after " << i + 1 << " s, jitter " << jitterMs;
+        // Beat 0 (bar 1) on the Start's tick: its /beat is on that sample (± 1 block).
+        int64_t beat0 = -1;
+        for (const auto& m : s.find("/beat"))
+            if (m.i(0) == 1 && m.i(1) == 1 && m.num(3) > 48000 && beat0 < 0) beat0 = static_cast<int64_t>(m.num(3));
+        std::printf("  Start's tick at %lld, beat 0 at %lld\n", static_cast<long long>(startTick), static_cast<long long>(beat0));
+        EXPECT_LE(std::llabs(beat0 - startTick), 64) << "jitter " << jitterMs;
+        // And the beats after it stay on the external clock's beats (every 24th tick, where
+        // it would be without jitter): within 1 ms.
+        const double beat0Ideal = 4800.0 + 24 * 6 * period;
+        double worst = 0;
+        int beats = 0;
+        for (const auto& m : s.find("/beat")) {
+            const double at = m.num(3);
+            if (at <= static_cast<double>(beat0)) continue;
+            const double n = std::round((at - beat0Ideal) / (24 * period));
+            worst = std::max(worst, std::fabs(at - (beat0Ideal + n * 24 * period)));
+            ++beats;
+        }
+        std::printf("  %d beats after Start, worst %.1f samples off the external clock's\n", beats, worst);
+        EXPECT_GT(beats, 10);
+        EXPECT_LT(worst, 48.0) << "jitter " << jitterMs;
+    }
+}
+
+TEST(MidiClockIn, ATempoChangeIsFollowedWithinABeatAndManualTempoIsRefusedMeanwhile) {
+    OfflineServer s(OfflineServer::defaultConfig());
+    s.render(64);
+    s.send("/tempo_source", "midi");
+    std::vector<std::pair<int64_t, uint8_t>> ev;
+    double at = 4800.0;
+    int64_t changeAt = 0;
+    while (at < 48000.0 * 8) {
+        const double bpm = at < 48000.0 * 4 ? 120.0 : 140.0;
+        if (bpm == 140.0 && changeAt == 0) changeAt = static_cast<int64_t>(at);
+        ev.emplace_back(static_cast<int64_t>(std::llround(at)), 0xf8);
+        at += 48000.0 * 60.0 / (bpm * 24.0);
+    }
+    renderWithMidi(s, ev, 48000 * 4 - 64);
+    EXPECT_NEAR(s.engine().stats().bpm, 120.0, 0.01);
+    // One beat at 140 BPM later (0.43 s), the clock runs at 140.
+    renderWithMidi(s, ev, changeAt + 20571);
+    std::printf("one beat after the change: %.3f BPM\n", s.engine().stats().bpm);
+    EXPECT_NEAR(s.engine().stats().bpm, 140.0, 0.1);
+    renderWithMidi(s, ev, 48000 * 8);
+    EXPECT_NEAR(s.engine().stats().bpm, 140.0, 0.01);
+    s.send("/tempo", 100.0f);
+    ASSERT_EQ(s.find("/fail", "/tempo").size(), 1u);
+    EXPECT_NE(s.find("/fail", "/tempo")[0].str(1).find("the tempo source is midi"), std::string::npos);
+    // Back to manual: the MIDI clock no longer moves it.
+    s.send("/tempo_source", "manual");
+    s.send("/tempo", 100.0f);
+    std::vector<std::pair<int64_t, uint8_t>> more;
+    for (int k = 0; k < 200; ++k) more.emplace_back(48000 * 8 + 64 + k * 857, 0xf8);
+    renderWithMidi(s, more, 48000 * 9);
+    EXPECT_NEAR(s.engine().stats().bpm, 100.0, 1e-9);
 }

@@ -83,6 +83,9 @@ struct ClockReset {};
 // MIDI clock out (on drivers with MIDI ports): 24 ticks per beat on their samples; switched on,
 // Start goes out just before the tick that begins the next bar; switched off, Stop.
 struct MidiClockOut { bool on; };
+// The tempo source is an incoming MIDI clock: its tempo (midi::MidiClockFollower) sets the
+// clock's, Start puts bar 1 on the next tick's sample, Continue the Song Position.
+struct MidiClockIn { bool on; };
 // Start held nodes together on one sample, once all are ready (buffers loaded), or after
 // waitSeconds with whichever are ready (the others start when their buffers arrive).
 struct StartGroup { int32_t ids[8]; int count; double waitSeconds; };
@@ -116,7 +119,7 @@ struct LoopGlobals { int32_t syncSource; int32_t anchorId; double eighthPerCycle
 using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::Free, cmd::Run,
                                  cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
                                  cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
-                                 cmd::Tempo, cmd::Meter, cmd::Nudge, cmd::ClockReset, cmd::MidiClockOut, cmd::StartGroup,
+                                 cmd::Tempo, cmd::Meter, cmd::Nudge, cmd::ClockReset, cmd::MidiClockOut, cmd::MidiClockIn, cmd::StartGroup,
                                  cmd::Unit, cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus,
                                  cmd::GetBus, cmd::MapParam>;
 

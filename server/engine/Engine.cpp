@@ -405,6 +405,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     drainQueue(controlQueue_, budget);
     drainQueue(workerQueue_, budget);
     applyBusMaps();
+    applyClockIn();
     serviceGroupStarts();
     afterSegment();
 
@@ -693,12 +694,64 @@ void Engine::recomputeSolo() noexcept {
 
 void Engine::midiIn(int offset, const uint8_t* bytes, size_t size) noexcept {
     if (size == 0 || size > 3 || bytes[0] < 0x80 || bytes[0] == 0xf0) return;
-    midi::MidiEvent e;
     // Input frame f of this period is rendered at renderPos_ + adaptFill_ + f (see below).
-    e.sample = renderPos_ + adaptFill_ + std::max(0, offset);
+    const int64_t sample = renderPos_ + adaptFill_ + std::max(0, offset);
+    const uint8_t status = bytes[0];
+    if (status == 0xf8 || status == 0xfa || status == 0xfb || status == 0xfc || (status == 0xf2 && size == 3)) {
+        if (clockInCount_ == kMaxClockIn) { midiDropped_.fetch_add(1, std::memory_order_relaxed); return; }
+        clockIn_[clockInCount_++] = ClockIn{sample, status, status == 0xf2 ? static_cast<uint16_t>((bytes[1] & 0x7f) | ((bytes[2] & 0x7f) << 7)) : uint16_t{0}};
+        return;
+    }
+    if (status >= 0xf8) return; // active sensing, reset, ...: nothing for loopd
+    midi::MidiEvent e;
+    e.sample = sample;
     e.size = static_cast<uint8_t>(size);
     std::memcpy(e.bytes, bytes, size);
     if (!midiToControl_.tryPush(e)) midiDropped_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Engine::applyClockIn() noexcept {
+    if (clockInCount_ == 0) return;
+    const int64_t start = ctx_.blockStartSample, end = start + config_.blockSize;
+    const double sr = config_.sampleRate;
+    int kept = 0;
+    for (int i = 0; i < clockInCount_; ++i) {
+        const ClockIn ev = clockIn_[i];
+        if (ev.sample >= end) { clockIn_[kept++] = ev; continue; } // a later block's
+        switch (ev.status) {
+        case 0xfa: clockInStart_ = true; clockInContinue_ = false; songPosition_ = 0; break;
+        case 0xfb: clockInContinue_ = true; clockInStart_ = false; break;
+        case 0xfc: clockInStart_ = clockInContinue_ = false; ticksSinceStart_ = -1; break;
+        case 0xf2: songPosition_ = ev.value; break;
+        case 0xf8: {
+            const bool known = clockFollower_.tick(ev.sample, sr);
+            if (known) midiClockBpm_.store(clockFollower_.bpm(), std::memory_order_relaxed);
+            if (!midiTempo_) break;
+            if (known && std::fabs(clockFollower_.bpm() - tempo_.bpm()) > 1e-4) tempo_.jump(clockFollower_.bpm());
+            if (clockInStart_ || clockInContinue_) {
+                // This tick is beat 0 (Start) or the Song Position (Continue): the position at
+                // the block's start is set so that the clock reaches it on the tick's sample.
+                const double at = clockInStart_ ? 0.0 : songPosition_ / 4.0;
+                const double ahead = static_cast<double>(ev.sample - start) * tempo_.bpm() / (60.0 * sr);
+                tempo_.setPosition(at - ahead);
+                ++ctx_.clockEpoch;
+                clockInStart_ = clockInContinue_ = false;
+                ticksSinceStart_ = 0;
+                tickBase_ = at;
+            } else if (ticksSinceStart_ >= 0 && ++ticksSinceStart_ % 24 == 0) {
+                // Once a beat, the phase: where the external clock is (its ticks counted) and
+                // where ours is on that tick's sample; the difference slides ours over a beat
+                // (tempo errors of a jittery clock would otherwise add up).
+                const double theirs = tickBase_ + static_cast<double>(ticksSinceStart_) / 24.0;
+                const double ours = tempo_.beats() + static_cast<double>(ev.sample - start) * tempo_.bpm() / (60.0 * sr);
+                if (std::fabs(theirs - ours) > 1e-4) tempo_.nudge(theirs - ours, 60.0 / tempo_.bpm());
+            }
+            break;
+        }
+        default: break;
+        }
+    }
+    clockInCount_ = kept;
 }
 
 void Engine::emitMidi(int64_t sample, uint8_t b0, uint8_t b1, uint8_t b2, uint8_t size) noexcept {
@@ -787,6 +840,7 @@ void Engine::execute(Command& c) noexcept {
                            midiStartPending_ = false;
                        }
                    },
+                   [&](cmd::MidiClockIn& m) { midiTempo_ = m.on; },
                    [&](cmd::MidiClockOut& m) {
                        if (m.on && !midiClockOut_) midiStartPending_ = true;
                        if (!m.on && midiClockOut_) emitMidi(renderPos_, 0xfc);

@@ -25,6 +25,7 @@
 #include "server/engine/NodeMap.h"
 #include "server/rt/SpscQueue.h"
 #include "server/engine/TempoClock.h"
+#include "server/midi/MidiClock.h"
 #include "server/midi/MidiEvent.h"
 
 namespace loopd {
@@ -135,6 +136,8 @@ public:
     bool popMidiIn(midi::MidiEvent& e) noexcept { return midiToControl_.tryPop(e); }
     // [control] Send a MIDI message as soon as possible (the next period). False when full.
     bool sendMidi(const midi::MidiEvent& e) noexcept { return midiFromControl_.tryPush(e); }
+    // [any] The tempo of the incoming MIDI clock (0: none heard yet).
+    double midiClockBpm() const noexcept { return midiClockBpm_.load(std::memory_order_relaxed); }
     // [any] MIDI messages dropped because a queue was full.
     uint64_t midiDropped() const noexcept { return midiDropped_.load(std::memory_order_relaxed); }
     // [audio] The driver reports an over/underrun.
@@ -314,6 +317,20 @@ private:
     int midiOutCount_ = 0;
     int64_t periodOutStart_ = 0;           // timeline sample of the current period's first output frame
     std::atomic<bool> midiOutputTaken_{false};
+    // MIDI clock in: real-time messages and Song Position of the current period, by sample.
+    struct ClockIn { int64_t sample; uint8_t status; uint16_t value; };
+    static constexpr int kMaxClockIn = 256;
+    ClockIn clockIn_[kMaxClockIn] = {};
+    int clockInCount_ = 0;
+    midi::MidiClockFollower clockFollower_;
+    bool midiTempo_ = false;               // cmd::MidiClockIn
+    bool clockInStart_ = false, clockInContinue_ = false;
+    int songPosition_ = 0;                 // in MIDI beats (sixteenth notes)
+    int64_t ticksSinceStart_ = -1;         // external ticks since the one that was beat 0 (-1: none)
+    double tickBase_ = 0.0;                // the beat that tick was (0, or the Song Position)
+    std::atomic<double> midiClockBpm_{0.0};
+    // [audio] The clock messages of this block: tempo, Start/Continue on their tick's sample.
+    void applyClockIn() noexcept;
     bool midiClockOut_ = false;            // cmd::MidiClockOut
     bool midiStartPending_ = false;        // Start goes out with the next bar's first tick
     // [audio] Queue a message to leave at timeline sample `sample` (dropped and counted when full).

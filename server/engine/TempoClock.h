@@ -53,6 +53,8 @@ public:
     double nudgeLeft() const noexcept { return nudgeLeft_; }
     void setMeter(int beatsPerBar) noexcept { beatsPerBar_ = beatsPerBar; }
     void resetPosition() noexcept { beats_ = 0.0; }
+    // The beat position now (negative: beat 0 is still ahead, e.g. on a MIDI Start's first tick).
+    void setPosition(double beats) noexcept { beats_ = beats; }
 
     // Advance by numFrames; onBeat(beatIndex, frameOffset) for every whole beat crossed, where
     // frameOffset (0..numFrames) is the first frame at or after the beat (numFrames: the first

@@ -52,6 +52,7 @@ const char* TempoCommands::name(Source s) noexcept {
     case Source::Manual: return "manual";
     case Source::Movement: return "movement";
     case Source::Analysis: return "analysis";
+    case Source::Midi: return "midi";
     }
     return "?";
 }
@@ -128,11 +129,14 @@ void TempoCommands::hTempoSource(Msg& m) {
     if (s == "manual") next = Source::Manual;
     else if (s == "movement") next = Source::Movement;
     else if (s == "analysis") next = Source::Analysis;
-    else if (s == "midi" || s == "link")
-        throw osc::ArgError("tempo source " + s + " is not available in this build (MIDI clock and Link come with issues 15 and 16)");
-    else throw osc::ArgError("unknown tempo source '" + s + "' (manual, movement, analysis)");
+    else if (s == "midi") next = Source::Midi;
+    else if (s == "link")
+        throw osc::ArgError("tempo source link is not available in this build (Ableton Link comes with issue 16)");
+    else throw osc::ArgError("unknown tempo source '" + s + "' (manual, movement, analysis, midi)");
     if (phase != 0 && next != Source::Analysis) throw osc::ArgError("phase pull needs the analysis source");
     const bool changed = next != source_;
+    // The engine follows an incoming MIDI clock itself (on the audio thread, tick by tick).
+    if (changed && (next == Source::Midi || source_ == Source::Midi) && !push(m, cmd::MidiClockIn{next == Source::Midi})) return;
     source_ = next;
     phasePull_ = phase != 0;
     target_ = 0.0;

@@ -22,7 +22,7 @@ namespace loopd {
 
 class TempoCommands final : public Module {
 public:
-    enum class Source : uint8_t { Manual, Movement, Analysis };
+    enum class Source : uint8_t { Manual, Movement, Analysis, Midi };
 
     explicit TempoCommands(Controller& c); // registers the addresses
     void onBeat(const reply::Beat& b) override;

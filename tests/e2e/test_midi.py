@@ -228,5 +228,32 @@ class JackMidi(unittest.TestCase):
         self.assertLessEqual(ticks.index(starts[0]), 96)
 
 
+    def test_clock_in_at_131_bpm_moves_the_tempo_and_start_puts_bar_one_on_its_tick(self):
+        self.srv.send("/notify", 1)
+        self.srv.send("/tempo_source", "midi")
+        self.srv.wait("/done", "/tempo_source")
+        self.peer.cmd("clock 131")
+        time.sleep(2.0)
+        self.peer.cmd("start")
+        time.sleep(3.0)
+        self.peer.cmd("clock 0")
+        bpm = self.srv.status()[13]
+        got = [l for l in self.peer.lines if l[0] == "sent"]
+        ticks = [int(l[1]) for l in got if l[2:] == ["f8"]]
+        start = [int(l[1]) for l in got if l[2:] == ["fa"]]
+        print("clock in: tempo %.4f BPM from %d ticks at 131 BPM; Start at frame %s" % (bpm, len(ticks), start))
+        self.assertAlmostEqual(bpm, 131.0, delta=0.1)
+        self.assertEqual(len(start), 1)
+        # Bar 1 beat 1 came after the Start; the beats after it lie 24 external ticks apart on
+        # loopd's timeline as on JACK's (± 1 block of 64 frames).
+        beats = [a for p, a in self.srv.replies if p == "/beat"]
+        first = next(i for i, a in enumerate(beats) if a[0] == 1 and a[1] == 1 and i > 0 and beats[i - 1][0] > 1)
+        t0 = ticks.index(start[0])
+        for k in range(1, 5):
+            self.assertAlmostEqual(beats[first + k][3] - beats[first][3], ticks[t0 + 24 * k] - ticks[t0], delta=64)
+        self.srv.send("/tempo", 100.0)
+        self.assertIn("the tempo source is midi", self.srv.wait("/fail", "/tempo")[1])
+
+
 if __name__ == "__main__":
     unittest.main()
