@@ -233,11 +233,21 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     TempDir dir;
     s.input = {sine(300.0, 0.2, 48000 * 8, 48000.0), sine(500.0, 0.2, 48000 * 8, 48000.0)};
     buildScene(s, dir);
+    s.send("/set", "output_midi_clock", 1.0f); // MIDI clock out on the audio thread
     s.render(4800);
     resetCounters();
     int acked = 0;
     for (int tick = 0; tick < 60; ++tick) {
         churn(s, dir, tick, static_cast<double>(s.output[0].size()) / 48000.0);
+        {
+            // MIDI in as the JACK driver hands it over on the audio thread: clock ticks (the
+            // follower), a note for the bindings, Song Position, Start.
+            rt::AudioCallbackScope audio;
+            const uint8_t clock = 0xf8, start = 0xfa, note[3] = {0x90, 60, 100}, spp[3] = {0xf2, 8, 0};
+            for (int k = 0; k < 3; ++k) s.engine().midiIn(k * 800, &clock, 1);
+            s.engine().midiIn(100, note, 3);
+            if (tick % 20 == 0) { s.engine().midiIn(200, spp, 3); s.engine().midiIn(300, &start, 1); }
+        }
         s.render(2400);
         acked += s.stretchWorker()->voiceOf(300 + (tick / 6) % 3)->shed.load() == (tick % 6 < 3);
     }
@@ -256,6 +266,8 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     EXPECT_GE(s.find("/done", "/sl/1/load_loop").size(), 2u);
     EXPECT_GE(s.find("/done", "/sl/0/save_loop").size(), 1u);
     EXPECT_EQ(s.find("/st").size(), 60u);
+    EXPECT_GT(s.midiOut.size(), 24u * 4) << "MIDI clock out ran (3 s of it)";
+    EXPECT_GT(s.engine().midiClockBpm(), 0.0) << "the MIDI clock in was heard";
     for (const auto& f : s.find("/fail")) EXPECT_NE(f.str(0).rfind("/sl", 0), 0u) << f.str(0) << ": " << f.str(1);
 }
 
