@@ -9,7 +9,7 @@ LOOPD_BUILD="${LOOPD_BUILD:-$LOOPD_ROOT/build}"
 # apt command as librtaudio-dev (RtAudio pulls a JACK library otherwise).
 LOOPD_PACKAGES=(
   build-essential cmake ninja-build pkg-config git
-  librtaudio-dev jackd2 libjack-jackd2-dev libasound2-dev
+  librtaudio-dev jackd2 libjack-jackd2-dev libasound2-dev librtmidi-dev
   liboscpack-dev librubberband-dev libsndfile1-dev libsamplerate0-dev libsoundtouch-dev
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libbenchmark-dev

@@ -50,6 +50,8 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--config", o.config, "JSON configuration (bpm, meter, movement map; see docs/OSC.md)")->check(CLI::ExistingFile);
     app.add_option("--bpm-config", o.bpmConfig, "Crowdstream bpm_config.json (movement_bpm)")->check(CLI::ExistingFile);
     app.add_option("--midi-bindings", o.midiBindings, "SooperLooper .slb MIDI bindings to load at start")->check(CLI::ExistingFile);
+    app.add_option("--midi", o.midi, "MIDI ports: auto (loopd:midi_in/midi_out on JACK, else ALSA sequencer ports), jack, alsa, none")
+        ->check(CLI::IsMember({"auto", "jack", "alsa", "none"}))->capture_default_str();
     app.add_flag("--midi-clock-out", o.midiClockOut, "send MIDI clock (24 per beat, Start on the next bar) on the MIDI output from the start");
     // The Crowdstream server's flags.
     app.add_option("--a", o.deck[0], "load and start a file on deck A (buffer 100)");

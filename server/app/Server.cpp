@@ -17,6 +17,7 @@
 #include "server/control/Controller.h"
 #include "server/drivers/DeviceSupervisor.h"
 #include "server/drivers/Driver.h"
+#include "server/midi/AlsaMidi.h"
 #include "server/drivers/NrtDriver.h"
 #include "server/engine/Engine.h"
 #include "server/app/Options.h"
@@ -146,6 +147,7 @@ int runServer(const Options& o) {
     d.numInputs = o.inputs;
     d.numOutputs = o.outputs;
     d.clientName = o.jackName;
+    d.midiPorts = o.midi == "auto" || o.midi == "jack";
     std::unique_ptr<Driver> driver;
     try {
         driver = openDriver(d);
@@ -189,6 +191,13 @@ int runServer(const Options& o) {
     } catch (const std::exception& e) {
         spdlog::critical("cannot start driver {}: {}", driverName, e.what());
         return 1;
+    }
+    // MIDI: JACK's ports came with the JACK driver; otherwise the ALSA sequencer's, where there is one.
+    AlsaMidi alsaMidi;
+    if (o.midi != "none" && !(driverName == "jack" && d.midiPorts)) {
+        std::string why = o.midi == "jack" ? "--midi jack needs the JACK driver" : "";
+        if (o.midi != "jack" && alsaMidi.open(engine, o.jackName, why)) spdlog::info("MIDI: ALSA sequencer ports {}:midi_in {}:midi_out", o.jackName, o.jackName);
+        else spdlog::warn("MIDI off: no JACK MIDI and no ALSA sequencer ({})", why);
     }
     std::signal(SIGINT, onSignal);
     std::signal(SIGTERM, onSignal);

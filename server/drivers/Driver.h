@@ -16,6 +16,7 @@ struct DriverOptions {
     int numInputs = 2;
     int numOutputs = 2;
     std::string clientName = "loopd"; // the JACK client name (--jack-name)
+    bool midiPorts = true;       // JACK: loopd:midi_in / loopd:midi_out beside the audio (--midi)
     // null: frames rendered at once when it starts, before it paces itself (a device lost
     // mid-stream went silent for a while before that was noticed: the clock keeps wall time).
     int64_t catchUpFrames = 0;

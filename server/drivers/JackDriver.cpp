@@ -46,11 +46,13 @@ public:
         const int outs = std::max(0, options_.numOutputs), ins = std::max(0, options_.numInputs);
         for (int c = 0; c < outs; ++c) registerPort("outport " + std::to_string(c), JACK_DEFAULT_AUDIO_TYPE, JackPortIsOutput, out_);
         for (int c = 0; c < ins; ++c) registerPort("inport " + std::to_string(c), JACK_DEFAULT_AUDIO_TYPE, JackPortIsInput, in_);
-        std::vector<jack_port_t*> midi;
-        registerPort("midi_in", JACK_DEFAULT_MIDI_TYPE, JackPortIsInput, midi);
-        registerPort("midi_out", JACK_DEFAULT_MIDI_TYPE, JackPortIsOutput, midi);
-        midiIn_ = midi[0];
-        midiOut_ = midi[1];
+        if (options_.midiPorts) {
+            std::vector<jack_port_t*> midi;
+            registerPort("midi_in", JACK_DEFAULT_MIDI_TYPE, JackPortIsInput, midi);
+            registerPort("midi_out", JACK_DEFAULT_MIDI_TYPE, JackPortIsOutput, midi);
+            midiIn_ = midi[0];
+            midiOut_ = midi[1];
+        }
         // Room for the largest period JACK allows; a larger one is silence (and an xrun).
         interleavedIn_.assign(static_cast<size_t>(kMaxPeriod) * std::max<size_t>(1, in_.size()), 0.0f);
         interleavedOut_.assign(static_cast<size_t>(kMaxPeriod) * std::max<size_t>(1, out_.size()), 0.0f);
@@ -64,12 +66,12 @@ public:
 
     void start(Engine& engine) override {
         engine_ = &engine;
-        engine.setMidiOutput(true);
+        engine.setMidiOutput(midiOut_ != nullptr);
         if (jack_activate(client_) != 0) throw std::runtime_error("jack: the client could not be activated");
         active_ = true;
         const int connected = connectToDevice();
-        spdlog::info("driver jack: client '{}', {} Hz, period {} frames, {} in / {} out ({} ports connected), MIDI {}:midi_in {}:midi_out",
-                     name_, rate_, period_, in_.size(), out_.size(), connected, name_, name_);
+        spdlog::info("driver jack: client '{}', {} Hz, period {} frames, {} in / {} out ({} ports connected){}", name_, rate_, period_,
+                     in_.size(), out_.size(), connected, midiIn_ ? ", MIDI " + name_ + ":midi_in " + name_ + ":midi_out" : std::string());
     }
     void stop() override {
         if (!client_) return;
@@ -176,8 +178,8 @@ private:
     }
 
     void render(jack_nframes_t frames) noexcept {
-        void* midiOut = jack_port_get_buffer(midiOut_, frames);
-        jack_midi_clear_buffer(midiOut);
+        void* midiOut = midiOut_ ? jack_port_get_buffer(midiOut_, frames) : nullptr;
+        if (midiOut) jack_midi_clear_buffer(midiOut);
         const size_t nOut = out_.size(), nIn = in_.size();
         if (abandoned_.load(std::memory_order_seq_cst) || frames > kMaxPeriod) {
             for (auto* p : out_) std::memset(jack_port_get_buffer(p, frames), 0, sizeof(float) * frames);
@@ -189,8 +191,8 @@ private:
             const auto* x = static_cast<const float*>(jack_port_get_buffer(in_[c], frames));
             for (jack_nframes_t i = 0; i < frames; ++i) interleavedIn_[i * nIn + c] = x[i];
         }
-        void* midiIn = jack_port_get_buffer(midiIn_, frames);
-        const uint32_t events = jack_midi_get_event_count(midiIn);
+        void* midiIn = midiIn_ ? jack_port_get_buffer(midiIn_, frames) : nullptr;
+        const uint32_t events = midiIn ? jack_midi_get_event_count(midiIn) : 0;
         for (uint32_t e = 0; e < events; ++e) {
             jack_midi_event_t ev;
             if (jack_midi_event_get(&ev, midiIn, e) == 0) engine_->midiIn(static_cast<int>(ev.time), ev.buffer, ev.size);
@@ -201,7 +203,7 @@ private:
             auto* y = static_cast<float*>(jack_port_get_buffer(out_[c], frames));
             for (jack_nframes_t i = 0; i < frames; ++i) y[i] = interleavedOut_[i * nOut + c];
         }
-        engine_->drainMidiOut(static_cast<int>(frames), [&](int offset, const uint8_t* bytes, int size) {
+        if (midiOut) engine_->drainMidiOut(static_cast<int>(frames), [&](int offset, const uint8_t* bytes, int size) {
             jack_midi_event_write(midiOut, static_cast<jack_nframes_t>(offset), bytes, static_cast<size_t>(size));
         });
     }

@@ -405,6 +405,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     drainQueue(controlQueue_, budget);
     drainQueue(workerQueue_, budget);
     applyBusMaps();
+    for (midi::MidiEvent e; midiFromThread_.tryPop(e);) acceptMidi(renderPos_, e.bytes, e.size);
     applyClockIn();
     serviceGroupStarts();
     afterSegment();
@@ -693,9 +694,20 @@ void Engine::recomputeSolo() noexcept {
 }
 
 void Engine::midiIn(int offset, const uint8_t* bytes, size_t size) noexcept {
-    if (size == 0 || size > 3 || bytes[0] < 0x80 || bytes[0] == 0xf0) return;
     // Input frame f of this period is rendered at renderPos_ + adaptFill_ + f (see below).
-    const int64_t sample = renderPos_ + adaptFill_ + std::max(0, offset);
+    acceptMidi(renderPos_ + adaptFill_ + std::max(0, offset), bytes, size);
+}
+
+void Engine::midiFromThread(const uint8_t* bytes, size_t size) noexcept {
+    if (size == 0 || size > 3) return;
+    midi::MidiEvent e;
+    e.size = static_cast<uint8_t>(size);
+    std::memcpy(e.bytes, bytes, size);
+    if (!midiFromThread_.tryPush(e)) midiDropped_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Engine::acceptMidi(int64_t sample, const uint8_t* bytes, size_t size) noexcept {
+    if (size == 0 || size > 3 || bytes[0] < 0x80 || bytes[0] == 0xf0) return;
     const uint8_t status = bytes[0];
     if (status == 0xf8 || status == 0xfa || status == 0xfb || status == 0xfc || (status == 0xf2 && size == 3)) {
         if (clockInCount_ == kMaxClockIn) { midiDropped_.fetch_add(1, std::memory_order_relaxed); return; }

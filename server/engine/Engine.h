@@ -108,6 +108,9 @@ public:
     // [audio] The driver, before processInterleaved(): a MIDI message that arrived at frame
     // `offset` of the period it is about to render (SysEx and longer messages are not taken).
     void midiIn(int offset, const uint8_t* bytes, size_t size) noexcept;
+    // [one other thread] A MIDI message from an input with no sample time (AlsaMidi's thread):
+    // taken at the next block's start.
+    void midiFromThread(const uint8_t* bytes, size_t size) noexcept;
     // [audio] The driver, after processInterleaved(): the MIDI messages to send in that period,
     // write(frameOffset, bytes, size) in time order (what the control thread sent first, at 0).
     template <class F>
@@ -312,6 +315,10 @@ private:
     // MIDI (drivers with MIDI ports: JackDriver).
     SpscQueue<midi::MidiEvent> midiToControl_{1024};
     SpscQueue<midi::MidiEvent> midiFromControl_{1024};
+    SpscQueue<midi::MidiEvent> midiFromThread_{1024};
+    // [audio] A message at timeline sample `sample`: the clock's to applyClockIn, the rest to
+    // the control thread.
+    void acceptMidi(int64_t sample, const uint8_t* bytes, size_t size) noexcept;
     static constexpr int kMaxMidiOut = 1024;
     midi::MidiEvent midiOut_[kMaxMidiOut];  // generated on the audio thread, in time order
     int midiOutCount_ = 0;

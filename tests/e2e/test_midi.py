@@ -269,5 +269,41 @@ class JackMidi(unittest.TestCase):
         self.assertIn("the tempo source is midi", self.srv.wait("/fail", "/tempo")[1])
 
 
+    def test_midi_none_leaves_the_jack_client_without_midi_ports(self):
+        self.srv.stop()
+        old = os.environ.get("JACK_DEFAULT_SERVER")
+        os.environ["JACK_DEFAULT_SERVER"] = SERVER
+        try:
+            self.srv = Loopd("--midi", "none", "--jack-name", "loopd-nomidi", driver="jack")
+        finally:
+            if old is None:
+                del os.environ["JACK_DEFAULT_SERVER"]
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = old
+        ports = subprocess.run(["jack_lsp"], env=self.env, capture_output=True, text=True).stdout.split("\n")
+        self.assertIn("loopd-nomidi:outport 0", ports)
+        self.assertFalse([p for p in ports if p.startswith("loopd-nomidi:midi")], ports)
+
+
+class WithoutMidi(unittest.TestCase):
+    def test_no_jack_and_no_sequencer_gives_one_warning_and_loopd_runs(self):
+        srv = Loopd(driver="null")
+        try:
+            self.assertEqual(srv.status()[0], 1)
+            lines = [l for l in srv.log if "midi" in l.lower()]
+            if os.path.exists("/dev/snd/seq"):
+                self.assertTrue(any("ALSA sequencer ports" in l for l in lines), lines)
+            else:
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn("[warning] MIDI off: no JACK MIDI and no ALSA sequencer", lines[0])
+        finally:
+            srv.stop()
+        srv = Loopd("--midi", "none", driver="null")
+        try:
+            self.assertEqual([l for l in srv.log if "midi" in l.lower()], [])
+        finally:
+            srv.stop()
+
+
 if __name__ == "__main__":
     unittest.main()

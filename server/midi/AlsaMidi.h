@@ -1,0 +1,34 @@
+#pragma once
+// MIDI through the ALSA sequencer (RtMidi): loopd's virtual ports `midi_in` / `midi_out` where
+// /dev/snd/seq exists, for drivers without MIDI ports of their own (ALSA, Pulse, null). What
+// arrives is handed to the engine from RtMidi's thread (Engine::midiFromThread: it is taken at
+// the next block's start; the ALSA sequencer's timing is not sample-accurate anyway). Without a
+// sequencer RtMidi throws: open() says why and loopd runs without MIDI.
+//
+// Threads: [control] open/close; RtMidi's own input thread calls into the engine.
+#include <memory>
+#include <string>
+
+class RtMidiIn;
+class RtMidiOut;
+
+namespace loopd {
+
+class Engine;
+
+class AlsaMidi {
+public:
+    AlsaMidi();
+    ~AlsaMidi();
+    AlsaMidi(const AlsaMidi&) = delete;
+    AlsaMidi& operator=(const AlsaMidi&) = delete;
+    // [control] False (and `why`) when the ALSA sequencer cannot be used.
+    bool open(Engine& engine, const std::string& clientName, std::string& why);
+    void close();
+
+private:
+    std::unique_ptr<RtMidiIn> in_;
+    std::unique_ptr<RtMidiOut> out_;
+};
+
+} // namespace loopd
