@@ -146,6 +146,13 @@ class JackMidi(unittest.TestCase):
         self.sl.wait_state(0, PLAYING)
         length = self.sl.get(0, "loop_len")
         print("a bound note recorded a loop of %.5f s (the notes were 1 s apart)" % length)
+        # LED feedback on loopd:midi_out: the record button's note (channel 10, note 36) goes
+        # to 127 while the loop records and back to 0 when it plays; its overdub button stays dark.
+        time.sleep(0.2)
+        got = self.peer.received()
+        record_led = [b[2] for f, b in got if b[:2] == [0x99, 36]]
+        print("record LED (channel 10 note 36) velocities:", record_led, "all feedback:", [b for f, b in got][:12])
+        self.assertEqual(record_led, [0, 127, 0])
         # Handled on the control thread for now (it polls every 2 ms): within 10 ms.
         self.assertAlmostEqual(length, 1.0, delta=0.010)
         # CC 7 on channel 2 sets wet along SooperLooper's fader curve: 127 is +6 dB (2.0), 0 is 0.

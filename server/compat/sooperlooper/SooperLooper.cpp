@@ -643,14 +643,21 @@ void SooperLooper::sendConfigUpdates() {
 
 void SooperLooper::poll() {
     // State changes go to /notify clients at once; auto-updates every 100 ms (SooperLooper's rate).
+    bool stateChanged = false;
     for (size_t i = 0; i < slLoops_.size(); ++i) {
         SlLoop& loop = slLoops_[i];
         const int state = loop.looper->status().state.load(std::memory_order_relaxed);
         if (state != loop.lastState) {
             loop.lastState = state;
             broadcast(osc::MessageBuilder("/sl_state").i(static_cast<int32_t>(i)).i(state).i(loop.node));
+            stateChanged = true;
         }
     }
+    {
+        std::lock_guard<std::mutex> lock(bindingsMutex_);
+        if (bindingsVersion_ != feedbackVersion_) { stateChanged = true; feedbackVersion_ = bindingsVersion_; }
+    }
+    if (stateChanged) sendFeedback();
     const auto now = std::chrono::steady_clock::now();
     if (now - slLastAuto_ < std::chrono::milliseconds(100)) return;
     slLastAuto_ = now;

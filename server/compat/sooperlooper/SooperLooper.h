@@ -82,6 +82,12 @@ private:
     };
     MidiLearn learn_, getNext_;
     std::map<std::string, float> toggles_; // a toggle binding's last value, by its line
+    // LED feedback: every note/cc binding of a loop command lights while the loop is in that
+    // command's state (127; 64 while waiting to start or stop recording; 0 otherwise), sent on
+    // the MIDI output when it changes (feedbackSent_: by binding line and loop).
+    void sendFeedback();
+    std::map<std::pair<std::string, int>, int> feedbackSent_;
+    uint64_t bindingsVersion_ = 0, feedbackVersion_ = ~uint64_t{0}; // [bindingsMutex_] / [control]
     std::mutex bindingsMutex_;
     midi::BindingTable bindings_; // [bindingsMutex_]: the control thread and the worker's loads and saves
  void hSlLoopAdd(Msg&); void hSlLoopDel(Msg&); void hSlGlobalSet(Msg&); void hSlGlobalGet(Msg&);

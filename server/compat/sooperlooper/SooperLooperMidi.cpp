@@ -47,6 +47,7 @@ void SooperLooper::hSlAddMidiBinding(Msg& m) {
     {
         std::lock_guard<std::mutex> lock(bindingsMutex_);
         bindings_.add(b, options.find("exclusive") != std::string::npos);
+        ++bindingsVersion_;
     }
     done(m.client, m.address);
 }
@@ -59,6 +60,7 @@ void SooperLooper::hSlRemoveMidiBinding(Msg& m) {
     {
         std::lock_guard<std::mutex> lock(bindingsMutex_);
         removed = bindings_.remove(b);
+        ++bindingsVersion_;
     }
     if (!removed) throw osc::ArgError("no such binding: " + b.serialize());
     done(m.client, m.address);
@@ -69,6 +71,7 @@ void SooperLooper::hSlClearMidiBindings(Msg& m) {
     {
         std::lock_guard<std::mutex> lock(bindingsMutex_);
         bindings_.clear();
+        ++bindingsVersion_;
     }
     done(m.client, m.address);
 }
@@ -94,6 +97,7 @@ void SooperLooper::hSlLoadMidiBindings(Msg& m) {
         {
             std::lock_guard<std::mutex> lock(bindingsMutex_);
             if (!append) bindings_.clear();
+            ++bindingsVersion_;
             for (const midi::Binding& b : loaded.all()) {
                 if (const std::string why = bindingTargetProblem(b); !why.empty()) {
                     fail(client, "/load_midi_bindings", file + ": '" + b.serialize() + "': " + why + " (skipped)");
@@ -195,6 +199,7 @@ void SooperLooper::onMidi(const midi::Message& msg) {
             {
                 std::lock_guard<std::mutex> lock(bindingsMutex_);
                 bindings_.add(b, learn_.exclusive);
+                ++bindingsVersion_;
             }
             learn_.active = false;
             sendToUrl(learn_.client, learn_.url, osc::MessageBuilder(learn_.path.c_str()).s("add").s(b.serialize()));
@@ -229,6 +234,57 @@ void SooperLooper::onMidi(const midi::Message& msg) {
         }
         const char* verb = a.kind == K::Down ? "down" : a.kind == K::Up ? "up" : a.kind == K::UpForce ? "upforce" : "hit";
         runInternal(osc::MessageBuilder((prefix + verb).c_str()).s(b.control));
+    }
+}
+
+namespace {
+// How lit a loop command's LED is in a loop state: 127 in the command's own state, 64 while
+// recording waits to start or stop (quantized), 0 otherwise; -1 for commands without a state.
+int ledFor(const std::string& command, int state) {
+    auto on = [&](std::initializer_list<LoopState> states) {
+        for (LoopState s : states)
+            if (state == static_cast<int>(s)) return 127;
+        return 0;
+    };
+    if (command == "record") {
+        if (state == static_cast<int>(LoopState::WaitStart) || state == static_cast<int>(LoopState::WaitStop)) return 64;
+        return on({LoopState::Recording});
+    }
+    if (command == "overdub") return on({LoopState::Overdubbing});
+    if (command == "multiply") return on({LoopState::Multiplying});
+    if (command == "insert") return on({LoopState::Inserting});
+    if (command == "replace") return on({LoopState::Replacing});
+    if (command == "substitute") return on({LoopState::Substitute});
+    if (command == "mute" || command == "mute_on" || command == "mute_off") return on({LoopState::Muted});
+    if (command == "pause" || command == "pause_on" || command == "pause_off") return on({LoopState::Paused});
+    if (command == "trigger") return on({LoopState::Playing});
+    if (command == "oneshot") return on({LoopState::OneShot});
+    return -1;
+}
+} // namespace
+
+void SooperLooper::sendFeedback() {
+    std::vector<midi::Binding> all;
+    {
+        std::lock_guard<std::mutex> lock(bindingsMutex_);
+        all = bindings_.all();
+    }
+    for (const midi::Binding& b : all) {
+        if (b.command == "set" || (b.type != "n" && b.type != "on" && b.type != "off" && b.type != "cc")) continue;
+        // The loop it shows: its own; for all loops (-1) or the selected one (-3), the selected loop.
+        const int loop = b.instance >= 0 ? b.instance : (slSelected_ >= 0 ? slSelected_ : 0);
+        if (loop >= static_cast<int>(slLoops_.size())) continue;
+        const int value = ledFor(b.control, slLoops_[static_cast<size_t>(loop)].lastState);
+        if (value < 0) continue;
+        const auto key = std::make_pair(b.serialize(), loop);
+        if (auto it = feedbackSent_.find(key); it != feedbackSent_.end() && it->second == value) continue;
+        midi::MidiEvent e;
+        e.sample = -1;
+        e.size = 3;
+        e.bytes[0] = static_cast<uint8_t>((b.type == "cc" ? 0xb0 : 0x90) | (b.channel & 0x0f));
+        e.bytes[1] = static_cast<uint8_t>(b.param & 0x7f);
+        e.bytes[2] = static_cast<uint8_t>(value);
+        if (engine_.sendMidi(e)) feedbackSent_[key] = value;
     }
 }
 
