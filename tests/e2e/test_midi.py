@@ -292,6 +292,42 @@ class JackMidi(unittest.TestCase):
         self.assertFalse([p for p in ports if p.startswith("loopd-nomidi:midi")], ports)
 
 
+    def test_loopds_own_bindings_send_any_osc_command_with_the_value_scaled(self):
+        self.srv.send("/midi_osc", "0 cc 22", 60.0, 180.0, "/tempo", "$")
+        self.srv.wait("/done", "/midi_osc")
+        self.srv.send("/midi_osc", "9 n 36", 0.0, 1.0, "/tempo_tap")
+        self.srv.wait("/done", "/midi_osc")
+        self.srv.send("/midi_osc", "0 cc 99", 0.0, 1.0, "/midi_osc", "x")
+        self.assertIn("cannot change the MIDI bindings", self.srv.wait("/fail", "/midi_osc")[1])
+        self.srv.send("/midi_osc", "0 zz 1", 0.0, 1.0, "/tempo")
+        self.assertIn("channel type number", self.srv.wait("/fail", "/midi_osc")[1])
+        # CC 22 at 127: 180 BPM; at 64: 60 + 120 * 64 / 127.
+        for value, want in ((127, 180.0), (64, 60.0 + 120.0 * 64 / 127)):
+            self.peer.cmd("send b0 16 %02x" % value)
+            deadline = time.time() + 3
+            while time.time() < deadline and abs(self.srv.status()[13] - want) > 1e-3:
+                time.sleep(0.05)
+            self.assertAlmostEqual(self.srv.status()[13], want, delta=1e-3)
+        # Note 36 on channel 10 taps the tempo: four taps 0.5 s apart (on JACK's frames) give 120 BPM.
+        t = self.peer.now() + 2400
+        for k in range(4):
+            self.peer.cmd("sendat %d 99 24 64" % (t + 24000 * k))
+            self.peer.cmd("sendat %d 89 24 00" % (t + 24000 * k + 1200))
+        time.sleep(2.2)
+        bpm = self.srv.status()[13]
+        print("four MIDI taps 0.5 s apart: %.2f BPM" % bpm)
+        self.assertAlmostEqual(bpm, 120.0, delta=2.0)  # taps are timed on arrival at the control thread
+        self.srv.send("/midi_osc_list")
+        listed = [self.srv.wait("/midi_osc.reply") for _ in range(2)]
+        self.srv.wait("/done", "/midi_osc_list")
+        self.assertEqual(listed[0], ["0 cc 22", 60.0, 180.0, "/tempo", "$"])
+        self.assertEqual(listed[1], ["9 n 36", 0.0, 1.0, "/tempo_tap"])
+        self.srv.send("/midi_osc_remove", "0 cc 22")
+        self.srv.wait("/done", "/midi_osc_remove")
+        self.srv.send("/midi_osc_remove", "0 cc 22")
+        self.assertIn("no MIDI binding", self.srv.wait("/fail", "/midi_osc_remove")[1])
+
+
 class WithoutMidi(unittest.TestCase):
     def test_no_jack_and_no_sequencer_gives_one_warning_and_loopd_runs(self):
         srv = Loopd(driver="null")

@@ -37,7 +37,8 @@ public:
     // [control] A channel message from a MIDI input (midi::MidiModule): a learn or a
     // /get_next_midi_event under way takes it, else it goes through the bindings, as
     // SooperLooper's /sl/<instance>/<down|up|upforce|hit|set> commands.
-    void onMidi(const midi::Message& m);
+    // True when a learn took it (nothing else should act on it).
+    bool onMidi(const midi::Message& m);
 
 private:
     TempoCommands& tempo_; // the clock's commands (tempo, tap tempo follow the tempo source)

@@ -183,8 +183,8 @@ void SooperLooper::hSlCancelGetNextMidi(Msg& m) {
     sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s("next_cancel").s(""));
 }
 
-void SooperLooper::onMidi(const midi::Message& msg) {
-    if (msg.status < 0x80 || msg.status >= 0xf0) return;
+bool SooperLooper::onMidi(const midi::Message& msg) {
+    if (msg.status < 0x80 || msg.status >= 0xf0) return false;
     const std::string type = learnType(msg.status);
     // A learn (or a look at the next event) takes the event; SooperLooper learns from any note
     // event, a release included.
@@ -212,9 +212,9 @@ void SooperLooper::onMidi(const midi::Message& msg) {
             getNext_.active = false;
             sendToUrl(getNext_.client, getNext_.url, osc::MessageBuilder(getNext_.path.c_str()).s("recv").s(b.serialize()));
         }
-        return;
+        return true;
     }
-    if (type.empty()) return;
+    if (type.empty()) return false;
     // Note off is looked up as the note on it ends (SooperLooper keys both as 0x90).
     const int status = (msg.status & 0xf0) == 0x80 ? 0x90 | msg.channel() : msg.status;
     const uint8_t value = (msg.status & 0xf0) == 0xc0 ? 127 : msg.data2;
@@ -235,6 +235,7 @@ void SooperLooper::onMidi(const midi::Message& msg) {
         const char* verb = a.kind == K::Down ? "down" : a.kind == K::Up ? "up" : a.kind == K::UpForce ? "upforce" : "hit";
         runInternal(osc::MessageBuilder((prefix + verb).c_str()).s(b.control));
     }
+    return false;
 }
 
 namespace {
