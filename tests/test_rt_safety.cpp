@@ -234,6 +234,7 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     s.input = {sine(300.0, 0.2, 48000 * 8, 48000.0), sine(500.0, 0.2, 48000 * 8, 48000.0)};
     buildScene(s, dir);
     s.send("/set", "output_midi_clock", 1.0f); // MIDI clock out on the audio thread
+    s.send("/add_midi_binding", "0 n 60  hit trigger -1  0 1  norm 0 127"); // a pad: runs on the audio thread
     s.render(4800);
     resetCounters();
     int acked = 0;

@@ -725,6 +725,7 @@ void Controller::takeBack(Released& x) {
         break;
     }
     case Released::What::Rejected: recorder_.discard(static_cast<RecordSlot*>(x.ptr)); break;
+    case Released::What::MidiPads: Engine::freeReleased(x); break;
     }
 }
 

@@ -10,6 +10,8 @@
 
 #include "server/engine/Params.h"
 
+namespace loopd::midi { struct MidiPadTable; }
+
 namespace loopd {
 
 class Node;
@@ -86,6 +88,9 @@ struct MidiClockOut { bool on; };
 // The tempo source is an incoming MIDI clock: its tempo (midi::MidiClockFollower) sets the
 // clock's, Start puts bar 1 on the next tick's sample, Continue the Song Position.
 struct MidiClockIn { bool on; };
+// The MIDI pad bindings the audio thread acts on (midi/MidiPads.h); the table it replaces goes
+// back by the hand-back lane.
+struct MidiPads { midi::MidiPadTable* table; };
 // Start held nodes together on one sample, once all are ready (buffers loaded), or after
 // waitSeconds with whichever are ready (the others start when their buffers arrive).
 struct StartGroup { int32_t ids[8]; int count; double waitSeconds; };
@@ -119,7 +124,7 @@ struct LoopGlobals { int32_t syncSource; int32_t anchorId; double eighthPerCycle
 using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::Free, cmd::Run,
                                  cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
                                  cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
-                                 cmd::Tempo, cmd::Meter, cmd::Nudge, cmd::ClockReset, cmd::MidiClockOut, cmd::MidiClockIn, cmd::StartGroup,
+                                 cmd::Tempo, cmd::Meter, cmd::Nudge, cmd::ClockReset, cmd::MidiClockOut, cmd::MidiClockIn, cmd::MidiPads, cmd::StartGroup,
                                  cmd::Unit, cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus,
                                  cmd::GetBus, cmd::MapParam>;
 
@@ -157,6 +162,7 @@ struct Released {
         Voice,       // a stretch voice nobody took
         Recording,   // a recorder slot detached after recording (client: who gets /done)
         Rejected,    // a recorder slot that never started
+        MidiPads,    // a MIDI pad table replaced (midi::MidiPadTable)
     };
     What what = What::Buffer;
     void* ptr = nullptr;

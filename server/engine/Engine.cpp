@@ -10,6 +10,8 @@
 
 #include "dsp/Denormals.h"
 #include "server/engine/BufferData.h"
+#include "server/midi/MidiPads.h"
+#include "server/midi/MidiParser.h"
 #include "server/engine/Group.h"
 #include "server/engine/StretchWorker.h"
 #include "server/io/RecordSlot.h"
@@ -105,6 +107,7 @@ Engine::~Engine() {
     std::vector<Node*> all;
     nodes_.forEach([&](Node* n) { all.push_back(n); });
     for (Node* n : all) delete n;
+    delete pads_;
     for (BufferData* b : buffers_) delete b;
     Reply r;
     while (replyQueue_.tryPop(r))
@@ -118,6 +121,7 @@ Engine::~Engine() {
         else if (auto* s = std::get_if<cmd::SwapBuffer>(&cm.body)) delete s->data;
         else if (auto* t = std::get_if<cmd::QueryTree>(&cm.body)) delete t->snapshot;
         else if (auto* u = std::get_if<cmd::Unit>(&cm.body)) { delete u->buffer; delete u->voice; }
+        else if (auto* p = std::get_if<cmd::MidiPads>(&cm.body)) delete p->table;
     };
     while (controlQueue_.tryPop(c)) drop(c);
     while (workerQueue_.tryPop(c)) drop(c);
@@ -235,6 +239,7 @@ void Engine::freeReleased(Released& r) noexcept {
     case Released::What::Voice: delete static_cast<StretchVoice*>(r.ptr); break;
     case Released::What::Recording:
     case Released::What::Rejected: break; // the Recorder's
+    case Released::What::MidiPads: delete static_cast<midi::MidiPadTable*>(r.ptr); break;
     }
     r.ptr = nullptr;
 }
@@ -406,7 +411,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     drainQueue(workerQueue_, budget);
     applyBusMaps();
     for (midi::MidiEvent e; midiFromThread_.tryPop(e);) acceptMidi(renderPos_, e.bytes, e.size);
-    applyClockIn();
+    applyMidiIn();
     serviceGroupStarts();
     afterSegment();
 
@@ -709,32 +714,37 @@ void Engine::midiFromThread(const uint8_t* bytes, size_t size) noexcept {
 void Engine::acceptMidi(int64_t sample, const uint8_t* bytes, size_t size) noexcept {
     if (size == 0 || size > 3 || bytes[0] < 0x80 || bytes[0] == 0xf0) return;
     const uint8_t status = bytes[0];
-    if (status == 0xf8 || status == 0xfa || status == 0xfb || status == 0xfc || (status == 0xf2 && size == 3)) {
-        if (clockInCount_ == kMaxClockIn) { midiDropped_.fetch_add(1, std::memory_order_relaxed); return; }
-        clockIn_[clockInCount_++] = ClockIn{sample, status, status == 0xf2 ? static_cast<uint16_t>((bytes[1] & 0x7f) | ((bytes[2] & 0x7f) << 7)) : uint16_t{0}};
-        return;
-    }
-    if (status >= 0xf8) return; // active sensing, reset, ...: nothing for loopd
-    midi::MidiEvent e;
+    if (status >= 0xf8 && status != 0xf8 && status != 0xfa && status != 0xfb && status != 0xfc) return; // sensing, reset: nothing for loopd
+    if (size != 1u + midi::MidiParser::dataBytes(status) && status < 0xf8) return; // not whole
+    if (midiInCount_ == kMaxMidiIn) { midiDropped_.fetch_add(1, std::memory_order_relaxed); return; }
+    midi::MidiEvent& e = midiIn_[midiInCount_++];
     e.sample = sample;
     e.size = static_cast<uint8_t>(size);
+    e.flags = 0;
+    e.bytes[0] = e.bytes[1] = e.bytes[2] = 0;
     std::memcpy(e.bytes, bytes, size);
-    if (!midiToControl_.tryPush(e)) midiDropped_.fetch_add(1, std::memory_order_relaxed);
 }
 
-void Engine::applyClockIn() noexcept {
-    if (clockInCount_ == 0) return;
+void Engine::applyMidiIn() noexcept {
+    if (midiInCount_ == 0) return;
     const int64_t start = ctx_.blockStartSample, end = start + config_.blockSize;
     const double sr = config_.sampleRate;
     int kept = 0;
-    for (int i = 0; i < clockInCount_; ++i) {
-        const ClockIn ev = clockIn_[i];
-        if (ev.sample >= end) { clockIn_[kept++] = ev; continue; } // a later block's
-        switch (ev.status) {
+    for (int i = 0; i < midiInCount_; ++i) {
+        midi::MidiEvent ev = midiIn_[i];
+        if (ev.sample >= end) { midiIn_[kept++] = ev; continue; } // a later block's
+        const uint8_t status = ev.bytes[0];
+        if (status < 0xf0) {
+            // A channel message: the pads act now; everything goes on to the control thread.
+            if (applyPads(ev.bytes, ev.sample)) ev.flags |= midi::MidiEvent::kPadsDone;
+            if (!midiToControl_.tryPush(ev)) midiDropped_.fetch_add(1, std::memory_order_relaxed);
+            continue;
+        }
+        switch (status) {
         case 0xfa: clockInStart_ = true; clockInContinue_ = false; songPosition_ = 0; break;
         case 0xfb: clockInContinue_ = true; clockInStart_ = false; break;
         case 0xfc: clockInStart_ = clockInContinue_ = false; ticksSinceStart_ = -1; break;
-        case 0xf2: songPosition_ = ev.value; break;
+        case 0xf2: songPosition_ = (ev.bytes[1] & 0x7f) | ((ev.bytes[2] & 0x7f) << 7); break;
         case 0xf8: {
             const bool known = clockFollower_.tick(ev.sample, sr);
             if (known) midiClockBpm_.store(clockFollower_.bpm(), std::memory_order_relaxed);
@@ -763,7 +773,43 @@ void Engine::applyClockIn() noexcept {
         default: break;
         }
     }
-    clockInCount_ = kept;
+    midiInCount_ = kept;
+}
+
+bool Engine::applyPads(const uint8_t* bytes, int64_t sample) noexcept {
+    if (!pads_ || padsPaused_.load(std::memory_order_acquire)) return false;
+    const uint8_t status = bytes[0], kind = status & 0xf0;
+    if (kind != 0x80 && kind != 0x90 && kind != 0xb0 && kind != 0xc0) return false;
+    // Keyed as SooperLooper keys them: a note off under its note on.
+    const int keyStatus = kind == 0x80 ? (0x90 | (status & 0x0f)) : status;
+    const uint8_t value = kind == 0xc0 ? 127 : bytes[2];
+    auto [pads, count] = pads_->find((keyStatus << 8) | (bytes[1] & 0x7f));
+    using K = midi::BoundAction::Kind;
+    for (int p = 0; p < count; ++p) {
+        midi::MidiPad& pad = pads[p];
+        const midi::BoundAction a = midi::actionFor(pad.binding, status, value, pad.toggle);
+        if (a.kind == K::None || a.kind == K::Set) continue;
+        for (int t = 0; t < pad.numTargets; ++t) {
+            midi::MidiPad::Target& target = pad.targets[t];
+            bool fire = true;
+            if (a.kind == K::Down) {
+                target.downAt = sample;
+                target.held = true;
+            } else if (a.kind == K::Up || a.kind == K::UpForce) {
+                // SooperLooper's hold rule: `up` releases only a press held 0.5 s or more.
+                const bool wasHeld = target.held;
+                target.held = false;
+                const bool longPress = wasHeld && static_cast<double>(sample - target.downAt) >= 0.5 * config_.sampleRate;
+                fire = pad.sustainable && (a.kind != K::Up || longPress) && (wasHeld || a.kind != K::Up);
+            }
+            if (!fire) continue;
+            Command c;
+            c.address = "/sl/#/hit";
+            c.body = target.unit;
+            execute(c);
+        }
+    }
+    return count > 0;
 }
 
 void Engine::emitMidi(int64_t sample, uint8_t b0, uint8_t b1, uint8_t b2, uint8_t size) noexcept {
@@ -853,6 +899,11 @@ void Engine::execute(Command& c) noexcept {
                        }
                    },
                    [&](cmd::MidiClockIn& m) { midiTempo_ = m.on; },
+                   [&](cmd::MidiPads& m) {
+                       if (pads_) release(Released{Released::What::MidiPads, pads_});
+                       pads_ = m.table;
+                       m.table = nullptr;
+                   },
                    [&](cmd::MidiClockOut& m) {
                        if (m.on && !midiClockOut_) midiStartPending_ = true;
                        if (!m.on && midiClockOut_) emitMidi(renderPos_, 0xfc);

@@ -135,6 +135,8 @@ public:
     // [any] Whether a driver takes the MIDI output (drainMidiOut each period); without one
     // what the engine would send is dropped each block.
     void setMidiOutput(bool taken) noexcept { midiOutputTaken_.store(taken, std::memory_order_release); }
+    // [control] While a learn waits for its event, the pads do not act (SooperLooper's rule).
+    void pauseMidiPads(bool paused) noexcept { padsPaused_.store(paused, std::memory_order_release); }
     // [control] The next MIDI message that came in (its timeline sample in `sample`).
     bool popMidiIn(midi::MidiEvent& e) noexcept { return midiToControl_.tryPop(e); }
     // [control] Send a MIDI message as soon as possible (the next period). False when full.
@@ -324,11 +326,10 @@ private:
     int midiOutCount_ = 0;
     int64_t periodOutStart_ = 0;           // timeline sample of the current period's first output frame
     std::atomic<bool> midiOutputTaken_{false};
-    // MIDI clock in: real-time messages and Song Position of the current period, by sample.
-    struct ClockIn { int64_t sample; uint8_t status; uint16_t value; };
-    static constexpr int kMaxClockIn = 256;
-    ClockIn clockIn_[kMaxClockIn] = {};
-    int clockInCount_ = 0;
+    // MIDI input of the current period, by sample (applyMidiIn takes each in its block).
+    static constexpr int kMaxMidiIn = 512;
+    midi::MidiEvent midiIn_[kMaxMidiIn] = {};
+    int midiInCount_ = 0;
     midi::MidiClockFollower clockFollower_;
     bool midiTempo_ = false;               // cmd::MidiClockIn
     bool clockInStart_ = false, clockInContinue_ = false;
@@ -336,8 +337,13 @@ private:
     int64_t ticksSinceStart_ = -1;         // external ticks since the one that was beat 0 (-1: none)
     double tickBase_ = 0.0;                // the beat that tick was (0, or the Song Position)
     std::atomic<double> midiClockBpm_{0.0};
-    // [audio] The clock messages of this block: tempo, Start/Continue on their tick's sample.
-    void applyClockIn() noexcept;
+    // [audio] The MIDI input of this block: the clock's messages (tempo, Start/Continue on
+    // their tick's sample), pad bindings acted on, the rest passed to the control thread.
+    void applyMidiIn() noexcept;
+    // [audio] The pad bindings of a channel message (true: some acted on it).
+    bool applyPads(const uint8_t* bytes, int64_t sample) noexcept;
+    midi::MidiPadTable* pads_ = nullptr;
+    std::atomic<bool> padsPaused_{false};
     bool midiClockOut_ = false;            // cmd::MidiClockOut
     bool midiStartPending_ = false;        // Start goes out with the next bar's first tick
     // [audio] Queue a message to leave at timeline sample `sample` (dropped and counted when full).

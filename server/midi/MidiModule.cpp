@@ -121,7 +121,7 @@ void MidiModule::poll() {
         if (e.size > 1) m.data1 = e.bytes[1] & 0x7f;
         if (e.size > 2) m.data2 = e.bytes[2] & 0x7f;
         if (m.status >= 0xf0 || m.size != 1 + midi::MidiParser::dataBytes(m.status)) continue; // not a whole channel message
-        if (sooperLooper_.onMidi(m)) continue; // a learn took it
+        if (sooperLooper_.onMidi(m, e.flags & midi::MidiEvent::kPadsDone)) continue; // a learn took it
         runOscBindings(m);
     }
 }

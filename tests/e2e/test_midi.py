@@ -153,8 +153,9 @@ class JackMidi(unittest.TestCase):
         record_led = [b[2] for f, b in got if b[:2] == [0x99, 36]]
         print("record LED (channel 10 note 36) velocities:", record_led, "all feedback:", [b for f, b in got][:12])
         self.assertEqual(record_led, [0, 127, 0])
-        # Handled on the control thread for now (it polls every 2 ms): within 10 ms.
-        self.assertAlmostEqual(length, 1.0, delta=0.010)
+        # A pad binding acts on the audio thread in the block its note arrived in: the loop is as
+        # long as the notes were apart, to the block (64 frames).
+        self.assertAlmostEqual(length, 1.0, delta=64 / 48000.0)
         # CC 7 on channel 2 sets wet along SooperLooper's fader curve: 127 is +6 dB (2.0), 0 is 0.
         for value, want in ((127, 2.0), (0, 0.0)):
             self.peer.cmd("send b1 07 %02x" % value)
@@ -222,10 +223,16 @@ class JackMidi(unittest.TestCase):
         # A JACK cycle loopd missed (an xrun of this shared machine's dummy server: loopd's
         # timeline then runs a period behind JACK's) shows as a gap one period (256) off: such
         # gaps are counted, not judged, and at most a few are allowed.
-        xruns = [g for a, g in zip([gaps[0]] + gaps, gaps) if abs(abs(g - a) - 256) <= 2]
-        gaps = [g for a, g in zip([gaps[0]] + gaps, gaps) if abs(abs(g - a) - 256) > 2]
+        judged, xruns = [], []
+        for g in gaps:
+            d = g - (judged[-1] if judged else 1000)
+            if abs(d) >= 250 and abs(d - 256 * round(d / 256)) <= 2:
+                xruns.append(g)  # whole periods off the gap before: JACK's frames moved, not loopd's ticks
+            else:
+                judged.append(g)
+        gaps = judged
         print("clock out: %d ticks, first gaps %s, last gaps %s, starts %d, stops %d, gaps an xrun moved %s" % (len(ticks), gaps[:3], gaps[-3:], len(starts), len(stops), xruns))
-        self.assertLessEqual(len(xruns), 4, xruns)
+        self.assertGreater(len(gaps), 0.9 * (len(ticks) - 1), xruns)
         # 120 BPM: 1000 frames a tick (its 1/24 beat on the sample: the rounding may move one by 1).
         self.assertTrue(all(abs(g - 1000) <= 1 for g in gaps[:24 * 2]), gaps[:48])
         # 140 BPM at the end: 857.14 frames.

@@ -76,6 +76,8 @@ bool sustainable(LoopCmd c) {
 }
 } // namespace
 
+bool SooperLooper::isSustainable(LoopCmd c) { return sustainable(c); }
+
 SooperLooper::SooperLooper(Controller& c, TempoCommands& tempo) : Module(c), tempo_(tempo) {
     std::random_device rd;
     while (slEngineId_ == 0) slEngineId_ = static_cast<int32_t>(rd() & 0x7fffffff);
@@ -658,6 +660,7 @@ void SooperLooper::poll() {
         if (bindingsVersion_ != feedbackVersion_) { stateChanged = true; feedbackVersion_ = bindingsVersion_; }
     }
     if (stateChanged) sendFeedback();
+    compilePads();
     const auto now = std::chrono::steady_clock::now();
     if (now - slLastAuto_ < std::chrono::milliseconds(100)) return;
     slLastAuto_ = now;

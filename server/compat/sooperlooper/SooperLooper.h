@@ -24,6 +24,7 @@ namespace loopd {
 class TempoCommands;
 
 class Looper;
+enum class LoopCmd : uint8_t;
 
 class SooperLooper final : public Module {
 public:
@@ -37,8 +38,9 @@ public:
     // [control] A channel message from a MIDI input (midi::MidiModule): a learn or a
     // /get_next_midi_event under way takes it, else it goes through the bindings, as
     // SooperLooper's /sl/<instance>/<down|up|upforce|hit|set> commands.
-    // True when a learn took it (nothing else should act on it).
-    bool onMidi(const midi::Message& m);
+    // True when a learn took it (nothing else should act on it). `padsDone`: the audio thread
+    // already acted on the event's pad bindings (midi/MidiPads.h): only the others run here.
+    bool onMidi(const midi::Message& m, bool padsDone = false);
 
 private:
     TempoCommands& tempo_; // the clock's commands (tempo, tap tempo follow the tempo source)
@@ -87,6 +89,11 @@ private:
     // command's state (127; 64 while waiting to start or stop recording; 0 otherwise), sent on
     // the MIDI output when it changes (feedbackSent_: by binding line and loop).
     void sendFeedback();
+    // The pad bindings (loop commands of a loop or of all loops) compiled for the audio thread
+    // whenever the bindings or the loops change (padsKey_: what they were compiled from).
+    void compilePads();
+    static bool isSustainable(LoopCmd c); // SooperLooper's SUS commands (a long press releases)
+    std::vector<int32_t> padsKey_;
     std::map<std::pair<std::string, int>, int> feedbackSent_;
     uint64_t bindingsVersion_ = 0, feedbackVersion_ = ~uint64_t{0}; // [bindingsMutex_] / [control]
     std::mutex bindingsMutex_;

@@ -10,6 +10,8 @@
 #include <spdlog/spdlog.h>
 
 #include "server/compat/sooperlooper/SooperLooper.h"
+#include "server/engine/Engine.h"
+#include "server/midi/MidiPads.h"
 #include "server/nodes/looper/Looper.h"
 
 namespace loopd {
@@ -158,6 +160,7 @@ void SooperLooper::hSlLearnMidiBinding(Msg& m) {
     if (!b) throw osc::ArgError("binding '" + line + "': " + why);
     if (const std::string why2 = bindingTargetProblem(*b); !why2.empty()) throw osc::ArgError("binding '" + line + "': " + why2);
     learn_ = MidiLearn{true, *b, options.find("exclusive") != std::string::npos, url, path, m.client};
+    engine_.pauseMidiPads(true);
 }
 
 void SooperLooper::hSlGetNextMidiEvent(Msg& m) {
@@ -165,6 +168,7 @@ void SooperLooper::hSlGetNextMidiEvent(Msg& m) {
     const std::string path = m.args.string("return path");
     m.args.expectEnd();
     getNext_ = MidiLearn{true, {}, false, url, path, m.client};
+    engine_.pauseMidiPads(true);
 }
 
 void SooperLooper::hSlCancelMidiLearn(Msg& m) {
@@ -172,6 +176,7 @@ void SooperLooper::hSlCancelMidiLearn(Msg& m) {
     const std::string path = m.args.string("return path");
     m.args.expectEnd();
     learn_.active = false;
+    engine_.pauseMidiPads(getNext_.active);
     sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s("learn_cancel").s(""));
 }
 
@@ -180,10 +185,11 @@ void SooperLooper::hSlCancelGetNextMidi(Msg& m) {
     const std::string path = m.args.string("return path");
     m.args.expectEnd();
     getNext_.active = false;
+    engine_.pauseMidiPads(learn_.active);
     sendToUrl(m.client, url, osc::MessageBuilder(path.c_str()).s("next_cancel").s(""));
 }
 
-bool SooperLooper::onMidi(const midi::Message& msg) {
+bool SooperLooper::onMidi(const midi::Message& msg, bool padsDone) {
     if (msg.status < 0x80 || msg.status >= 0xf0) return false;
     const std::string type = learnType(msg.status);
     // A learn (or a look at the next event) takes the event; SooperLooper learns from any note
@@ -212,6 +218,7 @@ bool SooperLooper::onMidi(const midi::Message& msg) {
             getNext_.active = false;
             sendToUrl(getNext_.client, getNext_.url, osc::MessageBuilder(getNext_.path.c_str()).s("recv").s(b.serialize()));
         }
+        engine_.pauseMidiPads(learn_.active || getNext_.active);
         return true;
     }
     if (type.empty()) return false;
@@ -226,6 +233,7 @@ bool SooperLooper::onMidi(const midi::Message& msg) {
     for (const midi::Binding& b : hits) {
         const midi::BoundAction a = midi::actionFor(b, msg.status, value, toggles_[b.serialize()]);
         if (a.kind == midi::BoundAction::Kind::None || b.control == "scratch") continue;
+        if (padsDone && midi::isPadBinding(b)) continue; // the audio thread ran it
         const std::string prefix = "/sl/" + std::to_string(b.instance) + "/";
         using K = midi::BoundAction::Kind;
         if (a.kind == K::Set) {
@@ -287,6 +295,39 @@ void SooperLooper::sendFeedback() {
         e.bytes[2] = static_cast<uint8_t>(value);
         if (engine_.sendMidi(e)) feedbackSent_[key] = value;
     }
+}
+
+void SooperLooper::compilePads() {
+    std::vector<int32_t> key;
+    std::vector<midi::Binding> all;
+    {
+        std::lock_guard<std::mutex> lock(bindingsMutex_);
+        key.push_back(static_cast<int32_t>(bindingsVersion_));
+        for (const SlLoop& loop : slLoops_) key.push_back(loop.node);
+        if (key == padsKey_) return;
+        all = bindings_.all();
+    }
+    auto table = std::make_unique<midi::MidiPadTable>();
+    for (const midi::Binding& b : all) {
+        LoopCmd c;
+        if (!midi::isPadBinding(b) || !loopCmdFromName(b.control.c_str(), c)) continue;
+        midi::MidiPad pad;
+        pad.key = b.key();
+        pad.binding = b;
+        pad.sustainable = isSustainable(c);
+        for (size_t i = 0; i < slLoops_.size() && pad.numTargets < midi::MidiPad::kMaxTargets; ++i) {
+            if (b.instance >= 0 && static_cast<size_t>(b.instance) != i) continue;
+            pad.targets[pad.numTargets++].unit = Looper::commandFor(slLoops_[i].node, c, 0.0f);
+        }
+        if (pad.numTargets > 0) table->pads.push_back(std::move(pad));
+    }
+    std::stable_sort(table->pads.begin(), table->pads.end(), [](const midi::MidiPad& x, const midi::MidiPad& y) { return x.key < y.key; });
+    Command cmd;
+    cmd.address = "/load_midi_bindings";
+    cmd.body = cmd::MidiPads{table.get()};
+    if (!engine_.pushCommand(std::move(cmd), false)) return; // the queue is full: next pass
+    table.release(); // the engine's now
+    padsKey_ = std::move(key);
 }
 
 } // namespace loopd
