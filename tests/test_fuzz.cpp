@@ -77,6 +77,10 @@ std::vector<std::vector<char>> corpus(const TempDir& dir) {
         msg("/sl/0/up", "record"), msg("/sl/0/register_auto_update", "loop_pos", 100, url, "/au"),
         msg("/sl/0/save_loop", out.c_str(), "float", "little", url, "/err"), msg("/sl/0/load_loop", wav.c_str(), url, "/err"),
         msg("/save_session", session.c_str(), url, "/err"), msg("/load_session", session.c_str(), url, "/err"),
+        msg("/add_midi_binding", "0 n 60  note record 0  0 1  norm 0 127"), msg("/learn_midi_binding", "0 cc 0  set wet 0", "", url, "/l"),
+        msg("/get_next_midi_event", url, "/n"), msg("/cancel_midi_learn", url, "/l"), msg("/midi_osc", "0 cc 1", 0.0f, 1.0f, "/tempo", "$"),
+        msg("/midi_osc_remove", "0 cc 1"), msg("/midi_osc_list"), msg("/tempo_source", "midi"), msg("/tempo_source", "manual"),
+        msg("/set", "output_midi_clock", 1.0f),
         msg("/bogus", 1, 2.0f, "three"),
     };
     // Every argument type OSC 1.0/1.1 and oscpack know, and nested bundles.

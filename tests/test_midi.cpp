@@ -453,3 +453,35 @@ TEST(MidiClockIn, ATempoChangeIsFollowedWithinABeatAndManualTempoIsRefusedMeanwh
     renderWithMidi(s, more, 48000 * 9);
     EXPECT_NEAR(s.engine().stats().bpm, 100.0, 1e-9);
 }
+
+TEST(MidiIn, RandomBytesAtTheDriverNeverCrashAndNeverReachAHandlerHalfParsed) {
+    // What a broken device or cable may deliver: random messages of 1..3 random bytes (SysEx
+    // starts, stray data, real-time bytes, garbage Song Positions) into the engine, with pad
+    // bindings, the clock following MIDI, a learn waiting now and then. The server keeps running
+    // and answering (the engine takes whole messages only: Engine::acceptMidi), and the tempo
+    // stays within what /tempo takes.
+    OfflineServer s(OfflineServer::defaultConfig());
+    s.send("/loop_add", 2, 4.0f);
+    s.send("/add_midi_binding", "0 n 60  note record -1  0 1  norm 0 127");
+    s.send("/add_midi_binding", "0 cc 7  set wet 0  0 1  norm 0 127");
+    s.send("/midi_osc", "0 cc 8", 0.0f, 1.0f, "/n_set", 0, "gain", "$");
+    s.send("/tempo_source", "midi");
+    std::mt19937 rng(1234);
+    std::uniform_int_distribution<int> byte(0, 255), len(1, 3), count(0, 12);
+    const int B = s.config().blockSize;
+    for (int block = 0; block < 48000 * 5 / B; ++block) {
+        if (block % 500 == 0) s.send("/learn_midi_binding", "0 cc 0  set dry 0  0 1  norm 0 127", "", "osc.udp://127.0.0.1:9/", "/l");
+        for (int k = count(rng); k > 0; --k) {
+            uint8_t b[3] = {static_cast<uint8_t>(byte(rng)), static_cast<uint8_t>(byte(rng)), static_cast<uint8_t>(byte(rng))};
+            s.engine().midiIn(static_cast<int>(rng() % static_cast<unsigned>(B)), b, static_cast<size_t>(len(rng)));
+        }
+        s.render(B);
+    }
+    s.send("/status");
+    ASSERT_EQ(s.find("/status.reply").size(), 1u);
+    EXPECT_GT(s.engine().stats().sampleTime, 48000 * 5 - B);
+    // Whatever the garbage did to the tempo, it stayed one /tempo would take.
+    const double bpm = s.engine().stats().bpm;
+    EXPECT_GE(bpm, 20.0);
+    EXPECT_LE(bpm, 400.0);
+}

@@ -749,7 +749,9 @@ void Engine::applyMidiIn() noexcept {
             const bool known = clockFollower_.tick(ev.sample, sr);
             if (known) midiClockBpm_.store(clockFollower_.bpm(), std::memory_order_relaxed);
             if (!midiTempo_) break;
-            if (known && std::fabs(clockFollower_.bpm() - tempo_.bpm()) > 1e-4) tempo_.jump(clockFollower_.bpm());
+            // Only a tempo /tempo would take (20..400 BPM): garbage on the cable must not race the clock.
+            const double heard = clockFollower_.bpm();
+            if (known && heard >= 20.0 && heard <= 400.0 && std::fabs(heard - tempo_.bpm()) > 1e-4) tempo_.jump(heard);
             if (clockInStart_ || clockInContinue_) {
                 // This tick is beat 0 (Start) or the Song Position (Continue): the position at
                 // the block's start is set so that the clock reaches it on the tick's sample.
