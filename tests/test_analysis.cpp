@@ -279,7 +279,7 @@ TEST(TempoSource, OtherSourcesAreRefusedWhileOneLeadsAndSilenceKeepsTheTempo) {
     s.send("/tempo_source", "analysis");
     s.send("/tempo", 100.0f);
     s.send("/dance/total_movement", 0.3f);
-    s.send("/tempo_source", "midi");
+    s.send("/tempo_source", "link"); // Link: issue 16
     s.send("/tempo_source", "sideways");
     s.send("/tempo_source", "movement", 1);
     s.render(static_cast<int64_t>(12.0 * kRate)); // silence on the input: no estimate

@@ -485,3 +485,33 @@ TEST(MidiIn, RandomBytesAtTheDriverNeverCrashAndNeverReachAHandlerHalfParsed) {
     EXPECT_GE(bpm, 20.0);
     EXPECT_LE(bpm, 400.0);
 }
+
+TEST(MidiOut, WithoutADriverThatSendsMidiASenderThreadGetsEachBlocksMessagesInOrder) {
+    // The ALSA-sequencer path (no JACK): the engine hands clock ticks and what the control
+    // thread sends (LED feedback) to a sender thread's queue, block by block, in order.
+    OfflineServer s(OfflineServer::defaultConfig());
+    s.collectMidi = false;
+    s.engine().setMidiOutput(false);
+    s.engine().setMidiOutputThread(true);
+    s.send("/set", "output_midi_clock", 1.0f);
+    midi::MidiEvent led;
+    led.size = 3;
+    led.bytes[0] = 0x90; led.bytes[1] = 36; led.bytes[2] = 127;
+    ASSERT_TRUE(s.engine().sendMidi(led));
+    s.render(48000);
+    std::vector<midi::MidiEvent> got;
+    for (midi::MidiEvent e; s.engine().popMidiOutForThread(e);) got.push_back(e);
+    ASSERT_FALSE(got.empty());
+    EXPECT_EQ(got[0].bytes[0], 0x90);
+    EXPECT_TRUE(s.midiOut.empty()) << "no driver took any";
+    const auto ticks = ticksOf(got);
+    // 120 BPM: 48 ticks a second (the last block's ones go with the next block).
+    EXPECT_GE(ticks.size(), 47u);
+    EXPECT_LE(ticks.size(), 48u);
+    for (size_t i = 1; i < ticks.size(); ++i) EXPECT_EQ(ticks[i] - ticks[i - 1], 1000);
+    // Without the thread nothing piles up.
+    s.engine().setMidiOutputThread(false);
+    s.render(48000);
+    midi::MidiEvent e;
+    EXPECT_FALSE(s.engine().popMidiOutForThread(e));
+}

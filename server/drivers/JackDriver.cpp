@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -96,7 +97,14 @@ public:
     }
     bool inEngine() const override { return inCallback_.load(std::memory_order_seq_cst); }
     void dispose(bool serverGone) override {
-        if (serverGone) gone_.store(true, std::memory_order_release);
+        if (serverGone || gone_.load(std::memory_order_acquire)) {
+            // The server is gone: its client cannot be closed (see stop()), and libjack's threads
+            // may still hold this driver as their callbacks' argument. Both are kept, reachable,
+            // for the rest of the run (a few kilobytes per lost server).
+            std::lock_guard<std::mutex> lock(graveyardMutex());
+            graveyard().push_back(this);
+            return;
+        }
         // A stalled server may keep jack_deactivate waiting: never on the control thread.
         std::thread([this] { delete this; }).detach();
     }
@@ -110,6 +118,8 @@ public:
 
 private:
     static constexpr jack_nframes_t kMaxPeriod = 8192;
+    static std::vector<JackDriver*>& graveyard() { static std::vector<JackDriver*> g; return g; }
+    static std::mutex& graveyardMutex() { static std::mutex m; return m; }
 
     void registerPort(const std::string& port, const char* type, unsigned long flags, std::vector<jack_port_t*>& into) {
         jack_port_t* p = jack_port_register(client_, port.c_str(), type, flags, 0);

@@ -379,7 +379,16 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     const int B = config_.blockSize;
 
     ctx_.blockStartSample = renderPos_;
-    if (!midiOutputTaken_.load(std::memory_order_acquire)) midiOutCount_ = 0; // nobody sends it
+    if (!midiOutputTaken_.load(std::memory_order_acquire)) {
+        // No driver sends MIDI: a sender thread (ALSA) gets what the last block made, or nobody.
+        if (midiOutputThread_.load(std::memory_order_acquire)) {
+            for (midi::MidiEvent e; midiFromControl_.tryPop(e);)
+                if (!midiToThread_.tryPush(e)) midiDropped_.fetch_add(1, std::memory_order_relaxed);
+            for (int i = 0; i < midiOutCount_; ++i)
+                if (!midiToThread_.tryPush(midiOut_[i])) midiDropped_.fetch_add(1, std::memory_order_relaxed);
+        }
+        midiOutCount_ = 0;
+    }
     updateClock();
     for (int c = 0; c < config_.numInputs; ++c) {
         if (in && in[c]) std::memcpy(inputStorage_.data() + c * B, in[c], sizeof(float) * static_cast<size_t>(B));
@@ -761,12 +770,17 @@ void Engine::applyMidiIn() noexcept {
                 ++ctx_.clockEpoch;
                 clockInStart_ = clockInContinue_ = false;
                 ticksSinceStart_ = 0;
+                startTickSample_ = ev.sample;
                 tickBase_ = at;
-            } else if (ticksSinceStart_ >= 0 && ++ticksSinceStart_ % 24 == 0) {
-                // Once a beat, the phase: where the external clock is (its ticks counted) and
-                // where ours is on that tick's sample; the difference slides ours over a beat
-                // (tempo errors of a jittery clock would otherwise add up).
-                const double theirs = tickBase_ + static_cast<double>(ticksSinceStart_) / 24.0;
+            } else if (ticksSinceStart_ >= 0 && clockFollower_.samplesPerTick() > 0.0) {
+                // Once a beat, the phase: where the external clock is and where ours is on that
+                // tick's sample; the difference slides ours over a beat (tempo errors of a
+                // jittery clock would otherwise add up). The tick's number comes from its time,
+                // not from counting: a tick lost on the way (a missed cycle) does not shift it.
+                const auto tick = static_cast<int64_t>(std::llround(static_cast<double>(ev.sample - startTickSample_) / clockFollower_.samplesPerTick()));
+                if (tick <= ticksSinceStart_ || tick % 24 != 0) { ticksSinceStart_ = std::max(ticksSinceStart_, tick); break; }
+                ticksSinceStart_ = tick;
+                const double theirs = tickBase_ + static_cast<double>(tick) / 24.0;
                 const double ours = tempo_.beats() + static_cast<double>(ev.sample - start) * tempo_.bpm() / (60.0 * sr);
                 if (std::fabs(theirs - ours) > 1e-4) tempo_.nudge(theirs - ours, 60.0 / tempo_.bpm());
             }

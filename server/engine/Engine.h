@@ -135,6 +135,11 @@ public:
     // [any] Whether a driver takes the MIDI output (drainMidiOut each period); without one
     // what the engine would send is dropped each block.
     void setMidiOutput(bool taken) noexcept { midiOutputTaken_.store(taken, std::memory_order_release); }
+    // [any] Whether a thread of its own sends the MIDI output (AlsaMidi) while no driver takes
+    // it: each block then passes what it would send to popMidiOutForThread (at once, in order).
+    void setMidiOutputThread(bool on) noexcept { midiOutputThread_.store(on, std::memory_order_release); }
+    // [that thread] The next MIDI message to send.
+    bool popMidiOutForThread(midi::MidiEvent& e) noexcept { return midiToThread_.tryPop(e); }
     // [control] While a learn waits for its event, the pads do not act (SooperLooper's rule).
     void pauseMidiPads(bool paused) noexcept { padsPaused_.store(paused, std::memory_order_release); }
     // [control] The next MIDI message that came in (its timeline sample in `sample`).
@@ -325,7 +330,8 @@ private:
     midi::MidiEvent midiOut_[kMaxMidiOut];  // generated on the audio thread, in time order
     int midiOutCount_ = 0;
     int64_t periodOutStart_ = 0;           // timeline sample of the current period's first output frame
-    std::atomic<bool> midiOutputTaken_{false};
+    std::atomic<bool> midiOutputTaken_{false}, midiOutputThread_{false};
+    SpscQueue<midi::MidiEvent> midiToThread_{2048};
     // MIDI input of the current period, by sample (applyMidiIn takes each in its block).
     static constexpr int kMaxMidiIn = 512;
     midi::MidiEvent midiIn_[kMaxMidiIn] = {};
@@ -335,6 +341,7 @@ private:
     bool clockInStart_ = false, clockInContinue_ = false;
     int songPosition_ = 0;                 // in MIDI beats (sixteenth notes)
     int64_t ticksSinceStart_ = -1;         // external ticks since the one that was beat 0 (-1: none)
+    int64_t startTickSample_ = 0;          // that tick's sample
     double tickBase_ = 0.0;                // the beat that tick was (0, or the Song Position)
     std::atomic<double> midiClockBpm_{0.0};
     // [audio] The MIDI input of this block: the clock's messages (tempo, Start/Continue on

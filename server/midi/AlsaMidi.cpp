@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <chrono>
 #include <vector>
 
 #include <unistd.h>
@@ -32,6 +33,22 @@ bool AlsaMidi::open(Engine& engine, const std::string& clientName, std::string& 
         out->openVirtualPort("midi_out");
         in_ = std::move(in);
         out_ = std::move(out);
+        engine_ = &engine;
+        engine.setMidiOutputThread(true);
+        running_ = true;
+        sender_ = std::thread([this] {
+            std::vector<unsigned char> bytes;
+            while (running_.load(std::memory_order_acquire)) {
+                for (midi::MidiEvent e; engine_->popMidiOutForThread(e);) {
+                    bytes.assign(e.bytes, e.bytes + e.size);
+                    try {
+                        out_->sendMessage(&bytes);
+                    } catch (const RtMidiError&) {
+                    }
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+        });
         return true;
     } catch (const RtMidiError& e) {
         why = e.getMessage();
@@ -40,6 +57,9 @@ bool AlsaMidi::open(Engine& engine, const std::string& clientName, std::string& 
 }
 
 void AlsaMidi::close() {
+    running_ = false;
+    if (sender_.joinable()) sender_.join();
+    if (engine_) engine_->setMidiOutputThread(false);
     if (in_) in_->cancelCallback();
     in_.reset();
     out_.reset();

@@ -2,6 +2,7 @@
 
 Arguments are (tag, value) pairs or plain Python values (int -> i, float -> f, str -> s).
 """
+import contextlib
 import os
 import socket
 import struct
@@ -184,3 +185,45 @@ def read_wav(path):
             return rate, ch, frames, size
         pos += 8 + size + (size & 1)
     raise ValueError("no data chunk")
+
+
+class NamedJack:
+    """A JACK server of its own name on the dummy driver (jackd -n NAME): a test never meets
+    another JACK server. `env` is the environment for JACK clients; `current()` makes it this
+    process's while a loopd is started."""
+
+    def __init__(self, name):
+        self.name = name
+        self.env = dict(os.environ, JACK_DEFAULT_SERVER=name)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "--rate", "48000", "--period", "256"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        r = subprocess.run(["jack_wait", "-w", "-t", "10"], env=self.env, capture_output=True, text=True, timeout=20)
+        if r.returncode != 0 or self.proc.poll() is not None:
+            self.stop()
+            raise RuntimeError("jackd -n %s did not start: %s" % (self.name, r.stdout + r.stderr))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(18)  # SIGCONT: a stopped jackd takes no SIGTERM until it runs again
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    @contextlib.contextmanager
+    def current(self):
+        old = os.environ.get("JACK_DEFAULT_SERVER")
+        os.environ["JACK_DEFAULT_SERVER"] = self.name
+        try:
+            yield
+        finally:
+            if old is None:
+                del os.environ["JACK_DEFAULT_SERVER"]
+            else:
+                os.environ["JACK_DEFAULT_SERVER"] = old

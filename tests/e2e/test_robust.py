@@ -362,44 +362,22 @@ class FailLog(unittest.TestCase):
 class JackRestart(unittest.TestCase):
     """loopd on a JACK server of its own (jackd -n NAME), which the test kills and restarts."""
 
-    def start_jack(self):
-        self.jack = subprocess.Popen(["jackd", "-n", self.name, "--no-realtime", "-d", "dummy", "--rate", "48000", "--period", "256"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        r = subprocess.run(["jack_wait", "-w", "-t", "10"], env=self.env, capture_output=True, text=True, timeout=20)
-        if r.returncode != 0 or self.jack.poll() is not None:
-            raise RuntimeError("jackd -n %s did not start: %s" % (self.name, r.stdout + r.stderr))
-
     def jack_cmd(self, *args):
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=20).stdout
 
     def setUp(self):
         # One name for every run: a server killed with SIGKILL leaves its entry in JACK's shared
         # registry, which has room for a few servers only; the same name reuses it.
-        self.name = "loopd-restart-test"
-        self.env = dict(os.environ, JACK_DEFAULT_SERVER=self.name)
-        self.start_jack()
-        old = os.environ.get("JACK_DEFAULT_SERVER")
-        os.environ["JACK_DEFAULT_SERVER"] = self.name
-        try:
+        self.jack = oscutil.NamedJack("loopd-restart-test")
+        self.env = self.jack.env
+        with self.jack.current():
             self.srv = Loopd("--buffer-size", "256", driver="jack")
-        finally:
-            if old is None:
-                del os.environ["JACK_DEFAULT_SERVER"]
-            else:
-                os.environ["JACK_DEFAULT_SERVER"] = old
 
     def tearDown(self):
         try:
             self.srv.stop()
         finally:
-            if self.jack.poll() is None:
-                self.jack.send_signal(18)  # a stopped jackd takes no SIGTERM until it runs again
-                self.jack.terminate()
-                try:
-                    self.jack.wait(10)
-                except subprocess.TimeoutExpired:
-                    self.jack.kill()
-                    self.jack.wait(10)
+            self.jack.stop()
 
     def sample_time(self):
         st = self.srv.status()
@@ -431,9 +409,9 @@ class JackRestart(unittest.TestCase):
         w0 = time.time()
         self.assertEqual(driver, "jack")
         for sig, label in ((9, "killed"), (15, "terminated"), (19, "stopped")):
-            self.jack.send_signal(sig)
+            self.jack.proc.send_signal(sig)
             if sig != 19:
-                self.jack.wait(10)
+                self.jack.proc.wait(10)
             lost = self.wait_driver("lost", 10)
             self.assertEqual(lost[1], "jack")
             if sig == 19:  # a server that hangs: no callback for 1.5 s
@@ -448,9 +426,9 @@ class JackRestart(unittest.TestCase):
             self.assertGreater((s2 - s1) / 48000.0, 0.75)
             self.assertLess((s2 - s1) / 48000.0, 1.0 + (2.0 if sig == 19 else 0.25))
             if sig == 19:
-                self.jack.send_signal(18)  # SIGCONT
+                self.jack.proc.send_signal(18)  # SIGCONT
             else:
-                self.start_jack()
+                self.jack.start()  # under the same name
             back = self.wait_driver("restored", 15)
             self.assertEqual(back[1], "jack")
             self.assertIn("1 connections restored", back[2])

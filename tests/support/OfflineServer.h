@@ -146,7 +146,7 @@ public:
                 }
             engine_.process(inPtr.data(), outPtr.data());
             // MIDI out, by the index in `output` it leaves with (timeline sample).
-            engine_.drainMidiOutFrom(rendered_, B, [&](int offset, const uint8_t* bytes, int size) {
+            if (collectMidi) engine_.drainMidiOutFrom(rendered_, B, [&](int offset, const uint8_t* bytes, int size) {
                 midi::MidiEvent e;
                 e.sample = rendered_ + offset - engine_.latencySamples();
                 e.size = static_cast<uint8_t>(size);
@@ -182,6 +182,7 @@ public:
     std::vector<std::vector<float>> output; // planar, everything rendered so far
     std::vector<std::vector<float>> input;  // planar input fed to the engine
     std::vector<midi::MidiEvent> midiOut;    // MIDI the engine sent (sample: its timeline sample)
+    bool collectMidi = true;                 // false: as with no MIDI driver (nothing drains it here)
     std::vector<ReplyMsg> replies;
 
 private:

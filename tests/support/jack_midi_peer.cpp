@@ -44,7 +44,7 @@ struct Report {
 jack_client_t* client = nullptr;
 jack_port_t* inPort = nullptr;
 jack_port_t* outPort = nullptr;
-std::mutex lock; // the process callback only try_locks (a test tool: a missed cycle is retried)
+std::mutex lock; // held briefly by everyone; the process callback waits for it (a test tool: no cycle may lose its events)
 std::vector<Out> pending;
 std::vector<Report> reports;
 double clockPeriod = 0.0;   // frames per tick; 0: no clock
@@ -59,7 +59,7 @@ int process(jack_nframes_t n, void*) {
     void* in = jack_port_get_buffer(inPort, n);
     void* out = jack_port_get_buffer(outPort, n);
     jack_midi_clear_buffer(out);
-    if (!lock.try_lock()) return 0;
+    lock.lock();
     const uint32_t count = jack_midi_get_event_count(in);
     for (uint32_t i = 0; i < count; ++i) {
         jack_midi_event_t ev;
