@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "server/midi/Bindings.h"
+#include "server/midi/MidiClock.h"
 #include "server/midi/MidiParser.h"
 #include "support/OfflineServer.h"
 
@@ -452,6 +453,56 @@ TEST(MidiClockIn, ATempoChangeIsFollowedWithinABeatAndManualTempoIsRefusedMeanwh
     for (int k = 0; k < 200; ++k) more.emplace_back(48000 * 8 + 64 + k * 857, 0xf8);
     renderWithMidi(s, more, 48000 * 9);
     EXPECT_NEAR(s.engine().stats().bpm, 100.0, 1e-9);
+}
+
+TEST(MidiClockIn, ALostTickADuplicateALateTickAndASlipDoNotBendTheTempo) {
+    // What a JACK graph under load does to a clock at 131 BPM: the sender misses a cycle (a
+    // tick lost; its stale buffer read again: a tick 256 frames after the one before; the
+    // tick due in the missed cycle 200 frames late), and loopd misses one (JACK's frames
+    // run 256 ahead of the timeline from then on; the driver says so). The fitted window
+    // keeps all four beats through all of it and the tempo moves by less than 0.005 BPM
+    // (integer tick samples). Not told of the slip, the follower must start its window again.
+    const double period = 48000.0 * 60.0 / (131.0 * 24.0);
+    for (const bool told : {true, false}) {
+        MidiClockFollower f;
+        double worst = 0.0;
+        int smallest = MidiClockFollower::kWindow;
+        int64_t shift = 0;
+        for (int k = 0; k < 400; ++k) {
+            auto at = static_cast<int64_t>(std::llround(1000.0 + k * period)) - shift;
+            if (k == 100) continue;                                   // lost
+            if (k == 200) at += 200;                                  // late
+            if (k == 250) { shift = 256; at -= 256; if (told) f.slip(256); }
+            f.tick(at, 48000.0);
+            if (k == 150) f.tick(at + 256, 48000.0);                  // the stale buffer's copy
+            if (k >= 24) worst = std::max(worst, std::fabs(f.bpm() - 131.0));
+            if (k >= MidiClockFollower::kWindow + 2) smallest = std::min(smallest, f.ticks());
+        }
+        std::printf("%s: worst tempo error after the first beat %.5f BPM, smallest window %d ticks\n", told ? "slip told" : "slip not told", worst, smallest);
+        if (told) {
+            EXPECT_LT(worst, 0.005);
+            EXPECT_EQ(smallest, MidiClockFollower::kWindow);
+        } else {
+            EXPECT_LT(smallest, 8);
+        }
+    }
+}
+
+TEST(MidiClockIn, HalfAndDoubleTempoAreFollowedNotTakenForLostTicks) {
+    for (const double to : {60.0, 240.0}) {
+        MidiClockFollower f;
+        double at = 0.0;
+        for (int k = 0; k < 96; ++k, at += 1000.0) f.tick(static_cast<int64_t>(at), 48000.0);
+        ASSERT_NEAR(f.bpm(), 120.0, 1e-9);
+        const double p = 48000.0 * 60.0 / (to * 24.0);
+        int ticks = 0;
+        for (; ticks < 48 && std::fabs(f.bpm() - to) > 0.01; ++ticks) {
+            at += p;
+            f.tick(static_cast<int64_t>(std::llround(at)), 48000.0);
+        }
+        std::printf("120 -> %.0f BPM: followed after %d ticks (%.4f)\n", to, ticks, f.bpm());
+        EXPECT_LE(ticks, 6);
+    }
 }
 
 TEST(MidiIn, RandomBytesAtTheDriverNeverCrashAndNeverReachAHandlerHalfParsed) {

@@ -197,6 +197,14 @@ private:
             return;
         }
         if (xrunPending_.exchange(false, std::memory_order_relaxed)) engine_->noteXrun();
+        // A cycle this client missed: JACK's clock went on without loopd's timeline.
+        const jack_nframes_t cycleStart = jack_last_frame_time(client_);
+        if (haveCycle_) {
+            const auto slipped = static_cast<int32_t>(cycleStart - nextCycle_);
+            if (slipped > 0) engine_->driverClockSlipped(slipped);
+        }
+        nextCycle_ = cycleStart + frames;
+        haveCycle_ = true;
         for (size_t c = 0; c < nIn; ++c) {
             const auto* x = static_cast<const float*>(jack_port_get_buffer(in_[c], frames));
             for (jack_nframes_t i = 0; i < frames; ++i) interleavedIn_[i * nIn + c] = x[i];
@@ -228,6 +236,8 @@ private:
     Engine* engine_ = nullptr;
     jack_nframes_t rate_ = 48000, period_ = 256;
     bool active_ = false;
+    jack_nframes_t nextCycle_ = 0; // [audio] JACK's frame the next cycle should start at
+    bool haveCycle_ = false;       // [audio]
     std::atomic<bool> abandoned_{false}, inCallback_{false}, gone_{false}, xrunPending_{false};
 };
 

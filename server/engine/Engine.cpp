@@ -712,6 +712,11 @@ void Engine::midiIn(int offset, const uint8_t* bytes, size_t size) noexcept {
     acceptMidi(renderPos_ + adaptFill_ + std::max(0, offset), bytes, size);
 }
 
+void Engine::driverClockSlipped(int64_t frames) noexcept {
+    clockFollower_.slip(frames);
+    startTickSample_ -= frames;
+}
+
 void Engine::midiFromThread(const uint8_t* bytes, size_t size) noexcept {
     if (size == 0 || size > 3) return;
     midi::MidiEvent e;

@@ -152,6 +152,10 @@ public:
     uint64_t midiDropped() const noexcept { return midiDropped_.load(std::memory_order_relaxed); }
     // [audio] The driver reports an over/underrun.
     void noteXrun() noexcept { xruns_.fetch_add(1, std::memory_order_relaxed); }
+    // [audio] The driver's clock moved `frames` more than the engine rendered since the last
+    // period (JACK's frame time after a missed cycle): what is timed against an outside clock
+    // (the incoming MIDI clock's history) moves with it, so one xrun does not bend its tempo.
+    void driverClockSlipped(int64_t frames) noexcept;
 
     // [any] Delay the master limiter adds. Real time: timetags are mapped this much earlier so
     // that a bundle's sound leaves the engine at its time. Offline writers drop this many frames

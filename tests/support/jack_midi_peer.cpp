@@ -10,6 +10,10 @@
 //   quit
 // Every message that arrives at its input is printed "recv FRAME HH HH HH" (FRAME absolute);
 // every message it sent "sent FRAME HH ..." (so tests compare frames on JACK's own clock).
+// What a loaded machine does to the graph is reported too, so tests can tell it from loopd's
+// mistakes: "xrun FRAME" (JACK's xrun callback: some client, maybe loopd, missed a cycle;
+// FRAME is JACK's time when the news came) and "skip FRAME FRAMES" (this peer's own cycles
+// missed: its output buffer was read again stale, its input of those cycles is lost).
 #include <jack/jack.h>
 #include <jack/midiport.h>
 
@@ -35,10 +39,12 @@ struct Out {
 };
 
 struct Report {
+    enum Kind { Recv, Sent, Xrun, Skip } kind = Recv;
     bool sent = false;
     uint64_t frame = 0;
     uint8_t bytes[3] = {};
     size_t size = 0;
+    uint64_t skipped = 0;
 };
 
 jack_client_t* client = nullptr;
@@ -52,10 +58,20 @@ double nextTick = -1.0;     // absolute frame of the next tick (-1: from the nex
 uint64_t clockUntil = 0;    // 0: no end
 std::vector<uint8_t> withNextTick; // start/stop/continue to send with the next tick
 std::atomic<uint64_t> cycleStart{0};
+uint64_t expectedStart = 0; // [process] where the next cycle should start (0: not known yet)
 
 int process(jack_nframes_t n, void*) {
     const uint64_t t0 = jack_last_frame_time(client);
     cycleStart.store(t0 + n);
+    if (expectedStart && t0 != expectedStart) {
+        std::lock_guard<std::mutex> g(lock);
+        Report r;
+        r.kind = Report::Skip;
+        r.frame = expectedStart;
+        r.skipped = t0 - expectedStart;
+        reports.push_back(r);
+    }
+    expectedStart = t0 + n;
     void* in = jack_port_get_buffer(inPort, n);
     void* out = jack_port_get_buffer(outPort, n);
     jack_midi_clear_buffer(out);
@@ -105,6 +121,7 @@ int process(jack_nframes_t n, void*) {
     for (const Ev& e : evs) {
         if (jack_midi_event_write(out, e.at, e.b, e.size) == 0) {
             Report r;
+            r.kind = Report::Sent;
             r.sent = true;
             r.frame = t0 + e.at;
             r.size = e.size;
@@ -123,6 +140,11 @@ void printReports() {
         rs.swap(reports);
     }
     for (const Report& r : rs) {
+        if (r.kind == Report::Xrun || r.kind == Report::Skip) {
+            std::printf("%s %llu %llu\n", r.kind == Report::Xrun ? "xrun" : "skip", static_cast<unsigned long long>(r.frame),
+                        static_cast<unsigned long long>(r.skipped));
+            continue;
+        }
         std::printf("%s %llu", r.sent ? "sent" : "recv", static_cast<unsigned long long>(r.frame));
         for (size_t i = 0; i < r.size; ++i) std::printf(" %02x", r.bytes[i]);
         std::printf("\n");
@@ -140,6 +162,14 @@ int main(int argc, char** argv) {
     inPort = jack_port_register(client, "in", JACK_DEFAULT_MIDI_TYPE, JackPortIsInput, 0);
     outPort = jack_port_register(client, "out", JACK_DEFAULT_MIDI_TYPE, JackPortIsOutput, 0);
     jack_set_process_callback(client, process, nullptr);
+    jack_set_xrun_callback(client, [](void*) {
+        std::lock_guard<std::mutex> g(lock);
+        Report r;
+        r.kind = Report::Xrun;
+        r.frame = jack_frame_time(client);
+        reports.push_back(r);
+        return 0;
+    }, nullptr);
     if (jack_activate(client) != 0) return 1;
     std::printf("ready %s %u\n", jack_get_client_name(client), jack_get_sample_rate(client));
     std::fflush(stdout);
