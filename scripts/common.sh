@@ -14,6 +14,7 @@ LOOPD_PACKAGES=(
   libspdlog-dev libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libbenchmark-dev
   libqm-dsp-dev libaubio-dev
+  ableton-link-dev libasio-dev ableton-link-utils iproute2 util-linux # Link; its tests run in a private network namespace
   liblo-tools python3-liblo sox aubio-tools puredata-core
   sooperlooper supercollider-language xvfb xdotool imagemagick x11-utils tmux
   gdb # thread stacks of a test server that hangs (tests/e2e/test_robust.py)

@@ -52,6 +52,7 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--midi-bindings", o.midiBindings, "SooperLooper .slb MIDI bindings to load at start")->check(CLI::ExistingFile);
     app.add_option("--midi", o.midi, "MIDI ports: auto (loopd:midi_in/midi_out on JACK, else ALSA sequencer ports), jack, alsa, none")
         ->check(CLI::IsMember({"auto", "jack", "alsa", "none"}))->capture_default_str();
+    app.add_flag("--link", o.link, "join the Ableton Link session on the network at start (tempo and phase shared with every Link peer; /link 0 leaves)");
     app.add_flag("--midi-clock-out", o.midiClockOut, "send MIDI clock (24 per beat, Start on the next bar) on the MIDI output from the start");
     // The Crowdstream server's flags.
     app.add_option("--a", o.deck[0], "load and start a file on deck A (buffer 100)");

@@ -33,6 +33,7 @@ struct Options {
     std::string bpmConfig;            // Crowdstream bpm_config.json
     std::string midiBindings;         // SooperLooper .slb file loaded at start
     std::string midi = "auto";        // MIDI ports: auto (JACK's beside the audio, else ALSA's), jack, alsa, none
+    bool link = false;                // join the Ableton Link session at start (/link 1)
     bool midiClockOut = false;        // MIDI clock out from the start (/set output_midi_clock 1)
     std::string deck[4];              // --a --b --c --d: preload and start
     double cAt = -1.0;                // --c_at: start deck C after this many seconds

@@ -98,6 +98,7 @@ void runStartupActions(const Options& o, Controller& controller) {
     auto run = [&](const osc::MessageBuilder& m) { controller.runInternal(m.bytes()); };
     if (!o.midiBindings.empty()) run(osc::MessageBuilder("/load_midi_bindings").s(o.midiBindings).s(""));
     if (o.midiClockOut) run(osc::MessageBuilder("/set").s("output_midi_clock").f(1.0f));
+    if (o.link) run(osc::MessageBuilder("/link").i(1));
     if (!o.ab.empty()) run(osc::MessageBuilder("/crossfade_levels").f(static_cast<float>(o.ab[0])).f(static_cast<float>(o.ab[1])));
     if (!o.levels.empty()) {
         osc::MessageBuilder m("/deck_levels");

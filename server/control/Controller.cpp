@@ -22,6 +22,7 @@
 #include "server/tempo/TempoCommands.h"
 #include "server/analysis/AnalysisModule.h"
 #include "server/midi/MidiModule.h"
+#include "server/net/LinkModule.h"
 #include "server/control/Buffers.h"
 #include "server/control/Nodes.h"
 #include "server/app/Version.h"
@@ -81,6 +82,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     SooperLooper& sooperLooper = addModule<SooperLooper>(tempo);
     addModule<MidiModule>(sooperLooper);
     addModule<AnalysisModule>(tempo, *buffers_);
+    addModule<LinkModule>(tempo);
 }
 
 void Controller::route(const char* address, bool prefix, Handler h) {
@@ -635,6 +637,7 @@ void Controller::hStatus(Msg& m) {
     r.f(static_cast<float>(static_cast<double>(budget_.limit()) / 1048576.0));
     r.i(stretchWorker_ ? stretchWorker_->shedVoices() : 0);
     r.i(static_cast<int32_t>(s.overBudgetBlocks));
+    r.i(engine_.clockPeers());
     send(m.client, r);
 }
 

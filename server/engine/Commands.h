@@ -15,6 +15,7 @@ namespace loopd::midi { struct MidiPadTable; }
 namespace loopd {
 
 class Node;
+class ClockPeer;
 struct BufferData;
 struct RecordSlot;
 struct StretchVoice;
@@ -88,6 +89,10 @@ struct MidiClockOut { bool on; };
 // The tempo source is an incoming MIDI clock: its tempo (midi::MidiClockFollower) sets the
 // clock's, Start puts bar 1 on the next tick's sample, Continue the Song Position.
 struct MidiClockIn { bool on; };
+// A shared clock (Ableton Link) the engine's clock joins (peer != nullptr) or leaves: the peer
+// outlives the engine (it is made once, at start or at the first /link 1). follow: tempo source
+// link (the engine's own tempo changes are not committed; none are made).
+struct ClockPeerOn { ClockPeer* peer; bool follow; };
 // The MIDI pad bindings the audio thread acts on (midi/MidiPads.h); the table it replaces goes
 // back by the hand-back lane.
 struct MidiPads { midi::MidiPadTable* table; };
@@ -124,7 +129,7 @@ struct LoopGlobals { int32_t syncSource; int32_t anchorId; double eighthPerCycle
 using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::Free, cmd::Run,
                                  cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
                                  cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
-                                 cmd::Tempo, cmd::Meter, cmd::Nudge, cmd::ClockReset, cmd::MidiClockOut, cmd::MidiClockIn, cmd::MidiPads, cmd::StartGroup,
+                                 cmd::Tempo, cmd::Meter, cmd::Nudge, cmd::ClockReset, cmd::MidiClockOut, cmd::MidiClockIn, cmd::ClockPeerOn, cmd::MidiPads, cmd::StartGroup,
                                  cmd::Unit, cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus,
                                  cmd::GetBus, cmd::MapParam>;
 

@@ -1,4 +1,5 @@
 #include "server/engine/Engine.h"
+#include "server/engine/ClockPeer.h"
 
 #include <algorithm>
 #include <charconv>
@@ -421,6 +422,7 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     applyBusMaps();
     for (midi::MidiEvent e; midiFromThread_.tryPop(e);) acceptMidi(renderPos_, e.bytes, e.size);
     applyMidiIn();
+    applyClockPeer();
     serviceGroupStarts();
     afterSegment();
 
@@ -797,6 +799,24 @@ void Engine::applyMidiIn() noexcept {
     midiInCount_ = kept;
 }
 
+void Engine::applyClockPeer() noexcept {
+    if (!clockPeer_) return;
+    ClockPeerBlock b;
+    b.sample = ctx_.blockStartSample;
+    b.bpm = tempo_.bpm();
+    b.beats = tempo_.beats();
+    b.quantum = std::max(1, tempo_.beatsPerBar());
+    b.lead = !clockPeerFollow_;
+    const ClockPeerAnswer a = clockPeer_->block(b);
+    if (a.bpm >= 20.0 && a.bpm <= 400.0 && std::fabs(a.bpm - tempo_.bpm()) > 1e-6) tempo_.jump(a.bpm);
+    if (a.setPosition) {
+        tempo_.setPosition(a.position);
+        ++ctx_.clockEpoch;
+    } else if (std::fabs(a.phaseError) > 1e-5) {
+        tempo_.nudge(a.phaseError, 60.0 / tempo_.bpm());
+    }
+}
+
 bool Engine::applyPads(const uint8_t* bytes, int64_t sample) noexcept {
     if (!pads_ || padsPaused_.load(std::memory_order_acquire)) return false;
     const uint8_t status = bytes[0], kind = status & 0xf0;
@@ -853,6 +873,7 @@ void Engine::processInterleaved(const float* in, int inChannels, float* out, int
     // The timeline sample of this period's first output frame: through the block FIFO below the
     // output lags the input by one block.
     periodOutStart_ = (adaptFill_ == 0 && numFrames % B == 0) ? renderPos_ : renderPos_ - B + adaptFill_;
+    if (clockPeer_) clockPeer_->period(periodOutStart_, config_.sampleRate, latencySamples() + config_.roundTripLatency / 2);
     if (adaptFill_ == 0 && numFrames % B == 0) {
         for (int f0 = 0; f0 < numFrames; f0 += B) {
             for (int c = 0; c < ni; ++c)
@@ -920,6 +941,7 @@ void Engine::execute(Command& c) noexcept {
                        }
                    },
                    [&](cmd::MidiClockIn& m) { midiTempo_ = m.on; },
+                   [&](cmd::ClockPeerOn& m) { clockPeer_ = m.peer; clockPeerFollow_ = m.follow; },
                    [&](cmd::MidiPads& m) {
                        if (pads_) release(Released{Released::What::MidiPads, pads_});
                        pads_ = m.table;

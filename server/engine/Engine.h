@@ -148,6 +148,9 @@ public:
     bool sendMidi(const midi::MidiEvent& e) noexcept { return midiFromControl_.tryPush(e); }
     // [any] The tempo of the incoming MIDI clock (0: none heard yet).
     double midiClockBpm() const noexcept { return midiClockBpm_.load(std::memory_order_relaxed); }
+    // [any] Peers of the shared clock (Ableton Link) as its module last said (/status.reply).
+    void setClockPeers(int n) noexcept { clockPeers_.store(n, std::memory_order_relaxed); }
+    int clockPeers() const noexcept { return clockPeers_.load(std::memory_order_relaxed); }
     // [any] MIDI messages dropped because a queue was full.
     uint64_t midiDropped() const noexcept { return midiDropped_.load(std::memory_order_relaxed); }
     // [audio] The driver reports an over/underrun.
@@ -330,10 +333,13 @@ private:
     // [audio] A message at timeline sample `sample`: the clock's to applyClockIn, the rest to
     // the control thread.
     void acceptMidi(int64_t sample, const uint8_t* bytes, size_t size) noexcept;
+    void applyClockPeer() noexcept;
     static constexpr int kMaxMidiOut = 1024;
     midi::MidiEvent midiOut_[kMaxMidiOut];  // generated on the audio thread, in time order
     int midiOutCount_ = 0;
     int64_t periodOutStart_ = 0;           // timeline sample of the current period's first output frame
+    ClockPeer* clockPeer_ = nullptr;       // cmd::ClockPeerOn (Ableton Link); not owned
+    bool clockPeerFollow_ = false;
     std::atomic<bool> midiOutputTaken_{false}, midiOutputThread_{false};
     SpscQueue<midi::MidiEvent> midiToThread_{2048};
     // MIDI input of the current period, by sample (applyMidiIn takes each in its block).
@@ -348,6 +354,7 @@ private:
     int64_t startTickSample_ = 0;          // that tick's sample
     double tickBase_ = 0.0;                // the beat that tick was (0, or the Song Position)
     std::atomic<double> midiClockBpm_{0.0};
+    std::atomic<int> clockPeers_{0};
     // [audio] The MIDI input of this block: the clock's messages (tempo, Start/Continue on
     // their tick's sample), pad bindings acted on, the rest passed to the control thread.
     void applyMidiIn() noexcept;

@@ -10,6 +10,7 @@
 
 #include "server/engine/Engine.h"
 #include "server/engine/TempoClock.h"
+#include "server/net/LinkModule.h"
 
 namespace loopd {
 TempoCommands::TempoCommands(Controller& c) : Module(c) {
@@ -53,6 +54,7 @@ const char* TempoCommands::name(Source s) noexcept {
     case Source::Movement: return "movement";
     case Source::Analysis: return "analysis";
     case Source::Midi: return "midi";
+    case Source::Link: return "link";
     }
     return "?";
 }
@@ -130,13 +132,16 @@ void TempoCommands::hTempoSource(Msg& m) {
     else if (s == "movement") next = Source::Movement;
     else if (s == "analysis") next = Source::Analysis;
     else if (s == "midi") next = Source::Midi;
-    else if (s == "link")
-        throw osc::ArgError("tempo source link is not available in this build (Ableton Link comes with issue 16)");
-    else throw osc::ArgError("unknown tempo source '" + s + "' (manual, movement, analysis, midi)");
+    else if (s == "link") {
+        if (!link_ || !link_->linkOn()) throw osc::ArgError("tempo source link needs Link on (/link 1 or --link first)");
+        next = Source::Link;
+    } else throw osc::ArgError("unknown tempo source '" + s + "' (manual, movement, analysis, midi, link)");
     if (phase != 0 && next != Source::Analysis) throw osc::ArgError("phase pull needs the analysis source");
     const bool changed = next != source_;
     // The engine follows an incoming MIDI clock itself (on the audio thread, tick by tick).
     if (changed && (next == Source::Midi || source_ == Source::Midi) && !push(m, cmd::MidiClockIn{next == Source::Midi})) return;
+    // Link: the engine's peer follows only while link leads, and leads too otherwise.
+    if (changed && (next == Source::Link || source_ == Source::Link) && link_ && link_->linkOn() && !link_->setFollow(m, next == Source::Link)) return;
     source_ = next;
     phasePull_ = phase != 0;
     target_ = 0.0;
@@ -145,6 +150,12 @@ void TempoCommands::hTempoSource(Msg& m) {
     // The estimate already known moves the clock at once; with none (no input) the tempo stays.
     if (source_ == Source::Analysis && lastBpm_ > 0.0 && lastConfidence_ >= options_.analysis.minConfidence) follow(lastBpm_);
     done(m.client, m.address);
+}
+
+void TempoCommands::linkOff() {
+    if (source_ != Source::Link) return;
+    source_ = Source::Manual;
+    spdlog::info("tempo source: manual (Link is off)");
 }
 
 void TempoCommands::estimate(double bpm, double confidence, double beatSample) {

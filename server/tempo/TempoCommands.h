@@ -9,8 +9,11 @@
 //             analyser): the clock follows an estimate of enough confidence with the movement law
 //             (99 % of the way in the configured seconds); with phase 1 it also slides its beat
 //             position onto the beats heard (TempoClock::nudge), once its tempo is within 1 BPM.
+//   midi      an incoming MIDI clock, followed by the engine tick by tick (Engine::applyMidiIn);
+//   link      the Ableton Link session only (LinkModule): loopd follows its tempo and phase and
+//             commits nothing of its own (with Link on and another source, loopd's tempo
+//             changes are committed to the session and the session's are taken).
 // While a source other than manual leads, commands of the others answer /fail with the reason.
-// MIDI clock and Link are sources to come (issues 15, 16).
 //
 // Threads: control thread only.
 #include <cstdint>
@@ -20,9 +23,11 @@
 
 namespace loopd {
 
+class LinkModule;
+
 class TempoCommands final : public Module {
 public:
-    enum class Source : uint8_t { Manual, Movement, Analysis, Midi };
+    enum class Source : uint8_t { Manual, Movement, Analysis, Midi, Link };
 
     explicit TempoCommands(Controller& c); // registers the addresses
     void onBeat(const reply::Beat& b) override;
@@ -37,6 +42,9 @@ public:
     // analyser. beatSample: absolute sample of a beat on the estimate's grid (-1: unknown).
     void estimate(double bpm, double confidence, double beatSample);
     Source source() const noexcept { return source_; }
+    // [control] The Link module (nullptr: none); Link switched off while it led: manual again.
+    void setLink(LinkModule* link) noexcept { link_ = link; }
+    void linkOff();
     static const char* name(Source s) noexcept;
 
 private:
@@ -54,6 +62,7 @@ private:
     double lastBpm_ = 0.0, lastConfidence_ = 0.0; // the last estimate (for a switch to analysis)
     int64_t pullQuietUntil_ = 0;              // no new pull measured on beats before this sample
     std::vector<double> taps_;                // seconds of the last taps
+    LinkModule* link_ = nullptr;
 };
 
 } // namespace loopd

@@ -1,0 +1,138 @@
+"""Ableton Link (issue 16): loopd servers and LinkHut (Ableton's own peer, nobody here wrote it)
+in one Link session. Run inside a private network namespace (tests/e2e/netns-run): Link
+multicasts on every interface that is up, and here only the namespace's loopback is."""
+import os
+import re
+import shutil
+import subprocess
+import time
+import unittest
+
+from test_osc import Loopd
+
+STATUS_PEERS = 26  # /status.reply field: Link peers
+
+
+def in_private_namespace():
+    return os.environ.get("LOOPD_NETNS") == "1"
+
+
+def link_beat(srv):
+    srv.send("/link_beat")
+    r = srv.wait("/link_beat.reply")
+    return {"host": r[0], "ours": r[1], "theirs": r[2], "bpm": r[3], "sample": r[4], "now": r[5]}
+
+
+def wait_until(pred, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.02)
+    return pred()
+
+
+def phase_ms(a, b, quantum=4):
+    """How far apart (ms) two servers' beat positions are, modulo the quantum, at one moment of
+    Link's clock: each reported its beat at its own block's host time; both are carried to a
+    common time at the session's tempo."""
+    t = max(a["host"], b["host"])
+    bpm = a["bpm"]
+    ba = a["ours"] + (t - a["host"]) / 1e6 * bpm / 60.0
+    bb = b["ours"] + (t - b["host"]) / 1e6 * bpm / 60.0
+    d = (ba - bb + quantum / 2.0) % quantum - quantum / 2.0
+    return d * 60.0 / bpm * 1000.0
+
+
+@unittest.skipUnless(in_private_namespace(), "Link tests run in a private network namespace (tests/e2e/netns-run)")
+class Link(unittest.TestCase):
+    def setUp(self):
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+
+    def start(self, *args):
+        s = Loopd(*args)
+        self.servers.append(s)
+        return s
+
+    def test_two_servers_share_tempo_and_phase_and_a_later_one_adopts_them(self):
+        a = self.start("--link", "--bpm", "120")
+        b = self.start("--link", "--bpm", "100")
+        # B joined a session at 120: it took the tempo.
+        t0 = time.time()
+        got = wait_until(lambda: abs(b.status()[13] - 120.0) < 1e-3, 5.0)
+        print("a server joining at 100 BPM took the session's 120 after %.2f s" % (time.time() - t0))
+        self.assertTrue(got, b.status()[13])
+        self.assertTrue(wait_until(lambda: a.status()[STATUS_PEERS] == 1 and b.status()[STATUS_PEERS] == 1, 5.0))
+        # A tempo change on A reaches B within 1 s.
+        a.send("/tempo", 133.0)
+        t0 = time.time()
+        self.assertTrue(wait_until(lambda: abs(b.status()[13] - 133.0) < 1e-3, 1.0), b.status()[13])
+        print("A's /tempo 133 reached B after %.3f s" % (time.time() - t0))
+        # Their beats agree within 2 ms on Link's clock, and each agrees with the session's.
+        time.sleep(1.0)
+        worst = 0.0
+        for _ in range(10):
+            ra, rb = link_beat(a), link_beat(b)
+            worst = max(worst, abs(phase_ms(ra, rb)))
+            for r in (ra, rb):
+                own = (r["ours"] - r["theirs"] + 2.0) % 4.0 - 2.0
+                self.assertLess(abs(own * 60.0 / r["bpm"] * 1000.0), 2.0, r)
+            time.sleep(0.1)
+        print("beat phase between the two servers: worst %.3f ms over 10 reads" % worst)
+        self.assertLess(worst, 2.0)
+        # A ramp on B (its own source: manual) reaches A as it goes.
+        b.send("/tempo", 90.0, 1.0)
+        self.assertTrue(wait_until(lambda: abs(a.status()[13] - 90.0) < 1e-3, 2.5), a.status()[13])
+        # A third server joining later adopts the tempo and the phase.
+        c = self.start("--link", "--bpm", "150")
+        self.assertTrue(wait_until(lambda: abs(c.status()[13] - 90.0) < 1e-3, 5.0), c.status()[13])
+        time.sleep(0.5)
+        self.assertLess(abs(phase_ms(link_beat(a), link_beat(c))), 2.0)
+
+    def test_tempo_source_link_follows_only(self):
+        a = self.start("--bpm", "120")
+        a.send("/tempo_source", "link")
+        self.assertIn("needs Link on", a.wait("/fail", "/tempo_source")[1])
+        a.send("/link", 1)
+        a.wait("/done", "/link")
+        a.send("/tempo_source", "link")
+        a.wait("/done", "/tempo_source")
+        a.send("/tempo", 100.0)
+        self.assertIn("the tempo source is link", a.wait("/fail", "/tempo")[1])
+        b = self.start("--link")
+        self.assertTrue(wait_until(lambda: a.status()[STATUS_PEERS] == 1, 5.0))
+        b.send("/tempo", 97.0)
+        self.assertTrue(wait_until(lambda: abs(a.status()[13] - 97.0) < 1e-3, 1.0), a.status()[13])
+        a.send("/link", 0)
+        a.wait("/done", "/link")
+        a.send("/tempo_source")
+        self.assertEqual(a.wait("/tempo_source.reply")[0], "manual")
+        self.assertEqual(a.status()[STATUS_PEERS], 0)
+
+    def test_notifications_and_start_stop(self):
+        a = self.start("--link")
+        a.send("/notify", 1)
+        a.wait("/done", "/notify")
+        b = self.start("--link")
+        got = a.wait("/link", timeout=5.0)
+        self.assertEqual(got[0], 1, got)
+        a.send("/link_play", 1)
+        self.assertIn("start/stop sync is off", a.wait("/fail", "/link_play")[1])
+        a.send("/link_startstop", 1)
+        b.send("/link_startstop", 1)
+        b.send("/notify", 1)
+        a.wait("/done", "/link_startstop")
+        a.send("/link_play", 1)
+        a.wait("/done", "/link_play")
+        self.assertEqual(b.wait("/link_play", timeout=3.0), [1])
+        a.send("/link_play", 0)
+        self.assertEqual(b.wait("/link_play", timeout=3.0), [0])
+
+
+if __name__ == "__main__":
+    unittest.main()
