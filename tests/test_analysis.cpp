@@ -279,7 +279,8 @@ TEST(TempoSource, OtherSourcesAreRefusedWhileOneLeadsAndSilenceKeepsTheTempo) {
     s.send("/tempo_source", "analysis");
     s.send("/tempo", 100.0f);
     s.send("/dance/total_movement", 0.3f);
-    s.send("/tempo_source", "link"); // Link: issue 16
+    s.send("/tempo_source", "link"); // Link is off (and an offline render never uses it)
+    s.send("/link", 1);
     s.send("/tempo_source", "sideways");
     s.send("/tempo_source", "movement", 1);
     s.render(static_cast<int64_t>(12.0 * kRate)); // silence on the input: no estimate
@@ -288,6 +289,8 @@ TEST(TempoSource, OtherSourcesAreRefusedWhileOneLeadsAndSilenceKeepsTheTempo) {
     EXPECT_NE(s.find("/fail", "/tempo")[0].str(1).find("tempo source is analysis"), std::string::npos);
     EXPECT_EQ(s.find("/fail", "/dance/total_movement").size(), 1u);
     ASSERT_EQ(s.find("/fail", "/tempo_source").size(), 3u);
+    ASSERT_EQ(s.find("/fail", "/link").size(), 1u);
+    EXPECT_NE(s.find("/fail", "/link")[0].str(1).find("offline render never uses Link"), std::string::npos);
     EXPECT_NE(s.find("/fail", "/tempo_source")[0].str(1).find("not available"), std::string::npos);
     EXPECT_NE(s.find("/fail", "/tempo_source")[1].str(1).find("unknown tempo source"), std::string::npos);
     EXPECT_NE(s.find("/fail", "/tempo_source")[2].str(1).find("phase pull needs"), std::string::npos);

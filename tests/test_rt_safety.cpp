@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <cstdlib>
 #include <new>
@@ -35,6 +36,7 @@
 
 #include "server/drivers/Driver.h"
 #include "server/engine/StretchWorker.h"
+#include "server/net/LinkSession.h"
 #include "stretch/Stretcher.h"
 #include "server/rt/RtCheck.h"
 #include "support/OfflineServer.h"
@@ -270,6 +272,46 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     EXPECT_GT(s.midiOut.size(), 24u * 4) << "MIDI clock out ran (3 s of it)";
     EXPECT_GT(s.engine().midiClockBpm(), 0.0) << "the MIDI clock in was heard";
     for (const auto& f : s.find("/fail")) EXPECT_NE(f.str(0).rfind("/sl", 0), 0u) << f.str(0) << ": " << f.str(1);
+}
+
+TEST(RtSafety, ALinkPeerOnTheAudioThreadNeverAllocatesOrLocks) {
+    // The engine's Link half: once a period the host time (HostTimeFilter), once a block the
+    // session captured, loopd's tempo changes committed, the phase compared. The session is
+    // not enabled here (a unit test stays off the network); the audio thread's calls are the
+    // same ones.
+    OfflineServer s(OfflineServer::defaultConfig());
+    net::LinkSession link(120.0);
+    Command c;
+    c.address = "/link";
+    c.body = cmd::ClockPeerOn{&link, false};
+    ASSERT_TRUE(s.engine().pushCommand(std::move(c)));
+    s.render(4800);
+    resetCounters();
+    for (int i = 0; i < 40; ++i) {
+        s.send("/tempo", 100.0f + static_cast<float>(i), 0.05f); // ramps: committed block by block
+        for (int p = 0; p < 10; ++p) {
+            {
+                rt::AudioCallbackScope audio;
+                link.period(s.engine().sampleTime(), 48000.0, 64);
+            }
+            s.render(256);
+        }
+    }
+    for (int p = 0; p < 20; ++p) {
+        {
+            rt::AudioCallbackScope audio;
+            link.period(s.engine().sampleTime(), 48000.0, 64);
+        }
+        s.render(256);
+    }
+    EXPECT_EQ(g_allocs.load(), 0);
+    EXPECT_EQ(g_frees.load(), 0);
+    EXPECT_EQ(g_locks.load(), 0);
+    // The session has loopd's last tempo (committed from the audio thread).
+    const net::LinkSession::Snapshot snap = link.snapshot();
+    EXPECT_NEAR(snap.bpm, 139.0, 1e-6);
+    // (The phase is not judged here: an offline render runs faster than Link's clock. The e2e
+    // test judges it in real time: tests/e2e/test_link.py.)
 }
 
 TEST(RtSafety, ThirtyTwoPlayersOnJackForTenSecondsWithinBudgetAndWithoutAllocations) {
