@@ -17,8 +17,8 @@ LinkModule::LinkModule(Controller& c, TempoCommands& tempo) : Module(c), tempo_(
 }
 
 LinkModule::~LinkModule() {
-    tempo_.setLink(nullptr);
-    // The engine may still hold the session: it is stopped before the modules go (Server), so
+    // (The tempo module is not told: the Controller's modules go together, the tempo module
+    // first.) The engine may still hold the session: it is stopped before the modules go (Server), so
     // the session is only left, never used after this.
     if (session_) session_->enable(false);
 }
