@@ -80,6 +80,7 @@ std::vector<std::vector<char>> corpus(const TempDir& dir) {
         msg("/add_midi_binding", "0 n 60  note record 0  0 1  norm 0 127"), msg("/learn_midi_binding", "0 cc 0  set wet 0", "", url, "/l"),
         msg("/get_next_midi_event", url, "/n"), msg("/cancel_midi_learn", url, "/l"), msg("/midi_osc", "0 cc 1", 0.0f, 1.0f, "/tempo", "$"),
         msg("/midi_osc_remove", "0 cc 1"), msg("/midi_osc_list"), msg("/tempo_source", "midi"), msg("/tempo_source", "manual"),
+        msg("/link", 1), msg("/link"), msg("/link_beat"), msg("/link_startstop", 1), msg("/link_play", 1), msg("/tempo_source", "link"),
         msg("/set", "output_midi_clock", 1.0f),
         msg("/bogus", 1, 2.0f, "three"),
     };

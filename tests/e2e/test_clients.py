@@ -171,7 +171,7 @@ class Pd(unittest.TestCase):
                 self.assertGreater(float(go[0][8]), 0)
                 status = [r for r in replies if r[0] == "status.reply"]
                 self.assertEqual(len(status), 1, out)
-                self.assertEqual(len(status[0]), 27, status)  # every field, none garbled
+                self.assertEqual(len(status[0]), 28, status)  # every field, none garbled
                 self.assertEqual(status[0][8:10], ["48000", "48000"])  # nominal and actual rate: doubles before
                 self.assertEqual(status[0][21], "null")
                 self.assertNotIn("unknown tag", out)

@@ -61,6 +61,10 @@ class Link(unittest.TestCase):
 
     def test_two_servers_share_tempo_and_phase_and_a_later_one_adopts_them(self):
         a = self.start("--link", "--bpm", "120")
+        a.send("/link")
+        self.assertEqual(a.wait("/link.reply")[0], 1)
+        # Link: of two sessions that meet, the older wins (by more than 0.5 s; else by id).
+        time.sleep(1.0)
         b = self.start("--link", "--bpm", "100")
         # B joined a session at 120: it took the tempo.
         t0 = time.time()
@@ -104,6 +108,7 @@ class Link(unittest.TestCase):
         a.wait("/done", "/tempo_source")
         a.send("/tempo", 100.0)
         self.assertIn("the tempo source is link", a.wait("/fail", "/tempo")[1])
+        time.sleep(1.0)
         b = self.start("--link")
         self.assertTrue(wait_until(lambda: a.status()[STATUS_PEERS] == 1, 5.0))
         b.send("/tempo", 97.0)

@@ -161,8 +161,10 @@ class ServerCommands(ServerCase):
         st = self.srv.status()
         # 1, ugens, sources, groups, synthdefs, avg cpu, peak cpu, nominal rate, actual rate,
         # block, xruns, late, dropped, bpm, beat, buffers, period, dropped replies, recordings, sample time,
-        # driver, stretch underruns, memory in use (MB), memory budget (MB), players shed
-        self.assertEqual(len(st), 26)
+        # driver, stretch underruns, memory in use (MB), memory budget (MB), players shed,
+        # blocks over budget, Link peers
+        self.assertEqual(len(st), 27)
+        self.assertEqual(st[26], 0)
         self.assertEqual(st[24], 0)
         self.assertGreater(st[22], 0.0)
         self.assertGreater(st[23], st[22])
