@@ -45,27 +45,54 @@ void LinkSession::play(bool playing) {
 }
 
 LinkSession::Snapshot LinkSession::snapshot() const noexcept {
+    // A sequence lock: odd while the audio thread writes. Every access is sequentially
+    // consistent (no fences: ThreadSanitizer does not model them).
     Snapshot s;
     for (;;) {
-        const uint32_t before = snapSeq_.load(std::memory_order_acquire);
+        const uint32_t before = snapSeq_.load();
         if (before & 1u) continue;
-        s.hostMicros = snapHost_.load(std::memory_order_relaxed);
-        s.sample = snapSample_.load(std::memory_order_relaxed);
-        s.ours = snapOurs_.load(std::memory_order_relaxed);
-        s.theirs = snapTheirs_.load(std::memory_order_relaxed);
-        s.bpm = snapBpm_.load(std::memory_order_relaxed);
-        std::atomic_thread_fence(std::memory_order_acquire);
-        if (snapSeq_.load(std::memory_order_relaxed) == before) return s;
+        s.hostMicros = snapHost_.load();
+        s.sample = snapSample_.load();
+        s.ours = snapOurs_.load();
+        s.theirs = snapTheirs_.load();
+        s.bpm = snapBpm_.load();
+        if (snapSeq_.load() == before) return s;
     }
 }
 
 void LinkSession::period(int64_t outStart, double sampleRate, int latencyFrames) noexcept {
-    // HostTimeFilter: a straight line through the last 512 periods' (sample, now) points; its
-    // storage is reserved at construction (no allocation here).
-    const auto host = filter_.sampleTimeToHostTime(static_cast<double>(outStart));
+    const auto now = static_cast<double>(link_.clock().micros().count());
+    if (!havePeriod_ || outStart < lastOutStart_) { // the first period, or a new timeline
+        points_ = nextPoint_ = 0;
+        originSample_ = outStart;
+        originMicros_ = now;
+    }
+    // A period that follows the last one much sooner than the last one lasted is a catch-up.
+    const double lastLasted = 1e6 * static_cast<double>(outStart - lastOutStart_) / sampleRate;
+    if (!havePeriod_ || now - lastNow_ >= 0.5 * lastLasted) {
+        pointX_[nextPoint_] = static_cast<double>(outStart - originSample_);
+        pointY_[nextPoint_] = now - originMicros_;
+        nextPoint_ = (nextPoint_ + 1) % kPoints;
+        if (points_ < kPoints) ++points_;
+    }
+    havePeriod_ = true;
+    lastNow_ = now;
+    lastOutStart_ = outStart;
+    double host = now;
+    if (points_ >= 8) {
+        double sx = 0, sy = 0, sxx = 0, sxy = 0;
+        for (int i = 0; i < points_; ++i) {
+            sx += pointX_[i]; sy += pointY_[i]; sxx += pointX_[i] * pointX_[i]; sxy += pointX_[i] * pointY_[i];
+        }
+        const double n = points_, den = n * sxx - sx * sx;
+        if (den > 0.0) {
+            const double slope = (n * sxy - sx * sy) / den, intercept = (sy - slope * sx) / n;
+            host = originMicros_ + intercept + slope * static_cast<double>(outStart - originSample_);
+        }
+    }
     periodStart_ = outStart;
     sampleRate_ = sampleRate;
-    periodHostMicros_ = static_cast<double>(host.count()) + 1e6 * latencyFrames / sampleRate;
+    periodHostMicros_ = host + 1e6 * latencyFrames / sampleRate;
 }
 
 ClockPeerAnswer LinkSession::block(const ClockPeerBlock& b) noexcept {
@@ -83,6 +110,7 @@ ClockPeerAnswer LinkSession::block(const ClockPeerBlock& b) noexcept {
             st.requestBeatAtTime(b.beats, host, q);
             link_.commitAudioSessionState(st);
             lastBpm_ = b.bpm;
+            lastPeers_ = 0;
         } else {
             // Joining: the session's tempo and phase, at once.
             a.bpm = st.tempo();
@@ -100,8 +128,14 @@ ClockPeerAnswer LinkSession::block(const ClockPeerBlock& b) noexcept {
             link_.commitAudioSessionState(st);
             lastBpm_ = b.bpm;
         }
+        // Peers came or went: a session met another and one timeline won. For a second after,
+        // the phase is taken at once (the winner's timeline may be anywhere in the bar).
+        const int peers = peers_.load(std::memory_order_relaxed);
+        if (peers != lastPeers_) snapUntil_ = b.sample + static_cast<int64_t>(sampleRate_);
+        lastPeers_ = peers;
         const double error = wrapPhase(st.phaseAtTime(host, q) - std::fmod(b.beats, q), q);
-        if (std::fabs(error) > 0.25) {
+        const double snap = b.sample < snapUntil_ ? 0.001 * b.bpm / 60.0 : 0.25; // 1 ms, or a quarter beat
+        if (std::fabs(error) > snap) {
             a.setPosition = true;
             a.position = b.beats + error;
         } else {
@@ -109,14 +143,13 @@ ClockPeerAnswer LinkSession::block(const ClockPeerBlock& b) noexcept {
         }
     }
     const uint32_t seq = snapSeq_.load(std::memory_order_relaxed);
-    snapSeq_.store(seq + 1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
-    snapHost_.store(host.count(), std::memory_order_relaxed);
-    snapSample_.store(b.sample, std::memory_order_relaxed);
-    snapOurs_.store(a.setPosition ? a.position : b.beats, std::memory_order_relaxed);
-    snapTheirs_.store(st.beatAtTime(host, q), std::memory_order_relaxed);
-    snapBpm_.store(a.bpm > 0.0 ? a.bpm : b.bpm, std::memory_order_relaxed);
-    snapSeq_.store(seq + 2, std::memory_order_release);
+    snapSeq_.store(seq + 1);
+    snapHost_.store(host.count());
+    snapSample_.store(b.sample);
+    snapOurs_.store(a.setPosition ? a.position : b.beats);
+    snapTheirs_.store(st.beatAtTime(host, q));
+    snapBpm_.store(a.bpm > 0.0 ? a.bpm : b.bpm);
+    snapSeq_.store(seq + 2);
     return a;
 }
 

@@ -7,10 +7,14 @@
 // - Afterwards, once a block: a tempo a peer set is taken (a step); a tempo loopd's own source
 //   set (manual, movement, analysis, MIDI; a ramp, block by block) is committed to the session
 //   unless the tempo source is `link` (follow only); the phase difference slides away within a
-//   beat (TempoClock::nudge), or jumps when it is over a quarter beat.
-// - The session's time of a block's first sample is its period's host time (Link's
-//   HostTimeFilter over the periods' sample times) plus the output latency (the limiter's and
-//   half the driver's round trip), so two peers' beats agree where they are heard.
+//   beat (TempoClock::nudge), or jumps when it is over a quarter beat — or over 1 ms in the
+//   second after the peer count changed (sessions merged: the winner's phase is taken at once).
+// - The session's time of a block's first sample is its period's host time plus the output
+//   latency (the limiter's and half the driver's round trip), so two peers' beats agree where
+//   they are heard. The host time is a straight line through the last 512 periods' (sample,
+//   Link clock) points, as Link's HostTimeFilter fits it, but a period that comes right after
+//   the one before (a driver catching up after a stall: the null driver renders late periods
+//   back to back) adds no point: its "now" is not when its sound is due.
 // - Start/stop sync (/link_startstop): the session's playing state is reported, and loopd may
 //   start or stop it (/link_play).
 //
@@ -18,7 +22,6 @@
 // [audio] (Link's realtime-safe calls only); the rest [control]. Callbacks from Link's thread
 // only store atomics; the module (LinkModule) polls them.
 #include <ableton/Link.hpp>
-#include <ableton/link/HostTimeFilter.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -59,7 +62,14 @@ public:
 
 private:
     ableton::Link link_;
-    ableton::link::HostTimeFilter<ableton::link::platform::Clock> filter_; // [audio]
+    // [audio] The host-time line: points (sample, µs) relative to the first one kept.
+    static constexpr int kPoints = 512;
+    double pointX_[kPoints] = {}, pointY_[kPoints] = {};
+    int points_ = 0, nextPoint_ = 0;
+    int64_t originSample_ = 0;
+    double originMicros_ = 0.0, lastNow_ = 0.0;
+    int64_t lastOutStart_ = 0;
+    bool havePeriod_ = false;
     std::atomic<int> peers_{0};
     std::atomic<double> bpm_{0.0};
     std::atomic<bool> playing_{false}, changed_{false};
@@ -67,6 +77,8 @@ private:
     // [audio]
     bool joined_ = false;
     double lastBpm_ = 0.0;               // the session tempo as last seen or committed
+    int lastPeers_ = 0;
+    int64_t snapUntil_ = 0;              // phase errors jump (not slide) before this sample
     int64_t periodStart_ = 0;
     double periodHostMicros_ = 0.0, sampleRate_ = 48000.0;
     // The last block's figures (a seqlock: written by the audio thread, read by any).

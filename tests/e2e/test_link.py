@@ -8,6 +8,9 @@ import subprocess
 import time
 import unittest
 
+import threading
+
+import oscutil
 from test_osc import Loopd
 
 STATUS_PEERS = 26  # /status.reply field: Link peers
@@ -137,6 +140,99 @@ class Link(unittest.TestCase):
         self.assertEqual(b.wait("/link_play", timeout=3.0), [1])
         a.send("/link_play", 0)
         self.assertEqual(b.wait("/link_play", timeout=3.0), [0])
+
+
+class LinkHut:
+    """Ableton's LinkHut (ableton-link-utils) on a JACK server of its own, run headless under
+    `script` (it wants a terminal); keys go to its stdin, its status line is read back:
+    enabled | peers | quantum | start stop sync | tempo | beats | metro."""
+
+    def __init__(self, jack):
+        self.proc = subprocess.Popen(["script", "-qc", "LinkHut", "/dev/null"], env=dict(jack.env, JACK_NO_START_SERVER="1"),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.last = None
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        buf = b""
+        while True:
+            chunk = self.proc.stdout.read1(4096)
+            if not chunk:
+                return
+            buf += chunk
+            *lines, buf = re.split(rb"[\r\n]", buf)
+            for l in lines:
+                f = [x.strip() for x in l.decode(errors="replace").split("|")]
+                if len(f) == 7 and f[0] in ("yes", "no"):
+                    self.last = {"enabled": f[0] == "yes", "peers": int(f[1]), "tempo": float(f[4]), "beats": float(f[5]),
+                                 "at": time.time()}
+
+    def key(self, k):
+        self.proc.stdin.write(k.encode())
+        self.proc.stdin.flush()
+
+    def stop(self):
+        try:
+            self.key("q")
+            self.proc.wait(5)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc.stdin.close()
+        self.thread.join(5)
+        self.proc.stdout.close()
+
+
+@unittest.skipUnless(in_private_namespace(), "Link tests run in a private network namespace (tests/e2e/netns-run)")
+@unittest.skipUnless(shutil.which("LinkHut"), "LinkHut (ableton-link-utils) not installed")
+class WithLinkHut(unittest.TestCase):
+    def setUp(self):
+        self.jack = oscutil.NamedJack("loopd-linkhut")
+        self.hut = LinkHut(self.jack)
+        self.srv = None
+
+    def tearDown(self):
+        self.hut.stop()
+        if self.srv:
+            self.srv.stop()
+        self.jack.stop()
+
+    def test_loopd_and_linkhut_share_tempo_both_ways(self):
+        self.assertTrue(wait_until(lambda: self.hut.last is not None, 10.0), "LinkHut printed no status")
+        self.hut.key("a")  # LinkHut joins Link (at its 120 BPM)
+        self.assertTrue(wait_until(lambda: self.hut.last["enabled"], 3.0))
+        time.sleep(1.0)    # its session is the older one
+        self.srv = Loopd("--link", "--bpm", "100")
+        t0 = time.time()
+        self.assertTrue(wait_until(lambda: abs(self.srv.status()[13] - 120.0) < 1e-3, 5.0), self.srv.status()[13])
+        print("loopd joining at 100 BPM took LinkHut's 120 after %.2f s" % (time.time() - t0))
+        self.assertTrue(wait_until(lambda: self.hut.last["peers"] == 1, 5.0), self.hut.last)
+        # LinkHut's tempo keys reach loopd within a second ...
+        for _ in range(3):
+            self.hut.key("e")  # (LinkHut takes one key per pass of its loop)
+            time.sleep(0.15)
+        t0 = time.time()
+        self.assertTrue(wait_until(lambda: abs(self.srv.status()[13] - 123.0) < 1e-3, 1.0), self.srv.status()[13])
+        print("LinkHut's +3 BPM reached loopd after %.3f s" % (time.time() - t0))
+        # ... and loopd's /tempo reaches LinkHut.
+        self.srv.send("/tempo", 90.0)
+        t0 = time.time()
+        self.assertTrue(wait_until(lambda: abs(self.hut.last["tempo"] - 90.0) < 0.01, 1.0), self.hut.last)
+        print("loopd's /tempo 90 reached LinkHut after %.3f s" % (time.time() - t0))
+        # The same beat phase: LinkHut's beat (two decimals, as it prints it) against loopd's at
+        # that moment on Link's clock (loopd's /link_beat carried to the time LinkHut printed).
+        time.sleep(0.5)
+        worst = 0.0
+        for _ in range(10):
+            r = link_beat(self.srv)
+            h = dict(self.hut.last)
+            ours = r["ours"] + (r["now"] - r["host"]) / 1e6 * r["bpm"] / 60.0 - (time.time() - h["at"]) * r["bpm"] / 60.0
+            d = (ours - h["beats"] + 2.0) % 4.0 - 2.0
+            worst = max(worst, abs(d))
+            time.sleep(0.1)
+        print("loopd's beat against LinkHut's printed beat: worst %.3f beats (LinkHut prints every 20 ms, to 0.01 beat)" % worst)
+        self.assertLess(worst, 0.1)
 
 
 if __name__ == "__main__":
