@@ -285,18 +285,26 @@ TEST(RtSafety, ALinkPeerOnTheAudioThreadNeverAllocatesOrLocks) {
     c.address = "/link";
     c.body = cmd::ClockPeerOn{&link, false};
     ASSERT_TRUE(s.engine().pushCommand(std::move(c)));
+    s.send("/tempo", 99.0f);
     s.render(4800);
     resetCounters();
+    // Every tempo is higher than the last: a lower one read back (Link serving an older commit
+    // of loopd's own while its thread catches up) must never be taken for a peer's.
+    double lowest = 0.0, fellBy = 0.0;
     for (int i = 0; i < 40; ++i) {
-        s.send("/tempo", 100.0f + static_cast<float>(i), 0.05f); // ramps: committed block by block
+        s.send("/tempo", 100.0f + static_cast<float>(i), 0.05f); // ramps: committed every 20 ms
         for (int p = 0; p < 10; ++p) {
             {
                 rt::AudioCallbackScope audio;
                 link.period(s.engine().sampleTime(), 48000.0, 64);
             }
             s.render(256);
+            const double bpm = link.snapshot().bpm;
+            fellBy = std::max(fellBy, lowest - bpm);
+            lowest = std::max(lowest, bpm);
         }
     }
+    EXPECT_EQ(fellBy, 0.0) << "the tempo went back: an own commit read back was taken for a peer's";
     for (int p = 0; p < 20; ++p) {
         {
             rt::AudioCallbackScope audio;

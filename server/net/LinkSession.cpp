@@ -95,6 +95,24 @@ void LinkSession::period(int64_t outStart, double sampleRate, int latencyFrames)
     periodHostMicros_ = host + 1e6 * latencyFrames / sampleRate;
 }
 
+void LinkSession::commitOwn(ableton::Link::SessionState& st, const ClockPeerBlock& b) noexcept {
+    link_.commitAudioSessionState(st);
+    lastBpm_ = b.bpm;
+    lastCommitSample_ = b.sample;
+    own_[nextOwn_] = {b.bpm, b.sample};
+    nextOwn_ = (nextOwn_ + 1) % kOwn;
+}
+
+bool LinkSession::ownEcho(double bpm, int64_t sample) const noexcept {
+    // Link serves the audio thread its own commits back, and after a second without one, what
+    // its network thread last applied: that may be an older commit of a ramp for up to half a
+    // second (its fallback period). Such a tempo is not a peer's.
+    const auto window = static_cast<int64_t>(2.0 * sampleRate_);
+    for (const OwnCommit& c : own_)
+        if (c.bpm > 0.0 && sample - c.sample < window && std::fabs(c.bpm - bpm) < 1e-9) return true;
+    return false;
+}
+
 ClockPeerAnswer LinkSession::block(const ClockPeerBlock& b) noexcept {
     ClockPeerAnswer a;
     const double hostD = periodHostMicros_ + 1e6 * static_cast<double>(b.sample - periodStart_) / sampleRate_;
@@ -108,8 +126,7 @@ ClockPeerAnswer LinkSession::block(const ClockPeerBlock& b) noexcept {
             // Alone: the session starts from loopd's clock.
             st.setTempo(b.bpm, host);
             st.requestBeatAtTime(b.beats, host, q);
-            link_.commitAudioSessionState(st);
-            lastBpm_ = b.bpm;
+            commitOwn(st, b);
             lastPeers_ = 0;
         } else {
             // Joining: the session's tempo and phase, at once.
@@ -118,15 +135,33 @@ ClockPeerAnswer LinkSession::block(const ClockPeerBlock& b) noexcept {
             a.position = b.beats + wrapPhase(st.phaseAtTime(host, q) - std::fmod(b.beats, q), q);
             lastBpm_ = a.bpm;
         }
+    } else if (peers_.load(std::memory_order_relaxed) == 0 && b.lead) {
+        // Alone and leading: loopd is the session. What the session reads back is loopd's own
+        // last commits (Link may serve an older one of them for a while: it is never a peer's),
+        // so nothing is taken; loopd's tempo and, when they drifted over 1 ms apart, its beat
+        // are committed instead.
+        lastPeers_ = 0;
+        const bool due = b.sample - lastCommitSample_ >= static_cast<int64_t>(sampleRate_ / 50.0);
+        const double error = wrapPhase(st.phaseAtTime(host, q) - std::fmod(b.beats, q), q);
+        bool commit = false;
+        if (due && std::fabs(b.bpm - lastBpm_) > 1e-6) {
+            st.setTempo(b.bpm, host);
+            commit = true;
+        }
+        if (due && std::fabs(error) > 0.001 * b.bpm / 60.0) {
+            st.forceBeatAtTime(b.beats, host, q);
+            commit = true;
+        }
+        if (commit) commitOwn(st, b);
     } else {
         const double session = st.tempo();
-        if (std::fabs(session - lastBpm_) > 1e-6) {
+        if (std::fabs(session - lastBpm_) > 1e-6 && !ownEcho(session, b.sample)) {
             a.bpm = session; // a peer changed it
             lastBpm_ = session;
-        } else if (b.lead && std::fabs(b.bpm - lastBpm_) > 1e-6) {
+        } else if (b.lead && std::fabs(b.bpm - lastBpm_) > 1e-6 &&
+                   b.sample - lastCommitSample_ >= static_cast<int64_t>(sampleRate_ / 50.0)) {
             st.setTempo(b.bpm, host); // loopd changed it: the beat at this time stays
-            link_.commitAudioSessionState(st);
-            lastBpm_ = b.bpm;
+            commitOwn(st, b);
         }
         // Peers came or went: a session met another and one timeline won. For a second after,
         // the phase is taken at once (the winner's timeline may be anywhere in the bar).

@@ -9,6 +9,10 @@
 //   unless the tempo source is `link` (follow only); the phase difference slides away within a
 //   beat (TempoClock::nudge), or jumps when it is over a quarter beat — or over 1 ms in the
 //   second after the peer count changed (sessions merged: the winner's phase is taken at once).
+//   Alone (no peers) and leading, loopd is the session: nothing is taken from it (Link may read
+//   back an older commit of loopd's own for half a second); loopd's tempo and beat are committed
+//   (at most every 20 ms). With peers, a tempo read back that loopd itself committed in the last
+//   two seconds is not taken for a peer's.
 // - The session's time of a block's first sample is its period's host time plus the output
 //   latency (the limiter's and half the driver's round trip), so two peers' beats agree where
 //   they are heard. The host time is a straight line through the last 512 periods' (sample,
@@ -25,6 +29,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 
 #include "server/engine/ClockPeer.h"
 
@@ -79,6 +84,14 @@ private:
     double lastBpm_ = 0.0;               // the session tempo as last seen or committed
     int lastPeers_ = 0;
     int64_t snapUntil_ = 0;              // phase errors jump (not slide) before this sample
+    // loopd's own commits (at most one per 20 ms): their tempos read back are not a peer's.
+    struct OwnCommit { double bpm = 0.0; int64_t sample = 0; };
+    static constexpr int kOwn = 128;     // 2.56 s of a ramp's commits
+    OwnCommit own_[kOwn] = {};
+    int nextOwn_ = 0;
+    int64_t lastCommitSample_ = INT64_MIN / 2;
+    void commitOwn(ableton::Link::SessionState& st, const ClockPeerBlock& b) noexcept;
+    bool ownEcho(double bpm, int64_t sample) const noexcept;
     int64_t periodStart_ = 0;
     double periodHostMicros_ = 0.0, sampleRate_ = 48000.0;
     // The last block's figures (a seqlock: written by the audio thread, read by any).
