@@ -20,6 +20,7 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("-S,--sample-rate", o.sampleRate, "sample rate (JACK imposes its own)")->capture_default_str()->check(CLI::Range(8000.0, 384000.0));
     app.add_option("--driver", o.driver, "auto, jack, alsa, pulse or null")->capture_default_str()
         ->check(CLI::IsMember({"auto", "jack", "alsa", "pulse", "null"}));
+    app.add_option("--null-input", o.nullInput, "null driver: play this audio file, looped, as the input (tests, installations without a sound card)")->check(CLI::ExistingFile);
     app.add_option("-H,--device", o.device, "device index or part of its name");
     app.add_option("--jack-name", o.jackName, "JACK client name (give each loopd on one JACK server its own)")->capture_default_str();
     app.add_option("-i,--inputs", o.inputs, "input channels")->capture_default_str()->check(CLI::Range(0, 32));
@@ -52,6 +53,8 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--midi-bindings", o.midiBindings, "SooperLooper .slb MIDI bindings to load at start")->check(CLI::ExistingFile);
     app.add_option("--midi", o.midi, "MIDI ports: auto (loopd:midi_in/midi_out on JACK, else ALSA sequencer ports), jack, alsa, none")
         ->check(CLI::IsMember({"auto", "jack", "alsa", "none"}))->capture_default_str();
+    app.add_option("--jam-token", o.jamToken, "interval jam: a token every HTTP request must carry (hosting), or that this server sends (joining)");
+    app.add_option("--jam-bind", o.jamBind, "interval jam: the address /jam_host listens on (0.0.0.0: every interface)")->capture_default_str();
     app.add_flag("--link", o.link, "join the Ableton Link session on the network at start (tempo and phase shared with every Link peer; /link 0 leaves)");
     app.add_flag("--midi-clock-out", o.midiClockOut, "send MIDI clock (24 per beat, Start on the next bar) on the MIDI output from the start");
     // The Crowdstream server's flags.

@@ -13,6 +13,7 @@ struct Options {
     int blockSize = 64;               // engine block in frames
     double sampleRate = 48000.0;
     std::string driver = "auto";
+    std::string nullInput;            // null driver: the input is this file, looped (tests, demos)
     std::string device;
     std::string jackName = "loopd";   // JACK client name
     int inputs = 2;
@@ -33,6 +34,8 @@ struct Options {
     std::string bpmConfig;            // Crowdstream bpm_config.json
     std::string midiBindings;         // SooperLooper .slb file loaded at start
     std::string midi = "auto";        // MIDI ports: auto (JACK's beside the audio, else ALSA's), jack, alsa, none
+    std::string jamToken;             // the interval jam's HTTP token (hosting and joining)
+    std::string jamBind = "127.0.0.1"; // the address /jam_host listens on
     bool link = false;                // join the Ableton Link session at start (/link 1)
     bool midiClockOut = false;        // MIDI clock out from the start (/set output_midi_clock 1)
     std::string deck[4];              // --a --b --c --d: preload and start

@@ -88,6 +88,9 @@ ControllerOptions controllerOptions(const Options& o, bool offline, const FileCo
     c.offline = offline;
     c.loopSeconds = o.loopSeconds;
     c.undoSeconds = o.undoSeconds;
+    c.captureSeconds = o.captureSeconds;
+    c.jamToken = o.jamToken;
+    c.jamBind = o.jamBind;
     c.maxMemoryBytes = o.maxMemoryMb > 0 ? int64_t(o.maxMemoryMb) << 20 : MemoryBudget::halfOfPhysicalMemory();
     return c;
 }
@@ -148,6 +151,7 @@ int runServer(const Options& o) {
     d.numInputs = o.inputs;
     d.numOutputs = o.outputs;
     d.clientName = o.jackName;
+    d.inputFile = o.nullInput;
     d.midiPorts = o.midi == "auto" || o.midi == "jack";
     std::unique_ptr<Driver> driver;
     try {

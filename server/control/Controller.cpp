@@ -22,6 +22,7 @@
 #include "server/tempo/TempoCommands.h"
 #include "server/analysis/AnalysisModule.h"
 #include "server/midi/MidiModule.h"
+#include "server/net/JamModule.h"
 #include "server/net/LinkModule.h"
 #include "server/control/Buffers.h"
 #include "server/control/Nodes.h"
@@ -83,6 +84,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     addModule<MidiModule>(sooperLooper);
     addModule<AnalysisModule>(tempo, *buffers_);
     addModule<LinkModule>(tempo);
+    addModule<JamModule>(sooperLooper);
 }
 
 void Controller::route(const char* address, bool prefix, Handler h) {

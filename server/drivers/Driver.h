@@ -20,6 +20,9 @@ struct DriverOptions {
     // null: frames rendered at once when it starts, before it paces itself (a device lost
     // mid-stream went silent for a while before that was noticed: the clock keeps wall time).
     int64_t catchUpFrames = 0;
+    // null: the input is this file, looped from the first frame the driver renders (engine sample
+    // n hears frame n mod length), resampled to the rate; its channels fill the inputs in turn.
+    std::string inputFile;
 };
 
 class Driver {

@@ -284,8 +284,21 @@ void SooperLooper::onBeat(const reply::Beat& b) {
     slNotifyChange(-2, "tap_tempo", static_cast<float>(b.beat));
 }
 
+Looper* SooperLooper::looperOfNode(int32_t node) const {
+    for (const SlLoop& l : slLoops_)
+        if (l.node == node) return l.looper;
+    return nullptr;
+}
+
+int SooperLooper::indexOfNode(int32_t node) const {
+    for (size_t i = 0; i < slLoops_.size(); ++i)
+        if (slLoops_[i].node == node) return static_cast<int>(i);
+    return -1;
+}
+
 bool SooperLooper::takeBack(Released& x) {
     if (x.what != Released::What::LoopBuffer && x.what != Released::What::LoopSave) return false;
+    if (x.what == Released::What::LoopSave && !slSaves_.count(x.id)) return false; // another module's copy (the jam's)
     slLoopBuffer(static_cast<BufferData*>(x.ptr), x.id, x.what == Released::What::LoopSave);
     return true;
 }
@@ -777,7 +790,7 @@ void SooperLooper::slLoadLoop(Msg& m, int index) {
             try {
                 auto data = loadAudioFile(path, o);
                 BufferData* raw = data.get();
-                if (pushFromWorker(client, kAddrLoad, tag, Looper::loadFor(node, raw, quantized))) {
+                if (pushFromWorker(client, kAddrLoad, tag, Looper::loadAtFor(node, raw, quantized ? Looper::LoadAt::Boundary : Looper::LoadAt::Now))) {
                     data.release();
                     send(client, osc::MessageBuilder("/done").s(address).i(i).s(path));
                 }
@@ -884,7 +897,7 @@ void SooperLooper::hSlLoadSession(Msg& m) {
             worker_.post([=, this] {
                 try {
                     auto data = loadAudioFile(audio, o);
-                    if (pushFromWorker(client, kAddrLoad, 0, Looper::loadFor(node, data.get(), false))) data.release();
+                    if (pushFromWorker(client, kAddrLoad, 0, Looper::loadAtFor(node, data.get(), Looper::LoadAt::Now))) data.release();
                 } catch (const std::exception& e) {
                     fail(client, "/load_session", e.what());
                 }

@@ -41,6 +41,13 @@ public:
     // True when a learn took it (nothing else should act on it). `padsDone`: the audio thread
     // already acted on the event's pad bindings (midi/MidiPads.h): only the others run here.
     bool onMidi(const midi::Message& m, bool padsDone = false);
+    // [control] The jam's loops (net/JamModule): a new loop like /loop_add (its index; -1 when
+    // the engine refused it: `m`'s client has the /fail), and a loop's looper by node id (null
+    // once it is gone: /loop_del, or never made).
+    int addLoopFor(Msg& m, int channels, double seconds) { return addLoop(m, channels, seconds); }
+    Looper* looperOfNode(int32_t node) const;
+    int32_t nodeOfIndex(int index) const { return index >= 0 && index < static_cast<int>(slLoops_.size()) ? slLoops_[static_cast<size_t>(index)].node : -1; }
+    int indexOfNode(int32_t node) const;
 
 private:
     TempoCommands& tempo_; // the clock's commands (tempo, tap tempo follow the tempo source)

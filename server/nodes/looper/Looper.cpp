@@ -82,6 +82,8 @@ Looper::~Looper() {
     for (auto& slot : handBack_) delete slot.data;
     delete leaked_;
     delete pendingLoad_;
+    delete pendingMix_;
+    delete take_.dst;
     delete copy_.buffer;
     delete save_.dst;
 }
@@ -243,8 +245,20 @@ bool Looper::unitCommand(cmd::Unit& m, ProcessContext& ctx, int64_t now, UnitFai
         fail = UnitFail{FailCode::LoopValueOutOfRange, static_cast<int32_t>(m.a), m.b};
         return false;
     case Op::Load:
-        m.buffer = loadContent(m.buffer, m.a != 0.0f, ctx, now); // what it is done with goes back
+        m.buffer = loadContent(m.buffer, static_cast<LoadAt>(static_cast<int>(m.a)), ctx, now); // what it is done with goes back
         return true;
+    case Op::Mix:
+        if (pendingMix_ || len() <= 0 || !m.buffer) { fail = UnitFail{FailCode::LoopBusy}; return false; }
+        pendingMix_ = m.buffer;
+        m.buffer = nullptr; // lent until mixed in (handBack)
+        return true;
+    case Op::Take: {
+        if (take_.dst || len() <= 0 || lastWrap_ < 0 || !m.buffer || !ctxRing_) { fail = UnitFail{FailCode::LoopBusy}; return false; }
+        take_ = TakeJob{m.buffer, lastWrap_ - static_cast<int64_t>(m.a) * len() + latency(ctx), std::min(m.buffer->numFrames, len()), 0};
+        take_.dst->numFrames = take_.frames;
+        m.buffer = nullptr; // lent until copied (handBack)
+        return true;
+    }
     case Op::Save:
         if (!startSave(m.buffer)) { fail = UnitFail{FailCode::LoopBusy}; return false; }
         m.buffer = nullptr; // lent until the copy is done (handBack)

@@ -75,6 +75,11 @@ struct LooperStatus {
     std::atomic<int64_t> loopFrames{0}, cycleFrames{0};
     std::atomic<uint64_t> memoryFull{0};      // times a write ran out of loop memory
     std::atomic<uint64_t> commandsIgnored{0}; // commands that made no sense in the current state
+    // Cycle starts: how many times the play head came back to the loop's start (or new content
+    // started playing), and the engine sample of the last one (the jam counts its cycles here).
+    std::atomic<int64_t> wraps{0}, wrapSample{-1};
+    // Buffers mixed in (mixFor): how many, and the wrap count at the last one.
+    std::atomic<int64_t> mixes{0}, mixWrap{-1};
 };
 
 class Looper final : public Node {
@@ -94,16 +99,32 @@ public:
 
     // The looper's unit commands (cmd::Unit, built by the helpers below on the control thread):
     // a button, a control, new content, a save, a pitch shifter.
-    enum class Op : uint8_t { Command, Control, Load, Save, Shifter };
+    enum class Op : uint8_t { Command, Control, Load, Save, Shifter, Mix, Take };
+    // When loaded content starts: now, at the next boundary of the loop's quantize grid, at the
+    // clock's next bar, at the loop's next wrap (its current cycle plays to its end).
+    enum class LoadAt : uint8_t { Now = 0, Boundary = 1, Bar = 2, Wrap = 3 };
     static cmd::Unit commandFor(int32_t node, LoopCmd c, float arg) noexcept {
         return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Command), static_cast<float>(c), arg};
     }
     static cmd::Unit controlFor(int32_t node, LoopCtl c, float value) noexcept {
         return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Control), static_cast<float>(c), value};
     }
-    // New loop content (a file the worker loaded): swap at the next boundary when quantized.
-    static cmd::Unit loadFor(int32_t node, BufferData* data, bool quantized) noexcept {
-        return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Load), quantized ? 1.0f : 0.0f, 0.0f, data};
+    // New loop content (a file the worker loaded): swap now, at the next boundary of the loop's
+    // grid, at the clock's next bar or at the loop's next wrap.
+    static cmd::Unit loadAtFor(int32_t node, BufferData* data, LoadAt at) noexcept {
+        return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Load), static_cast<float>(at), 0.0f, data};
+    }
+    // Add `data` into the loop from its start, at the loop's next wrap: one undo generation (the
+    // jam's takes). The looper hands `data` back when it is mixed in.
+    static cmd::Unit mixFor(int32_t node, BufferData* data) noexcept {
+        return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Mix), 0.0f, 0.0f, data};
+    }
+    // Copy one cycle of the live input into `data` (sized to the loop's length by the control
+    // thread): the cycle in progress (cyclesBack 0) or the one before, from the capture ring, as
+    // the write head would have recorded it (latency compensated). Handed back as a save once the
+    // input has arrived (the jam's takes).
+    static cmd::Unit takeFor(int32_t node, BufferData* data, int cyclesBack) noexcept {
+        return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Take), static_cast<float>(cyclesBack), 0.0f, data, nullptr, true};
     }
     // Copy the loop into `data` (sized by the control thread) for /sl/#/save_loop.
     static cmd::Unit saveFor(int32_t node, BufferData* data) noexcept {
@@ -123,7 +144,7 @@ public:
     // [audio] New content (from a file): swap at the next bar/cycle boundary when `quantized`,
     // else now. Returns the buffer the looper is done with (the previous pending one), or null;
     // the looper keeps `data` until copied, then hands it back through takeFinishedBuffer().
-    BufferData* loadContent(BufferData* data, bool quantized, ProcessContext& ctx, int64_t at) noexcept;
+    BufferData* loadContent(BufferData* data, LoadAt when, ProcessContext& ctx, int64_t at) noexcept;
     // [audio] Whether the loop is writing input now (PA mute).
     bool writing() const noexcept;
 
@@ -171,7 +192,9 @@ private:
         int64_t frames = 0, done = 0;
         int64_t startTau = 0;   // wait until the write head has passed this time
         bool fadeTail = false;  // crossfade the end with the input before srcStart when done
+        bool add = false;       // mix: add the buffer to what the loop holds
     };
+    struct TakeJob { BufferData* dst = nullptr; int64_t srcStart = 0, frames = 0, done = 0; };
     struct SaveJob { BufferData* dst = nullptr; int64_t frames = 0, done = 0; bool started = false; };
     struct HandBackSlot { BufferData* data = nullptr; bool saved = false; };
 
@@ -282,6 +305,13 @@ private:
     BufferData* leaked_ = nullptr;
     BufferData* pendingLoad_ = nullptr;
     int64_t pendingLoadAt_ = -1;
+    bool loadAtWrap_ = false;             // pendingLoad_ waits for the next wrap
+    BufferData* pendingMix_ = nullptr;    // added at the next wrap
+    TakeJob take_;
+    int64_t lastWrap_ = -1;               // engine sample where the current cycle started
+    void onWrap(ProcessContext& ctx, int64_t at) noexcept;
+    void startMix(ProcessContext& ctx) noexcept;
+    void runTake() noexcept;
 
     float inPeak_ = 0, outPeak_ = 0;
 

@@ -272,8 +272,8 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
                         outGain_.setTarget(0.0f, std::max<int64_t>(1, static_cast<int64_t>(left / speed_)));
                     }
                 }
-                if (pos_ >= L) pos_ -= L;
-                if (pos_ < 0.0) pos_ += L;
+                if (pos_ >= L) { pos_ -= L; onWrap(ctx, t + 1); }
+                if (pos_ < 0.0) { pos_ += L; onWrap(ctx, t + 1); }
                 if (pos_ >= L || pos_ < 0.0) pos_ = 0.0;
             }
         }

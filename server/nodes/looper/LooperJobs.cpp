@@ -19,19 +19,74 @@ namespace {
 constexpr int64_t kCopyFramesPerBlock = 8192;
 } // namespace
 
-BufferData* Looper::loadContent(BufferData* data, bool quantized, ProcessContext& ctx, int64_t at) noexcept {
+BufferData* Looper::loadContent(BufferData* data, LoadAt when, ProcessContext& ctx, int64_t at) noexcept {
     BufferData* old = pendingLoad_;
     pendingLoad_ = data;
     pendingLoadAt_ = at;
-    if (quantized) {
+    loadAtWrap_ = false;
+    if (when == LoadAt::Wrap && len() > 0 && !paused_) {
+        pendingLoadAt_ = INT64_MAX; // onWrap sets it
+        loadAtWrap_ = true;
+    } else if (when == LoadAt::Boundary) {
         int64_t origin = 0;
         double unit = 0.0;
         if (grid(ctx, 1, origin, unit) && unit >= 1.0) {
             const double k = std::ceil(static_cast<double>(at - origin) / unit);
             pendingLoadAt_ = origin + static_cast<int64_t>(std::llround(k * unit));
         }
+    } else if (when == LoadAt::Bar) {
+        // The clock's next bar line (this sample when it is one).
+        const double framesPerBeat = 60.0 * ctx.sampleRate / std::max(1.0, ctx.tempoBpm);
+        const double beatsPerBar = std::max(1, ctx.beatsPerBar);
+        const double beatsAt = ctx.beats + static_cast<double>(at - ctx.segmentStart) / framesPerBeat;
+        const double toBar = std::ceil(beatsAt / beatsPerBar - 1e-9) * beatsPerBar - beatsAt;
+        pendingLoadAt_ = at + static_cast<int64_t>(std::llround(std::max(0.0, toBar) * framesPerBeat));
     }
     return old;
+}
+
+void Looper::onWrap(ProcessContext& ctx, int64_t at) noexcept {
+    lastWrap_ = at;
+    status_.wrapSample.store(at, std::memory_order_relaxed);
+    status_.wraps.fetch_add(1, std::memory_order_release);
+    if (pendingLoad_ && loadAtWrap_) {
+        loadAtWrap_ = false;
+        pendingLoadAt_ = at; // swapped as the sample `at` renders
+    } else if (pendingMix_ && !copy_.active) {
+        startMix(ctx);
+    }
+}
+
+void Looper::startMix(ProcessContext& ctx) noexcept {
+    // One undo generation: the pages the take touches are copied on their first write.
+    BufferData* data = pendingMix_;
+    pendingMix_ = nullptr;
+    mem_.beginGeneration(false);
+    copy_ = CopyJob{};
+    copy_.active = true;
+    copy_.add = true;
+    copy_.buffer = data;
+    copy_.frames = std::min(data->numFrames, len());
+    status_.mixWrap.store(status_.wraps.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    status_.mixes.fetch_add(1, std::memory_order_release);
+    runCopyJob(ctx);
+}
+
+void Looper::runTake() noexcept {
+    if (!take_.dst || !ctxRing_) return;
+    const int64_t from = take_.srcStart + take_.done;
+    const int64_t n = std::min({take_.frames - take_.done, kCopyFramesPerBlock, ctxRing_->end() - from});
+    if (n <= 0 && take_.done < take_.frames) return; // the input has not arrived yet
+    for (int c = 0; c < take_.dst->numChannels; ++c) {
+        const int rc = ringChannel(std::min(c, channels_ - 1));
+        float* dst = take_.dst->channel(c) + take_.done;
+        for (int64_t k = 0; k < n; ++k) dst[k] = ctxRing_->read(from + k, rc);
+    }
+    take_.done += std::max<int64_t>(n, 0);
+    if (take_.done >= take_.frames) {
+        queueHandBack(take_.dst, true);
+        take_ = TakeJob{};
+    }
 }
 
 void Looper::swapInPendingLoad(ProcessContext& ctx) noexcept {
@@ -45,6 +100,7 @@ void Looper::swapInPendingLoad(ProcessContext& ctx) noexcept {
     playLen_ = length;
     cycleFrames_ = length;
     pos_ = 0.0;
+    onWrap(ctx, pendingLoadAt_); // a new cycle starts
     dir_ = 1;
     muted_ = paused_ = oneShot_ = false;
     outGain_.reset(1.0f);
@@ -99,7 +155,10 @@ bool Looper::copyStep(int64_t budget) noexcept {
         } else if (copy_.buffer) {
             for (int c = 0; c < ch; ++c) {
                 const float* src = copy_.buffer->channel(std::min(c, copy_.buffer->numChannels - 1)) + j;
-                for (int64_t k = 0; k < run; ++k) dst[k * ch + c] = src[k];
+                if (copy_.add)
+                    for (int64_t k = 0; k < run; ++k) dst[k * ch + c] += src[k];
+                else
+                    for (int64_t k = 0; k < run; ++k) dst[k * ch + c] = src[k];
             }
         }
         copy_.done += run;
@@ -140,6 +199,7 @@ void Looper::handBack(ProcessContext& ctx) noexcept {
         ctx.report.handBack[ctx.report.numHandBack++] = ProcessContext::Report::HandBack{slot.data, id(), slot.saved};
         slot.data = nullptr;
     }
+    runTake();
     // A save in progress: copy a slice per render, once the write head has finished what the
     // play head already shows (a recording's last frames arrive one round trip later).
     if (save_.dst && !save_.started && !recordEndPending_ && !lengthChangePending_ && !copy_.active) {
