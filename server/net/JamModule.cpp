@@ -4,6 +4,7 @@
 #include <osc/OscReceivedElements.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 
@@ -177,7 +178,9 @@ void JamModule::pollHost() {
     if (mixes != mixesSeen_) {
         mixesSeen_ = mixes;
         mixPushed_ = false;
-        notifyTake(mixedCycle_, mixedBy_, "mixed at cycle " + std::to_string(st.mixWrap.load(std::memory_order_relaxed) - wrapsBase_ - 1));
+        char timing[96];
+        std::snprintf(timing, sizeof timing, " (came in cycle %lld, %.3f s before its end)", static_cast<long long>(mixedCameIn_), mixedBefore_);
+        notifyTake(mixedCycle_, mixedBy_, "mixed at cycle " + std::to_string(st.mixWrap.load(std::memory_order_relaxed) - wrapsBase_ - 1) + timing);
     }
     const int64_t cycle = st.wraps.load(std::memory_order_acquire) - wrapsBase_ - 1;
     if (cycle > cycle_) {
@@ -198,7 +201,12 @@ void JamModule::pollHost() {
             else saveLent_ = nullptr;
         }
     }
-    for (auto& t : host_->takeTakes()) waiting_.push_back(Pending{t.cycle, t.musician, std::move(t.audio)});
+    const double sr = engine_.config().sampleRate;
+    for (auto& t : host_->takeTakes()) {
+        // When it came: in which cycle, how long before that cycle's end (the boundary that mixes it).
+        const int64_t now = engine_.sampleTime(), next = st.wrapSample.load(std::memory_order_relaxed) + session_.loopFrames;
+        waiting_.push_back(Pending{t.cycle, t.musician, std::move(t.audio), cycle_, static_cast<double>(next - now) / sr});
+    }
     if (!waiting_.empty() && !mixPushed_ && cycle_ >= 0) {
         Pending p = std::move(waiting_.front());
         waiting_.pop_front();
@@ -208,6 +216,8 @@ void JamModule::pollHost() {
             mixPushed_ = true;
             mixedCycle_ = p.cycle;
             mixedBy_ = p.musician;
+            mixedCameIn_ = p.cameIn;
+            mixedBefore_ = p.before;
         }
     }
     for (const auto& e : host_->takeEvents()) notifyTake(e.cycle, e.musician, e.status);

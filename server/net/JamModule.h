@@ -67,11 +67,13 @@ private:
     BufferData* saveLent_ = nullptr; int64_t saveCycle_ = -1;   // host: the mix of a cycle
     BufferData* takeLent_ = nullptr; int64_t takeLentCycle_ = -1; // guest: a take
     // Host: accepted takes waiting for the looper; the one pushed is mixed at cycle mixAt_.
-    struct Pending { int64_t cycle; std::string musician; std::unique_ptr<BufferData> audio; };
+    // `cameIn`: the cycle playing here when it arrived; `before`: seconds from its arrival to the
+    // end of that cycle (the boundary that mixes it in).
+    struct Pending { int64_t cycle; std::string musician; std::unique_ptr<BufferData> audio; int64_t cameIn = 0; double before = 0; };
     std::deque<Pending> waiting_;
     bool mixPushed_ = false;      // a take is with the looper, not mixed in yet
     int64_t mixesSeen_ = 0;       // the looper's mix count when last looked
-    int64_t mixedCycle_ = -1; std::string mixedBy_;
+    int64_t mixedCycle_ = -1; std::string mixedBy_; int64_t mixedCameIn_ = 0; double mixedBefore_ = 0;
 };
 
 } // namespace loopd

@@ -298,7 +298,11 @@ int SooperLooper::indexOfNode(int32_t node) const {
 
 bool SooperLooper::takeBack(Released& x) {
     if (x.what != Released::What::LoopBuffer && x.what != Released::What::LoopSave) return false;
-    if (x.what == Released::What::LoopSave && !slSaves_.count(x.id)) return false; // another module's copy (the jam's)
+    if (x.what == Released::What::LoopSave) {
+        // Only its own copies: the jam saves the same loops (a looper runs two saves at once).
+        auto it = slSaves_.find(x.id);
+        if (it == slSaves_.end() || it->second.data != x.ptr) return false;
+    }
     slLoopBuffer(static_cast<BufferData*>(x.ptr), x.id, x.what == Released::What::LoopSave);
     return true;
 }
@@ -738,7 +742,7 @@ void SooperLooper::slSaveLoop(Msg& m, int index) {
         Msg now{kAddrSave, m.args, 0, m.client};
         if (!push(now, Looper::saveFor(loop.node, raw))) return;
         data.release();
-        slSaves_[loop.node] = SlSave{target, sample, url, errPath, m.client, i};
+        slSaves_[loop.node] = SlSave{target, sample, url, errPath, m.client, i, raw};
         ++saved;
     }
     if (saved == 0 && targets.size() > 1) slError(m, url, errPath, "every loop is empty: nothing to save");
@@ -844,7 +848,7 @@ void SooperLooper::hSlSaveSession(Msg& m) {
         Msg now{kAddrSave, m.args, 0, m.client};
         if (!push(now, Looper::saveFor(loop.node, raw))) continue;
         data.release();
-        slSaves_[loop.node] = SlSave{path + ".loop" + std::to_string(i) + ".wav", "float", url, errPath, m.client, static_cast<int>(i)};
+        slSaves_[loop.node] = SlSave{path + ".loop" + std::to_string(i) + ".wav", "float", url, errPath, m.client, static_cast<int>(i), raw};
     }
     done(m.client, "/save_session");
 }

@@ -67,7 +67,7 @@ private:
     struct SlRegistration {
         int loop; std::string ctrl, url, path; bool autoUpdate; float last; uint16_t client;
     };
-    struct SlSave { std::string path, sample, url, errPath; uint16_t client; int index; };
+    struct SlSave { std::string path, sample, url, errPath; uint16_t client; int index; const BufferData* data = nullptr; };
 
     void hSl(Msg&);
     void hSlPing(Msg&);

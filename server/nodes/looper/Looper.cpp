@@ -85,7 +85,7 @@ Looper::~Looper() {
     delete pendingMix_;
     delete take_.dst;
     delete copy_.buffer;
-    delete save_.dst;
+    for (SaveJob& save : saves_) delete save.dst;
 }
 
 // ---------------------------------------------------------------------------------------------

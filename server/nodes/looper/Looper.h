@@ -155,7 +155,7 @@ public:
     const LoopMemory& memory() const noexcept { return mem_; }
 
     // [audio] Start copying the loop into `dst` (sized by the control thread); the looper hands
-    // it back (ProcessContext::handBack, saved = true) when done. False if a save is running.
+    // it back (ProcessContext::handBack, saved = true) when done. False when two saves are running.
     bool startSave(BufferData* dst) noexcept;
     // [audio] Hand back buffers the looper is done with (called by render; public for tests).
     void handBack(ProcessContext& ctx) noexcept;
@@ -300,8 +300,8 @@ private:
 
     const CaptureRing* ctxRing_ = nullptr;
     CopyJob copy_;
-    SaveJob save_;
-    HandBackSlot handBack_[4];
+    SaveJob saves_[2];
+    HandBackSlot handBack_[6];
     BufferData* leaked_ = nullptr;
     BufferData* pendingLoad_ = nullptr;
     int64_t pendingLoadAt_ = -1;

@@ -200,34 +200,39 @@ void Looper::handBack(ProcessContext& ctx) noexcept {
         slot.data = nullptr;
     }
     runTake();
-    // A save in progress: copy a slice per render, once the write head has finished what the
-    // play head already shows (a recording's last frames arrive one round trip later).
-    if (save_.dst && !save_.started && !recordEndPending_ && !lengthChangePending_ && !copy_.active) {
-        save_.started = true;
-        save_.frames = std::min(save_.dst->numFrames, mem_.length());
-        save_.dst->numFrames = save_.frames;
-    }
-    if (save_.dst && save_.started) {
-        const int64_t n = std::min(save_.frames - save_.done, kCopyFramesPerBlock);
-        for (int64_t j = save_.done; j < save_.done + n; ++j)
-            for (int c = 0; c < save_.dst->numChannels; ++c) {
-                const float* f = mem_.frame(j);
-                save_.dst->channel(c)[j] = f ? f[std::min(c, channels_ - 1)] : 0.0f;
+    // Saves in progress (a client's and the jam's may overlap): a slice each per render, once the
+    // write head has finished what the play head already shows (a recording's last frames arrive
+    // one round trip later).
+    for (SaveJob& save : saves_) {
+        if (save.dst && !save.started && !recordEndPending_ && !lengthChangePending_ && !copy_.active) {
+            save.started = true;
+            save.frames = std::min(save.dst->numFrames, mem_.length());
+            save.dst->numFrames = save.frames;
+        }
+        if (save.dst && save.started) {
+            const int64_t n = std::min(save.frames - save.done, kCopyFramesPerBlock);
+            for (int64_t j = save.done; j < save.done + n; ++j)
+                for (int c = 0; c < save.dst->numChannels; ++c) {
+                    const float* f = mem_.frame(j);
+                    save.dst->channel(c)[j] = f ? f[std::min(c, channels_ - 1)] : 0.0f;
+                }
+            save.done += n;
+            if (save.done >= save.frames) {
+                queueHandBack(save.dst, true);
+                save = SaveJob{};
             }
-        save_.done += n;
-        if (save_.done >= save_.frames) {
-            queueHandBack(save_.dst, true);
-            save_ = SaveJob{};
         }
     }
 }
 
 bool Looper::startSave(BufferData* dst) noexcept {
-    if (save_.dst || !dst) return false;
-    save_.dst = dst;
-    save_.started = false;
-    save_.done = 0;
-    return true;
+    if (!dst) return false;
+    for (SaveJob& save : saves_)
+        if (!save.dst) {
+            save = SaveJob{dst, 0, 0, false};
+            return true;
+        }
+    return false;
 }
 
 } // namespace loopd
