@@ -6,7 +6,9 @@
 #include <memory>
 #include <random>
 
+#include "server/engine/BufferData.h"
 #include "server/nodes/looper/LoopMemory.h"
+#include "server/nodes/looper/Looper.h"
 #include "support/OfflineServer.h"
 
 using namespace loopd;
@@ -468,6 +470,61 @@ TEST(Looper, LoadLoopSwapsAtTheNextBoundaryWithoutAGap) {
     EXPECT_EQ(badOld, 0) << "the old content until the boundary";
     EXPECT_EQ(badNew, 0) << "the new content from the boundary";
     EXPECT_EQ(r.content(0)[0], fresh);
+}
+
+TEST(Looper, TheJamsJobsMixAndLoadAtTheNextWrapSampleForSample) {
+    // The interval jam's use of a loop (net/JamModule): a take mixed in at the loop's next wrap
+    // (one undo step), new content swapped in at the next wrap, the wraps counted.
+    Rig r(1);
+    const auto a = noise(S(8), 21);
+    r.input(a, a);
+    r.hitAt(0.5, 0, "record");
+    r.hitAt(1.5, 0, "record"); // a 1 s loop: wraps at 2.5, 3.5, 4.5 ...
+    r.until(1.8);
+    const auto old = r.content(0)[0];
+    ASSERT_EQ(old.size(), static_cast<size_t>(S(1.0)));
+    auto push = [&](cmd::Unit u) {
+        Command c;
+        c.address = "/jam";
+        c.body = u;
+        ASSERT_TRUE(r.s.engine().pushCommand(std::move(c)));
+    };
+    // A take with one click at frame 1234, sent mid-cycle: heard from the next wrap (2.5 s).
+    auto take = BufferData::zeros(S(1.0), 2, kRate);
+    take->channel(0)[1234] = take->channel(1)[1234] = 0.5f;
+    r.until(2.0);
+    push(Looper::mixFor(801, take.release()));
+    r.until(3.6);
+    int64_t bad = 0;
+    for (int64_t t = S(2.0); t < S(3.5); ++t) {
+        const auto k = static_cast<size_t>((t - S(1.5)) % S(1.0));
+        const float want = old[k] + (t >= S(2.5) && k == 1234 ? 0.5f : 0.0f);
+        if (std::fabs(r.s.output[0][static_cast<size_t>(t)] - want) > 1e-6f) ++bad;
+    }
+    EXPECT_EQ(bad, 0) << "the old loop until the wrap, the take added from it";
+    auto mixed = r.content(0)[0];
+    ASSERT_EQ(mixed.size(), old.size());
+    EXPECT_NEAR(mixed[1234] - old[1234], 0.5f, 1e-6f);
+    mixed[1234] = old[1234];
+    EXPECT_EQ(mixed, old) << "nothing else changed";
+    r.hit(0, "undo");
+    r.until(3.7);
+    EXPECT_EQ(r.content(0)[0], old) << "undo takes the take out exactly";
+    // New content at the next wrap (4.5 s), not at once: the cycle in progress plays to its end.
+    const auto fresh = noise(S(1.0), 22, 0.3f);
+    auto data = BufferData::zeros(S(1.0), 2, kRate);
+    std::copy(fresh.begin(), fresh.end(), data->channel(0));
+    std::copy(fresh.begin(), fresh.end(), data->channel(1));
+    r.until(4.0);
+    push(Looper::loadAtFor(801, data.release(), Looper::LoadAt::Wrap));
+    r.until(5.6);
+    int64_t badOld = 0, badNew = 0;
+    for (int64_t t = S(4.0); t < S(4.5); ++t)
+        if (std::fabs(r.s.output[0][static_cast<size_t>(t)] - old[static_cast<size_t>((t - S(1.5)) % S(1.0))]) > 1e-6f) ++badOld;
+    for (int64_t t = S(4.5) + kFade; t < S(5.5); ++t)
+        if (std::fabs(r.s.output[0][static_cast<size_t>(t)] - fresh[static_cast<size_t>(t - S(4.5))]) > 1e-6f) ++badNew;
+    EXPECT_EQ(badOld, 0);
+    EXPECT_EQ(badNew, 0);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -36,7 +36,9 @@
 
 #include "server/drivers/Driver.h"
 #include "server/engine/StretchWorker.h"
+#include "server/engine/BufferData.h"
 #include "server/net/LinkSession.h"
+#include "server/nodes/looper/Looper.h"
 #include "stretch/Stretcher.h"
 #include "server/rt/RtCheck.h"
 #include "support/OfflineServer.h"
@@ -272,6 +274,38 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     EXPECT_GT(s.midiOut.size(), 24u * 4) << "MIDI clock out ran (3 s of it)";
     EXPECT_GT(s.engine().midiClockBpm(), 0.0) << "the MIDI clock in was heard";
     for (const auto& f : s.find("/fail")) EXPECT_NE(f.str(0).rfind("/sl", 0), 0u) << f.str(0) << ": " << f.str(1);
+}
+
+TEST(RtSafety, TheJamsLoopJobsNeverAllocateOrLockOnTheAudioThread) {
+    // The interval jam's looper jobs (net/JamModule): mixes and loads at the next wrap or bar,
+    // takes from the capture ring, two saves at once; the buffers are made and freed on the
+    // control side, the audio thread only copies.
+    OfflineServer s(OfflineServer::defaultConfig());
+    s.input = {sine(300.0, 0.2, 48000 * 12, 48000.0), sine(500.0, 0.2, 48000 * 12, 48000.0)};
+    s.send("/loop_add", 2, 4.0f);
+    s.send("/sl/0/hit", "record");
+    s.render(48000);
+    s.send("/sl/0/hit", "record"); // a 1 s loop (node 801)
+    s.render(4800);
+    auto push = [&](cmd::Unit u) {
+        Command c;
+        c.address = "/jam";
+        c.body = u;
+        ASSERT_TRUE(s.engine().pushCommand(std::move(c)));
+    };
+    resetCounters();
+    for (int cycle = 0; cycle < 6; ++cycle) {
+        push(Looper::mixFor(801, BufferData::zeros(48000, 2, 48000.0).release()));
+        push(Looper::takeFor(801, BufferData::zeros(48000, 2, 48000.0).release(), cycle % 2));
+        push(Looper::saveFor(801, BufferData::zeros(48000, 2, 48000.0).release()));
+        push(Looper::saveFor(801, BufferData::zeros(48000, 2, 48000.0).release()));
+        push(Looper::loadAtFor(801, BufferData::zeros(48000, 2, 48000.0).release(), cycle % 2 ? Looper::LoadAt::Wrap : Looper::LoadAt::Bar));
+        s.render(48000);
+    }
+    EXPECT_EQ(g_allocs.load(), 0);
+    EXPECT_EQ(g_frees.load(), 0);
+    EXPECT_EQ(g_locks.load(), 0);
+    EXPECT_TRUE(s.find("/fail").empty()) << s.find("/fail")[0].str(1);
 }
 
 TEST(RtSafety, ALinkPeerOnTheAudioThreadNeverAllocatesOrLocks) {
