@@ -48,8 +48,8 @@ void JamGuest::emit(Event e) {
 void JamGuest::run() {
     httplib::Client http(config_.url);
     http.set_connection_timeout(1, 0);
-    http.set_read_timeout(5, 0);
-    http.set_write_timeout(5, 0);
+    http.set_read_timeout(3, 0);
+    http.set_write_timeout(3, 0);
     http.set_keep_alive(true);
     if (!config_.token.empty()) http.set_bearer_token_auth(config_.token);
     const std::string who = "musician=" + config_.name;

@@ -26,8 +26,8 @@ JamHost::JamHost(Config config) : config_(std::move(config)), http_(std::make_un
     session_.cycle = -1;
     httplib::Server& h = *http_;
     h.set_payload_max_length(static_cast<size_t>(64) << 20);
-    h.set_read_timeout(5, 0);
-    h.set_write_timeout(5, 0);
+    h.set_read_timeout(3, 0); // a stalled upload holds /jam_leave this long at most
+    h.set_write_timeout(3, 0);
     // Every request: the token, and the bytes counted.
     h.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
         {
@@ -142,6 +142,9 @@ JamHost::JamHost(Config config) : config_(std::move(config)), http_(std::make_un
         port_ = config_.port;
     }
     thread_ = std::thread([this] { http_->listen_after_bind(); });
+    // cpp-httplib's stop() does nothing before its loop runs (a /jam_leave right after /jam_host
+    // would then wait for ever in the destructor): wait until it does.
+    for (int i = 0; i < 5000 && !http_->is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 JamHost::~JamHost() {

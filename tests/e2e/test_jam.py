@@ -33,6 +33,17 @@ def write_clicks(path, offset, length=2 * CYCLE, amp=0.5):
         f.write(b"data" + struct.pack("<I", len(data)) + data)
 
 
+def write_noise(path, seed, length=2 * CYCLE, amp=0.2):
+    """A stereo float WAV of noise: dense audio, as a real take (FLAC cannot squeeze it much)."""
+    import random
+    rng = random.Random(seed)
+    data = b"".join(struct.pack("<ff", rng.uniform(-amp, amp), rng.uniform(-amp, amp)) for _ in range(length))
+    with open(path, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVE")
+        f.write(b"fmt " + struct.pack("<IHHIIHH", 16, 3, 2, RATE, RATE * 8, 8, 32))
+        f.write(b"data" + struct.pack("<I", len(data)) + data)
+
+
 def clicks_in(frames, threshold=0.2):
     """Sample positions of the loop's clicks (channel 0)."""
     return [i for i, f in enumerate(frames) if abs(f[0]) > threshold]
@@ -341,9 +352,13 @@ class Jam(unittest.TestCase):
     def test_measure_take_lateness_and_cost_per_cycle(self):
         """Figures for the notes (printed, not judged: this machine is shared)."""
         producer, port, index = self.host()
-        a = self.musician("alice", 3000)
-        b = self.musician("bob", 9000)
-        idle = self.musician("idle", 3000)  # a loopd playing a loop, no jam: the baseline
+        paths = []
+        for k, name in enumerate(("alice", "bob", "idle")):
+            paths.append(os.path.join(self.dir, name + "-noise.wav"))
+            write_noise(paths[-1], k)
+        a = self.start("--null-input", paths[0])
+        b = self.start("--null-input", paths[1])
+        idle = self.start("--null-input", paths[2])  # a loopd playing a loop, no jam: the baseline
         idle.request("/loop_add", 2, 3.0)
         self.join(a, port, "alice")
         self.join(b, port, "bob")
