@@ -436,6 +436,7 @@ class JackRestart(unittest.TestCase):
             self.assertEqual(self.sample_time()[1], "jack")
             after = self.jack_cmd("jack_lsp", "-c", "loopd")
             self.assertEqual(after, before, "jackd %s: the connections came back different" % label)
+            time.sleep(1.0)  # the port memory settles on the restored connections (0.5 s)
         t1, _ = self.sample_time()
         elapsed = time.time() - w0
         print("\nsample time advanced %.2f s over %.2f s of wall clock through two restarts and a freeze" % ((t1 - t0) / 48000.0, elapsed))
