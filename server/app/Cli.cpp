@@ -53,6 +53,7 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--midi-bindings", o.midiBindings, "SooperLooper .slb MIDI bindings to load at start")->check(CLI::ExistingFile);
     app.add_option("--midi", o.midi, "MIDI ports: auto (loopd:midi_in/midi_out on JACK, else ALSA sequencer ports), jack, alsa, none")
         ->check(CLI::IsMember({"auto", "jack", "alsa", "none"}))->capture_default_str();
+    app.add_option("--bank", o.bank, "the loop bank: a directory of loops with JSON sidecars (/bank_save, /bank_list, /bank_load)");
     app.add_option("--jam-token", o.jamToken, "interval jam: a token every HTTP request must carry (hosting), or that this server sends (joining)");
     app.add_option("--jam-bind", o.jamBind, "interval jam: the address /jam_host listens on (0.0.0.0: every interface)")->capture_default_str();
     app.add_flag("--link", o.link, "join the Ableton Link session on the network at start (tempo and phase shared with every Link peer; /link 0 leaves)");

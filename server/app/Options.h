@@ -34,6 +34,7 @@ struct Options {
     std::string bpmConfig;            // Crowdstream bpm_config.json
     std::string midiBindings;         // SooperLooper .slb file loaded at start
     std::string midi = "auto";        // MIDI ports: auto (JACK's beside the audio, else ALSA's), jack, alsa, none
+    std::string bank;                 // the loop bank's directory
     std::string jamToken;             // the interval jam's HTTP token (hosting and joining)
     std::string jamBind = "127.0.0.1"; // the address /jam_host listens on
     bool link = false;                // join the Ableton Link session at start (/link 1)

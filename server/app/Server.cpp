@@ -90,6 +90,7 @@ ControllerOptions controllerOptions(const Options& o, bool offline, const FileCo
     c.undoSeconds = o.undoSeconds;
     c.captureSeconds = o.captureSeconds;
     c.jamToken = o.jamToken;
+    c.bankDir = o.bank;
     c.jamBind = o.jamBind;
     c.maxMemoryBytes = o.maxMemoryMb > 0 ? int64_t(o.maxMemoryMb) << 20 : MemoryBudget::halfOfPhysicalMemory();
     return c;

@@ -22,6 +22,7 @@
 #include "server/tempo/TempoCommands.h"
 #include "server/analysis/AnalysisModule.h"
 #include "server/midi/MidiModule.h"
+#include "server/library/BankModule.h"
 #include "server/net/JamModule.h"
 #include "server/net/LinkModule.h"
 #include "server/control/Buffers.h"
@@ -85,6 +86,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     addModule<AnalysisModule>(tempo, *buffers_);
     addModule<LinkModule>(tempo);
     addModule<JamModule>(sooperLooper);
+    addModule<BankModule>(*buffers_, sooperLooper);
 }
 
 void Controller::route(const char* address, bool prefix, Handler h) {

@@ -101,8 +101,8 @@ public:
     // a button, a control, new content, a save, a pitch shifter.
     enum class Op : uint8_t { Command, Control, Load, Save, Shifter, Mix, Take };
     // When loaded content starts: now, at the next boundary of the loop's quantize grid, at the
-    // clock's next bar, at the loop's next wrap (its current cycle plays to its end).
-    enum class LoadAt : uint8_t { Now = 0, Boundary = 1, Bar = 2, Wrap = 3 };
+    // clock's next bar or beat, at the loop's next wrap (its current cycle plays to its end).
+    enum class LoadAt : uint8_t { Now = 0, Boundary = 1, Bar = 2, Wrap = 3, Beat = 4 };
     static cmd::Unit commandFor(int32_t node, LoopCmd c, float arg) noexcept {
         return cmd::Unit{node, static_cast<uint8_t>(Kind::Looper), static_cast<uint8_t>(Op::Command), static_cast<float>(c), arg};
     }

@@ -34,10 +34,10 @@ BufferData* Looper::loadContent(BufferData* data, LoadAt when, ProcessContext& c
             const double k = std::ceil(static_cast<double>(at - origin) / unit);
             pendingLoadAt_ = origin + static_cast<int64_t>(std::llround(k * unit));
         }
-    } else if (when == LoadAt::Bar) {
-        // The clock's next bar line (this sample when it is one).
+    } else if (when == LoadAt::Bar || when == LoadAt::Beat) {
+        // The clock's next bar (or beat) line (this sample when it is one).
         const double framesPerBeat = 60.0 * ctx.sampleRate / std::max(1.0, ctx.tempoBpm);
-        const double beatsPerBar = std::max(1, ctx.beatsPerBar);
+        const double beatsPerBar = when == LoadAt::Beat ? 1.0 : std::max(1, ctx.beatsPerBar);
         const double beatsAt = ctx.beats + static_cast<double>(at - ctx.segmentStart) / framesPerBeat;
         const double toBar = std::ceil(beatsAt / beatsPerBar - 1e-9) * beatsPerBar - beatsAt;
         pendingLoadAt_ = at + static_cast<int64_t>(std::llround(std::max(0.0, toBar) * framesPerBeat));

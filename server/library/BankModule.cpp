@@ -1,0 +1,206 @@
+// The loop bank's commands (BankModule.h).
+#include "server/library/BankModule.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "server/compat/sooperlooper/SooperLooper.h"
+#include "server/control/Buffers.h"
+#include "server/engine/BufferData.h"
+#include "server/io/AudioFile.h"
+#include "server/library/Bank.h"
+#include "server/library/LoopFit.h"
+#include "server/nodes/looper/Looper.h"
+
+namespace loopd {
+
+namespace {
+constexpr const char* kSave = "/bank_save";
+constexpr const char* kLoad = "/bank_load";
+} // namespace
+
+BankModule::BankModule(Controller& c, Buffers& buffers, SooperLooper& sl) : Module(c), buffers_(buffers), sl_(sl) {
+    on("/bank_save", &BankModule::hSave);
+    on("/bank_list", &BankModule::hList);
+    on("/bank_load", &BankModule::hLoad);
+    if (!options_.bankDir.empty()) {
+        try {
+            bank_ = std::make_shared<library::Bank>(options_.bankDir);
+            spdlog::info("loop bank: {}", options_.bankDir);
+        } catch (const std::exception& e) {
+            spdlog::error("{}", e.what());
+        }
+    }
+}
+
+BankModule::~BankModule() = default;
+
+library::Bank& BankModule::bank() {
+    if (!bank_) throw osc::ArgError(options_.bankDir.empty() ? "no loop bank (start with --bank DIR)" : "the bank " + options_.bankDir + " could not be opened");
+    return *bank_;
+}
+
+BankModule::Target BankModule::target(Msg& m, const std::string& what) {
+    Target t;
+    std::string s = m.args.isString() ? m.args.string(what.c_str()) : std::to_string(m.args.int32(what.c_str()));
+    auto number = [&](const std::string& digits) {
+        if (digits.empty() || digits.size() > 6 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
+            throw osc::ArgError(what + " must be a buffer number, buf:N or sl:N, got '" + s + "'");
+        return std::stoi(digits);
+    };
+    if (s.rfind("sl:", 0) == 0) {
+        t.loop = true;
+        t.index = number(s.substr(3));
+        t.node = sl_.nodeOfIndex(t.index);
+        if (t.node < 0) throw osc::ArgError("there is no loop " + std::to_string(t.index));
+    } else {
+        t.buffer = number(s.rfind("buf:", 0) == 0 ? s.substr(4) : s);
+    }
+    return t;
+}
+
+void BankModule::hSave(Msg& m) {
+    const std::string name = m.args.string("bank name");
+    bank();
+    if (!library::Bank::validName(name)) throw osc::ArgError("'" + name + "' is not a bank name (1-64 letters, digits, ' ', '_', '-', '.')");
+    const Target t = target(m, "source");
+    std::vector<std::string> tags;
+    while (!m.args.atEnd()) tags.push_back(m.args.string("tag"));
+    const double bpm = engine_.stats().bpm;
+    const int bpb = engine_.stats().beatsPerBar;
+    if (t.loop) {
+        Looper* looper = sl_.looperOfNode(t.node);
+        const int64_t frames = looper ? looper->status().loopFrames.load() : 0;
+        if (frames <= 0) throw osc::ArgError("loop " + std::to_string(t.index) + " is empty");
+        auto data = BufferData::zeros(frames, looper->channels(), engine_.config().sampleRate, &budget(), "a loop for the bank");
+        BufferData* raw = data.get();
+        if (!push(m, Looper::saveFor(t.node, raw))) return;
+        data.release();
+        saves_[raw] = PendingSave{name, tags, bpm, bpb, m.client};
+        return; // written when the looper hands the copy back (takeBack)
+    }
+    if (!buffers_.bufferKnown(t.buffer)) throw osc::ArgError("buffer " + std::to_string(t.buffer) + " holds nothing");
+    const uint16_t client = m.client;
+    const int32_t buf = t.buffer;
+    std::shared_ptr<library::Bank> bankRef = bank_;
+    worker_.post([this, bankRef, client, name, tags, bpm, bpb, buf] {
+        const BufferData* d = buffers_.workerBuffer(buf); // stays while this job runs (the worker's jobs run one by one)
+        if (!d || d->numFrames <= 0) { fail(client, kSave, "buffer " + std::to_string(buf) + " holds nothing"); return; }
+        library::BankEntry e;
+        e.name = name;
+        e.tags = tags;
+        const double analysed = d->analysedBpm.load();
+        e.bpm = analysed > 0.0f ? analysed : bpm;
+        e.beatsPerBar = bpb;
+        e.bars = library::barsOf(d->numFrames, e.bpm, bpb, d->sampleRate);
+        try {
+            bankRef->save(e, *d);
+        } catch (const std::exception& ex) {
+            fail(client, kSave, ex.what());
+            return;
+        }
+        send(client, osc::MessageBuilder("/done").s(kSave).s(name));
+    });
+}
+
+bool BankModule::takeBack(Released& x) {
+    if (x.what != Released::What::LoopSave) return false;
+    auto it = saves_.find(static_cast<const BufferData*>(x.ptr));
+    if (it == saves_.end()) return false;
+    PendingSave p = it->second;
+    saves_.erase(it);
+    auto* raw = static_cast<BufferData*>(x.ptr);
+    if (raw->numFrames <= 0) { delete raw; fail(p.client, kSave, "the loop could not be copied"); return true; }
+    std::shared_ptr<library::Bank> bankRef = bank_;
+    worker_.post([this, bankRef, raw, p] {
+        std::unique_ptr<BufferData> d(raw);
+        library::BankEntry e;
+        e.name = p.name;
+        e.tags = p.tags;
+        e.bpm = p.bpm;
+        e.beatsPerBar = p.beatsPerBar;
+        e.bars = library::barsOf(d->numFrames, p.bpm, p.beatsPerBar, d->sampleRate);
+        try {
+            bankRef->save(e, *d);
+        } catch (const std::exception& ex) {
+            fail(p.client, kSave, ex.what());
+            return;
+        }
+        send(p.client, osc::MessageBuilder("/done").s(kSave).s(p.name));
+    });
+    return true;
+}
+
+void BankModule::hList(Msg& m) {
+    const float bpm = m.args.atEnd() ? 0.0f : m.args.number("bpm");
+    const float tolerance = m.args.atEnd() ? 2.0f : m.args.number("tolerance");
+    m.args.expectEnd();
+    bank();
+    if (bpm < 0.0f || tolerance < 0.0f) throw osc::ArgError("bpm and tolerance must not be negative");
+    const uint16_t client = m.client;
+    std::shared_ptr<library::Bank> bankRef = bank_;
+    worker_.post([this, bankRef, client, bpm, tolerance] {
+        std::vector<library::BankEntry> all = bankRef->list();
+        if (bpm > 0.0f) {
+            all.erase(std::remove_if(all.begin(), all.end(), [&](const library::BankEntry& e) { return std::fabs(e.bpm - bpm) > tolerance; }), all.end());
+            std::stable_sort(all.begin(), all.end(), [&](const library::BankEntry& a, const library::BankEntry& b) {
+                return std::fabs(a.bpm - bpm) < std::fabs(b.bpm - bpm);
+            });
+        }
+        osc::MessageBuilder r("/bank_list.reply");
+        for (const auto& e : all) r.s(e.name).f(static_cast<float>(e.bpm)).i(e.bars).s(e.key);
+        send(client, r);
+    });
+}
+
+void BankModule::hLoad(Msg& m) {
+    const std::string name = m.args.string("bank name");
+    bank();
+    if (!library::Bank::validName(name)) throw osc::ArgError("'" + name + "' is not a bank name");
+    const Target t = target(m, "target");
+    const std::string when = m.args.atEnd() ? "bar" : m.args.string("when (now, beat, bar or cycle)");
+    m.args.expectEnd();
+    Looper::LoadAt at = Looper::LoadAt::Bar;
+    if (when == "now") at = Looper::LoadAt::Now;
+    else if (when == "beat") at = Looper::LoadAt::Beat;
+    else if (when == "bar") at = Looper::LoadAt::Bar;
+    else if (when == "cycle") at = Looper::LoadAt::Wrap;
+    else throw osc::ArgError("when must be now, beat, bar or cycle, got '" + when + "'");
+    if (!t.loop && at != Looper::LoadAt::Now) throw osc::ArgError("a buffer takes new content at once: when must be now (a loop, sl:N, waits for beat, bar or cycle)");
+    const double clockBpm = engine_.stats().bpm;
+    const double sr = engine_.config().sampleRate;
+    const uint16_t client = m.client;
+    LoadOptions lo = loadOptions("a loop from the bank");
+    std::shared_ptr<library::Bank> bankRef = bank_;
+    worker_.post([this, bankRef, client, name, t, at, clockBpm, sr, lo] {
+        std::unique_ptr<BufferData> data;
+        try {
+            const library::BankEntry e = bankRef->entry(name);
+            std::unique_ptr<BufferData> audio = loadAudioFile(bankRef->audioPath(name), lo);
+            const int64_t frames = library::framesOfBars(e.bars, e.beatsPerBar, clockBpm, sr);
+            if (audio->numFrames == frames) {
+                data = std::move(audio);
+            } else {
+                // Exactly its bars at the clock's tempo, pitch kept (R3: the best Rubber Band has).
+                data = library::fitLoop(*audio, frames, stretch::Method::Rb3);
+                spdlog::info("bank: '{}' ({} BPM, {} bars) fitted to {} frames at {} BPM", name, e.bpm, e.bars, frames, clockBpm);
+            }
+        } catch (const std::exception& ex) {
+            fail(client, kLoad, ex.what());
+            return;
+        }
+        if (t.loop) {
+            BufferData* raw = data.get();
+            if (pushFromWorker(client, kLoad, 0, Looper::loadAtFor(t.node, raw, at))) data.release();
+            else return;
+        } else {
+            buffers_.swapBuffer(client, kLoad, t.buffer, std::move(data), 0, false);
+        }
+        send(client, osc::MessageBuilder("/done").s(kLoad).s(name));
+    });
+}
+
+} // namespace loopd

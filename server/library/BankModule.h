@@ -1,0 +1,47 @@
+#pragma once
+// The loop bank's commands (SPEC 4.10; library/Bank.h on disk):
+//   /bank_save name source [tags...]   source: a buffer number, or `sl:N` (loop N's content);
+//                                      saved with the clock's tempo and meter (a buffer's analysed
+//                                      tempo when /b_analyze found one) and its bars; /done /bank_save name
+//   /bank_list [bpm [tolerance]]       /bank_list.reply name bpm bars key (repeated): every loop by
+//                                      name, or those within tolerance (default 2) of bpm, nearest first
+//   /bank_load name target [when]      target `sl:N` or `buf:N`; when `now|beat|bar|cycle` (default
+//                                      bar; a buffer takes `now` only): loaded on the worker, stretched
+//                                      offline (Rubber Band R3) to exactly its bars at the clock's
+//                                      tempo when its bpm differs, swapped in on time (a loop with its
+//                                      crossfade); /done /bank_load name when queued
+// Without --bank DIR every command answers /fail.
+//
+// Threads: handlers on the control thread; file work and stretching on the worker.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "server/control/Module.h"
+
+namespace loopd {
+class Buffers;
+class SooperLooper;
+namespace library { class Bank; }
+
+class BankModule final : public Module {
+public:
+    BankModule(Controller& c, Buffers& buffers, SooperLooper& sl);
+    ~BankModule() override;
+    bool takeBack(Released& x) override;
+
+private:
+    void hSave(Msg&); void hList(Msg&); void hLoad(Msg&);
+    library::Bank& bank(); // throws osc::ArgError without --bank
+    struct Target { bool loop = false; int index = -1; int32_t node = -1; int32_t buffer = -1; };
+    Target target(Msg& m, const std::string& what);
+
+    Buffers& buffers_;
+    SooperLooper& sl_;
+    std::shared_ptr<library::Bank> bank_;
+    struct PendingSave { std::string name; std::vector<std::string> tags; double bpm; int beatsPerBar; uint16_t client; };
+    std::map<const BufferData*, PendingSave> saves_; // loop copies lent to loopers
+};
+
+} // namespace loopd
