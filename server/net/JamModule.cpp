@@ -289,8 +289,12 @@ void JamModule::pollGuest() {
             }
         } else if (e.kind == Kind::Mix) {
             if (!joined_) continue;
+            // Until the loop plays, at the next bar (a mix that comes while the first waits takes
+            // its place and its bar); then at the loop's next wrap.
+            Looper* looper = sl_.looperOfNode(node_);
+            const bool playing = looper && looper->status().wraps.load(std::memory_order_acquire) > 0;
             auto d = cycleBuffer(e.audio.get());
-            if (pushUnit(kNoClient, Looper::loadAtFor(node_, d.get(), firstMix_ ? Looper::LoadAt::Bar : Looper::LoadAt::Wrap))) {
+            if (pushUnit(kNoClient, Looper::loadAtFor(node_, d.get(), firstMix_ || !playing ? Looper::LoadAt::Bar : Looper::LoadAt::Wrap))) {
                 d.release();
                 firstMix_ = false;
             }

@@ -21,10 +21,16 @@ constexpr int64_t kCopyFramesPerBlock = 8192;
 
 BufferData* Looper::loadContent(BufferData* data, LoadAt when, ProcessContext& ctx, int64_t at) noexcept {
     BufferData* old = pendingLoad_;
+    const int64_t oldAt = pendingLoadAt_;
+    const bool oldAtWrap = loadAtWrap_;
     pendingLoad_ = data;
     pendingLoadAt_ = at;
     loadAtWrap_ = false;
-    if (when == LoadAt::Wrap && len() > 0 && !paused_) {
+    if (when == LoadAt::Wrap && old && len() <= 0) {
+        // Nothing plays yet and a load waits (for a bar): this one replaces it at that time.
+        pendingLoadAt_ = oldAt;
+        loadAtWrap_ = oldAtWrap;
+    } else if (when == LoadAt::Wrap && len() > 0 && !paused_) {
         pendingLoadAt_ = INT64_MAX; // onWrap sets it
         loadAtWrap_ = true;
     } else if (when == LoadAt::Boundary) {
