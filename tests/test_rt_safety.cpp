@@ -299,7 +299,7 @@ TEST(RtSafety, TheJamsLoopJobsNeverAllocateOrLockOnTheAudioThread) {
         push(Looper::takeFor(801, BufferData::zeros(48000, 2, 48000.0).release(), cycle % 2));
         push(Looper::saveFor(801, BufferData::zeros(48000, 2, 48000.0).release()));
         push(Looper::saveFor(801, BufferData::zeros(48000, 2, 48000.0).release()));
-        push(Looper::loadAtFor(801, BufferData::zeros(48000, 2, 48000.0).release(), cycle % 2 ? Looper::LoadAt::Wrap : Looper::LoadAt::Bar));
+        push(Looper::loadAtFor(801, BufferData::zeros(48000, 2, 48000.0).release(), cycle % 3 == 0 ? Looper::LoadAt::Wrap : cycle % 3 == 1 ? Looper::LoadAt::Bar : Looper::LoadAt::Beat));
         s.render(48000);
     }
     EXPECT_EQ(g_allocs.load(), 0);
