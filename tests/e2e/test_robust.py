@@ -126,7 +126,7 @@ class Fuzz(unittest.TestCase):
         rng = random.Random(seed)
         with tempfile.TemporaryDirectory() as d:
             write_wav16(os.path.join(d, "a.wav"), [tone(220, 0.2), tone(330, 0.2)])
-            srv = Loopd("--root", d, "--max-memory-mb", "256")
+            srv = Loopd("--root", d, "--max-memory-mb", "256", "--bank", os.path.join(d, "bank"))
             try:
                 msgs = corpus(d)
                 udp = oscutil.UdpClient(srv.udp_port)
