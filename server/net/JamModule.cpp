@@ -41,7 +41,10 @@ JamModule::JamModule(Controller& c, SooperLooper& sl) : Module(c), sl_(sl) {
 
 JamModule::~JamModule() = default;
 
-bool JamModule::pushUnit(uint16_t client, CommandBody&& body) { return pushFromWorker(client, kAddr, 0, std::move(body)); }
+bool JamModule::pushUnit(uint16_t client, CommandBody&& body) {
+    // The control thread's own queue (the worker's queue has one producer: the worker).
+    return withMsg(kAddr, client, [&](Msg& m) { return push(m, std::move(body)); });
+}
 
 int JamModule::loopIndex() const { return node_ >= 0 ? sl_.indexOfNode(node_) : -1; }
 
