@@ -35,6 +35,8 @@ struct Options {
     std::string midiBindings;         // SooperLooper .slb file loaded at start
     std::string midi = "auto";        // MIDI ports: auto (JACK's beside the audio, else ALSA's), jack, alsa, none
     std::string bank;                 // the loop bank's directory
+    std::string generator;            // the loop generator's URL
+    double generatorTimeout = 120.0;  // seconds a generation may take
     std::string jamToken;             // the interval jam's HTTP token (hosting and joining)
     std::string jamBind = "127.0.0.1"; // the address /jam_host listens on
     bool link = false;                // join the Ableton Link session at start (/link 1)

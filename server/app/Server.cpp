@@ -91,6 +91,8 @@ ControllerOptions controllerOptions(const Options& o, bool offline, const FileCo
     c.captureSeconds = o.captureSeconds;
     c.jamToken = o.jamToken;
     c.bankDir = o.bank;
+    c.generatorUrl = o.generator;
+    c.generatorTimeout = o.generatorTimeout;
     c.jamBind = o.jamBind;
     c.maxMemoryBytes = o.maxMemoryMb > 0 ? int64_t(o.maxMemoryMb) << 20 : MemoryBudget::halfOfPhysicalMemory();
     return c;

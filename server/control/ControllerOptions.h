@@ -26,6 +26,8 @@ struct ControllerOptions {
     double undoSeconds = 40.0;    // extra memory per loop for undo history
     double captureSeconds = 60.0; // the always-on input history (a jam take comes from it)
     std::string bankDir;          // --bank: the loop bank's directory ("" none)
+    std::string generatorUrl;     // --generator: a stable-audio-style backend ("" none)
+    double generatorTimeout = 120.0; // --generator-timeout, seconds
     std::string jamToken;         // --jam-token: what a jam's HTTP requests must carry ("" none)
     std::string jamBind = "127.0.0.1"; // --jam-bind: where /jam_host listens
     // The memory budget over buffers, loops, undo history and stretch voices (--max-memory-mb).

@@ -12,6 +12,7 @@
 #include "server/engine/BufferData.h"
 #include "server/io/AudioFile.h"
 #include "server/library/Bank.h"
+#include "server/library/Generator.h"
 #include "server/library/LoopFit.h"
 #include "server/nodes/looper/Looper.h"
 
@@ -20,12 +21,21 @@ namespace loopd {
 namespace {
 constexpr const char* kSave = "/bank_save";
 constexpr const char* kLoad = "/bank_load";
+constexpr const char* kGenerate = "/generate";
 } // namespace
 
 BankModule::BankModule(Controller& c, Buffers& buffers, SooperLooper& sl) : Module(c), buffers_(buffers), sl_(sl) {
     on("/bank_save", &BankModule::hSave);
     on("/bank_list", &BankModule::hList);
     on("/bank_load", &BankModule::hLoad);
+    on("/generate", &BankModule::hGenerate);
+    if (!options_.generatorUrl.empty()) {
+        library::Generator::Config g;
+        g.url = options_.generatorUrl;
+        g.timeoutSeconds = options_.generatorTimeout;
+        generator_ = std::make_unique<library::Generator>(g);
+        spdlog::info("loop generator: {} (timeout {} s)", g.url, g.timeoutSeconds);
+    }
     if (!options_.bankDir.empty()) {
         try {
             bank_ = std::make_shared<library::Bank>(options_.bankDir);
@@ -192,15 +202,94 @@ void BankModule::hLoad(Msg& m) {
             fail(client, kLoad, ex.what());
             return;
         }
-        if (t.loop) {
-            BufferData* raw = data.get();
-            if (pushFromWorker(client, kLoad, 0, Looper::loadAtFor(t.node, raw, at))) data.release();
-            else return;
-        } else {
-            buffers_.swapBuffer(client, kLoad, t.buffer, std::move(data), 0, false);
-        }
-        send(client, osc::MessageBuilder("/done").s(kLoad).s(name));
+        placeFromWorker(client, kLoad, name, t, static_cast<int>(at), std::move(data));
     });
+}
+
+void BankModule::placeFromWorker(uint16_t client, const char* address, const std::string& name, Target t, int at, std::unique_ptr<BufferData> data) {
+    if (t.loop) {
+        BufferData* raw = data.get();
+        if (!pushFromWorker(client, address, 0, Looper::loadAtFor(t.node, raw, static_cast<Looper::LoadAt>(at)))) return;
+        data.release();
+    } else if (t.buffer >= 0) {
+        buffers_.swapBuffer(client, address, t.buffer, std::move(data), 0, false);
+    }
+    send(client, osc::MessageBuilder("/done").s(address).s(name));
+}
+
+void BankModule::hGenerate(Msg& m) {
+    const std::string name = m.args.string("bank name");
+    const std::string prompt = m.args.string("prompt");
+    const int32_t bars = m.args.atEnd() ? 4 : m.args.int32("bars");
+    const std::string loopType = m.args.atEnd() ? "drums" : m.args.string("loop type");
+    const int32_t seed = m.args.atEnd() ? -1 : m.args.int32("seed");
+    Target t;
+    if (!m.args.atEnd()) t = target(m, "target");
+    m.args.expectEnd();
+    if (!generator_) throw osc::ArgError("no loop generator (start with --generator URL)");
+    bank();
+    if (!library::Bank::validName(name)) throw osc::ArgError("'" + name + "' is not a bank name");
+    if (bars < 1 || bars > 64) throw osc::ArgError("bars must be 1..64, got " + std::to_string(bars));
+    if (prompt.empty() || prompt.size() > 2000) throw osc::ArgError("the prompt must be 1 to 2000 characters");
+    library::Generator::Request r;
+    r.name = name;
+    r.prompt = prompt;
+    r.loopType = loopType;
+    r.bars = bars;
+    r.seed = seed;
+    r.bpm = engine_.stats().bpm;
+    r.beatsPerBar = engine_.stats().beatsPerBar;
+    r.sampleRate = engine_.config().sampleRate;
+    r.client = m.client;
+    r.target = t.loop ? "sl:" + std::to_string(t.index) : t.buffer >= 0 ? "buf:" + std::to_string(t.buffer) : "";
+    generator_->submit(std::move(r));
+}
+
+void BankModule::poll() {
+    if (!generator_) return;
+    const auto [name, seconds] = generator_->current();
+    if (!name.empty() && seconds - lastProgress_ >= 1.0) {
+        lastProgress_ = std::floor(seconds);
+        broadcast(osc::MessageBuilder("/progress").s(kGenerate).s(name).f(static_cast<float>(lastProgress_)));
+    }
+    if (name.empty()) lastProgress_ = 0.0;
+    for (auto& res : generator_->takeResults()) {
+        const library::Generator::Request& r = res.request;
+        if (!res.audio) {
+            spdlog::warn("generate '{}': {}", r.name, res.error);
+            fail(r.client, kGenerate, res.error);
+            continue;
+        }
+        Target t;
+        if (r.target.rfind("sl:", 0) == 0) {
+            t.loop = true;
+            t.index = std::stoi(r.target.substr(3));
+            t.node = sl_.nodeOfIndex(t.index);
+            if (t.node < 0) { fail(r.client, kGenerate, "loop " + std::to_string(t.index) + " is gone"); continue; }
+        } else if (r.target.rfind("buf:", 0) == 0) {
+            t.buffer = std::stoi(r.target.substr(4));
+        }
+        spdlog::info("generate '{}': {} frames after {:.1f} s", r.name, res.audio->numFrames, res.seconds);
+        BufferData* raw = res.audio.release();
+        std::shared_ptr<library::Bank> bankRef = bank_;
+        worker_.post([this, bankRef, raw, r, t] {
+            std::unique_ptr<BufferData> d(raw);
+            library::BankEntry e;
+            e.name = r.name;
+            e.bpm = r.bpm;
+            e.bars = r.bars;
+            e.beatsPerBar = r.beatsPerBar;
+            e.tags = {"generated", r.loopType};
+            try {
+                bankRef->save(e, *d);
+            } catch (const std::exception& ex) {
+                fail(r.client, kGenerate, ex.what());
+                return;
+            }
+            if (t.loop || t.buffer >= 0) placeFromWorker(r.client, kGenerate, r.name, t, static_cast<int>(Looper::LoadAt::Bar), std::move(d));
+            else send(r.client, osc::MessageBuilder("/done").s(kGenerate).s(r.name));
+        });
+    }
 }
 
 } // namespace loopd

@@ -10,6 +10,14 @@
 //                                      offline (Rubber Band R3) to exactly its bars at the clock's
 //                                      tempo when its bpm differs, swapped in on time (a loop with its
 //                                      crossfade); /done /bank_load name when queued
+//   /generate name prompt [bars loopType seed target]   (--generator URL, library/Generator.h)
+//                                      a loop from the generator backend: `bars` (default 4) at the
+//                                      clock's tempo, saved in the bank as `name`, and with a target
+//                                      (`sl:N`, `buf:N`) swapped in at the next bar (a buffer: at
+//                                      once); `/progress /generate name seconds` every second while
+//                                      the backend works, then /done /generate name, or /fail
+//                                      /generate with the backend's words (down, slow past
+//                                      --generator-timeout, an error, not audio)
 // Without --bank DIR every command answers /fail.
 //
 // Threads: handlers on the control thread; file work and stretching on the worker.
@@ -23,16 +31,17 @@
 namespace loopd {
 class Buffers;
 class SooperLooper;
-namespace library { class Bank; }
+namespace library { class Bank; class Generator; }
 
 class BankModule final : public Module {
 public:
     BankModule(Controller& c, Buffers& buffers, SooperLooper& sl);
     ~BankModule() override;
     bool takeBack(Released& x) override;
+    void poll() override;
 
 private:
-    void hSave(Msg&); void hList(Msg&); void hLoad(Msg&);
+    void hSave(Msg&); void hList(Msg&); void hLoad(Msg&); void hGenerate(Msg&);
     library::Bank& bank(); // throws osc::ArgError without --bank
     struct Target { bool loop = false; int index = -1; int32_t node = -1; int32_t buffer = -1; };
     Target target(Msg& m, const std::string& what);
@@ -40,6 +49,10 @@ private:
     Buffers& buffers_;
     SooperLooper& sl_;
     std::shared_ptr<library::Bank> bank_;
+    std::unique_ptr<library::Generator> generator_;
+    double lastProgress_ = 0.0;
+    // [control] Swap `data` into `t` (at the next bar for a loop) from the worker; /done `address` name.
+    void placeFromWorker(uint16_t client, const char* address, const std::string& name, Target t, int at, std::unique_ptr<BufferData> data);
     struct PendingSave { std::string name; std::vector<std::string> tags; double bpm; int beatsPerBar; uint16_t client; };
     std::map<const BufferData*, PendingSave> saves_; // loop copies lent to loopers
 };
