@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 
+#include "server/library/Generator.h"
 #include "server/net/JamAudio.h"
 #include "server/net/JamState.h"
 
@@ -105,4 +106,16 @@ TEST(JamAudio, WhatIsNotAudioSaysSo) {
     if (!cut) {
         EXPECT_FALSE(error.empty());
     }
+}
+
+TEST(Base64, DecodesWhatTheGeneratorSends) {
+    std::string out;
+    ASSERT_TRUE(library::base64Decode("UklGRg==", out));
+    EXPECT_EQ(out, "RIFF");
+    ASSERT_TRUE(library::base64Decode("aGVs\nbG8s IHdv\r\ncmxk", out)); // line breaks and spaces
+    EXPECT_EQ(out, "hello, world");
+    ASSERT_TRUE(library::base64Decode("-_8=", out)); // the URL-safe alphabet
+    EXPECT_EQ(out, std::string("\xfb\xff"));
+    EXPECT_FALSE(library::base64Decode("not*base64", out));
+    EXPECT_FALSE(library::base64Decode("QQ==QQ", out)); // data after the padding
 }
