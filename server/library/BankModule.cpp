@@ -99,20 +99,10 @@ void BankModule::hSave(Msg& m) {
     worker_.post([this, bankRef, client, name, tags, bpm, bpb, buf] {
         const BufferData* d = buffers_.workerBuffer(buf); // stays while this job runs (the worker's jobs run one by one)
         if (!d || d->numFrames <= 0) { fail(client, kSave, "buffer " + std::to_string(buf) + " holds nothing"); return; }
-        library::BankEntry e;
-        e.name = name;
-        e.tags = tags;
         const double analysed = d->analysedBpm.load();
-        e.bpm = analysed > 0.0f ? analysed : bpm;
-        e.beatsPerBar = bpb;
-        e.bars = library::barsOf(d->numFrames, e.bpm, bpb, d->sampleRate);
-        try {
-            bankRef->save(e, *d);
-        } catch (const std::exception& ex) {
-            fail(client, kSave, ex.what());
-            return;
-        }
-        send(client, osc::MessageBuilder("/done").s(kSave).s(name));
+        const double tempo = analysed > 0.0f ? analysed : bpm;
+        if (saveFromWorker(*bankRef, client, kSave, {name, tempo, library::barsOf(d->numFrames, tempo, bpb, d->sampleRate), bpb, "", tags}, *d))
+            send(client, osc::MessageBuilder("/done").s(kSave).s(name));
     });
 }
 
@@ -127,19 +117,8 @@ bool BankModule::takeBack(Released& x) {
     std::shared_ptr<library::Bank> bankRef = bank_;
     worker_.post([this, bankRef, raw, p] {
         std::unique_ptr<BufferData> d(raw);
-        library::BankEntry e;
-        e.name = p.name;
-        e.tags = p.tags;
-        e.bpm = p.bpm;
-        e.beatsPerBar = p.beatsPerBar;
-        e.bars = library::barsOf(d->numFrames, p.bpm, p.beatsPerBar, d->sampleRate);
-        try {
-            bankRef->save(e, *d);
-        } catch (const std::exception& ex) {
-            fail(p.client, kSave, ex.what());
-            return;
-        }
-        send(p.client, osc::MessageBuilder("/done").s(kSave).s(p.name));
+        if (saveFromWorker(*bankRef, p.client, kSave, {p.name, p.bpm, library::barsOf(d->numFrames, p.bpm, p.beatsPerBar, d->sampleRate), p.beatsPerBar, "", p.tags}, *d))
+            send(p.client, osc::MessageBuilder("/done").s(kSave).s(p.name));
     });
     return true;
 }
@@ -204,6 +183,16 @@ void BankModule::hLoad(Msg& m) {
         }
         placeFromWorker(client, kLoad, name, t, static_cast<int>(at), std::move(data));
     });
+}
+
+bool BankModule::saveFromWorker(library::Bank& bank, uint16_t client, const char* address, library::BankEntry e, const BufferData& audio) {
+    try {
+        bank.save(std::move(e), audio);
+        return true;
+    } catch (const std::exception& ex) {
+        fail(client, address, ex.what());
+        return false;
+    }
 }
 
 void BankModule::placeFromWorker(uint16_t client, const char* address, const std::string& name, Target t, int at, std::unique_ptr<BufferData> data) {
@@ -274,18 +263,7 @@ void BankModule::poll() {
         std::shared_ptr<library::Bank> bankRef = bank_;
         worker_.post([this, bankRef, raw, r, t] {
             std::unique_ptr<BufferData> d(raw);
-            library::BankEntry e;
-            e.name = r.name;
-            e.bpm = r.bpm;
-            e.bars = r.bars;
-            e.beatsPerBar = r.beatsPerBar;
-            e.tags = {"generated", r.loopType};
-            try {
-                bankRef->save(e, *d);
-            } catch (const std::exception& ex) {
-                fail(r.client, kGenerate, ex.what());
-                return;
-            }
+            if (!saveFromWorker(*bankRef, r.client, kGenerate, {r.name, r.bpm, r.bars, r.beatsPerBar, "", {"generated", r.loopType}}, *d)) return;
             if (t.loop || t.buffer >= 0) placeFromWorker(r.client, kGenerate, r.name, t, static_cast<int>(Looper::LoadAt::Bar), std::move(d));
             else send(r.client, osc::MessageBuilder("/done").s(kGenerate).s(r.name));
         });

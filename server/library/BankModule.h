@@ -31,7 +31,7 @@
 namespace loopd {
 class Buffers;
 class SooperLooper;
-namespace library { class Bank; class Generator; }
+namespace library { class Bank; class Generator; struct BankEntry; }
 
 class BankModule final : public Module {
 public:
@@ -51,7 +51,9 @@ private:
     std::shared_ptr<library::Bank> bank_;
     std::unique_ptr<library::Generator> generator_;
     double lastProgress_ = 0.0;
-    // [control] Swap `data` into `t` (at the next bar for a loop) from the worker; /done `address` name.
+    // [worker] Save into the bank; false: /fail `address` went to the client.
+    bool saveFromWorker(library::Bank& bank, uint16_t client, const char* address, library::BankEntry e, const BufferData& audio);
+    // [worker] Swap `data` into `t` (a loop at `at`, a buffer at once); /done `address` name.
     void placeFromWorker(uint16_t client, const char* address, const std::string& name, Target t, int at, std::unique_ptr<BufferData> data);
     struct PendingSave { std::string name; std::vector<std::string> tags; double bpm; int beatsPerBar; uint16_t client; };
     std::map<const BufferData*, PendingSave> saves_; // loop copies lent to loopers
