@@ -1,5 +1,7 @@
 #pragma once
 // The interval jam's state as GET /jam/state serves it (JSON), and its checked parser.
+//
+// Threads: any (pure functions).
 #include <cstdint>
 #include <string>
 #include <vector>
