@@ -235,13 +235,16 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     cfg.stretchAhead = true; // stretchers on the stretch worker, as in the real-time server
     OfflineServer s(cfg);
     TempDir dir;
+    // The session log's two audio-thread paths run too: the input tap and the block marks.
+    RecordSlot inputTap(48000 * 10, 2);
+    s.engine().startSessionLog(&inputTap);
     s.input = {sine(300.0, 0.2, 48000 * 8, 48000.0), sine(500.0, 0.2, 48000 * 8, 48000.0)};
     buildScene(s, dir);
     s.send("/set", "output_midi_clock", 1.0f); // MIDI clock out on the audio thread
     s.send("/add_midi_binding", "0 n 60  hit trigger -1  0 1  norm 0 127"); // a pad: runs on the audio thread
     s.render(4800);
     resetCounters();
-    int acked = 0;
+    int acked = 0, marks = 0;
     for (int tick = 0; tick < 60; ++tick) {
         churn(s, dir, tick, static_cast<double>(s.output[0].size()) / 48000.0);
         {
@@ -255,11 +258,15 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
         }
         s.render(2400);
         acked += s.stretchWorker()->voiceOf(300 + (tick / 6) % 3)->shed.load() == (tick % 6 < 3);
+        for (Engine::SessionMark m; s.engine().popSessionMark(m);) ++marks;
     }
     s.stopRecordings();
     ASSERT_NE(s.stretchWorker()->voiceOf(7058), nullptr);
     EXPECT_TRUE(s.stretchWorker()->voiceOf(7058)->shed.load()) << "shed before its first stretched frame";
     EXPECT_EQ(acked, 60) << "every shed and restore request was followed";
+    EXPECT_GE(marks, 60) << "a session mark for every block that took commands";
+    EXPECT_EQ(s.engine().sessionMarksLost(), 0u);
+    EXPECT_EQ(static_cast<int64_t>(inputTap.ring.readableFrames()), s.engine().sampleTime()) << "the input tap kept every frame";
     EXPECT_EQ(g_allocs.load(), 0);
     EXPECT_EQ(g_frees.load(), 0);
     EXPECT_EQ(g_locks.load(), 0);

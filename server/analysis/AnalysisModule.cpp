@@ -12,14 +12,14 @@
 namespace loopd {
 
 AnalysisModule::AnalysisModule(Controller& c, TempoCommands& tempo, Buffers& buffers)
-    : Module(c), tempo_(tempo), buffers_(buffers), jobs_(options_.offline) {
+    : Module(c), tempo_(tempo), buffers_(buffers), jobs_(options_.offline || options_.replay) {
     on("/analysis_input", &AnalysisModule::hAnalysisInput);
     on("/analysis/bpm", &AnalysisModule::hOutsideBpm);
     on("/b_analyze", &AnalysisModule::hBAnalyze);
     on("/b_beats", &AnalysisModule::hBBeats);
-    if (!options_.offline) jobs_.start();
+    if (!options_.offline && !options_.replay) jobs_.start();
     live_ = std::make_unique<LiveAnalysis>(engine_, options_.analysis.bpmLow, options_.analysis.bpmHigh);
-    if (!options_.offline) live_->start();
+    if (!options_.offline && !options_.replay) live_->start();
 }
 
 AnalysisModule::~AnalysisModule() {
@@ -28,7 +28,7 @@ AnalysisModule::~AnalysisModule() {
 }
 
 void AnalysisModule::poll() {
-    if (options_.offline) live_->step();
+    if (options_.offline || options_.replay) live_->step();
     std::vector<Done> finished;
     {
         std::lock_guard<std::mutex> lock(mutex_);

@@ -48,6 +48,8 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--output-latency", o.outputLatency, "output latency in frames that loops compensate (default: the driver's figure)")->check(CLI::Range(0, 8192));
     app.add_flag("--pa-mute", o.paMute, "mute the main outputs while a loop records (the --cue-out pair keeps the whole mix)");
     app.add_option("--nrt", o.nrt, "offline render: SCORE INPUT(or _) OUTPUT")->expected(3);
+    app.add_option("--session-log", o.sessionLog, "keep every packet, with the sample it took effect at, and the input in this directory (for --replay)");
+    app.add_option("--replay", o.replay, "render a session log offline: DIR OUTPUT (with --stretch-method or --sample-rate: a better render of the same performance)")->expected(2);
     app.add_option("--config", o.config, "JSON configuration (bpm, meter, movement map; see docs/OSC.md)")->check(CLI::ExistingFile);
     app.add_option("--bpm-config", o.bpmConfig, "Crowdstream bpm_config.json (movement_bpm)")->check(CLI::ExistingFile);
     app.add_option("--midi-bindings", o.midiBindings, "SooperLooper .slb MIDI bindings to load at start")->check(CLI::ExistingFile);
@@ -86,6 +88,9 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
         exitCode = app.exit(e);
         return false;
     }
+    o.stretchMethodSet = app.count("--stretch-method") > 0;
+    o.sampleRateSet = app.count("--sample-rate") > 0;
+    o.argv.assign(argv, argv + argc);
     return true;
 }
 

@@ -29,6 +29,11 @@ struct Options {
     float limiterCeilingDb = -0.3f;
     double declickMs = 5.0;
     std::vector<std::string> nrt;     // SCORE IN OUT
+    std::string sessionLog;           // --session-log DIR: keep the performance for --replay
+    std::vector<std::string> replay;  // --replay DIR OUT: render a session log offline
+    bool stretchMethodSet = false;    // --stretch-method / --sample-rate were given (a replay
+    bool sampleRateSet = false;       //   keeps the live server's otherwise)
+    std::vector<std::string> argv;    // the command line as given (the session log keeps it)
     // Configuration files and the Crowdstream server's flags.
     std::string config;               // loopd JSON
     std::string bpmConfig;            // Crowdstream bpm_config.json
@@ -69,5 +74,7 @@ bool parseCommandLine(int argc, char** argv, Options& options, int& exitCode);
 int runServer(const Options& options);
 // [control] Offline render of an OSC score (scsynth -N format); returns the exit code.
 int runNrt(const Options& options);
+// [control] Offline render of a session log (--replay DIR OUT); returns the exit code.
+int runReplay(const Options& options);
 
 } // namespace loopd

@@ -22,6 +22,14 @@
 #include "server/engine/Engine.h"
 #include "server/app/Options.h"
 #include "server/engine/StretchWorker.h"
+#include "server/app/Version.h"
+#include "server/control/ControlClock.h"
+#include "server/drivers/ReplayFeed.h"
+#include "server/io/SessionLog.h"
+
+#include <unistd.h>
+#include <ctime>
+#include <filesystem>
 
 namespace loopd {
 namespace {
@@ -131,6 +139,24 @@ int roundTrip(const Options& o, Driver* driver) {
     return std::max(0, o.inputLatency) + std::max(0, o.outputLatency);
 }
 
+std::string utcNow() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char b[32];
+    std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return b;
+}
+
+std::string currentDir() {
+    std::error_code ec;
+    return std::filesystem::current_path(ec).string();
+}
+
+std::string versionString() {
+    return std::to_string(kVersionMajor) + "." + std::to_string(kVersionMinor) + "." + std::to_string(kVersionPatch) + " (" + kGitCommit + ")";
+}
+
 } // namespace
 
 int runServer(const Options& o) {
@@ -191,6 +217,33 @@ int runServer(const Options& o) {
         controller.notifyAll(osc::MessageBuilder("/driver").s(state).s(name).s(detail));
     });
 
+    // The session log (--session-log): from sample 0, before the audio starts.
+    std::unique_ptr<SessionLog> sessionLog;
+    if (!o.sessionLog.empty()) {
+        SessionHeader h;
+        h.argv = o.argv;
+        h.cwd = currentDir();
+        h.sampleRate = rate;
+        h.blockSize = engine.config().blockSize;
+        h.inputs = engine.config().numInputs;
+        h.outputs = engine.config().numOutputs;
+        h.roundTripLatency = ec.roundTripLatency;
+        h.driver = driverName;
+        h.started = utcNow();
+        h.version = versionString();
+        RecordSlot* inputTap = nullptr;
+        try {
+            sessionLog = std::make_unique<SessionLog>(o.sessionLog, h);
+            if (h.inputs > 0) inputTap = recorder.open(sessionLog->inputPath(), -1, h.inputs, kNoClient, 8.0);
+        } catch (const std::exception& e) {
+            spdlog::critical("session log: {}", e.what());
+            return 1;
+        }
+        engine.startSessionLog(inputTap);
+        controller.setSessionLog(sessionLog.get());
+        spdlog::info("session log: {} (replay it with loopd --replay {} out.wav)", o.sessionLog, o.sessionLog);
+    }
+
     worker.start();
     recorder.start();
     stretchWorker.start(o.stretchThreads);
@@ -233,11 +286,19 @@ int runServer(const Options& o) {
     // Close recordings cleanly: detach them on the audio thread, then let the recorder finish.
     controller.stopRecordings();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
-    while (recorder.active() > 0 && std::chrono::steady_clock::now() < deadline) {
+    const int kept = sessionLog && engine.config().numInputs > 0 ? 1 : 0; // the session's input stays open
+    while (recorder.active() > kept && std::chrono::steady_clock::now() < deadline) {
         controller.pollReplies();
         std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
     device.stop();
+    if (sessionLog) {
+        controller.flushSessionLog();
+        sessionLog->close(engine.sampleTime());
+        engine.stopSessionLog(); // the recorder closes the input file below
+        spdlog::info("session log closed at sample {} ({:.1f} s, {} bytes)", engine.sampleTime(),
+                     static_cast<double>(engine.sampleTime()) / rate, sessionLog->bytes());
+    }
     worker.stop();
     controller.pollReplies();
     stretchWorker.stop();
@@ -310,6 +371,119 @@ int runNrt(const Options& o) {
     const double dur = static_cast<double>(frames) / sr;
     spdlog::info("nrt: rendered {} frames ({:.3f} s) in {:.3f} s ({:.1f}x real time), {} failed commands",
                  frames, dur, secs, secs > 0 ? dur / secs : 0.0, controller.failCount());
+    return 0;
+}
+
+int runReplay(const Options& cmd) {
+    namespace fs = std::filesystem;
+    std::error_code ec0;
+    const std::string dir = fs::absolute(cmd.replay.at(0), ec0).string();
+    const std::string outPath = fs::absolute(cmd.replay.at(1), ec0).string();
+    SessionRecording rec;
+    try {
+        rec = SessionRecording::read(dir);
+    } catch (const std::exception& e) {
+        spdlog::critical("replay: {}", e.what());
+        return 1;
+    }
+    // The live server's own settings, from its command line; then what this one changes.
+    Options o;
+    {
+        std::vector<std::string> args = rec.header.argv;
+        if (args.empty()) args.push_back("loopd");
+        std::vector<char*> av;
+        for (auto& a : args) av.push_back(a.data());
+        int code = 0;
+        if (!parseCommandLine(static_cast<int>(av.size()), av.data(), o, code)) {
+            spdlog::critical("replay: the live server's command line in {}/session.log does not parse here", dir);
+            return 1;
+        }
+    }
+    if (!rec.header.cwd.empty() && ::chdir(rec.header.cwd.c_str()) != 0)
+        spdlog::warn("replay: cannot enter the live server's directory {} (relative paths may not resolve)", rec.header.cwd);
+    if (cmd.stretchMethodSet) o.stretchMethod = cmd.stretchMethod;
+    const double rate = cmd.sampleRateSet ? cmd.sampleRate : rec.header.sampleRate;
+    o.blockSize = rec.header.blockSize;
+    o.inputs = rec.header.inputs;
+    o.outputs = rec.header.outputs;
+    if (!rec.cut.empty()) spdlog::warn("replay: {}: {}", dir, rec.cut);
+    if (rec.marksLost > 0) spdlog::warn("replay: {} block marks were lost live (the control thread stalled): the replay may differ after them", rec.marksLost);
+
+    std::unique_ptr<BufferData> input;
+    if (o.inputs > 0) {
+        const std::string inPath = dir + "/input.w64";
+        try {
+            LoadOptions lo;
+            lo.targetRate = rate;
+            input = loadAudioFile(inPath, lo);
+        } catch (const std::exception& e) {
+            spdlog::warn("replay: no input ({}): the replay hears silence", e.what());
+        }
+    }
+    FileConfig files;
+    if (!loadFiles(o, files)) return 1;
+    const double scale = rate / rec.header.sampleRate;
+    EngineConfig ec = engineConfig(o, rate, true, files); // a real-time clock, fed from the log
+    ec.roundTripLatency = static_cast<int>(std::lround(rec.header.roundTripLatency * scale));
+    ec.stretchAhead = false;
+    // Room for what the replay's control side makes ahead of the live timing (the limits decide
+    // when the engine takes it).
+    ec.commandQueueSize = std::max<size_t>(ec.commandQueueSize, 1 << 16);
+    ec.maxCommandsPerBlock = 1 << 16;
+    Engine engine(ec);
+    Worker worker(true);
+    Recorder recorder(rate, true);
+    PathPolicy paths(o.roots);
+    ControllerOptions co = controllerOptions(o, false, files);
+    co.replay = true;
+    co.replayFiles = outPath + ".files";
+    co.generatorUrl.clear(); // what a generator answered live is not in the log
+    fs::create_directories(co.replayFiles, ec0);
+    Controller controller(engine, worker, recorder, paths, co);
+    controller.setDriverInfo("replay", o.blockSize);
+    controller.setSender([](const osc::Endpoint&, const char*, size_t) { return true; });
+    std::unique_ptr<NrtDriver> driver;
+    try {
+        driver = std::make_unique<NrtDriver>(engine, input.get(), outPath, [](const char*, size_t) {},
+                                             [&] { controller.pollReplies(); recorder.drainAll(); });
+    } catch (const std::exception& e) {
+        spdlog::critical("replay: {}", e.what());
+        return 1;
+    }
+    runStartupActions(o, controller);
+    ReplayFeed feed(rec, rate, ec.blockSize);
+    size_t refused = 0, missingCompletions = 0;
+    const auto act = [&](const SessionAction& a) {
+        switch (a.kind) {
+        case SessionAction::Kind::Packet:
+            control_clock::holdAt(a.ntp, a.steady);
+            if (!controller.handlePacket(a.bytes.data(), a.bytes.size(), a.from)) ++refused;
+            control_clock::release();
+            break;
+        case SessionAction::Kind::Completion:
+            control_clock::holdAt(a.ntp, a.steady);
+            if (!controller.runCompletion(a.completion)) ++missingCompletions;
+            control_clock::release();
+            break;
+        case SessionAction::Kind::TcpClosed: controller.forgetTcpClient(a.tcpId); break;
+        }
+    };
+    const int64_t total = feed.endFrames(input ? input->numFrames : -1);
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t frames = driver->renderBlocks(total, [&](int64_t pos) { return pos < total && feed.before(engine, pos, act); },
+                                                [&](int64_t pos) { feed.after(engine, pos); });
+    controller.stopRecordings();
+    driver->flush([&] { controller.pollReplies(); });
+    driver.reset();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    spdlog::info("replay: {} actions, {} frames ({:.3f} s at {} Hz{}) in {:.3f} s; files the session wrote are in {}",
+                 feed.actionsRun(), frames, static_cast<double>(frames) / rate, rate,
+                 o.stretchMethod != "rate" ? ", stretch " + o.stretchMethod : std::string(), secs, co.replayFiles);
+    if (!rec.closed) spdlog::warn("replay: the log was cut off ({}): rendered up to sample {} ({:.3f} s), where it ends", rec.cut, frames, static_cast<double>(frames) / rate);
+    if (refused > 0) spdlog::warn("replay: {} packets found the command queue full", refused);
+    if (missingCompletions > 0) spdlog::warn("replay: {} completion messages had not finished when the live ones ran", missingCompletions);
+    if (feed.divergedAt() >= 0) spdlog::warn("replay: differs from the live performance from sample {}: {}", feed.divergedAt(), feed.divergence());
+    else if (scale == 1.0) spdlog::info("replay: every one of {} blocks that took commands took the same ones as live", feed.marksChecked());
     return 0;
 }
 

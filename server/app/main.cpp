@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
     spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
     spdlog::set_level(spdlog::level::from_str(options.logLevel));
     try {
+        if (!options.replay.empty()) return loopd::runReplay(options);
         return options.nrt.empty() ? loopd::runServer(options) : loopd::runNrt(options);
     } catch (const std::exception& e) {
         spdlog::critical("{}", e.what());

@@ -26,6 +26,8 @@
 #include "server/net/JamModule.h"
 #include "server/net/LinkModule.h"
 #include "server/control/Buffers.h"
+#include "server/control/ControlClock.h"
+#include "server/io/SessionLog.h"
 #include "server/control/Nodes.h"
 #include "server/app/Version.h"
 
@@ -95,7 +97,12 @@ void Controller::route(const char* address, bool prefix, Handler h) {
 }
 
 void Controller::runInternal(const std::vector<char>& packet) {
+    // Not in the session log: what the server runs by itself (startup flags, bindings) a replay
+    // runs by itself too.
+    SessionLog* log = sessionLog_;
+    sessionLog_ = nullptr;
     handlePacket(packet.data(), packet.size(), osc::Endpoint{});
+    sessionLog_ = log;
 }
 
 Controller::~Controller() = default;
@@ -143,6 +150,7 @@ void Controller::send(uint16_t client, const osc::MessageBuilder& m) {
 }
 
 void Controller::forgetTcpClient(uint64_t tcpId) {
+    if (sessionLog_) sessionLog_->tcpClosed(engine_.sampleTime(), tcpId);
     std::lock_guard<std::mutex> lock(clientsMutex_);
     for (size_t i = 0; i < clients_.size(); ++i) {
         if (clients_[i].kind != osc::Endpoint::Kind::Tcp || clients_[i].tcpId != tcpId) continue;
@@ -283,8 +291,14 @@ bool Controller::pushFromWorker(uint16_t client, const char* address, uint64_t t
 // Packets
 
 bool Controller::handlePacket(const char* data, size_t size, const osc::Endpoint& from) {
+    // Every handler of one packet sees one "now" (a replay sets it to the logged one itself).
+    const int64_t at = engine_.sampleTime();
+    if (!options_.replay) control_clock::hold();
     const uint16_t client = clientFor(from);
-    return handleFrom(client, data, size, from.kind == osc::Endpoint::Kind::Tcp, true);
+    const bool taken = handleFrom(client, data, size, from.kind == osc::Endpoint::Kind::Tcp, true);
+    if (taken && sessionLog_) sessionLog_->packet(at, control_clock::ntp(), control_clock::steadySeconds(), from, data, size);
+    if (!options_.replay) control_clock::release();
+    return taken;
 }
 
 bool Controller::handleFrom(uint16_t client, const char* data, size_t size, bool tcp, bool mayDefer) {
@@ -416,6 +430,11 @@ void Controller::failAsync(uint16_t client, const char* address, const std::stri
 }
 
 void Controller::complete(uint16_t client, const char* address, int32_t id, uint32_t completion) {
+    if (options_.replay && completion != 0 && !runningHeld_) {
+        // A replay runs a completion message where the session log says the live one ran.
+        heldCompletions_.push_back(Finished{client, address, id, completion});
+        return;
+    }
     Completion c;
     bool found = false;
     if (completion != 0) {
@@ -435,10 +454,38 @@ void Controller::complete(uint16_t client, const char* address, int32_t id, uint
         // Runs now, whatever the queue holds: over TCP its commands wait for room rather than
         // the packet being offered again.
         const bool wasLossless = lossless_;
+        const bool hold = !options_.replay;
+        if (hold) control_clock::hold();
+        if (sessionLog_) sessionLog_->completion(engine_.sampleTime(), control_clock::ntp(), control_clock::steadySeconds(), completion);
         handleFrom(c.client, c.packet.data(), c.packet.size(), tcp, false);
+        if (hold) control_clock::release();
         lossless_ = wasLossless;
     }
     done(client, address, {id});
+}
+
+bool Controller::runCompletion(uint32_t id) {
+    for (size_t i = 0; i < heldCompletions_.size(); ++i) {
+        if (heldCompletions_[i].completion != id) continue;
+        const Finished f = heldCompletions_[i];
+        heldCompletions_.erase(heldCompletions_.begin() + static_cast<long>(i));
+        runningHeld_ = true;
+        complete(f.client, f.address, f.id, f.completion);
+        runningHeld_ = false;
+        return true;
+    }
+    return false;
+}
+
+void Controller::flushSessionLog() {
+    if (!sessionLog_) return;
+    Engine::SessionMark m;
+    while (engine_.popSessionMark(m)) sessionLog_->mark(SessionMarkRecord{m.sample, m.control, m.worker, m.hash, m.blockNtp});
+    if (const uint64_t lost = engine_.sessionMarksLost(); lost != marksLostLogged_) {
+        sessionLog_->marksLost(engine_.sampleTime(), lost - marksLostLogged_);
+        marksLostLogged_ = lost;
+    }
+    sessionLog_->flush();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -611,6 +658,7 @@ void Controller::pollReplies() {
         rateSampleTime_ = t;
         rateWallTime_ = now;
     }
+    flushSessionLog();
 }
 
 void Controller::stopRecordings() {
@@ -753,6 +801,14 @@ NodeSetup Controller::nodeSetup() {
 std::string Controller::checkedPath(Msg&, const std::string& path, bool forWriting) {
     const std::string why = paths_.check(path, forWriting);
     if (!why.empty()) throw osc::ArgError(why);
+    if (forWriting && options_.replay) {
+        // A replay writes beside its output, never over the performance's own files: the path
+        // flattened into one name (/home/me/take.wav -> replayFiles/home_me_take.wav).
+        std::string flat;
+        for (char ch : path) flat += ch == '/' ? '_' : ch;
+        while (!flat.empty() && flat[0] == '_') flat.erase(0, 1);
+        return options_.replayFiles + "/" + flat;
+    }
     return path;
 }
 

@@ -44,6 +44,7 @@ namespace loopd {
 
 class Buffers;
 class Nodes;
+class SessionLog;
 
 class Controller {
 public:
@@ -77,6 +78,12 @@ public:
     void send(uint16_t client, const osc::MessageBuilder& m);
     // [control] A TCP client left: it is logged out (its /notify registration and client id).
     void forgetTcpClient(uint64_t tcpId);
+    // [control] Keep every packet, completion and engine mark in this session log (--session-log).
+    void setSessionLog(SessionLog* log) { sessionLog_ = log; }
+    // [control] Move the engine's marks into the session log and write it (pollReplies does).
+    void flushSessionLog();
+    // [replay] Run completion message `id` now (false: it has not finished in the replay).
+    bool runCompletion(uint32_t id);
     // [any] Send to every client registered with /notify.
     void notifyAll(const osc::MessageBuilder& m) { broadcast(m); }
     // [control] Run a message as if a client had sent it (startup flags); failures are logged.
@@ -180,6 +187,11 @@ private:
     std::vector<bool> float32Only_;            // per client: /reply_format float32 [clientsMutex_]
     std::unordered_set<uint16_t> synthDefWarned_; // clients told once in the log that SynthDefs are refused
     std::thread::id controlThread_;
+    SessionLog* sessionLog_ = nullptr;
+    uint64_t marksLostLogged_ = 0;
+    // A replay: finished commands whose completion message waits for its turn in the log.
+    std::vector<Finished> heldCompletions_;
+    bool runningHeld_ = false;
 
 
     // Module-independent state (control thread).

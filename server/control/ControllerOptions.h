@@ -30,6 +30,11 @@ struct ControllerOptions {
     double generatorTimeout = 120.0; // --generator-timeout, seconds
     std::string jamToken;         // --jam-token: what a jam's HTTP requests must carry ("" none)
     std::string jamBind = "127.0.0.1"; // --jam-bind: where /jam_host listens
+    // A replay of a session log (--replay): completion messages run when the log says they ran
+    // (Controller::runCompletion), and every file a command writes goes into `replayFiles`
+    // instead of where the live server wrote it (nothing of the performance is overwritten).
+    bool replay = false;
+    std::string replayFiles;
     // The memory budget over buffers, loops, undo history and stretch voices (--max-memory-mb).
     int64_t maxMemoryBytes = MemoryBudget::halfOfPhysicalMemory();
 };

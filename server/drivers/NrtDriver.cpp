@@ -82,36 +82,48 @@ NrtDriver::~NrtDriver() {
 }
 
 int64_t NrtDriver::render(const NrtScore& score) {
+    const double rate = engine_.config().sampleRate;
+    const int B = engine_.config().blockSize;
+    size_t next = 0;
+    return renderBlocks(score.frames(rate), [&](int64_t pos) {
+        // Hand over every bundle that falls before the end of this block.
+        for (; next < score.order.size(); ++next) {
+            if (tagToSample(score.order[next].first, rate) >= pos + B) break;
+            const auto& p = score.packets[score.order[next].second];
+            deliver_(p.data(), p.size());
+        }
+        return next < score.order.size();
+    });
+}
+
+int64_t NrtDriver::renderBlocks(int64_t totalFrames, const std::function<bool(int64_t)>& beforeBlock,
+                                const std::function<void(int64_t)>& afterBlock) {
     const EngineConfig& ec = engine_.config();
     const int B = ec.blockSize;
     const int C = ec.numOutputs;
-    const int64_t totalFrames = score.frames(ec.sampleRate);
     // Output is written in large chunks: one libsndfile call per block would dominate light scores.
     constexpr int64_t kWriteFrames = 16384;
     std::vector<float> inter(static_cast<size_t>(C) * static_cast<size_t>(kWriteFrames + B));
     int64_t pending = 0;
-    size_t next = 0;
     int64_t pos = 0;
     // File frame k is engine frame k + latency: the limiter's look-ahead is compensated.
     const int64_t latency = engine_.latencySamples();
     int64_t written = 0;
     auto* out = static_cast<SNDFILE*>(out_);
-    while (written < totalFrames || next < score.order.size()) {
-        // Hand over every bundle that falls before the end of this block.
-        for (; next < score.order.size(); ++next) {
-            if (tagToSample(score.order[next].first, ec.sampleRate) >= pos + B) break;
-            const auto& p = score.packets[score.order[next].second];
-            deliver_(p.data(), p.size());
-        }
+    bool more = true;
+    while (written < totalFrames || more) {
+        more = beforeBlock(pos);
         for (int c = 0; c < ec.numInputs; ++c) {
             float* dst = inBlock_.data() + c * B;
+            const bool has = input_ && c < input_->numChannels;
             for (int i = 0; i < B; ++i) {
                 const int64_t k = pos + i;
-                dst[i] = input_ && k < input_->numFrames ? input_->channel(c)[k] : 0.0f;
+                dst[i] = has && k < input_->numFrames ? input_->channel(c)[k] : 0.0f;
             }
         }
         engine_.process(inPtr_.data(), outPtr_.data());
         afterBlock_();
+        if (afterBlock) afterBlock(pos);
         const int64_t skip = std::clamp<int64_t>(latency - pos, 0, B);
         const int64_t keep = std::min<int64_t>(B - skip, totalFrames - written);
         if (keep > 0) {

@@ -43,6 +43,10 @@ public:
     // Renders the score to the output file (file frame k is engine frame k + the limiter's
     // look-ahead, so that the output lines up with the score); returns the frames written.
     int64_t render(const NrtScore& score);
+    // The same loop for any feed: beforeBlock(pos) runs before the block at engine sample `pos`
+    // (true: it has more to hand over, keep rendering past totalFrames), afterBlock(pos) after it.
+    int64_t renderBlocks(int64_t totalFrames, const std::function<bool(int64_t)>& beforeBlock,
+                         const std::function<void(int64_t)>& afterBlock = {});
     // One more block, unwritten, then `after`: lets commands sent after the render (closing
     // recordings) run.
     void flush(const std::function<void()>& after);

@@ -279,6 +279,11 @@ int64_t Engine::sampleForTimetag(uint64_t tag) const noexcept {
 
 void Engine::updateClock() noexcept {
     if (!config_.realtimeClock) return;
+    if (replayClock_) {
+        // A replay: the live block's clock, as the session log kept it.
+        blockNtp_ = replayNtp_;
+        return;
+    }
     const auto now = static_cast<double>(ntpNow());
     const int64_t s = ctx_.blockStartSample;
     if (!clockStarted_) {
@@ -360,15 +365,26 @@ void Engine::accept(Command& c) noexcept {
     heapPush(Scheduled{at, seq_++, std::move(c)});
 }
 
-void Engine::drainQueue(SpscQueue<Command>& q, int& budget) noexcept {
+void Engine::drainQueue(SpscQueue<Command>& q, int& budget, uint64_t& taken, uint64_t limit) noexcept {
     // Commands wait in their queue while the replies have no room: a burst of queries (thousands
     // of /n_query over TCP) must not outrun a control thread that is slow to send the answers.
     const size_t room = config_.replyQueueSize > kReplyReserve ? config_.replyQueueSize - kReplyReserve : config_.replyQueueSize / 2;
     Command c;
-    while (budget > 0 && replyQueue_.sizeApprox() < room && q.tryPop(c)) {
+    while (budget > 0 && taken < limit && replyQueue_.sizeApprox() < room && q.tryPop(c)) {
         --budget;
+        ++taken;
+        // What the session log compares a replay by: the command's kind, address and client.
+        uint64_t h = commandHash_ ^ (static_cast<uint64_t>(c.body.index()) << 16 ^ c.client);
+        h *= 0x100000001b3ull;
+        for (const char* a = c.address; a && *a; ++a) h = (h ^ static_cast<uint8_t>(*a)) * 0x100000001b3ull;
+        commandHash_ = h;
         accept(c);
     }
+}
+
+void Engine::startSessionLog(RecordSlot* inputTap) {
+    sessionMarks_ = std::make_unique<SpscQueue<SessionMark>>(8192);
+    inputTap_ = inputTap;
 }
 
 void Engine::process(const float* const* in, float* const* out) noexcept {
@@ -414,11 +430,22 @@ void Engine::process(const float* const* in, float* const* out) noexcept {
     // Hand back what could not be handed back before.
     sendUnreleased();
 
+    if (inputTap_) {
+        // The session log keeps the input exactly as the nodes hear it, block by block.
+        const size_t wrote = inputTap_->ring.writePlanar(inputPtrs_.data(), 0, static_cast<size_t>(B), config_.numInputs);
+        if (wrote < static_cast<size_t>(B))
+            inputTap_->droppedFrames.fetch_add(static_cast<uint64_t>(B) - wrote, std::memory_order_relaxed);
+    }
+
     int budget = config_.maxCommandsPerBlock;
     // Control first: a worker's result (a loaded file) may address a node created by a command
     // that was sent before it (loop content after /loop_add).
-    drainQueue(controlQueue_, budget);
-    drainQueue(workerQueue_, budget);
+    const uint64_t takenBefore = controlTaken_ + workerTaken_;
+    drainQueue(controlQueue_, budget, controlTaken_, controlLimit_);
+    drainQueue(workerQueue_, budget, workerTaken_, workerLimit_);
+    if (sessionMarks_ && controlTaken_ + workerTaken_ != takenBefore &&
+        !sessionMarks_->tryPush(SessionMark{renderPos_, controlTaken_, workerTaken_, commandHash_, blockNtp_}))
+        sessionMarksLost_.fetch_add(1, std::memory_order_relaxed);
     applyBusMaps();
     for (midi::MidiEvent e; midiFromThread_.tryPop(e);) acceptMidi(renderPos_, e.bytes, e.size);
     applyMidiIn();

@@ -195,10 +195,42 @@ public:
     // [control] Before the audio starts: anchor NTP time for sample 0 (nrt: 0).
     void setTimeOrigin(uint64_t ntp) noexcept { anchorNtp_ = static_cast<double>(ntp); anchorSample_ = 0; }
 
+    // The session log (--session-log) and its replay (--replay). Every command the engine takes
+    // from its two queues is counted (and hashed: its kind, address and client), per queue, from
+    // the start. Live, a block that took any publishes a SessionMark: the block's first sample, the
+    // totals after it, and the clock's NTP time of that sample (what timetags were mapped
+    // against). A replay renders block by block and lets the engine take exactly as many commands
+    // as the live block did, against the same clock: the same commands land on the same samples.
+    struct SessionMark {
+        int64_t sample = 0;
+        uint64_t control = 0, worker = 0; // commands taken from each queue since the start
+        uint64_t hash = 0;                // over every command taken since the start
+        double blockNtp = 0.0;
+    };
+    // [control, before the audio starts] Publish a SessionMark per block that took commands, and
+    // write the engine's input (each block as the nodes hear it) into `inputTap` (a recorder slot
+    // of numInputs channels; null: no input is kept).
+    void startSessionLog(RecordSlot* inputTap);
+    // [control] The next mark (in block order); marks that found the queue full are counted.
+    bool popSessionMark(SessionMark& m) noexcept { return sessionMarks_ && sessionMarks_->tryPop(m); }
+    uint64_t sessionMarksLost() const noexcept { return sessionMarksLost_.load(std::memory_order_relaxed); }
+    // [control, audio stopped] The input tap is no longer written (the recorder may close it).
+    void stopSessionLog() noexcept { inputTap_ = nullptr; }
+    // [replay: the thread that calls process()] Before a block: take commands only up to these
+    // totals, with the clock at `blockNtp` for this block (no wall clock is read in a replay).
+    void setReplayBlock(uint64_t controlLimit, uint64_t workerLimit, double blockNtp) noexcept {
+        controlLimit_ = controlLimit;
+        workerLimit_ = workerLimit;
+        replayNtp_ = blockNtp;
+        replayClock_ = true;
+    }
+    // [replay] The totals so far (compare with the live block's mark).
+    SessionMark sessionTotals() const noexcept { return SessionMark{renderPos_, controlTaken_, workerTaken_, commandHash_, blockNtp_}; }
+
 private:
     struct Scheduled { int64_t sample; uint64_t seq; Command cmd; };
 
-    void drainQueue(SpscQueue<Command>& q, int& budget) noexcept;
+    void drainQueue(SpscQueue<Command>& q, int& budget, uint64_t& taken, uint64_t limit) noexcept;
     // Reply slots kept free for what one command and a block can answer (node events of a freed
     // group, beats, logs): the queues are not drained beyond that.
     static constexpr size_t kReplyReserve = 1024;
@@ -367,6 +399,15 @@ private:
     // [audio] Queue a message to leave at timeline sample `sample` (dropped and counted when full).
     void emitMidi(int64_t sample, uint8_t b0, uint8_t b1 = 0, uint8_t b2 = 0, uint8_t size = 1) noexcept;
     std::atomic<uint64_t> midiDropped_{0};
+
+    // Session log and replay (SessionMark).
+    uint64_t controlTaken_ = 0, workerTaken_ = 0, commandHash_ = 0;
+    uint64_t controlLimit_ = UINT64_MAX, workerLimit_ = UINT64_MAX;
+    bool replayClock_ = false;
+    double replayNtp_ = 0.0;
+    std::unique_ptr<SpscQueue<SessionMark>> sessionMarks_;
+    std::atomic<uint64_t> sessionMarksLost_{0};
+    RecordSlot* inputTap_ = nullptr;
 
     // Published statistics.
     std::atomic<uint64_t> xruns_{0}, late_{0}, droppedCommands_{0}, droppedReplies_{0};

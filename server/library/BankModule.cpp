@@ -186,6 +186,8 @@ void BankModule::hLoad(Msg& m) {
 }
 
 bool BankModule::saveFromWorker(library::Bank& bank, uint16_t client, const char* address, library::BankEntry e, const BufferData& audio) {
+    // A replay never writes into the bank the performance used (its loops are already there).
+    if (options_.replay) return true;
     try {
         bank.save(std::move(e), audio);
         return true;

@@ -66,7 +66,7 @@ void JamModule::hHost(Msg& m) {
     const int32_t port = m.args.int32("port");
     const int32_t bars = m.args.int32("bars");
     m.args.expectEnd();
-    if (options_.offline) throw osc::ArgError("an offline render cannot host a jam");
+    if (options_.offline || options_.replay) throw osc::ArgError("an offline render or replay cannot host a jam");
     if (host_ || guest_) throw osc::ArgError("a jam is running here (/jam_leave first)");
     if (port < 0 || port > 65535) throw osc::ArgError("port must be 0..65535 (0: any free one), got " + std::to_string(port));
     if (bars < 1 || bars > 64) throw osc::ArgError("bars must be 1..64, got " + std::to_string(bars));
@@ -115,7 +115,7 @@ void JamModule::hJoin(Msg& m) {
     const std::string url = m.args.string("producer url (http://host:port)");
     const std::string name = m.args.string("musician name");
     m.args.expectEnd();
-    if (options_.offline) throw osc::ArgError("an offline render cannot join a jam");
+    if (options_.offline || options_.replay) throw osc::ArgError("an offline render or replay cannot join a jam");
     if (host_ || guest_) throw osc::ArgError("a jam is running here (/jam_leave first)");
     if (url.rfind("http://", 0) != 0 || url.size() <= 7) throw osc::ArgError("the producer's url must be http://host:port, got '" + url + "'");
     if (!net::validJamName(name)) throw osc::ArgError("a musician's name is 1 to 32 letters, digits, '_', '-' or '.'");

@@ -26,7 +26,7 @@ LinkModule::~LinkModule() {
 bool LinkModule::linkOn() const { return session_ && session_->enabled(); }
 
 void LinkModule::refuseOffline() const {
-    if (options_.offline) throw osc::ArgError("an offline render never uses Link (its clock is the render's own)");
+    if (options_.offline || options_.replay) throw osc::ArgError("an offline render never uses Link, nor a replay (its clock is the render's own)");
 }
 
 net::LinkSession& LinkModule::session() {

@@ -1,5 +1,6 @@
 // The tempo module (TempoCommands.h).
 #include "server/tempo/TempoCommands.h"
+#include "server/control/ControlClock.h"
 
 #include <spdlog/spdlog.h>
 
@@ -33,7 +34,7 @@ void TempoCommands::tap(Msg& m) {
     needSource(Source::Manual, "a tap");
     double now;
     if (m.timetag > 1) now = static_cast<double>(m.timetag >> 32) + static_cast<double>(m.timetag & 0xffffffffu) / 4294967296.0;
-    else now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    else now = control_clock::steadySeconds();
     if (!taps_.empty() && (now - taps_.back() > 2.0 || now < taps_.back())) taps_.clear();
     taps_.push_back(now);
     if (taps_.size() > 4) taps_.erase(taps_.begin());

@@ -15,6 +15,7 @@
 #include "server/io/AudioFile.h"
 #include "server/engine/BufferData.h"
 #include "server/compat/crowdstream/Crowdstream.h"
+#include "server/control/ControlClock.h"
 #include "server/nodes/effects/Eq3Node.h"
 #include "server/engine/Group.h"
 #include "server/nodes/player/Player.h"
@@ -68,7 +69,7 @@ uint64_t Crowdstream::baseTag(const Msg& m) const {
         const double seconds = static_cast<double>(engine_.sampleTime()) / engine_.config().sampleRate;
         return static_cast<uint64_t>(std::llround(seconds * 4294967296.0));
     }
-    return ntpNow();
+    return control_clock::ntp();
 }
 
 uint64_t Crowdstream::addSeconds(uint64_t tag, double seconds) {

@@ -23,6 +23,7 @@
 #include "server/io/AudioFile.h"
 #include "server/engine/BufferData.h"
 #include "server/compat/sooperlooper/SooperLooper.h"
+#include "server/control/ControlClock.h"
 
 #include "server/tempo/TempoCommands.h"
 #include "server/engine/Group.h"
@@ -360,7 +361,7 @@ void SooperLooper::slCommand(Msg& m, int index, const std::string& verb) {
     if (c == LoopCmd::CaptureSeconds && !(arg > 0.0f)) throw osc::ArgError("capture_seconds needs a length in seconds > 0");
     if (c == LoopCmd::Capture && arg < 0.0f) throw osc::ArgError("capture needs a cycle count >= 1");
     const auto targets = slTargets(m, index);
-    const auto now = std::chrono::steady_clock::now();
+    const double now = control_clock::steadySeconds();
     for (int i : targets) {
         SlLoop& loop = slLoops_[static_cast<size_t>(i)];
         const size_t key = isSolo ? static_cast<size_t>(LoopCmd::Count) : static_cast<size_t>(c);
@@ -371,7 +372,7 @@ void SooperLooper::slCommand(Msg& m, int index, const std::string& verb) {
         } else if (verb == "up" || verb == "forceup" || verb == "upforce") {
             const bool wasHeld = loop.held[key];
             loop.held[key] = false;
-            const bool longPress = wasHeld && std::chrono::duration<double>(now - loop.downAt[key]).count() >= kLongPressSeconds;
+            const bool longPress = wasHeld && now - loop.downAt[key] >= kLongPressSeconds;
             fire = (isSolo || sustainable(c)) && (verb != "up" || longPress) && (wasHeld || verb != "up");
         }
         if (!fire) continue;

@@ -59,7 +59,7 @@ private:
         std::map<std::string, float> controls; // as clients set them
         bool soloed = false;
         int lastState = -99;
-        std::chrono::steady_clock::time_point downAt[32];
+        double downAt[32] = {}; // control_clock::steadySeconds() of the last down
         bool held[32] = {};
         bool shifter = false;          // a pitch shifter was sent to it
         MemoryLease shifterMemory;
