@@ -283,6 +283,7 @@ int runServer(const Options& o) {
         device.poll();
     }
     spdlog::info("shutting down");
+    if (sessionLog) sessionLog->shutdown(engine.sampleTime());
     // Close recordings cleanly: detach them on the audio thread, then let the recorder finish.
     controller.stopRecordings();
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
@@ -466,6 +467,7 @@ int runReplay(const Options& cmd) {
             control_clock::release();
             break;
         case SessionAction::Kind::TcpClosed: controller.forgetTcpClient(a.tcpId); break;
+        case SessionAction::Kind::Shutdown: controller.stopRecordings(); break;
         }
     };
     const int64_t total = feed.endFrames(input ? input->numFrames : -1);

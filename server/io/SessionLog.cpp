@@ -127,6 +127,12 @@ void SessionLog::tcpClosed(int64_t sample, uint64_t tcpId) {
     record('T', payload_);
 }
 
+void SessionLog::shutdown(int64_t sample) {
+    payload_.clear();
+    put<int64_t>(payload_, sample);
+    record('S', payload_);
+}
+
 void SessionLog::mark(const SessionMarkRecord& m) {
     payload_.clear();
     put<int64_t>(payload_, m.sample);
@@ -249,6 +255,13 @@ SessionRecording SessionRecording::read(const std::string& dir) {
                 a.kind = SessionAction::Kind::TcpClosed;
                 a.sample = c.get<int64_t>();
                 a.tcpId = c.get<uint64_t>();
+                r.actions.push_back(std::move(a));
+                break;
+            }
+            case 'S': {
+                SessionAction a;
+                a.kind = SessionAction::Kind::Shutdown;
+                a.sample = c.get<int64_t>();
                 r.actions.push_back(std::move(a));
                 break;
             }

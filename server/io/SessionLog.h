@@ -39,7 +39,7 @@ struct SessionHeader {
 
 // One thing the control thread did that a replay does again, in the same order.
 struct SessionAction {
-    enum class Kind : uint8_t { Packet = 'P', Completion = 'K', TcpClosed = 'T' };
+    enum class Kind : uint8_t { Packet = 'P', Completion = 'K', TcpClosed = 'T', Shutdown = 'S' };
     Kind kind = Kind::Packet;
     int64_t sample = 0;     // the engine's published sample time when it ran (blocks done before it)
     uint64_t ntp = 0;       // the wall clock then (NTP 32.32)
@@ -85,6 +85,8 @@ public:
     void packet(int64_t sample, uint64_t ntp, double steady, const osc::Endpoint& from, const char* data, size_t size);
     void completion(int64_t sample, uint64_t ntp, double steady, uint32_t id);
     void tcpClosed(int64_t sample, uint64_t tcpId);
+    // The server began to shut down (it stops every recording then).
+    void shutdown(int64_t sample);
     void mark(const SessionMarkRecord& m);
     void marksLost(int64_t sample, uint64_t count);
     // [control] The closing record (a clean stop at `sample`), then flush.
