@@ -56,6 +56,7 @@ bool parseCommandLine(int argc, char** argv, Options& o, int& exitCode) {
     app.add_option("--midi", o.midi, "MIDI ports: auto (loopd:midi_in/midi_out on JACK, else ALSA sequencer ports), jack, alsa, none")
         ->check(CLI::IsMember({"auto", "jack", "alsa", "none"}))->capture_default_str();
     app.add_option("--bank", o.bank, "the loop bank: a directory of loops with JSON sidecars (/bank_save, /bank_list, /bank_load)");
+    app.add_option("--project", o.project, "load this project directory at start (/project_load; /project_save writes one)");
     app.add_option("--generator", o.generator, "a stable-audio-style loop generator (http://host:port): /generate");
     app.add_option("--generator-timeout", o.generatorTimeout, "seconds a generation may take")->capture_default_str()->check(CLI::Range(1.0, 3600.0));
     app.add_option("--jam-token", o.jamToken, "interval jam: a token every HTTP request must carry (hosting), or that this server sends (joining)");

@@ -40,6 +40,7 @@ struct Options {
     std::string midiBindings;         // SooperLooper .slb file loaded at start
     std::string midi = "auto";        // MIDI ports: auto (JACK's beside the audio, else ALSA's), jack, alsa, none
     std::string bank;                 // the loop bank's directory
+    std::string project;              // --project DIR: loaded at start (/project_load)
     std::string generator;            // the loop generator's URL
     double generatorTimeout = 120.0;  // seconds a generation may take
     std::string jamToken;             // the interval jam's HTTP token (hosting and joining)

@@ -110,6 +110,7 @@ ControllerOptions controllerOptions(const Options& o, bool offline, const FileCo
 void runStartupActions(const Options& o, Controller& controller) {
     static const int32_t base[4] = {100, 1100, 2100, 3100};
     auto run = [&](const osc::MessageBuilder& m) { controller.runInternal(m.bytes()); };
+    if (!o.project.empty()) run(osc::MessageBuilder("/project_load").s(o.project));
     if (!o.midiBindings.empty()) run(osc::MessageBuilder("/load_midi_bindings").s(o.midiBindings).s(""));
     if (o.midiClockOut) run(osc::MessageBuilder("/set").s("output_midi_clock").f(1.0f));
     if (o.link) run(osc::MessageBuilder("/link").i(1));

@@ -58,6 +58,13 @@ void Buffers::swapBuffer(uint16_t client, const char* address, int32_t b, std::u
     workerBuffers_[static_cast<size_t>(b)] = raw;
 }
 
+std::vector<int32_t> Buffers::knownBuffers() {
+    std::lock_guard<std::mutex> lock(knownMutex_);
+    std::vector<int32_t> v(knownBuffers_.begin(), knownBuffers_.end());
+    std::sort(v.begin(), v.end());
+    return v;
+}
+
 bool Buffers::bufferKnown(int32_t b) {
     std::lock_guard<std::mutex> lock(knownMutex_);
     return knownBuffers_.count(b) > 0;

@@ -34,6 +34,8 @@ public:
     void loadBuffer(Msg& m, int32_t b, const std::string& path, const char* address);
     // [any] Loaded or loading.
     bool bufferKnown(int32_t b);
+    // [any] Every buffer loaded or loading, by number.
+    std::vector<int32_t> knownBuffers();
     // [worker] What buffer `b` holds now, as the worker's jobs see it (nullptr: nothing).
     BufferData* workerBuffer(int32_t b) const { return b >= 0 && static_cast<size_t>(b) < workerBuffers_.size() ? workerBuffers_[static_cast<size_t>(b)] : nullptr; }
     // [control] Free every known buffer `which` picks (on the worker), then /done `address`.

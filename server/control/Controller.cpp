@@ -23,6 +23,7 @@
 #include "server/analysis/AnalysisModule.h"
 #include "server/midi/MidiModule.h"
 #include "server/library/BankModule.h"
+#include "server/library/ProjectModule.h"
 #include "server/net/JamModule.h"
 #include "server/net/LinkModule.h"
 #include "server/control/Buffers.h"
@@ -89,6 +90,7 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     addModule<LinkModule>(tempo);
     addModule<JamModule>(sooperLooper);
     addModule<BankModule>(*buffers_, sooperLooper);
+    addModule<ProjectModule>(*buffers_, sooperLooper, tempo);
 }
 
 void Controller::route(const char* address, bool prefix, Handler h) {
@@ -608,6 +610,11 @@ void Controller::pollReplies() {
                 } else if constexpr (std::is_same_v<T, reply::TreeReady>) {
                     std::unique_ptr<TreeSnapshot> s(b.snapshot);
                     if (s->dropped) return;
+                    if (s->full) {
+                        for (auto& mod : modules_)
+                            if (mod->takeSnapshot(s)) return;
+                        return;
+                    }
                     const char* address = s->dump ? "/g_dumpTree" : "/g_queryTree";
                     if (!s->found) { fail(r.client, address, "group " + std::to_string(s->rootId) + " not found"); return; }
                     if (s->dump) { dumpTree(*s); return; }
@@ -798,8 +805,8 @@ NodeSetup Controller::nodeSetup() {
 // ---------------------------------------------------------------------------------------------
 // Files: the path policy every command that reads or writes a file goes through.
 
-std::string Controller::checkedPath(Msg&, const std::string& path, bool forWriting) {
-    const std::string why = paths_.check(path, forWriting);
+std::string Controller::checkedPath(Msg&, const std::string& path, bool forWriting, PathPolicy::Kind kind) {
+    const std::string why = paths_.check(path, forWriting, kind);
     if (!why.empty()) throw osc::ArgError(why);
     if (forWriting && options_.replay) {
         // A replay writes beside its output, never over the performance's own files: the path

@@ -133,7 +133,7 @@ private:
     bool pushFromWorker(uint16_t client, const char* address, uint64_t timetag, CommandBody&& body);
     std::string failReason(const reply::Fail& f) const;
     void broadcast(const osc::MessageBuilder& m);
-    std::string checkedPath(Msg& m, const std::string& path, bool forWriting);
+    std::string checkedPath(Msg& m, const std::string& path, bool forWriting, PathPolicy::Kind kind = PathPolicy::Kind::File);
     // [control] A node the engine gave back (or never took): unregister, then delete.
     void disposeNode(Node* n);
     NodeSetup nodeSetup(); // what building a node needs (see Registry.h)

@@ -49,6 +49,9 @@ int32_t Module::bufnum(Msg& m) { return controller_.buffers_->bufnum(m); }
 std::string Module::checkedPath(Msg& m, const std::string& path, bool forWriting) {
     return controller_.checkedPath(m, path, forWriting);
 }
+std::string Module::checkedDirectory(Msg& m, const std::string& path, bool forWriting) {
+    return controller_.checkedPath(m, path, forWriting, PathPolicy::Kind::Directory);
+}
 LoadOptions Module::loadOptions(const std::string& what) { return controller_.buffers_->loadOptions(what); }
 void Module::applyParams(Msg& m, Node& node) { controller_.nodes_->applyParams(m, node); }
 NodeSetup Module::nodeSetup() { return controller_.nodeSetup(); }

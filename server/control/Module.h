@@ -10,6 +10,7 @@
 // posts with `worker_.post`).
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,6 +66,8 @@ public:
     virtual bool takeBack(Released&) { return false; }
     // Every pass of the control loop (a few milliseconds apart).
     virtual void poll() {}
+    // A full tree snapshot (TreeSnapshot::full) this module asked for; true: taken.
+    virtual bool takeSnapshot(std::unique_ptr<TreeSnapshot>&) { return false; }
 
 protected:
     // Registration: `address` runs `handler` on this module (an exact address, or with
@@ -100,6 +103,7 @@ protected:
     // Arguments and nodes as the native commands read and build them.
     int32_t bufnum(Msg& m);
     std::string checkedPath(Msg& m, const std::string& path, bool forWriting);
+    std::string checkedDirectory(Msg& m, const std::string& path, bool forWriting);
     LoadOptions loadOptions(const std::string& what);
     void applyParams(Msg& m, Node& node);
     NodeSetup nodeSetup();

@@ -54,6 +54,20 @@ struct TreeSnapshot {
     bool dump = false;     // /g_dumpTree: written to the log instead of answered
     bool dropped = false;  // /clearSched dropped the query before it ran: free it, say nothing
     std::vector<Entry> entries; // reserved by the control thread; the audio thread never grows it
+    // A project's snapshot (/project_save): with `full`, `nodes[i]` describes `entries[i]` (the
+    // /s_new type, who owns it, whether it is paused, every parameter it has) and the clock is
+    // read in the same block. `nodes` is reserved like `entries`.
+    bool full = false;
+    struct NodeState {
+        const char* type;      // Node::typeName(): static
+        uint8_t owner;         // Node::Owner
+        bool paused;
+        uint64_t has;          // bit p: the node has ParamId p
+        float values[64];      // by ParamId
+    };
+    std::vector<NodeState> nodes;
+    double bpm = 0.0, beats = 0.0;
+    int32_t beatsPerBar = 0;
 };
 
 namespace cmd {
@@ -83,6 +97,8 @@ struct Meter { int32_t beatsPerBar; };
 // Slide the clock's beat position by `beats` over `seconds` (TempoClock::nudge).
 struct Nudge { double beats; double seconds; };
 struct ClockReset {};
+// Put the clock's beat position at `beats` (a project loaded: the clock goes on where it stood).
+struct ClockSet { double beats; };
 // MIDI clock out (on drivers with MIDI ports): 24 ticks per beat on their samples; switched on,
 // Start goes out just before the tick that begins the next bar; switched off, Stop.
 struct MidiClockOut { bool on; };
@@ -129,7 +145,7 @@ struct LoopGlobals { int32_t syncSource; int32_t anchorId; double eighthPerCycle
 using CommandBody = std::variant<cmd::NewNode, cmd::SetParams, cmd::Ramp, cmd::Free, cmd::Run,
                                  cmd::Move, cmd::Query, cmd::FreeAll, cmd::QueryTree,
                                  cmd::SwapBuffer, cmd::Sync, cmd::AttachRecorder, cmd::DetachRecorder,
-                                 cmd::Tempo, cmd::Meter, cmd::Nudge, cmd::ClockReset, cmd::MidiClockOut, cmd::MidiClockIn, cmd::ClockPeerOn, cmd::MidiPads, cmd::StartGroup,
+                                 cmd::Tempo, cmd::Meter, cmd::Nudge, cmd::ClockReset, cmd::ClockSet, cmd::MidiClockOut, cmd::MidiClockIn, cmd::ClockPeerOn, cmd::MidiPads, cmd::StartGroup,
                                  cmd::Unit, cmd::LoopGlobals, cmd::ClearSched, cmd::GetParams, cmd::SetBus,
                                  cmd::GetBus, cmd::MapParam>;
 

@@ -956,6 +956,10 @@ void Engine::execute(Command& c) noexcept {
                    },
                    [&](cmd::Meter& m) { tempo_.setMeter(m.beatsPerBar); },
                    [&](cmd::Nudge& m) { tempo_.nudge(m.beats, m.seconds); },
+                   [&](cmd::ClockSet& m) {
+                       tempo_.setPosition(m.beats);
+                       ++ctx_.clockEpoch;
+                   },
                    [&](cmd::ClockReset&) {
                        tempo_.resetPosition();
                        ++ctx_.clockEpoch;
@@ -1257,6 +1261,11 @@ void Engine::doQueryTree(Command& c, cmd::QueryTree& m) noexcept {
         return;
     }
     const size_t cap = s->entries.capacity();
+    if (s->full) {
+        s->bpm = tempo_.bpm();
+        s->beats = tempo_.beats();
+        s->beatsPerBar = tempo_.beatsPerBar();
+    }
     // Depth-first, pre-order, without recursion and without growing the vector.
     Node* cur = n;
     while (cur) {
@@ -1269,6 +1278,19 @@ void Engine::doQueryTree(Command& c, cmd::QueryTree& m) noexcept {
         e.buf = cur->getParam(ParamId::Buf, v) ? static_cast<int32_t>(v) : -1;
         e.gain = cur->getParam(ParamId::Gain, v) ? v : 1.0f;
         s->entries.push_back(e); // within reserved capacity: no allocation
+        if (s->full && s->nodes.size() < s->nodes.capacity()) {
+            TreeSnapshot::NodeState ns{};
+            ns.type = cur->typeName();
+            ns.owner = static_cast<uint8_t>(cur->owner);
+            ns.paused = cur->state() == Node::State::Paused || cur->state() == Node::State::Pausing;
+            static_assert(static_cast<int>(ParamId::Count) <= 64, "NodeState::values holds every parameter");
+            for (int p = 0; p < static_cast<int>(ParamId::Count); ++p)
+                if (float pv = 0.0f; cur->getParam(static_cast<ParamId>(p), pv)) {
+                    ns.has |= uint64_t{1} << p;
+                    ns.values[p] = pv;
+                }
+            s->nodes.push_back(ns);
+        }
         if (cur->isGroup() && static_cast<Group*>(cur)->head) { cur = static_cast<Group*>(cur)->head; continue; }
         while (cur && cur != n && !cur->next) cur = cur->parent;
         cur = (cur && cur != n) ? cur->next : nullptr;

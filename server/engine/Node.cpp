@@ -102,6 +102,11 @@ void Node::setRunning(bool run, const ProcessContext& ctx) noexcept {
             state_ = State::Running;
             env_.setTarget(1.0f, ctx.declickSamples);
         }
+    } else if (state_ == State::Running && startedAt >= ctx.blockStartSample && env_.value() == 0.0f) {
+        // Began in this block and not a frame rendered yet (/s_new and /n_run 0 in one bundle, as
+        // a project loads a paused node): paused before it ever started, as if it had waited.
+        state_ = State::Paused;
+        startedAt = -1;
     } else if (state_ == State::Running) {
         state_ = State::Pausing;
         env_.setTarget(0.0f, ctx.declickSamples);

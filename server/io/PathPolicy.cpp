@@ -15,7 +15,7 @@ PathPolicy::PathPolicy(std::vector<std::string> roots) {
     }
 }
 
-std::string PathPolicy::check(const std::string& path, bool forWriting) const {
+std::string PathPolicy::check(const std::string& path, bool forWriting, Kind kind) const {
     if (path.empty()) return "empty path";
     if (path.find('\0') != std::string::npos) return "path contains a NUL byte";
     std::error_code ec;
@@ -32,7 +32,11 @@ std::string PathPolicy::check(const std::string& path, bool forWriting) const {
         }
         if (!inside) return "path outside the allowed roots: " + path;
     }
-    if (forWriting) {
+    if (kind == Kind::Directory) {
+        if (fs::exists(resolved, ec) && !fs::is_directory(resolved, ec)) return "not a directory: " + path;
+        if (forWriting && !fs::is_directory(resolved.parent_path(), ec)) return "directory does not exist: " + resolved.parent_path().string();
+        if (!forWriting && !fs::is_directory(resolved, ec)) return "directory not found: " + path;
+    } else if (forWriting) {
         if (!fs::is_directory(resolved.parent_path(), ec)) return "directory does not exist: " + resolved.parent_path().string();
         if (fs::is_directory(resolved, ec)) return "path is a directory: " + path;
     } else {

@@ -11,7 +11,10 @@ public:
     explicit PathPolicy(std::vector<std::string> roots = {});
     // [any] Returns "" when allowed, otherwise the reason. `forWriting`: the file may not exist
     // yet, its directory must.
-    std::string check(const std::string& path, bool forWriting) const;
+    // `Directory`: the path names a directory (a project): to read, it must exist; to write, it
+    // may not exist yet, its parent must.
+    enum class Kind { File, Directory };
+    std::string check(const std::string& path, bool forWriting, Kind kind = Kind::File) const;
     const std::vector<std::string>& roots() const noexcept { return roots_; }
 
 private:

@@ -832,6 +832,10 @@ void SooperLooper::hSlSaveSession(Msg& m) {
         for (const auto& [k, v] : loop.controls) l["controls"][k] = v;
         const int64_t frames = loop.looper->status().loopFrames.load();
         if (frames > 0) l["audio"] = std::filesystem::path(path).filename().string() + ".loop" + std::to_string(i) + ".wav";
+        // A paused or muted loop comes back paused or muted (anything else plays).
+        const int state = loop.looper->status().state.load();
+        if (state == static_cast<int>(LoopState::Paused)) l["state"] = "paused";
+        else if (state == static_cast<int>(LoopState::Muted)) l["state"] = "muted";
         j["loops"].push_back(l);
     }
     {
@@ -899,10 +903,14 @@ void SooperLooper::hSlLoadSession(Msg& m) {
             LoadOptions o = loadOptions("a loop loaded from " + audio);
             const int32_t node = loop.node;
             const uint16_t client = m.client;
+            const std::string state = l.value("state", "");
             worker_.post([=, this] {
                 try {
                     auto data = loadAudioFile(audio, o);
                     if (pushFromWorker(client, kAddrLoad, 0, Looper::loadAtFor(node, data.get(), Looper::LoadAt::Now))) data.release();
+                    // After the load (the same queue): back to the state it was saved in.
+                    if (state == "paused") pushFromWorker(client, kAddrLoad, 0, Looper::commandFor(node, LoopCmd::PauseOn, 0.0f));
+                    else if (state == "muted") pushFromWorker(client, kAddrLoad, 0, Looper::commandFor(node, LoopCmd::MuteOn, 0.0f));
                 } catch (const std::exception& e) {
                     fail(client, "/load_session", e.what());
                 }

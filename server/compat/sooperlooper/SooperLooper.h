@@ -48,6 +48,8 @@ public:
     Looper* looperOfNode(int32_t node) const;
     int32_t nodeOfIndex(int index) const { return index >= 0 && index < static_cast<int>(slLoops_.size()) ? slLoops_[static_cast<size_t>(index)].node : -1; }
     int indexOfNode(int32_t node) const;
+    // [control] Loop copies of /sl/#/save_loop or /save_session not written yet.
+    bool savesPending() const { return !slSaves_.empty(); }
 
 private:
     TempoCommands& tempo_; // the clock's commands (tempo, tap tempo follow the tempo source)

@@ -247,6 +247,7 @@ private:
     double pos_ = 0.0;                    // play position in frames
     int dir_ = 1;
     bool muted_ = false, paused_ = false, oneShot_ = false, substitute_ = false;
+    bool loadMuted_ = false, loadPaused_ = false; // muted / paused while a load waited in an empty loop
     int64_t recordStart_ = 0;             // absolute time of loop frame 0 of a recording
     int64_t cycleFrames_ = 0;             // the loop's cycle
     int64_t multiplyBase_ = 0;            // loop length when multiply/insert began

@@ -205,6 +205,7 @@ void Looper::execute(LoopCmd c, float arg, ProcessContext& ctx, int64_t at, bool
     case LoopCmd::MuteOn:
     case LoopCmd::MuteOff: {
         const bool m = c == LoopCmd::Mute ? !muted_ : c == LoopCmd::MuteOn;
+        if (pendingLoad_ && len() <= 0) { loadMuted_ = m; return; } // for the content about to land
         if (m == muted_) return;
         muted_ = m;
         oneShot_ = false;
@@ -243,6 +244,7 @@ void Looper::execute(LoopCmd c, float arg, ProcessContext& ctx, int64_t at, bool
     case LoopCmd::PauseOn:
     case LoopCmd::PauseOff: {
         const bool p = c == LoopCmd::Pause ? !paused_ : c == LoopCmd::PauseOn;
+        if (pendingLoad_ && len() <= 0) { loadPaused_ = p; return; } // for the content about to land
         if (p == paused_ || len() <= 0) return;
         if (mode_ != WriteMode::None && p) stopWriteMode(ctx, at);
         beginXfade(ctx);

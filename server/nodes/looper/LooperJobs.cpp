@@ -108,8 +108,11 @@ void Looper::swapInPendingLoad(ProcessContext& ctx) noexcept {
     pos_ = 0.0;
     onWrap(ctx, pendingLoadAt_); // a new cycle starts
     dir_ = 1;
-    muted_ = paused_ = oneShot_ = false;
-    outGain_.reset(1.0f);
+    // Paused or muted while the load waited in an empty loop (a session or project loaded): so it lands.
+    muted_ = loadMuted_;
+    paused_ = loadPaused_;
+    oneShot_ = loadMuted_ = loadPaused_ = false;
+    outGain_.reset(muted_ ? 0.0f : 1.0f);
     copy_ = CopyJob{};
     copy_.active = true;
     copy_.buffer = data;
