@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import struct
+import subprocess
 import tempfile
 import threading
 import time
@@ -168,3 +169,72 @@ class Generator(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Projects(unittest.TestCase):
+    """Projects with the real binary: a scene saved by one server, opened by a fresh one started
+    with --project (the sample-for-sample null test is tests/test_project.cpp, offline)."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="loopd-project-")
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def server(self, *args):
+        s = Loopd(*args, loops=1)
+        self.servers.append(s)
+        return s
+
+    def get(self, srv, ctrl):
+        url = "osc.udp://127.0.0.1:%d/" % srv.client.port
+        srv.send("/sl/0/get", ctrl, url, "/v")
+        return srv.wait("/v")[2]
+
+    def test_a_project_saved_by_one_server_opens_in_a_fresh_one(self):
+        d = self.dir
+        subprocess.run(["sox", "-n", "-r", "48000", "-c", "2", "-b", "16", d + "/tone.wav", "synth", "1.5", "sine", "440", "vol", "0.3"], check=True)
+        subprocess.run(["sox", "-n", "-r", "48000", "-c", "2", "-b", "16", d + "/in.wav", "synth", "2", "pinknoise", "vol", "0.2"], check=True)
+        a = self.server("--null-input", d + "/in.wav", "--bpm", "100")
+        a.request("/notify", 1)
+        a.request("/b_allocRead", 7, d + "/tone.wav", reply="/done", first="/b_allocRead")
+        a.send("/g_new", 50, 1, 0)
+        a.send("/s_new", "player", 51, 0, 50, "buf", 7, "loop", 1, "gain", 0.6)
+        a.send("/s_new", "eq3", 52, 1, 50, "low", 0.3)
+        a.send("/n_set", 50, "pan", 0.25)
+        a.send("/tempo", 126.0)
+        a.send("/sl/0/hit", "record")
+        time.sleep(0.8)
+        a.send("/sl/0/hit", "record")
+        time.sleep(0.3)
+        loop_len = self.get(a, "loop_len")
+        self.assertGreater(loop_len, 0.5)
+        a.request("/project_save", d + "/set", reply="/done", first="/project_save", timeout=20)
+        a.stop()
+        for f in ("project.json", "buffers/7.wav", "loops.json", "loops.json.loop0.wav"):
+            self.assertTrue(os.path.exists(os.path.join(d, "set", f)), f)
+        os.remove(d + "/tone.wav")  # the project holds its own audio
+
+        b = self.server("--project", d + "/set")
+        deadline = time.time() + 10
+        while not any("project loaded from" in l for l in b.log) and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(any("project loaded from" in l for l in b.log), b.log[-10:])
+        tree = b.request("/g_queryTree", 0, 1, reply="/g_queryTree.reply")
+        self.assertIn(50, tree)
+        self.assertIn(51, tree)
+        self.assertIn(52, tree)
+        self.assertEqual(b.request("/b_query", 7, reply="/b_info")[1], 72000)
+        self.assertAlmostEqual(self.get(b, "loop_len"), loop_len, places=4)
+        self.assertAlmostEqual(float(b.request("/s_get", 50, "pan", reply="/n_set")[2]), 0.25, places=5)
+        self.assertAlmostEqual(float(b.request("/s_get", 52, "low", reply="/n_set")[2]), 0.3, places=5)
+        # A partial copy is refused and the open project stays.
+        shutil.copytree(d + "/set", d + "/partial")
+        os.remove(d + "/partial/loops.json.loop0.wav")
+        b.send("/project_load", d + "/partial")
+        reason = b.wait("/fail", "/project_load")[1]
+        self.assertIn("partial", reason)
+        self.assertEqual(b.request("/b_query", 7, reply="/b_info")[1], 72000)
