@@ -84,6 +84,7 @@ std::vector<std::vector<char>> corpus(const TempDir& dir) {
         msg("/set", "output_midi_clock", 1.0f),
         msg("/jam_host", 0, 1), msg("/jam_join", "http://127.0.0.1:9", "fuzz"), msg("/jam"), msg("/jam_leave"),
         msg("/bank_save", "a", 1, "tag"), msg("/bank_list", 120.0f, 4.0f), msg("/bank_load", "a", "sl:0", "bar"),
+        msg("/project_save", dir.file("proj").c_str()), msg("/project_load", dir.file("proj").c_str()),
         msg("/bogus", 1, 2.0f, "three"),
     };
     // Every argument type OSC 1.0/1.1 and oscpack know, and nested bundles.

@@ -256,6 +256,7 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
             s.engine().midiIn(100, note, 3);
             if (tick % 20 == 0) { s.engine().midiIn(200, spp, 3); s.engine().midiIn(300, &start, 1); }
         }
+        if (tick == 30) s.send("/project_save", dir.file("proj").c_str()); // a full tree snapshot on the audio thread
         s.render(2400);
         acked += s.stretchWorker()->voiceOf(300 + (tick / 6) % 3)->shed.load() == (tick % 6 < 3);
         for (Engine::SessionMark m; s.engine().popSessionMark(m);) ++marks;
@@ -275,6 +276,7 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     EXPECT_GE(s.find("/fail", "/n_free").size(), 60u);
     EXPECT_GE(s.find("/g_queryTree.reply").size(), 60u);
     EXPECT_EQ(s.find("/done", "/rec_stop").size(), 1u);
+    EXPECT_EQ(s.find("/done", "/project_save").size(), 1u);
     EXPECT_GE(s.find("/done", "/sl/1/load_loop").size(), 2u);
     EXPECT_GE(s.find("/done", "/sl/0/save_loop").size(), 1u);
     EXPECT_EQ(s.find("/st").size(), 60u);

@@ -54,6 +54,7 @@ def corpus(d):
         m("/sl/0/get", "loop_len", URL, "/v"), m("/sl/0/save_loop", out, "float", "little", URL, "/err"),
         m("/jam_host", 0, 1), m("/jam"), m("/jam_leave"), m("/jam_join", "http://127.0.0.1:9", "fz"),
         m("/bank_save", "a", 1), m("/bank_list", 120.0, 4.0), m("/bank_load", "a", "sl:0", "bar"),
+        m("/project_save", os.path.join(d, "proj")), m("/project_load", os.path.join(d, "proj")),
         m("/bogus", 1, 2.0, "x", ("d", 1.5), ("h", 7), ("b", b"blob")),
     ]
     msgs.append(oscutil.bundle(1, *msgs[:5]))
