@@ -46,11 +46,11 @@ LoadOptions Buffers::loadOptions(const std::string& what) {
 }
 
 void Buffers::swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data,
-                            uint32_t completion, bool announce) {
+                            uint32_t completion, bool announce, uint8_t at) {
     if (b < 0 || b >= engine_.config().maxBuffers) { failAsync(client, address, "buffer number " + std::to_string(b) + " out of range", completion); return; }
     // The previous data is freed by the control thread once the audio thread has let go of it.
     BufferData* raw = data.get();
-    if (!pushFromWorker(client, address, 0, cmd::SwapBuffer{b, raw, address, completion, announce})) {
+    if (!pushFromWorker(client, address, 0, cmd::SwapBuffer{b, raw, address, completion, announce, at})) {
         dropCompletion(completion);
         return; // data freed by unique_ptr
     }

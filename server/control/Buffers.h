@@ -42,8 +42,9 @@ public:
     void freeBuffers(uint16_t client, const char* address, std::function<bool(int32_t)> which);
     // [worker] Put `data` into buffer `b`; the completion message (if any) runs when it is in;
     // announce false: no /done.
+    // `at`: cmd::SwapBuffer's (0 at once, 1 the clock's next beat, 2 its next bar).
     void swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data,
-                    uint32_t completion = 0, bool announce = true);
+                    uint32_t completion = 0, bool announce = true, uint8_t at = 0);
 
 private:
     void hBAlloc(Msg&); void hBAllocRead(Msg&); void hBRead(Msg&); void hBWrite(Msg&); void hBFree(Msg&);

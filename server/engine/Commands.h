@@ -86,7 +86,8 @@ struct QueryTree { TreeSnapshot* snapshot; };
 // Stage 3 of an asynchronous buffer command: swap the buffer table entry (data may be null).
 // `completion`: the client's completion message waiting for it (0: none); `announce`: answer
 // /done (false for /b_set and /b_setn, which scsynth does not answer).
-struct SwapBuffer { int32_t bufnum; BufferData* data; const char* address; uint32_t completion = 0; bool announce = true; };
+// `at`: 0 at once, 1 on the clock's next beat, 2 on its next bar (this sample when it is one).
+struct SwapBuffer { int32_t bufnum; BufferData* data; const char* address; uint32_t completion = 0; bool announce = true; uint8_t at = 0; };
 struct Sync { int32_t id; };
 struct AttachRecorder { RecordSlot* slot; int32_t group; };
 struct DetachRecorder { int32_t slotId; }; // -1: all

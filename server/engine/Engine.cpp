@@ -344,6 +344,19 @@ void Engine::heapPop() noexcept {
 }
 
 void Engine::accept(Command& c) noexcept {
+    if (auto* sb = std::get_if<cmd::SwapBuffer>(&c.body); sb && sb->at != 0 && c.timetag <= 1) {
+        // On the clock's next beat or bar line: scheduled at that sample (as a timetag would be).
+        const double framesPerBeat = 60.0 * config_.sampleRate / std::max(1.0, tempo_.bpm());
+        const double unit = sb->at == 2 ? std::max(1, tempo_.beatsPerBar()) : 1.0;
+        const double beats = tempo_.beats();
+        const double toLine = std::max(0.0, std::ceil(beats / unit - 1e-9) * unit - beats);
+        const int64_t at = renderPos_ + std::llround(toLine * framesPerBeat);
+        sb->at = 0;
+        if (at > renderPos_ && heapSize_ < static_cast<int>(heap_.size())) {
+            heapPush(Scheduled{at, seq_++, std::move(c)});
+            return;
+        }
+    }
     if (c.timetag <= 1) { execute(c); return; }
     const int64_t at = sampleForTimetag(c.timetag);
     if (at < renderPos_) {

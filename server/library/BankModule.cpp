@@ -1,5 +1,6 @@
 // The loop bank's commands (BankModule.h).
 #include "server/library/BankModule.h"
+#include "server/analysis/MaterialAnalysis.h"
 
 #include <spdlog/spdlog.h>
 
@@ -158,7 +159,7 @@ void BankModule::hLoad(Msg& m) {
     else if (when == "bar") at = Looper::LoadAt::Bar;
     else if (when == "cycle") at = Looper::LoadAt::Wrap;
     else throw osc::ArgError("when must be now, beat, bar or cycle, got '" + when + "'");
-    if (!t.loop && at != Looper::LoadAt::Now) throw osc::ArgError("a buffer takes new content at once: when must be now (a loop, sl:N, waits for beat, bar or cycle)");
+    if (!t.loop && at == Looper::LoadAt::Wrap) throw osc::ArgError("a buffer has no cycle: when must be now, beat or bar (cycle is a loop's, sl:N)");
     const double clockBpm = engine_.stats().bpm;
     const double sr = engine_.config().sampleRate;
     const uint16_t client = m.client;
@@ -188,6 +189,15 @@ void BankModule::hLoad(Msg& m) {
 bool BankModule::saveFromWorker(library::Bank& bank, uint16_t client, const char* address, library::BankEntry e, const BufferData& audio) {
     // A replay never writes into the bank the performance used (its loops are already there).
     if (options_.replay) return true;
+    if (e.key.empty() && audio.numFrames > 0) {
+        // The key of the loop (qm-dsp's chroma against key profiles), "" when it is unsure.
+        std::vector<float> mono(static_cast<size_t>(audio.numFrames), 0.0f);
+        for (int c = 0; c < audio.numChannels; ++c) {
+            const float* x = audio.channel(c);
+            for (int64_t i = 0; i < audio.numFrames; ++i) mono[static_cast<size_t>(i)] += x[i] / static_cast<float>(audio.numChannels);
+        }
+        e.key = analyseMaterial(mono, audio.sampleRate, options_.analysis.bpmLow, options_.analysis.bpmHigh, e.beatsPerBar).key;
+    }
     try {
         bank.save(std::move(e), audio);
         return true;
@@ -203,7 +213,9 @@ void BankModule::placeFromWorker(uint16_t client, const char* address, const std
         if (!pushFromWorker(client, address, 0, Looper::loadAtFor(t.node, raw, static_cast<Looper::LoadAt>(at)))) return;
         data.release();
     } else if (t.buffer >= 0) {
-        buffers_.swapBuffer(client, address, t.buffer, std::move(data), 0, false);
+        const auto when = static_cast<Looper::LoadAt>(at);
+        buffers_.swapBuffer(client, address, t.buffer, std::move(data), 0, false,
+                            when == Looper::LoadAt::Bar ? 2 : when == Looper::LoadAt::Beat ? 1 : 0);
     }
     send(client, osc::MessageBuilder("/done").s(address).s(name));
 }

@@ -6,7 +6,7 @@
 //   /bank_list [bpm [tolerance]]       /bank_list.reply name bpm bars key (repeated): every loop by
 //                                      name, or those within tolerance (default 2) of bpm, nearest first
 //   /bank_load name target [when]      target `sl:N` or `buf:N`; when `now|beat|bar|cycle` (default
-//                                      bar; a buffer takes `now` only): loaded on the worker, stretched
+//                                      bar; a buffer has no cycle): loaded on the worker, stretched
 //                                      offline (Rubber Band R3) to exactly its bars at the clock's
 //                                      tempo when its bpm differs, swapped in on time (a loop with its
 //                                      crossfade); /done /bank_load name when queued
