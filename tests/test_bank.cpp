@@ -17,6 +17,13 @@ using namespace loopd::test;
 namespace {
 constexpr int kRate = 48000;
 
+// The first bar line at or after sample `from` (the /beat of beat 1 of a bar); -1: none.
+int64_t firstBarLine(OfflineServer& s, int64_t from) {
+    for (const auto& m : s.find("/beat"))
+        if (m.i(1) == 1 && m.num(3) >= static_cast<double>(from)) return static_cast<int64_t>(m.num(3));
+    return -1;
+}
+
 // `beats` beats at `bpm`: a 40-sample 2 kHz burst on every beat (a click a stretcher keeps sharp).
 std::vector<float> clicks(double bpm, int beats) {
     const double beat = 60.0 / bpm * kRate;
@@ -143,10 +150,7 @@ TEST(Bank, SaveListAndLoadOnTheBarStretchedToTheClock) {
     s.send("/bank_load", "loop100", "sl:0", "bar");
     ASSERT_TRUE(r.waitFor("/done", "/bank_load"));
     s.render(9 * kRate);
-    // The first bar line after the request (the /beat of beat 1 of a bar).
-    int64_t bar = -1;
-    for (const auto& m : s.find("/beat"))
-        if (m.i(1) == 1 && m.num(3) >= static_cast<double>(asked) && bar < 0) bar = static_cast<int64_t>(m.num(3));
+    const int64_t bar = firstBarLine(s, asked);
     ASSERT_GE(bar, 0);
     // (The swap's crossfade softens the first burst: a lower threshold finds it.)
     const auto on = onsets(s.output[0], static_cast<size_t>(asked), static_cast<size_t>(bar + 4 * kRate), 0.04f);
@@ -261,9 +265,7 @@ TEST(Bank, ABufferTakesALoopOnTheNextBarLine) {
     s.send("/bank_load", "tone", "buf:4", "bar");
     ASSERT_TRUE(r.waitFor("/done", "/bank_load"));
     s.render(3 * kRate);
-    int64_t bar = -1;
-    for (const auto& m : s.find("/beat"))
-        if (m.i(1) == 1 && m.num(3) >= static_cast<double>(asked) && bar < 0) bar = static_cast<int64_t>(m.num(3));
+    const int64_t bar = firstBarLine(s, asked);
     ASSERT_GE(bar, 0);
     int64_t first = -1;
     for (size_t i = static_cast<size_t>(asked); i < s.output[0].size(); ++i)

@@ -46,6 +46,16 @@ struct Cursor {
     }
 };
 
+// An action's kind and the times every timed record starts with: sample, NTP, steady clock.
+SessionAction timed(SessionAction::Kind kind, Cursor& c) {
+    SessionAction a;
+    a.kind = kind;
+    a.sample = c.get<int64_t>();
+    a.ntp = c.get<uint64_t>();
+    a.steady = c.get<double>();
+    return a;
+}
+
 double steadyNow() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
@@ -223,11 +233,7 @@ SessionRecording SessionRecording::read(const std::string& dir) {
         try {
             switch (type) {
             case 'P': {
-                SessionAction a;
-                a.kind = SessionAction::Kind::Packet;
-                a.sample = c.get<int64_t>();
-                a.ntp = c.get<uint64_t>();
-                a.steady = c.get<double>();
+                SessionAction a = timed(SessionAction::Kind::Packet, c);
                 a.from.kind = static_cast<osc::Endpoint::Kind>(c.get<uint8_t>());
                 a.from.tcpId = c.get<uint64_t>();
                 const auto addrLen = c.get<uint32_t>();
@@ -241,11 +247,7 @@ SessionRecording SessionRecording::read(const std::string& dir) {
                 break;
             }
             case 'K': {
-                SessionAction a;
-                a.kind = SessionAction::Kind::Completion;
-                a.sample = c.get<int64_t>();
-                a.ntp = c.get<uint64_t>();
-                a.steady = c.get<double>();
+                SessionAction a = timed(SessionAction::Kind::Completion, c);
                 a.completion = c.get<uint32_t>();
                 r.actions.push_back(std::move(a));
                 break;
