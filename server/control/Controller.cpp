@@ -83,14 +83,14 @@ Controller::Controller(Engine& engine, Worker& worker, Recorder& recorder, const
     buffers_ = &addModule<Buffers>();
     nodes_ = &addModule<Nodes>();
     TempoCommands& tempo = addModule<TempoCommands>();
-    addModule<Crowdstream>();
+    Crowdstream& crowdstream = addModule<Crowdstream>();
     SooperLooper& sooperLooper = addModule<SooperLooper>(tempo);
     addModule<MidiModule>(sooperLooper);
     addModule<AnalysisModule>(tempo, *buffers_);
     addModule<LinkModule>(tempo);
     addModule<JamModule>(sooperLooper);
     addModule<BankModule>(*buffers_, sooperLooper);
-    addModule<ProjectModule>(*buffers_, sooperLooper, tempo);
+    addModule<ProjectModule>(*buffers_, sooperLooper, tempo, crowdstream);
 }
 
 void Controller::route(const char* address, bool prefix, Handler h) {

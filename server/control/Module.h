@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include <osc/OscReceivedElements.h>
+
 #include "osc/Message.h"
 #include "osc/Transport.h"
 #include "server/control/ControllerOptions.h"
@@ -46,6 +48,18 @@ struct Msg {
     uint16_t client;
     uint32_t completion = 0;
 };
+
+// [control] Runs f(Msg&) with a message of no arguments from `client`: what a module does by
+// itself, outside a handler, with the services that take a Msg (push, the loop table's calls).
+template <class F>
+auto withMsg(const char* address, uint16_t client, F f) {
+    const std::vector<char> bytes = osc::MessageBuilder(address).bytes();
+    ::osc::ReceivedPacket packet(bytes.data(), static_cast<::osc::osc_bundle_element_size_t>(bytes.size()));
+    ::osc::ReceivedMessage message(packet);
+    osc::ArgReader args(message);
+    Msg m{address, args, 0, client};
+    return f(m);
+}
 
 class Module {
 public:

@@ -62,6 +62,7 @@ struct TreeSnapshot {
         const char* type;      // Node::typeName(): static
         uint8_t owner;         // Node::Owner
         bool paused;
+        bool held;             // waits for /start_group (Node::held)
         uint64_t has;          // bit p: the node has ParamId p
         float values[64];      // by ParamId
     };

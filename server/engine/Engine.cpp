@@ -1296,6 +1296,7 @@ void Engine::doQueryTree(Command& c, cmd::QueryTree& m) noexcept {
             ns.type = cur->typeName();
             ns.owner = static_cast<uint8_t>(cur->owner);
             ns.paused = cur->state() == Node::State::Paused || cur->state() == Node::State::Pausing;
+            ns.held = cur->held;
             static_assert(static_cast<int>(ParamId::Count) <= 64, "NodeState::values holds every parameter");
             for (int p = 0; p < static_cast<int>(ParamId::Count); ++p)
                 if (float pv = 0.0f; cur->getParam(static_cast<ParamId>(p), pv)) {

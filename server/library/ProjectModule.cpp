@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 
+#include "server/compat/crowdstream/Crowdstream.h"
 #include "server/compat/sooperlooper/SooperLooper.h"
 #include "server/control/Buffers.h"
 #include "server/control/Controller.h"
@@ -45,8 +46,8 @@ void addParams(osc::MessageBuilder& m, const nlohmann::json& params) {
 
 } // namespace
 
-ProjectModule::ProjectModule(Controller& c, Buffers& buffers, SooperLooper& sl, TempoCommands& tempo)
-    : Module(c), buffers_(buffers), sl_(sl), tempo_(tempo) {
+ProjectModule::ProjectModule(Controller& c, Buffers& buffers, SooperLooper& sl, TempoCommands& tempo, Crowdstream& decks)
+    : Module(c), buffers_(buffers), sl_(sl), tempo_(tempo), crowdstream_(decks) {
     on(kSave, &ProjectModule::hSave);
     on(kLoad, &ProjectModule::hLoad);
 }
@@ -129,7 +130,8 @@ void ProjectModule::poll() {
     if (!workerDone_->load()) return;
     if (settleUntil_ < 0) settleUntil_ = now + 4 * engine_.config().blockSize + static_cast<int64_t>(engine_.config().declickSeconds * engine_.config().sampleRate);
     if (now < settleUntil_) return;
-    if (!treePackets_.empty()) {
+    if (!treePackets_.empty() || !decks_.empty()) {
+        restoreDecks();
         for (const auto& p : treePackets_) controller_.runInternal(p);
         treePackets_.clear();
         settleUntil_ = now + 2 * engine_.config().blockSize;
@@ -157,6 +159,7 @@ void ProjectModule::finishSave() {
     // The tree below the root in pre-order, each node with its parent; what a namespace owns
     // (the looper's group and loops, the decks) is left to that namespace.
     nlohmann::json tree = nlohmann::json::array();
+    nlohmann::json decks = nlohmann::json::object();
     struct Open { int32_t id; int32_t left; bool skipped; };
     std::vector<Open> open;
     // A new node of each type, for its defaults (only what differs is kept).
@@ -180,6 +183,17 @@ void ProjectModule::finishSave() {
         if (!open.empty()) --open.back().left;
         if (e.id == 0) {
             j["root"] = paramsOf(n, freshGroup);
+        } else if (n.owner == static_cast<uint8_t>(Node::Owner::Decks)) {
+            // The Crowdstream decks: their groups and EQs by id, the stems by buffer.
+            const auto value = [&](ParamId p, float d) { return n.has & (uint64_t{1} << static_cast<int>(p)) ? n.values[static_cast<int>(p)] : d; };
+            if (e.numChildren < 0 && std::string(n.type) == "player") {
+                decks["stems"].push_back({{"buffer", static_cast<int32_t>(value(ParamId::Buf, -1.0f))}, {"rate", value(ParamId::Rate, 1.0f)},
+                                          {"gain", value(ParamId::Gain, 1.0f)}, {"loop", value(ParamId::Loop, 0.0f) != 0.0f},
+                                          {"startFrac", std::max(0.0f, value(ParamId::StartFrac, 0.0f))}, {"held", n.held},
+                                          {"paused", n.paused}, {"params", paramsOf(n, defaults("player"))}});
+            } else {
+                decks["nodes"].push_back({{"id", e.id}, {"params", paramsOf(n, e.numChildren >= 0 ? freshGroup : defaults(n.type))}});
+            }
         } else if (!skipped) {
             tree.push_back({{"id", e.id}, {"type", e.numChildren >= 0 ? "group" : n.type}, {"parent", parent},
                             {"paused", n.paused}, {"params", paramsOf(n, e.numChildren >= 0 ? freshGroup : defaults(n.type))}});
@@ -188,6 +202,7 @@ void ProjectModule::finishSave() {
         while (!open.empty() && open.back().left <= 0) open.pop_back();
     }
     j["tree"] = tree;
+    if (!decks.empty()) j["decks"] = decks;
     const std::string tmp = dir_ + "/project.json.tmp";
     {
         std::ofstream out(tmp);
@@ -200,6 +215,50 @@ void ProjectModule::finishSave() {
     spdlog::info("project saved to {}: {} nodes, {} buffers, clock {:.2f} BPM at beat {:.3f}", dir_, tree.size(),
                  savedBuffersOut_->size(), s->bpm, s->beats);
     send(client_, osc::MessageBuilder("/done").s(kSave).s(dir_));
+}
+
+void ProjectModule::restoreDecks() {
+    if (decks_.empty()) return;
+    withMsg(kLoad, client_, [this](Msg& m) { restoreDecks(m); });
+    decks_ = nlohmann::json::object();
+}
+
+void ProjectModule::restoreDecks(Msg& m) {
+    try {
+        if (decks_.contains("nodes")) {
+            float levels[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+            for (const auto& n : decks_["nodes"]) {
+                const int32_t id = n["id"].get<int32_t>();
+                if (id >= 901 && id <= 904 && n["params"].contains("gain")) levels[id - 901] = n["params"]["gain"].get<float>();
+            }
+            crowdstream_.restoreDeckLevels(m, levels); // makes the decks
+            for (const auto& n : decks_["nodes"]) {
+                if (n["params"].empty()) continue;
+                osc::MessageBuilder set("/n_set");
+                set.i(n["id"].get<int32_t>());
+                addParams(set, n["params"]);
+                runInternal(set);
+            }
+        }
+        for (const auto& st : decks_.value("stems", nlohmann::json::array())) {
+            const int32_t id = crowdstream_.restoreStem(m, st["buffer"].get<int32_t>(), st["rate"].get<float>(), st["gain"].get<float>(),
+                                                        st["loop"].get<bool>(), st["startFrac"].get<float>(), st["held"].get<bool>());
+            if (id < 0) continue;
+            // What /play_stem does not set (set at creation: the buffer, rate, gain, loop, start, hold, stretch, follow).
+            osc::MessageBuilder set("/n_set");
+            set.i(id);
+            int count = 0;
+            for (const auto& [k, v] : st["params"].items()) {
+                if (k == "buf" || k == "rate" || k == "gain" || k == "loop" || k == "startFrac" || k == "hold" || k == "stretch" || k == "follow") continue;
+                set.s(k).f(v.get<float>());
+                ++count;
+            }
+            if (count > 0) runInternal(set);
+            if (st.value("paused", false)) runInternal(osc::MessageBuilder("/n_run").i(id).i(0));
+        }
+    } catch (const std::exception& e) {
+        spdlog::warn("project {}: the decks: {}", dir_, e.what());
+    }
 }
 
 void ProjectModule::hLoad(Msg& m) {
@@ -262,7 +321,9 @@ void ProjectModule::hLoad(Msg& m) {
     // Replace the scene: the tree's own nodes and every buffer go (what a namespace owns stays
     // until its own part of the project replaces it: the loops).
     runInternal(osc::MessageBuilder("/g_freeAll").i(0));
+    runInternal(osc::MessageBuilder("/mixer_cleanup")); // the Crowdstream stems (their namespace's own)
     freeBuffers(kNoClient, kLoad, [](int32_t) { return true; });
+    decks_ = j.value("decks", nlohmann::json::object());
     // The clock goes on from the beat it stood on.
     const auto& c = j["clock"];
     const std::string source = c.value("source", "manual");

@@ -14,7 +14,8 @@
 //                       stood on; /done /project_load dir once everything is in the engine.
 // What a project does not keep: where players and loops were in their material (they start
 // from their start), a tempo ramp under way (its tempo then), effect tails, control bus maps,
-// the Crowdstream decks (their own namespace), MIDI bindings.
+// MIDI bindings. The Crowdstream decks come back through their own namespace: deck levels, EQ and
+// master, and every stem on its deck (playing, or cued for /start_group) with its parameters.
 //
 // Threads: handlers and poll() on the control thread; file work on the worker.
 #include <atomic>
@@ -22,27 +23,34 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "server/control/Module.h"
 
 namespace loopd {
 class Buffers;
+class Crowdstream;
 class SooperLooper;
 class TempoCommands;
 
 class ProjectModule final : public Module {
 public:
     static constexpr int kVersion = 1;
-    ProjectModule(Controller& c, Buffers& buffers, SooperLooper& sl, TempoCommands& tempo);
+    ProjectModule(Controller& c, Buffers& buffers, SooperLooper& sl, TempoCommands& tempo, Crowdstream& decks);
     bool takeSnapshot(std::unique_ptr<TreeSnapshot>& s) override;
     void poll() override;
 
 private:
     void hSave(Msg&); void hLoad(Msg&);
     void finishSave();
+    void restoreDecks(); // loading: the Crowdstream decks and stems of `decks_`
+    void restoreDecks(Msg& m);
 
     Buffers& buffers_;
     SooperLooper& sl_;
     TempoCommands& tempo_;
+    Crowdstream& crowdstream_;
+    nlohmann::json decks_; // loading: the project's "decks" (restored with the tree)
     enum class Job { None, Saving, Loading };
     Job job_ = Job::None;
     std::string dir_;

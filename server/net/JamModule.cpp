@@ -20,16 +20,6 @@ namespace {
 constexpr const char* kAddr = "/jam";
 constexpr const char* kAddrJoin = "/jam_join";
 
-// Runs f(Msg&) with a message of no arguments from `client` (the loop table's calls want one).
-template <class F>
-auto withMsg(const char* address, uint16_t client, F f) {
-    const std::vector<char> bytes = osc::MessageBuilder(address).bytes();
-    ::osc::ReceivedPacket packet(bytes.data(), static_cast<::osc::osc_bundle_element_size_t>(bytes.size()));
-    ::osc::ReceivedMessage message(packet);
-    osc::ArgReader args(message);
-    Msg m{address, args, 0, client};
-    return f(m);
-}
 } // namespace
 
 JamModule::JamModule(Controller& c, SooperLooper& sl) : Module(c), sl_(sl) {

@@ -139,6 +139,17 @@ void Crowdstream::startStem(Msg& m, int32_t b, float rate, float volume, bool lo
     if (hold) armed_[deck] = id;
 }
 
+void Crowdstream::restoreDeckLevels(Msg& m, const float levels[4]) {
+    for (int d = 0; d < 4; ++d) setDeckGain(m, d, levels[d]);
+}
+
+int32_t Crowdstream::restoreStem(Msg& m, int32_t buffer, float rate, float volume, bool loop, float startFrac, bool held) {
+    if (deckOfBuffer(buffer) < 0) return -1;
+    startStem(m, buffer, rate, volume, loop, startFrac, 0, held);
+    const auto it = stemNodes_.find(buffer);
+    return it == stemNodes_.end() ? -1 : it->second;
+}
+
 void Crowdstream::setDeckGain(Msg& m, int deck, float gain) {
     ensureDecks(m);
     deckLevels_[deck] = gain;

@@ -16,6 +16,10 @@ class Crowdstream final : public Module {
 public:
     explicit Crowdstream(Controller& c); // registers the addresses
     void onNodeEnded(int32_t id) override;
+    // [control] A project loaded (library/ProjectModule): the deck levels, and a stem on the deck
+    // of its buffer (held: cued for /start_group); the stem's node id (-1: not queued).
+    void restoreDeckLevels(Msg& m, const float levels[4]);
+    int32_t restoreStem(Msg& m, int32_t buffer, float rate, float volume, bool loop, float startFrac, bool held);
 
 private:
     void hLoadBuffer(Msg&); void hPlayStem(Msg&); void hStopStem(Msg&); void hStemVolume(Msg&);
