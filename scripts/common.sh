@@ -16,6 +16,7 @@ LOOPD_PACKAGES=(
   libqm-dsp-dev libaubio-dev
   ableton-link-dev libasio-dev ableton-link-utils iproute2 util-linux # Link; its tests run in a private network namespace
   libcpp-httplib-dev # the interval jam's HTTP server and client
+  libpugixml-dev # Rekordbox XML (loopd sections)
   liblo-tools python3-liblo python3-numpy sox aubio-tools puredata-core
   sooperlooper supercollider-language xvfb xdotool imagemagick x11-utils tmux
   gdb # thread stacks of a test server that hangs (tests/e2e/test_robust.py)

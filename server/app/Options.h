@@ -75,6 +75,8 @@ bool parseCommandLine(int argc, char** argv, Options& options, int& exitCode);
 int runServer(const Options& options);
 // [control] Offline render of an OSC score (scsynth -N format); returns the exit code.
 int runNrt(const Options& options);
+// `loopd sections ...` (argv[0] is "sections"): Crowdstream's section exporter; the exit code.
+int runSections(int argc, char** argv);
 // [control] Offline render of a session log (--replay DIR OUT); returns the exit code.
 int runReplay(const Options& options);
 

@@ -2,9 +2,12 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <string_view>
+
 #include "server/app/Options.h"
 
 int main(int argc, char** argv) {
+    if (argc > 1 && std::string_view(argv[1]) == "sections") return loopd::runSections(argc - 1, argv + 1);
     loopd::Options options;
     int exitCode = 0;
     if (!loopd::parseCommandLine(argc, argv, options, exitCode)) return exitCode;

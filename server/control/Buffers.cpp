@@ -71,6 +71,11 @@ bool Buffers::bufferKnown(int32_t b) {
 }
 
 void Buffers::loadBuffer(Msg& m, int32_t b, const std::string& path, const char* address) {
+    LoadOptions o = loadOptions("buffer " + std::to_string(b));
+    loadBufferWith(m, b, address, [path, o] { return loadAudioFile(path, o); });
+}
+
+void Buffers::loadBufferWith(Msg& m, int32_t b, const char* address, std::function<std::unique_ptr<BufferData>()> make) {
     if (b < 0 || b >= engine_.config().maxBuffers)
         throw osc::ArgError("buffer " + std::to_string(b) + " is beyond the server's buffer table (0.." +
                             std::to_string(engine_.config().maxBuffers - 1) + ")");
@@ -79,10 +84,9 @@ void Buffers::loadBuffer(Msg& m, int32_t b, const std::string& path, const char*
         knownBuffers_.insert(b);
     }
     const uint16_t client = m.client;
-    LoadOptions o = loadOptions("buffer " + std::to_string(b));
-    worker_.post([=, this] {
+    worker_.post([=, this, make = std::move(make)] {
         try {
-            swapBuffer(client, address, b, loadAudioFile(path, o));
+            swapBuffer(client, address, b, make());
         } catch (const std::exception& e) {
             if (!workerBuffers_[static_cast<size_t>(b)]) {
                 std::lock_guard<std::mutex> lock(knownMutex_);

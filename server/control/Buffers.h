@@ -32,6 +32,9 @@ public:
     LoadOptions loadOptions(const std::string& what);
     // [control] Load `path` into buffer `b` on the worker (/done `address` b when swapped in).
     void loadBuffer(Msg& m, int32_t b, const std::string& path, const char* address);
+    // [control] The same with the data made on the worker by `make` (which throws a sentence for
+    // /fail): a section stretched offline (/cue_section), anything derived from a file.
+    void loadBufferWith(Msg& m, int32_t b, const char* address, std::function<std::unique_ptr<BufferData>()> make);
     // [any] Loaded or loading.
     bool bufferKnown(int32_t b);
     // [any] Every buffer loaded or loading, by number.

@@ -58,6 +58,10 @@ NodeSetup Module::nodeSetup() { return controller_.nodeSetup(); }
 void Module::loadBuffer(Msg& m, int32_t b, const std::string& path, const char* address) {
     controller_.buffers_->loadBuffer(m, b, path, address);
 }
+void Module::loadBufferWith(Msg& m, int32_t b, const char* address, std::function<std::unique_ptr<BufferData>()> make) {
+    controller_.buffers_->loadBufferWith(m, b, address, std::move(make));
+}
+std::string Module::pathProblem(const std::string& path) const { return controller_.paths_.check(path, false); }
 bool Module::bufferKnown(int32_t b) { return controller_.buffers_->bufferKnown(b); }
 void Module::freeBuffers(uint16_t client, const char* address, std::function<bool(int32_t)> which) {
     controller_.buffers_->freeBuffers(client, address, std::move(which));

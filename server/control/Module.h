@@ -125,7 +125,10 @@ protected:
     // whether `b` is loaded or loading; free every loaded buffer `which` picks, then /done.
     // `address` must outlive the command (a string literal).
     void loadBuffer(Msg& m, int32_t b, const std::string& path, const char* address);
+    void loadBufferWith(Msg& m, int32_t b, const char* address, std::function<std::unique_ptr<BufferData>()> make);
     bool bufferKnown(int32_t b);
+    // [any] Why `path` may not be read under --root ("": it may): for paths found on the worker.
+    std::string pathProblem(const std::string& path) const;
     void freeBuffers(uint16_t client, const char* address, std::function<bool(int32_t)> which);
     // [worker] Put `data` into buffer `b` (the worker's view of the table follows).
     void swapBuffer(uint16_t client, const char* address, int32_t b, std::unique_ptr<BufferData> data);

@@ -72,6 +72,27 @@ std::unique_ptr<BufferData> loadAudioFile(const std::string& path, const LoadOpt
     return b;
 }
 
+AudioFileInfo probeAudioFile(const std::string& path) {
+    SF_INFO info{};
+    SNDFILE* f = sf_open(path.c_str(), SFM_READ, &info);
+    if (!f) throw std::runtime_error("not a readable sound file: " + path + " (" + sf_strerror(nullptr) + ")");
+    sf_close(f);
+    if (info.channels <= 0 || info.channels > 32) throw std::runtime_error("unsupported channel count " + std::to_string(info.channels) + " in " + path);
+    if (info.samplerate <= 0) throw std::runtime_error("bad sample rate in " + path);
+    AudioFileInfo a;
+    a.frames = info.frames;
+    a.channels = info.channels;
+    a.sampleRate = info.samplerate;
+    switch (info.format & SF_FORMAT_SUBMASK) {
+    case SF_FORMAT_PCM_16: a.sampleFormat = "int16"; break;
+    case SF_FORMAT_PCM_24: a.sampleFormat = "int24"; break;
+    case SF_FORMAT_PCM_32: a.sampleFormat = "int32"; break;
+    case SF_FORMAT_FLOAT: case SF_FORMAT_DOUBLE: a.sampleFormat = "float"; break;
+    default: break;
+    }
+    return a;
+}
+
 int soundFileFormat(const std::string& path, const std::string& headerFormat, const std::string& sampleFormat) {
     std::string h = headerFormat;
     if (h.empty()) {
@@ -108,6 +129,7 @@ void writeAudioFile(const std::string& path, const BufferData& data, int64_t sta
     if (!sf_format_check(&info)) throw std::runtime_error("format not supported for " + path);
     SNDFILE* f = sf_open(path.c_str(), SFM_WRITE, &info);
     if (!f) throw std::runtime_error("cannot write " + path + " (" + sf_strerror(nullptr) + ")");
+    sf_command(f, SFC_SET_CLIPPING, nullptr, SF_TRUE); // integer formats: clip, never wrap around
     start = std::clamp<int64_t>(start, 0, data.numFrames);
     count = count < 0 ? data.numFrames - start : std::min(count, data.numFrames - start);
     std::vector<float> inter(static_cast<size_t>(std::max<int64_t>(count, 0) * data.numChannels));

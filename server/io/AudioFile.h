@@ -32,6 +32,17 @@ std::unique_ptr<BufferData> resampleToPlanar(const float* interleaved, int64_t f
 void writeAudioFile(const std::string& path, const BufferData& data, int64_t start, int64_t count,
                     const std::string& headerFormat, const std::string& sampleFormat);
 
+// [any] What a sound file holds, without reading its samples; sampleFormat is one of
+// writeAudioFile's names ("float", "int16", "int24", "int32"; "" for other encodings).
+struct AudioFileInfo {
+    int64_t frames = 0;
+    int channels = 0;
+    double sampleRate = 0.0;
+    std::string sampleFormat;
+};
+// [worker] Throws std::runtime_error with a sentence when the file is not a readable sound file.
+AudioFileInfo probeAudioFile(const std::string& path);
+
 // [any] libsndfile format code for a header/sample format pair; throws on unknown names.
 int soundFileFormat(const std::string& path, const std::string& headerFormat, const std::string& sampleFormat);
 

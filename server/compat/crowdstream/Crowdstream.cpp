@@ -13,6 +13,7 @@
 #include <ctime>
 
 #include "server/io/AudioFile.h"
+#include "server/library/Sections.h"
 #include "server/engine/BufferData.h"
 #include "server/compat/crowdstream/Crowdstream.h"
 #include "server/control/ControlClock.h"
@@ -46,6 +47,7 @@ Crowdstream::Crowdstream(Controller& c) : Module(c) {
     on("/reset", &Crowdstream::hReset);
     on("/play", &Crowdstream::hPlay);
     on("/cue", &Crowdstream::hCue);
+    on("/cue_section", &Crowdstream::hCueSection);
     on("/start_group", &Crowdstream::hStartGroup);
     on("/fade", &Crowdstream::hFade);
     on("/schedule_c_at", &Crowdstream::hScheduleCAt);
@@ -118,7 +120,8 @@ void Crowdstream::ensureDecks(Msg& m) {
     decksCreated_ = true;
 }
 
-void Crowdstream::startStem(Msg& m, int32_t b, float rate, float volume, bool loop, float startFrac, uint64_t at, bool hold) {
+void Crowdstream::startStem(Msg& m, int32_t b, float rate, float volume, bool loop, float startFrac, uint64_t at, bool hold,
+                            float materialBpm) {
     const int deck = deckOfBuffer(b);
     ensureDecks(m);
     Msg timed{m.address, m.args, at, m.client};
@@ -132,6 +135,7 @@ void Crowdstream::startStem(Msg& m, int32_t b, float rate, float volume, bool lo
     p->setParam(ParamId::StartFrac, startFrac, 0, false, paramCtx_);
     p->setParam(ParamId::Follow, options_.followTempo ? 1.0f : 0.0f, 0, false, paramCtx_);
     if (hold) p->setParam(ParamId::Hold, 1.0f, 0, false, paramCtx_);
+    if (materialBpm > 0.0f) p->setParam(ParamId::Bpm, materialBpm, 0, false, paramCtx_);
     p->setParam(ParamId::Stretch, defaultStretch(), 0, false, paramCtx_);
     p->owner = Node::Owner::Decks;
     p->prepare(nodeSetup());
@@ -339,6 +343,33 @@ void Crowdstream::hCue(Msg& m) {
     if (!(start >= 0.0f && start < 1.0f)) throw osc::ArgError("start fraction must be 0..1, got " + std::to_string(start));
     loadBuffer(m, kDeckBase[d], path, "/cue");
     startStem(m, kDeckBase[d], 1.0f, 0.8f, true, start, 0, true);
+}
+
+void Crowdstream::hCueSection(Msg& m) {
+    // "/cue_section deck structure.json [targetBpm [section]]": loopd sections' cut of one track,
+    // stretched offline (Rubber Band R3) on the worker to the target tempo (default: the clock's
+    // now), cued on the deck for /start_group; /done /cue_section <buffer> when it is ready.
+    const int d = deckIndex(m.args);
+    const std::string file = checkedPath(m, m.args.string("structure file"), false);
+    double target = 0.0;
+    if (!m.args.atEnd()) {
+        target = m.args.number("target bpm");
+        if (!(target >= 20.0 && target <= 999.0)) throw osc::ArgError("target bpm must be 20..999, got " + std::to_string(target));
+    }
+    int32_t section = 6;
+    if (!m.args.atEnd()) {
+        section = m.args.int32("section");
+        if (section < 1 || section > 1000) throw osc::ArgError("section must be 1..1000, got " + std::to_string(section));
+    }
+    m.args.expectEnd();
+    if (target == 0.0) target = engine_.stats().bpm;
+    const int32_t b = kDeckBase[d];
+    const LoadOptions lo = loadOptions(std::string("deck ") + kDeckNames[d] + "'s section");
+    loadBufferWith(m, b, "/cue_section", [this, file, target, section, lo] {
+        return sections::sectionBuffer(file, target, section, stretch::Method::Rb3, lo,
+                                       [this](const std::string& p) { return pathProblem(p); });
+    });
+    startStem(m, b, 1.0f, 0.8f, true, 0.0f, 0, true, static_cast<float>(target));
 }
 
 void Crowdstream::hStartGroup(Msg& m) {

@@ -24,13 +24,16 @@ public:
 private:
     void hLoadBuffer(Msg&); void hPlayStem(Msg&); void hStopStem(Msg&); void hStemVolume(Msg&);
     void hCrossfadeLevels(Msg&); void hDeckLevels(Msg&); void hDeckFilter(Msg&); void hDeckEq(Msg&);
-    void hDeckEqAll(Msg&); void hReset(Msg&); void hPlay(Msg&); void hCue(Msg&); void hStartGroup(Msg&);
+    void hDeckEqAll(Msg&); void hReset(Msg&); void hPlay(Msg&); void hCue(Msg&); void hCueSection(Msg&); void hStartGroup(Msg&);
     void hFade(Msg&); void hScheduleCAt(Msg&); void hGetStatus(Msg&); void hTestTone(Msg&); void hMixerCleanup(Msg&);
     int deckIndex(osc::ArgReader& args);             // A..D → 0..3, or ArgError
     void ensureDecks(Msg& m);
     uint64_t baseTag(const Msg& m) const;            // the message's time, or now
     static uint64_t addSeconds(uint64_t tag, double seconds);
-    void startStem(Msg& m, int32_t bufnum, float rate, float volume, bool loop, float startFrac, uint64_t at, bool hold);
+    // materialBpm > 0: the stem's own tempo (a follower plays at rate 1 when the clock has it);
+    // 0: the server's --bpm, as the original assumed of every stem.
+    void startStem(Msg& m, int32_t bufnum, float rate, float volume, bool loop, float startFrac, uint64_t at, bool hold,
+                   float materialBpm = 0.0f);
     void setDeckGain(Msg& m, int deck, float gain);
     void setEqBand(Msg& m, int deck, int band, float gain);
     static float cutOnlyGain(float percent);
