@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <random>
 
@@ -68,6 +69,7 @@ std::vector<std::vector<char>> corpus(const TempDir& dir) {
         msg("/crossfade_levels", 0.2f, 0.8f), msg("/deck_levels", 1.0f, 0.5f, 0.0f, 1.0f), msg("/deck_filter", "A", "low", 0.5f),
         msg("/deck_eq", "B", "mid", 20.0f), msg("/deck_eq_all", "C", 50.0f, 0.0f, 100.0f), msg("/reset"),
         msg("/play", "A", wav.c_str(), 0.5f), msg("/cue", "B", wav.c_str(), 0.25f), msg("/start_group", 1.0f, "A", "B"),
+        msg("/cue_section", "C", dir.file("a.json").c_str(), 124.0f, 1), msg("/cue_section", "D", dir.file("a.json").c_str()),
         msg("/fade", "A", 0.5f, 2.0f), msg("/schedule_c_at", 3.0f), msg("/get_status"), msg("/test_tone", 440.0f),
         msg("/mixer_cleanup"),
         msg("/ping", url, "/pong"), msg("/loop_add", 2, 4.0f), msg("/loop_del", -1), msg("/set", "tempo", 120.0f),
@@ -209,6 +211,9 @@ TEST(Fuzz, NoPacketCrashesOrHangsTheServer) {
     spdlog::set_level(spdlog::level::off);
     TempDir dir;
     writeWav(dir.file("a.wav"), {sine(220, 0.5, 24000, 48000), sine(330, 0.5, 24000, 48000)}, 48000);
+    // A structure JSON for /cue_section: an intro to 0.1 s, one section to 0.4 s, beats every 0.1 s.
+    std::ofstream(dir.file("a.json")) << R"({"path": "a.wav", "bpm": 600, "beats": [0, 0.1, 0.2, 0.3, 0.4],)"
+                                         R"( "segments": [{"start": 0, "end": 0.1, "label": "intro"}, {"start": 0.1, "end": 0.4, "label": "verse"}]})";
     ControllerOptions o;
     o.maxMemoryBytes = int64_t(384) << 20; // a client may not take more
     o.loopSeconds = 4.0;
