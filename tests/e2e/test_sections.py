@@ -245,6 +245,16 @@ class SectionExporter(unittest.TestCase):
             with open(os.path.join(self.dir, "k1", name + "_sectioned.wav"), "rb") as f1, \
                     open(os.path.join(parts, name + "_sectioned.wav"), "rb") as f2:
                 self.assertEqual(f1.read(), f2.read(), name)
+        # On a terminal (script(1) gives it one) stderr carries a progress bar redrawn in place.
+        import shlex
+        cmd = " ".join(shlex.quote(a) for a in [LOOPD, "sections", self.struct, "--bpm", str(TARGET), "--audio-dir", self.audio,
+                                                 "--n-sections", "2", "--parts-dir", os.path.join(self.dir, "tty"),
+                                                 "--csv-out", os.path.join(self.dir, "tty.csv")])
+        p = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stdout)
+        self.assertRegex(p.stdout.decode(errors="replace"), r"\r\[#+\.*\] +\d+%  \d/3 tracks")
+        self.assertNotIn("\r[", base.stderr)  # not on a pipe: a line per track
+        self.assertIn("[1/", base.stderr)
         # Nothing to export: 1; wrong arguments: 2; the struct files are never written.
         before = {f: os.path.getmtime(os.path.join(self.struct, f)) for f in os.listdir(self.struct)}
         p, rows, _ = self.run_sections("--key", "F#", out="k3")
