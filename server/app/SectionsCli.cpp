@@ -114,7 +114,6 @@ private:
 
 struct Settings {
     std::optional<double> targetBpm;
-    int nSections = 6;
     fs::path partsDir;
     std::string audioDir;
     stretch::Method method = stretch::Method::Rb3;
@@ -171,8 +170,7 @@ Row exportTrack(const Track& t, const Cues& cues, const Settings& s, const std::
         r.status = "ok";
         r.exported = true;
     } catch (const std::exception& e) {
-        Row k = skippedRow(t, e.what());
-        return k;
+        return skippedRow(t, e.what());
     }
     return r;
 }
@@ -298,7 +296,6 @@ int runSections(int argc, char** argv) {
     if (!csvOut.empty()) {
         Settings s;
         s.targetBpm = targetBpm ? targetBpm : bpm;
-        s.nSections = nSections;
         s.partsDir = partsDir;
         s.audioDir = audioDir;
         s.method = *stretch::methodFromName(method);

@@ -379,17 +379,19 @@ std::unique_ptr<BufferData> sectionBuffer(const std::string& jsonFile, double ta
     if (audio.empty()) throw std::runtime_error(jsonFile + ": audio file not found: " + t.path + " (nor " + name.string() + " beside the JSON or above it)");
     if (const std::string refused = pathProblem ? pathProblem(audio) : std::string(); !refused.empty()) throw std::runtime_error(refused);
     const double speed = targetBpm / t.bpm;
-    // The output's size first: refuse what the buffer limit or the memory budget cannot hold
-    // before the stretch spends seconds on it.
+    // Refuse what the buffer limit or the memory budget cannot hold before the stretch spends
+    // seconds on it: an estimate of the output (with room for rounding at both rates) is held
+    // while it runs, twice over for the crop's and the stretch's own copies.
     const AudioFileInfo info = probeAudioFile(audio);
-    const double outFrames = (cues.end - cues.ini) * options.targetRate / speed;
+    const double outFrames = ((cues.end - cues.ini) * options.targetRate + 64.0) / speed;
     if (outFrames * info.channels > static_cast<double>(options.maxSamples))
         throw std::runtime_error("section too large for the buffer limit: " + audio);
-    auto data = BufferData::zeros(static_cast<int64_t>(std::ceil(outFrames)) + 1, info.channels, options.targetRate, options.budget, options.what);
+    MemoryLease working;
+    if (options.budget)
+        working = options.budget->reserve(static_cast<int64_t>(2.0 * outFrames * info.channels * sizeof(float)), options.what + " (stretching)");
     const Rendered r = renderSection(audio, cues, speed, method, options.targetRate);
-    const auto frames = static_cast<int64_t>(r.stretched[0].size());
-    if (frames > data->numFrames) throw std::runtime_error("section longer than its estimate: " + audio);
-    data->numFrames = frames; // the allocation may be a frame longer; the lease keeps its size
+    working.release();
+    auto data = BufferData::zeros(static_cast<int64_t>(r.stretched[0].size()), info.channels, options.targetRate, options.budget, options.what);
     for (int c = 0; c < data->numChannels; ++c)
         std::copy(r.stretched[static_cast<size_t>(c)].begin(), r.stretched[static_cast<size_t>(c)].end(), data->channel(c));
     data->sourceRate = info.sampleRate;

@@ -288,6 +288,16 @@ class SectionExporter(unittest.TestCase):
             self.assertIn("no intro", srv.wait("/fail", "/cue_section", timeout=30)[1])
             srv.send("/cue_section", "B", os.path.join(self.struct, "e_122.json"), TARGET, 2)
             self.assertIn("audio file not found", srv.wait("/fail", "/cue_section", timeout=30)[1])
+            # A 44.1 kHz file on the 48 kHz server, slowed to 70 BPM: resampled and stretched.
+            make_track(os.path.join(self.dir, "slow44.wav"), 120.0, rate=44100)
+            import json
+            with open(os.path.join(self.dir, "slow44.json"), "w") as f:
+                json.dump(structure("/elsewhere/slow44.wav", 120.0), f)
+            srv.send("/cue_section", "C", os.path.join(self.dir, "slow44.json"), 70.0, 2)
+            srv.wait("/done", "/cue_section", timeout=60)
+            srv.send("/b_query", 2100)
+            frames = srv.wait("/b_info", 2100)[1]
+            self.assertAlmostEqual(frames, 8.0 * RATE * 120.0 / 70.0, delta=60)
             srv.send("/cue_section", "Q", os.path.join(self.struct, "a_120.json"))
             self.assertIn("deck", srv.wait("/fail", "/cue_section", timeout=5)[1])
         finally:
