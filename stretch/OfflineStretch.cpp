@@ -1,7 +1,6 @@
 #include "stretch/OfflineStretch.h"
 
 #include <rubberband/RubberBandStretcher.h>
-#include <samplerate.h>
 
 #include <algorithm>
 #include <cmath>
@@ -118,27 +117,6 @@ Planar wsola(const std::vector<const float*>& in, int64_t frames, double sampleR
     return out;
 }
 
-Planar resample(const std::vector<const float*>& in, int64_t frames, double ratio) {
-    const int channels = static_cast<int>(in.size());
-    std::vector<float> inter(static_cast<size_t>(frames * channels));
-    for (int64_t i = 0; i < frames; ++i)
-        for (int c = 0; c < channels; ++c) inter[static_cast<size_t>(i * channels + c)] = in[static_cast<size_t>(c)][i];
-    const auto outFrames = static_cast<int64_t>(std::ceil(static_cast<double>(frames) * ratio)) + 64;
-    std::vector<float> converted(static_cast<size_t>(outFrames * channels));
-    SRC_DATA d{};
-    d.data_in = inter.data();
-    d.input_frames = static_cast<long>(frames);
-    d.data_out = converted.data();
-    d.output_frames = static_cast<long>(outFrames);
-    d.src_ratio = ratio;
-    d.end_of_input = 1;
-    if (const int err = src_simple(&d, SRC_SINC_BEST_QUALITY, channels)) throw std::runtime_error(std::string("resampling failed: ") + src_strerror(err));
-    Planar out(static_cast<size_t>(channels), std::vector<float>(static_cast<size_t>(d.output_frames_gen)));
-    for (int64_t i = 0; i < d.output_frames_gen; ++i)
-        for (int c = 0; c < channels; ++c) out[static_cast<size_t>(c)][static_cast<size_t>(i)] = converted[static_cast<size_t>(i * channels + c)];
-    return out;
-}
-
 } // namespace
 
 std::vector<std::vector<float>> stretchWhole(Method method, const std::vector<const float*>& in, int64_t frames,
@@ -153,7 +131,7 @@ std::vector<std::vector<float>> stretchWhole(Method method, const std::vector<co
     case Method::Rb2: out = rubberBand(false, in, frames, sampleRate, timeRatio, progress); break;
     case Method::Rb3: out = rubberBand(true, in, frames, sampleRate, timeRatio, progress); break;
     case Method::Wsola: out = wsola(in, frames, sampleRate, timeRatio, progress); break;
-    case Method::Rate: out = resample(in, frames, timeRatio); break;
+    case Method::Rate: throw std::invalid_argument("varispeed is no stretch (the pitch would move): rb3, rb2 or wsola");
     }
     // Exactly the promised length (the engines round their last hop their own way).
     const auto expected = static_cast<size_t>(std::llround(static_cast<double>(frames) * timeRatio));

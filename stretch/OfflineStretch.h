@@ -16,8 +16,8 @@ namespace loopd::stretch {
 // `in` holds `channels` planar channels of `frames` frames each. Returns the same number of
 // channels, each exactly llround(frames * timeRatio) frames long, pitch unchanged, frame 0 of
 // the output lined up with frame 0 of the input. `progress` (may be empty) is called now and
-// then with the fraction done (0..1). Method::Rate resamples (pitch follows the speed).
-// Throws std::invalid_argument for a ratio outside [1/16, 16] or an empty clip.
+// then with the fraction done (0..1). Throws std::invalid_argument for Method::Rate, a ratio
+// outside [1/16, 16] or an empty clip.
 std::vector<std::vector<float>> stretchWhole(Method method, const std::vector<const float*>& in, int64_t frames,
                                              double sampleRate, double timeRatio,
                                              const std::function<void(double)>& progress = {});

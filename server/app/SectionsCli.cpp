@@ -68,7 +68,7 @@ public:
     }
     void update(size_t track, double f) {
         fraction_[track].store(f, std::memory_order_relaxed);
-        if (tty_) draw(false);
+        if (tty_) draw();
     }
     void finished(size_t track, const std::string& line) {
         fraction_[track].store(1.0, std::memory_order_relaxed);
@@ -86,11 +86,11 @@ public:
     }
 
 private:
-    void draw(bool force) {
+    void draw() {
         std::unique_lock<std::mutex> lock(mutex_, std::try_to_lock);
         if (!lock.owns_lock()) return;
         const auto now = std::chrono::steady_clock::now();
-        if (!force && now - lastDraw_ < std::chrono::milliseconds(100)) return;
+        if (now - lastDraw_ < std::chrono::milliseconds(100)) return;
         lastDraw_ = now;
         drawLocked();
     }
