@@ -100,6 +100,48 @@ TEST(LoopFit, ALoopStretchedToExactBarsKeepsItsBeatsOnTheGrid) {
     EXPECT_LE(worst, 96.0);
 }
 
+TEST(LoopFit, RatiosOutsideTheStretchersRangeAreRefusedAndItsEdgesWork) {
+    // A fuzzed /bank_load once asked R3 for a ratio of 0.021: Rubber Band segfaulted.
+    const auto in = clicks(120.0, 4); // 1 bar, 96000 frames
+    auto d = BufferData::zeros(static_cast<int64_t>(in.size()), 1, kRate);
+    std::copy(in.begin(), in.end(), d->channel(0));
+    for (int64_t frames : {int64_t{2000}, int64_t{23000}, int64_t{400000}, int64_t{10000000}}) {
+        try {
+            (void)library::fitLoop(*d, frames);
+            ADD_FAILURE() << frames << " frames were fitted";
+        } catch (const std::runtime_error& e) {
+            EXPECT_NE(std::string(e.what()).find("outside 0.25..4"), std::string::npos) << e.what();
+        }
+    }
+    for (int64_t frames : {int64_t{24000}, int64_t{48000}, int64_t{120000}, int64_t{192000}, int64_t{384000}}) { // 0.25, 0.5, 1.25, 2, 4
+        auto out = library::fitLoop(*d, frames);
+        ASSERT_EQ(out->numFrames, frames);
+        const std::vector<float> y(out->channel(0), out->channel(0) + out->numFrames);
+        // The bar's 4 beats are all there: the loudest sample within a quarter beat (read
+        // cyclically) of each grid point is near it, and well above the floor between beats.
+        // Measured (R3 real-time, 2026-12-05): within 77 samples (1.6 ms) from 0.5 to 1.25; at
+        // 0.25 up to 282 (5.9 ms); above 1.25 R3 puts the peaks early, growing with the ratio:
+        // -313 at 2, -954 (20 ms) at 4 (Rubber Band's own start delay is followed exactly).
+        const int64_t beat = frames / 4;
+        for (int k = 0; k < 4; ++k) {
+            float peak = 0.0f, floor = 0.0f;
+            int64_t where = 0;
+            for (int64_t i = -beat / 4; i <= beat / 4; ++i) {
+                const float v = std::fabs(y[static_cast<size_t>(((k * beat + i) % frames + frames) % frames)]);
+                if (v > peak) peak = v, where = i;
+            }
+            for (int64_t i = 3 * beat / 8; i <= 5 * beat / 8; ++i) floor = std::max(floor, std::fabs(y[static_cast<size_t>((k * beat + i) % frames)]));
+            std::printf("R3 fit by %.2f, beat %d: peak %.3f at %+lld samples, floor %.4f\n", static_cast<double>(frames) / 96000.0, k,
+                        static_cast<double>(peak), static_cast<long long>(where), static_cast<double>(floor));
+            const int64_t allowed = frames > 120000 ? frames / 384 : frames < 48000 ? 360 : 96; // 2: 500, 4: 1000
+            EXPECT_LE(std::abs(where), allowed) << frames << " frames, beat " << k;
+            EXPECT_GT(peak, 4.0f * floor) << frames << " frames, beat " << k;
+        }
+    }
+    // Varispeed has no such limit (a resampling is defined at any ratio).
+    EXPECT_EQ(library::fitLoop(*d, 2000, stretch::Method::Rate)->numFrames, 2000);
+}
+
 TEST(Bank, SaveListAndLoadOnTheBarStretchedToTheClock) {
     BankRig r;
     auto& s = r.s;

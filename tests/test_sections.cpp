@@ -225,3 +225,24 @@ TEST(OfflineStretch, ExactLengthPitchKeptAndFrameZeroOnFrameZero) {
     }
     EXPECT_THROW(stretch::stretchWhole(stretch::Method::Rb3, {tone.data()}, frames, rate, 20.0), std::invalid_argument);
 }
+
+TEST(OfflineStretch, TheExtremeRatiosGiveExactFiniteOutput) {
+    // 1/16 and 16 are the limits stretchWhole accepts. (Rubber Band's real-time R3 read past its
+    // buffers at 1/47: the sanitizer build runs this to show the offline limits are inside.)
+    const double rate = 48000.0;
+    const int64_t frames = 24000;
+    std::vector<float> tone(static_cast<size_t>(frames));
+    for (int64_t i = 0; i < frames; ++i) tone[static_cast<size_t>(i)] = 0.5f * static_cast<float>(std::sin(2.0 * std::numbers::pi * 440.0 * static_cast<double>(i) / rate));
+    for (auto method : {stretch::Method::Rb3, stretch::Method::Rb2, stretch::Method::Wsola})
+        for (double ratio : {1.0 / 16.0, 16.0}) {
+            const auto out = stretch::stretchWhole(method, {tone.data()}, frames, rate, ratio);
+            ASSERT_EQ(out.size(), 1u);
+            ASSERT_EQ(out[0].size(), static_cast<size_t>(std::llround(static_cast<double>(frames) * ratio)));
+            double energy = 0.0;
+            for (float x : out[0]) {
+                ASSERT_TRUE(std::isfinite(x)) << stretch::methodName(method) << " " << ratio;
+                energy += static_cast<double>(x) * x;
+            }
+            EXPECT_GT(energy / static_cast<double>(out[0].size()), 0.01) << stretch::methodName(method) << " " << ratio; // a tone, not silence
+        }
+}

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <stdexcept>
 #include <vector>
 
@@ -19,6 +20,14 @@ std::unique_ptr<BufferData> fitLoop(const BufferData& loop, int64_t frames, stre
         const int64_t k = ((i % n) + n) % n;
         return loop.channel(c)[k];
     };
+    if (method != stretch::Method::Rate && !(ratio >= kMinFitRatio && ratio <= kMaxFitRatio)) {
+        // Rubber Band and SoundTouch are made for [0.25, 4]; far outside it R3 reads past its
+        // buffers (a segfault in synthesiseChannel at 0.021, found by the fuzzer).
+        char why[160];
+        std::snprintf(why, sizeof why, "fitting the loop would stretch it by %.4g, outside %.2f..%.0f (its tempo is too far from the clock's)",
+                      ratio, kMinFitRatio, kMaxFitRatio);
+        throw std::runtime_error(why);
+    }
     if (method == stretch::Method::Rate || std::fabs(ratio - 1.0) < 1e-9) {
         // Linear interpolation around the cycle (pitch follows the rate).
         for (int c = 0; c < ch; ++c)
