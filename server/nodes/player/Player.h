@@ -10,8 +10,10 @@
 // its beat lock), PlayerStretched.cpp (the stretched playback, cover, shedding); OutputLedger.h.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "dsp/Pan.h"
+#include "dsp/Varispeed.h"
 #include "dsp/Ramp.h"
 #include "server/engine/StretchWorker.h"
 #include "server/nodes/player/OutputLedger.h"
@@ -98,15 +100,46 @@ private:
     bool loop_ = false;
     int out_ = 0;
     // Read position = idx_ + frac_ (0 <= frac_ < 1), advanced the same way on every path so that
-    // the output does not depend on how frames are split into blocks (time invariance).
+    // the output does not depend on how frames are split into blocks (time invariance): as a
+    // number of steps at one rate after an anchor (dsp/Varispeed.h), not by adding the rate
+    // frame after frame, so that a run of frames can be read in SIMD lanes.
     int64_t idx_ = 0;
     double frac_ = 0.0;
-    void setPosition(double p) noexcept { const double f = std::floor(p); idx_ = static_cast<int64_t>(f); frac_ = p - f; }
-    void advance(double r) noexcept {
+    double aFrac_ = 0.0;                                       // frac_ at the anchor
+    double aRate_ = std::numeric_limits<double>::quiet_NaN();  // NaN: no anchor (position set)
+    double aRateFrac_ = 0.0;
+    int64_t aRateWhole_ = 0;
+    int64_t aSteps_ = 0; // steps since the anchor
+    int64_t aWhole_ = 0; // varispeedWhole(t) at aSteps_
+    void setPosition(double p) noexcept {
+        const double f = std::floor(p);
+        idx_ = static_cast<int64_t>(f);
+        frac_ = p - f;
+        aRate_ = std::numeric_limits<double>::quiet_NaN();
+    }
+    // An anchor at the current position for rate r (a new rate, a position set, or the steps
+    // since the anchor at their limit: all at points that do not depend on block sizes).
+    void anchorFor(double r) noexcept {
+        if (r == aRate_ && aSteps_ < dsp::kVarispeedRebaseSteps) return;
         const double whole = std::floor(r);
-        idx_ += static_cast<int64_t>(whole);
-        frac_ += r - whole;
-        if (frac_ >= 1.0) { frac_ -= 1.0; ++idx_; }
+        aFrac_ = frac_;
+        aRate_ = r;
+        aRateWhole_ = static_cast<int64_t>(whole);
+        aRateFrac_ = r - whole;
+        aSteps_ = 0;
+        aWhole_ = 0;
+    }
+    void stepAnchored(int64_t n) noexcept {
+        aSteps_ += n;
+        const double t = dsp::varispeedT(aFrac_, aSteps_, aRateFrac_);
+        const int64_t w = dsp::varispeedWhole(t);
+        idx_ += n * aRateWhole_ + (w - aWhole_);
+        aWhole_ = w;
+        frac_ = t - static_cast<double>(w);
+    }
+    void advance(double r) noexcept {
+        anchorFor(r);
+        stepAnchored(1);
     }
     dsp::LinearRamp gain_;
     dsp::LinearRamp pan_;

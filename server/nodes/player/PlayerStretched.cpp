@@ -384,6 +384,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         }
     }
     frac_ = 0.0;
+    aRate_ = std::numeric_limits<double>::quiet_NaN(); // the position moved: no anchor
     // A one-shot ends when its last real frame has come out (its fade timed to end there).
     // A one-shot fades out so that the fade ends on its last real frame: the fade starts at the
     // frame of this block where the real output left equals the fade.

@@ -169,55 +169,39 @@ void Player::renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noex
 
 void Player::interpolateRun(Bus& bus, const float* const* src, int srcCh, int i, int n, double r, float g,
                             dsp::StereoGains pg) noexcept {
-    const int64_t idx0 = idx_;
-    const double frac0 = frac_;
-    // advance(r) with its split hoisted out of the loop: the same operations on the same values.
-    const double whole = std::floor(r);
-    const auto rInt = static_cast<int64_t>(whole);
-    const double rFrac = r - whole;
-    auto run = [&](auto&& emit) {
-        int64_t idx = idx0;
-        double frac = frac0;
-        for (int k = 0; k < n; ++k) {
-            emit(k, idx, dsp::Hermite4Weights(static_cast<float>(frac)));
-            idx += rInt;
-            frac += rFrac;
-            if (frac >= 1.0) { frac -= 1.0; ++idx; }
-        }
-        idx_ = idx;
-        frac_ = frac;
-    };
     const bool pair = out_ + 1 < bus.numChannels;
-    if (srcCh == 1 && pair) {
-        const float* x = src[0];
-        float* L = bus.ch[out_] + i;
-        float* R = bus.ch[out_ + 1] + i;
-        const float gl = g * pg.left, gr = g * pg.right;
-        run([&](int k, int64_t idx, const dsp::Hermite4Weights& w) {
-            const float s = w(x + idx);
-            L[k] += gl * s;
-            R[k] += gr * s;
-        });
-    } else if (srcCh == 2 && pair) {
-        const float* a = src[0];
-        const float* b = src[1];
-        float* L = bus.ch[out_] + i;
-        float* R = bus.ch[out_ + 1] + i;
-        const float gl = g * pg.left, gr = g * pg.right;
-        run([&](int k, int64_t idx, const dsp::Hermite4Weights& w) {
-            L[k] += gl * w(a + idx);
-            R[k] += gr * w(b + idx);
-        });
-    } else {
-        bool any = false;
-        for (int c = 0; c < srcCh && out_ + c < bus.numChannels; ++c) {
-            const float* x = src[c];
-            float* y = bus.ch[out_ + c] + i;
-            const float gc = g * (c == 0 ? pg.left : c == 1 ? pg.right : 1.0f);
-            run([&](int k, int64_t idx, const dsp::Hermite4Weights& w) { y[k] += gc * w(x + idx); });
-            any = true;
+    while (n > 0) {
+        anchorFor(r);
+        const int m = static_cast<int>(std::min<int64_t>(n, dsp::kVarispeedRebaseSteps - aSteps_));
+        dsp::VarispeedRun run;
+        run.index = idx_;
+        run.anchorFrac = aFrac_;
+        run.steps = aSteps_;
+        run.rateFrac = aRateFrac_;
+        run.rateWhole = aRateWhole_;
+        run.frames = m;
+        if (srcCh <= 2 && pair) {
+            // Mono to a pair (panned), or stereo (balanced): one pass.
+            run.sources = srcCh;
+            run.src[0] = src[0];
+            run.src[1] = srcCh == 2 ? src[1] : nullptr;
+            run.dst[0] = bus.ch[out_] + i;
+            run.dst[1] = bus.ch[out_ + 1] + i;
+            run.gain[0] = g * pg.left;
+            run.gain[1] = g * pg.right;
+            dsp::varispeedRun(run);
+        } else {
+            // Each channel to its own output (one channel alone, or more than two).
+            for (int c = 0; c < srcCh && out_ + c < bus.numChannels; ++c) {
+                run.src[0] = src[c];
+                run.dst[0] = bus.ch[out_ + c] + i;
+                run.gain[0] = srcCh == 1 ? g : g * (c == 0 ? pg.left : c == 1 ? pg.right : 1.0f);
+                dsp::varispeedRun(run);
+            }
         }
-        if (!any) run([](int, int64_t, const dsp::Hermite4Weights&) {});
+        stepAnchored(m);
+        i += m;
+        n -= m;
     }
 }
 
