@@ -156,7 +156,9 @@ void Transport::poll(int timeoutMs, const PacketHandler& onPacket) {
         for (auto& c : connections_)
             fds.push_back({c.fd, static_cast<short>((c.paused ? 0 : POLLIN) | (c.out.empty() ? 0 : POLLOUT)), 0});
     }
+    if (wakeFd_ >= 0) fds.push_back({wakeFd_, POLLIN, 0}); // last: the indices below stay as they are
     const int r = ::poll(fds.data(), fds.size(), waiting ? std::min(timeoutMs, 1) : timeoutMs);
+    if (wakeFd_ >= 0) fds.pop_back();
     if (r <= 0) return;
     size_t k = 0;
     if (udpFd_ >= 0) {

@@ -46,6 +46,9 @@ public:
     // [control] Wait up to timeoutMs for traffic and deliver every complete packet (at most 1 ms
     // while a connection waits for its packet to be taken).
     void poll(int timeoutMs, const PacketHandler& onPacket);
+    // An extra descriptor poll() also waits on (readable: it returns early), e.g. an eventfd
+    // other threads post to wake the polling thread. -1: none.
+    void setWakeFd(int fd) noexcept { wakeFd_ = fd; }
     // [control|worker] Thread-safe, never blocks; never called from the audio thread. False if
     // it could not send (over TCP: the client left, or has not read 64 MB of replies).
     bool send(const Endpoint& to, const char* data, size_t size);
@@ -76,6 +79,8 @@ private:
     bool flush(Connection& c);
 
     int udpFd_ = -1, tcpFd_ = -1;
+
+    int wakeFd_ = -1;
     int udpPort_ = -1, tcpPort_ = -1;
     std::vector<Connection> connections_;
     std::vector<uint64_t> closedIds_;

@@ -131,8 +131,11 @@ void AnalysisModule::hBAnalyze(Msg& m) {
         jobs_.post([=, this, mono = std::move(mono)] {
             Done d{client, b, serial, peak < 1e-4f, {}};
             if (!d.silent) d.result = analyseMaterial(mono, sr, lo, hi, beatsPerBar);
-            std::lock_guard<std::mutex> lock(mutex_);
-            finished_.push_back(std::move(d));
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                finished_.push_back(std::move(d));
+            }
+            engine_.wakeControl();
         });
     });
 }

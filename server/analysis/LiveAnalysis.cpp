@@ -1,6 +1,8 @@
 // Live analysis of the input (LiveAnalysis.h).
 #include "server/analysis/LiveAnalysis.h"
 
+#include <pthread.h>
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -78,11 +80,13 @@ void LiveAnalysis::analyse(const float* x, int n) {
     if (found.empty()) return;
     std::lock_guard<std::mutex> lock(eventsMutex_);
     events_.insert(events_.end(), found.begin(), found.end());
+    engine_.wakeControl();
 }
 
 void LiveAnalysis::start() {
     if (running_.exchange(true)) return;
     thread_ = std::thread([this] {
+        pthread_setname_np(pthread_self(), "loopd-analysis");
         // Below everything that makes sound (audio, stretch threads) and the control thread:
         // nothing waits for the analysis, and a late estimate only comes a little later.
         ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);

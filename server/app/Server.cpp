@@ -277,11 +277,17 @@ int runServer(const Options& o) {
     const auto handler = [&controller](const char* data, size_t size, const osc::Endpoint& from) {
         return controller.handlePacket(data, size, from);
     };
+    // The control thread sleeps in poll(2) until a packet comes, the audio thread or a worker
+    // queues something for it (the eventfd), or a module's next deadline (idleTimeoutMs).
+    Wakeup& wake = engine.controlWake();
+    transport.setWakeFd(wake.fd());
     while (!controller.quitRequested() && !g_signalled) {
-        transport.poll(2, handler);
-        for (uint64_t id : transport.takeClosed()) controller.forgetTcpClient(id);
+        wake.arm(); // from here, anything queued posts the eventfd: the poll below returns at once
         controller.pollReplies();
         device.poll();
+        transport.poll(controller.idleTimeoutMs(), handler);
+        wake.disarm();
+        for (uint64_t id : transport.takeClosed()) controller.forgetTcpClient(id);
     }
     spdlog::info("shutting down");
     if (sessionLog) sessionLog->shutdown(engine.sampleTime());

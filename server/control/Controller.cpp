@@ -422,8 +422,11 @@ void Controller::dropCompletion(uint32_t id) {
 }
 
 void Controller::finishAsync(uint16_t client, const char* address, int32_t id, uint32_t completion) {
-    std::lock_guard<std::mutex> lock(completionsMutex_);
-    finished_.push_back(Finished{client, address, id, completion});
+    {
+        std::lock_guard<std::mutex> lock(completionsMutex_);
+        finished_.push_back(Finished{client, address, id, completion});
+    }
+    engine_.wakeControl();
 }
 
 void Controller::failAsync(uint16_t client, const char* address, const std::string& reason, uint32_t completion) {
@@ -543,6 +546,13 @@ std::string Controller::failReason(const reply::Fail& f) const {
         return "not every deck finished loading in time; the ready ones started together, the others start when loaded";
     }
     return "failed";
+}
+
+int Controller::idleTimeoutMs() const {
+    int ms = kIdlePollMs;
+    for (const auto& mod : modules_)
+        if (const int m = mod->pollWithinMs(); m >= 0) ms = std::min(ms, m);
+    return ms;
 }
 
 void Controller::pollReplies() {

@@ -66,6 +66,10 @@ public:
     bool handlePacket(const char* data, size_t size, const osc::Endpoint& from);
     // [control] Deliver the engine's replies; call every few milliseconds.
     void pollReplies();
+    // [control] How long the control loop may sleep in poll(2) when nothing wakes it: the
+    // shortest any module asks for, else kIdlePollMs (the 100 ms trouble check's pace).
+    static constexpr int kIdlePollMs = 100;
+    int idleTimeoutMs() const;
     // [control] Stop every recording and wait until the files are closed (shutdown, end of nrt).
     void stopRecordings();
 

@@ -78,8 +78,12 @@ public:
     virtual void onNodeDisposed(const Node&) {}
     // Something the audio thread handed back that this module lent it; true: taken.
     virtual bool takeBack(Released&) { return false; }
-    // Every pass of the control loop (a few milliseconds apart).
+    // Every pass of the control loop: after each packet, reply, wake-up, and at least every
+    // pollWithinMs() (the control thread sleeps in between; see Controller::idleTimeoutMs).
     virtual void poll() {}
+    // How soon poll() must run again even when nothing wakes the control thread: -1, never (the
+    // module's events wake it: Engine::wakeControl); else milliseconds.
+    virtual int pollWithinMs() const { return -1; }
     // A full tree snapshot (TreeSnapshot::full) this module asked for; true: taken.
     virtual bool takeSnapshot(std::unique_ptr<TreeSnapshot>&) { return false; }
 

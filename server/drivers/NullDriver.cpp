@@ -33,7 +33,7 @@ public:
 
     void start(Engine& engine) override {
         running_ = true;
-        thread_ = std::thread([this, &engine] { run(engine); });
+        thread_ = std::thread([this, &engine] { pthread_setname_np(pthread_self(), "loopd-audio"); run(engine); });
     }
     void stop() override {
         running_ = false;

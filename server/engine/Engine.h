@@ -25,6 +25,7 @@
 #include "server/engine/NodeMap.h"
 #include "server/rt/SpscQueue.h"
 #include "server/engine/TempoClock.h"
+#include "server/engine/Wakeup.h"
 #include "server/midi/MidiClock.h"
 #include "server/midi/MidiEvent.h"
 
@@ -95,6 +96,12 @@ public:
     bool pushWorkerCommand(Command&& c) noexcept;
     // [control] Drain one reply.
     bool popReply(Reply& r) noexcept;
+    // [control] What the control loop sleeps on (Wakeup.h): posted at the end of every block
+    // that queued replies, hand-backs or MIDI for it. Unarmed (no loop sleeps: offline renders,
+    // tests) a post costs one atomic load.
+    Wakeup& controlWake() noexcept { return *controlWake_; }
+    // [any] Wakes the control thread (a worker's result, analysis events).
+    void wakeControl() noexcept;
     // [control] The next thing the audio thread is done with (the hand-back lane; see Released).
     bool popReleased(Released& r) noexcept;
     // [control, audio stopped] Free what a Released holds (recordings excepted: see Released).
@@ -298,6 +305,8 @@ private:
     SpscQueue<Command> controlQueue_;
     SpscQueue<Command> workerQueue_;
     SpscQueue<Reply> replyQueue_;
+    std::unique_ptr<Wakeup> controlWake_;
+    bool controlPending_ = false; // [audio] this block queued something for the control thread
     SpscQueue<Released> released_;     // the hand-back lane (audio -> control)
     std::vector<Released> unreleased_;  // audio: what did not fit into it yet
     size_t numUnreleased_ = 0;
@@ -416,6 +425,8 @@ private:
     std::atomic<int> statNodes_{1}, statGroups_{1}, statBuffers_{0};
     std::atomic<double> cpuAverage_{0.0}, cpuPeak_{0.0}, cpuPeakOwn_{0.0};
     std::atomic<uint64_t> overBudgetBlocks_{0};
+    // [audio] Whether the next block reads the thread's CPU clock (Engine::process).
+    bool measureOwnNext_ = true;
     std::atomic<double> busySeconds_{0.0};
     OnsetFeed onsetFeed_;
     std::atomic<int64_t> publishedSampleTime_{0};

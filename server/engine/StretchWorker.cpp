@@ -1,5 +1,7 @@
 #include "server/engine/StretchWorker.h"
 
+#include <pthread.h>
+
 #include "dsp/Denormals.h"
 
 #include <algorithm>
@@ -154,13 +156,17 @@ void StretchWorker::start(int threads) {
     for (size_t i = 0; i < voices.size(); ++i) lanes_[i % lanes_.size()]->voices.push_back(voices[i]);
     for (auto& lane : lanes_) {
         Lane* l = lane.get();
-        l->thread = std::thread([this, l] { run(*l); });
+        l->thread = std::thread([this, l] { pthread_setname_np(pthread_self(), "loopd-stretch"); run(*l); });
     }
 }
 
 void StretchWorker::stop() {
     std::lock_guard<std::mutex> guard(lanesMutex_);
     if (!running_.exchange(false)) return;
+    for (auto& lane : lanes_) {
+        { std::lock_guard<std::mutex> lock(lane->mutex); } // a lane between its check and its wait sees running_ now
+        lane->wake.notify_all();
+    }
     for (auto& lane : lanes_)
         if (lane->thread.joinable()) lane->thread.join();
     // The voices stay, parked: a test may go on stepping them itself.
@@ -177,8 +183,11 @@ void StretchWorker::add(StretchVoice* v) {
         std::lock_guard<std::mutex> lock(lane->mutex);
         if (lane->voices.size() < least->voices.size()) least = lane.get();
     }
-    std::lock_guard<std::mutex> lock(least->mutex);
-    least->voices.push_back(v);
+    {
+        std::lock_guard<std::mutex> lock(least->mutex);
+        least->voices.push_back(v);
+    }
+    least->wake.notify_one();
 }
 
 void StretchWorker::remove(StretchVoice* v) {
@@ -287,7 +296,17 @@ void StretchWorker::run(Lane& lane) {
             windowStart = now;
             cpuStart = cpu;
         }
-        // Poll every 2 ms: the rings hold about 40 ms ahead (2048 frames at 48 kHz, adaptive).
+        // With voices, look every 2 ms: the rings hold about 40 ms ahead (2048 frames at 48 kHz,
+        // adaptive). Without, sleep until add() brings one (or stop): an idle server's stretch
+        // threads cost nothing. The shed window is measured afresh after such a sleep.
+        std::unique_lock<std::mutex> lock(lane.mutex);
+        if (lane.voices.empty()) {
+            lane.wake.wait(lock, [&] { return !running_.load() || !lane.voices.empty(); });
+            windowStart = std::chrono::steady_clock::now();
+            cpuStart = cpuNow();
+            continue;
+        }
+        lock.unlock();
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
 }

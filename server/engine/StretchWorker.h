@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -147,6 +148,7 @@ public:
 private:
     struct Lane {
         std::mutex mutex;                // control <-> this thread only; the audio thread never takes it
+        std::condition_variable wake;    // a voice came (or stop): a lane without voices sleeps on it
         std::vector<StretchVoice*> voices;
         std::vector<std::pair<double, StretchVoice*>> active; // scratch of stepVoices (capacity kept)
         std::thread thread;

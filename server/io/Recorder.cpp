@@ -1,5 +1,7 @@
 #include "server/io/Recorder.h"
 
+#include <pthread.h>
+
 #include <sndfile.h>
 
 #include <chrono>
@@ -16,7 +18,7 @@ Recorder::~Recorder() { stop(); }
 void Recorder::start() {
     if (synchronous_ || thread_.joinable()) return;
     stopping_ = false;
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] { pthread_setname_np(pthread_self(), "loopd-recorder"); run(); });
 }
 
 void Recorder::stop() {

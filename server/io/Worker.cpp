@@ -1,11 +1,13 @@
 #include "server/io/Worker.h"
 
+#include <pthread.h>
+
 namespace loopd {
 
 void Worker::start() {
     if (synchronous_ || thread_.joinable()) return;
     stopping_ = false;
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] { pthread_setname_np(pthread_self(), "loopd-worker"); run(); });
 }
 
 void Worker::stop() {

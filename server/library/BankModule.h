@@ -39,6 +39,7 @@ public:
     ~BankModule() override;
     bool takeBack(Released& x) override;
     void poll() override;
+    int pollWithinMs() const override { return generator_ ? 20 : -1; } // progress and results from its thread
 
 private:
     void hSave(Msg&); void hList(Msg&); void hLoad(Msg&); void hGenerate(Msg&);

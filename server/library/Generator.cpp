@@ -1,6 +1,8 @@
 // The loop generator hook (Generator.h).
 #include "server/library/Generator.h"
 
+#include <pthread.h>
+
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -39,7 +41,7 @@ bool base64Decode(const std::string& in, std::string& out) {
 }
 
 Generator::Generator(Config config) : config_(std::move(config)) {
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] { pthread_setname_np(pthread_self(), "loopd-generator"); run(); });
 }
 
 Generator::~Generator() {

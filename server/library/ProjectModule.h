@@ -39,6 +39,7 @@ public:
     ProjectModule(Controller& c, Buffers& buffers, SooperLooper& sl, TempoCommands& tempo, Crowdstream& decks);
     bool takeSnapshot(std::unique_ptr<TreeSnapshot>& s) override;
     void poll() override;
+    int pollWithinMs() const override { return job_ == Job::None ? -1 : 2; }
 
 private:
     void hSave(Msg&); void hLoad(Msg&);

@@ -1,6 +1,8 @@
 // The jam's musician on HTTP (JamGuest.h).
 #include "server/net/JamGuest.h"
 
+#include <pthread.h>
+
 #include <httplib.h>
 
 #include <chrono>
@@ -10,7 +12,7 @@
 namespace loopd::net {
 
 JamGuest::JamGuest(Config config) : config_(std::move(config)) {
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] { pthread_setname_np(pthread_self(), "loopd-jamguest"); run(); });
 }
 
 JamGuest::~JamGuest() {

@@ -38,6 +38,7 @@ public:
     JamModule(Controller& c, SooperLooper& sl);
     ~JamModule() override;
     void poll() override;
+    int pollWithinMs() const override { return host_ || guest_ ? 2 : -1; } // the jam's threads queue for poll()
     bool takeBack(Released& x) override;
 
 private:

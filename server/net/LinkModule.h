@@ -26,6 +26,7 @@ public:
     LinkModule(Controller& c, TempoCommands& tempo);
     ~LinkModule() override;
     void poll() override;
+    int pollWithinMs() const override { return session_ ? 2 : -1; } // peers and tempo come from Link's thread
 
     bool linkOn() const;
     // [control] From the tempo module: follow only (tempo source link) or lead too.

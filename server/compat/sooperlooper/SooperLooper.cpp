@@ -661,6 +661,27 @@ void SooperLooper::sendConfigUpdates() {
     for (const auto& [url, path] : slConfigListeners_) sendToUrl(kNoClient, url, slPingReply(path, false));
 }
 
+int SooperLooper::pollWithinMs() const {
+    // A loop at rest (off, paused) changes state only by a command or MIDI, which wake the
+    // control thread; any other state can change on its own (a cycle ends): look every 5 ms.
+    int within = -1;
+    for (const SlLoop& loop : slLoops_) {
+        const int state = loop.looper->status().state.load(std::memory_order_relaxed);
+        if (state != static_cast<int>(LoopState::Off) && state != static_cast<int>(LoopState::Paused) && state != static_cast<int>(LoopState::Unknown)) {
+            within = 5;
+            break;
+        }
+    }
+    for (const auto& r : slRegistrations_) {
+        if (!r.autoUpdate) continue;
+        const auto due = std::chrono::duration_cast<std::chrono::milliseconds>(slLastAuto_ + std::chrono::milliseconds(100) - std::chrono::steady_clock::now()).count();
+        const int ms = static_cast<int>(std::clamp<int64_t>(due, 1, 100));
+        within = within < 0 ? ms : std::min(within, ms);
+        break;
+    }
+    return within;
+}
+
 void SooperLooper::poll() {
     // State changes go to /notify clients at once; auto-updates every 100 ms (SooperLooper's rate).
     bool stateChanged = false;

@@ -35,6 +35,7 @@ public:
     void onNodeDisposed(const Node& gone) override;         // a looper leaves the loop table
     bool takeBack(Released& x) override;                    // loop copies (loaded, saved)
     void poll() override;                                   // state changes, auto-updates
+    int pollWithinMs() const override;                      // 5 ms while a loop is active; the next auto-update
     // [control] A channel message from a MIDI input (midi::MidiModule): a learn or a
     // /get_next_midi_event under way takes it, else it goes through the bindings, as
     // SooperLooper's /sl/<instance>/<down|up|upforce|hit|set> commands.
