@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "server/analysis/LiveAnalysis.h"
 #include "server/analysis/MaterialAnalysis.h"
 #include "server/analysis/TempoTracker.h"
 #include "server/engine/TempoClock.h"
@@ -558,4 +559,47 @@ TEST(TempoSource, TapTempoFromTimetagsAndSooperLoopersTapTempoFollowTheSource) {
     EXPECT_NE(s.find("/fail", "/tempo_tap")[0].str(1).find("tempo source is analysis"), std::string::npos);
     EXPECT_EQ(s.find("/fail", "/set").size(), 1u);
     EXPECT_NEAR(clockBpm(s), 100.0, 1e-3);
+}
+
+TEST(LiveAnalysis, RestingThroughSilenceChangesNothing) {
+    // Drums, 40 s of digital silence, drums, 21 s of silence, drums: the /onset and /tempo_estimate
+    // messages of a render whose analysis rests through the silence are those of one that
+    // analyses every zero, and the rest did happen.
+    std::vector<float> x;
+    auto append = [&](const std::vector<float>& y) { x.insert(x.end(), y.begin(), y.end()); };
+    append(drumLoop(123.0, 10.0, 5));
+    append(std::vector<float>(static_cast<size_t>(40.3 * kRate), 0.0f));
+    append(drumLoop(96.0, 12.0, 6));
+    append(std::vector<float>(static_cast<size_t>(20.7 * kRate), 0.0f));
+    append(drumLoop(140.0, 4.0, 7));
+    auto run = [&](bool rest) {
+        ControllerOptions o;
+        o.analysis.restInSilence = rest;
+        OfflineServer s(OfflineServer::defaultConfig(), {}, o);
+        s.input = {x, x};
+        s.send("/notify", 1);
+        s.render(static_cast<int64_t>(x.size()));
+        std::vector<std::string> out;
+        for (const char* a : {"/onset", "/tempo_estimate"})
+            for (const auto& m : s.find(a)) {
+                std::string line = a;
+                for (size_t i = 0; i < m.args.size(); ++i) {
+                    char v[40];
+                    std::snprintf(v, sizeof v, " %.17g", m.num(i));
+                    line += v;
+                }
+                out.push_back(line);
+            }
+        return out;
+    };
+    const uint64_t before = LiveAnalysis::restedFrames();
+    const auto rested = run(true);
+    const uint64_t restedFrames = LiveAnalysis::restedFrames() - before;
+    const auto full = run(false);
+    std::printf("%zu messages; the analysis rested through %.1f s of the %.1f s of silence\n", rested.size(),
+                static_cast<double>(restedFrames) / kRate, 61.0);
+    EXPECT_GT(restedFrames, static_cast<uint64_t>(28.0 * kRate)); // both silences (measured 30.3 s)
+    ASSERT_GT(full.size(), 20u);
+    for (size_t i = 0; i < std::max(full.size(), rested.size()); ++i)
+        EXPECT_EQ(i < rested.size() ? rested[i] : "-", i < full.size() ? full[i] : "-") << i;
 }

@@ -18,7 +18,7 @@ AnalysisModule::AnalysisModule(Controller& c, TempoCommands& tempo, Buffers& buf
     on("/b_analyze", &AnalysisModule::hBAnalyze);
     on("/b_beats", &AnalysisModule::hBBeats);
     if (!options_.offline && !options_.replay) jobs_.start();
-    live_ = std::make_unique<LiveAnalysis>(engine_, options_.analysis.bpmLow, options_.analysis.bpmHigh);
+    live_ = std::make_unique<LiveAnalysis>(engine_, options_.analysis.bpmLow, options_.analysis.bpmHigh, options_.analysis.restInSilence);
     if (!options_.offline && !options_.replay) live_->start();
 }
 

@@ -8,13 +8,14 @@
 
 #include <chrono>
 #include <cmath>
+#include <numeric>
 
 #include "server/engine/Engine.h"
 
 namespace loopd {
 
-LiveAnalysis::LiveAnalysis(Engine& engine, double bpmLow, double bpmHigh)
-    : engine_(engine), sampleRate_(engine.config().sampleRate), lo_(bpmLow), hi_(bpmHigh) {
+LiveAnalysis::LiveAnalysis(Engine& engine, double bpmLow, double bpmHigh, bool restInSilence)
+    : engine_(engine), sampleRate_(engine.config().sampleRate), lo_(bpmLow), hi_(bpmHigh), restInSilence_(restInSilence) {
     buffer_.resize(static_cast<size_t>(sampleRate_)); // up to a second per read
     reset(0);
 }
@@ -29,6 +30,9 @@ void LiveAnalysis::reset(int64_t at) {
     recentOnsets_.clear();
     streamStart_ = position_ = at;
     nextTempoAt_ = at + static_cast<int64_t>(kTempoWindowSeconds * sampleRate_);
+    resting_ = false;
+    silentRun_ = 0;
+    silenceStart_ = at;
 }
 
 void LiveAnalysis::step() {
@@ -49,6 +53,48 @@ void LiveAnalysis::step() {
 }
 
 void LiveAnalysis::analyse(const float* x, int n) {
+    int firstSound = 0;
+    while (firstSound < n && x[firstSound] == 0.0f) ++firstSound;
+    if (resting_) {
+        const int64_t halfSecond = static_cast<int64_t>(kTempoEverySeconds * sampleRate_);
+        if (firstSound == n) {
+            // Still silent: the estimates silence gives, on their grid, without the trackers.
+            std::vector<Event> found;
+            position_ += n;
+            silentRun_ += n;
+            restedFrames_.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+            while (position_ >= nextTempoAt_) {
+                Event e = lastTempo_;
+                e.sampleTime = nextTempoAt_;
+                e.changed = false;
+                found.push_back(e);
+                nextTempoAt_ += halfSecond;
+            }
+            publish(found);
+            return;
+        }
+        // Sound again: fresh trackers, started on the estimates' grid at least a tracker's
+        // memory before now, fed the silence up to here without reporting anything (the same
+        // state the trackers had had, as silence wipes everything out of them).
+        resting_ = false;
+        const int64_t now = position_;
+        // The new start keeps the estimates' half-second grid and the trackers' hop grids
+        // (512 and 128 samples) where they were.
+        const int64_t period = restartPeriod();
+        const int64_t steps = (now - trackerMemory() - streamStart_) / period;
+        const double bpm = lastBpm_, confidence = lastConfidence_;
+        reset(streamStart_ + steps * period);
+        lastBpm_ = bpm;
+        lastConfidence_ = confidence;
+        quiet_ = true;
+        std::vector<float> zeros(buffer_.size(), 0.0f); // (x may be buffer_ itself)
+        while (position_ < now) {
+            const int k = static_cast<int>(std::min<int64_t>(now - position_, static_cast<int64_t>(zeros.size())));
+            analyse(zeros.data(), k);
+        }
+        quiet_ = false;
+        silentRun_ = now - silenceStart_;
+    }
     std::vector<Event> found;
     tempo_->push(x, n);
     hits_.clear();
@@ -75,8 +121,38 @@ void LiveAnalysis::analyse(const float* x, int n) {
                                                 : TempoTracker::snapToOnsets(static_cast<double>(streamStart_) + e.phaseSample, e.beatPeriod,
                                                                              recentOnsets_, sampleRate_);
         found.push_back(Event{Event::Kind::Tempo, position_, e.bpm, e.confidence, beat, changed});
+        lastTempo_ = found.back();
         nextTempoAt_ += static_cast<int64_t>(kTempoEverySeconds * sampleRate_);
     }
+    // The silence so far (what the trackers hold of it) and whether to rest from here.
+    if (firstSound < n) {
+        int lastSound = n - 1;
+        while (x[lastSound] == 0.0f) --lastSound;
+        silentRun_ = n - 1 - lastSound;
+        silenceStart_ = position_ - silentRun_;
+    } else {
+        if (silentRun_ == 0) silenceStart_ = position_ - n;
+        silentRun_ += n;
+    }
+    // Rest once an estimate has been made from nothing but silence (its window of 8 s and the
+    // tracker's whole memory inside the silence): every later one is that one again.
+    if (restInSilence_ && !quiet_ && silentRun_ >= static_cast<int64_t>(kRestAfterSeconds * sampleRate_) &&
+        lastTempo_.sampleTime - trackerMemory() - restartPeriod() >= silenceStart_)
+        resting_ = true;
+    if (quiet_) return;
+    publish(found);
+}
+
+int64_t LiveAnalysis::trackerMemory() const noexcept {
+    return static_cast<int64_t>((kTempoWindowSeconds + 2.5) * sampleRate_); // the tracker keeps 10 s
+}
+
+int64_t LiveAnalysis::restartPeriod() const noexcept {
+    const auto halfSecond = static_cast<int64_t>(kTempoEverySeconds * sampleRate_);
+    return std::lcm(halfSecond, std::lcm<int64_t>(TempoTracker::kStep, OnsetDetector::kHop)); // 4 s at 48 kHz
+}
+
+void LiveAnalysis::publish(const std::vector<Event>& found) {
     if (found.empty()) return;
     std::lock_guard<std::mutex> lock(eventsMutex_);
     events_.insert(events_.end(), found.begin(), found.end());
@@ -92,7 +168,8 @@ void LiveAnalysis::start() {
         ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
         while (running_.load()) {
             step();
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            // Resting (silence), a look every 50 ms is enough: the ring holds seconds.
+            std::this_thread::sleep_for(std::chrono::milliseconds(resting_.load(std::memory_order_relaxed) ? 50 : 5));
         }
     });
 }

@@ -37,7 +37,15 @@ public:
     static constexpr double kTempoEverySeconds = 0.5;
     static constexpr double kTempoWindowSeconds = 8.0;
 
-    LiveAnalysis(Engine& engine, double bpmLow, double bpmHigh);
+    // After kRestAfterSeconds of digital silence (every sample 0, as an unplugged or absent
+    // input gives) the trackers hold nothing but silence: the analysis rests (repeats the last
+    // estimate, which silence does not change) until a sample is not 0, then takes up again
+    // with trackers fed the same silence afresh. Results are the same as without resting (the
+    // test compares them); an idle server's analysis thread does not run FFTs on zeros.
+    static constexpr double kRestAfterSeconds = kTempoWindowSeconds + 7.0; // memory 10.5 s + a 4 s grid period
+    LiveAnalysis(Engine& engine, double bpmLow, double bpmHigh, bool restInSilence = true);
+    // Frames every LiveAnalysis in the process rested through (a diagnostic for tests).
+    static uint64_t restedFrames() noexcept { return restedFrames_.load(std::memory_order_relaxed); }
     ~LiveAnalysis();
     LiveAnalysis(const LiveAnalysis&) = delete;
     LiveAnalysis& operator=(const LiveAnalysis&) = delete;
@@ -53,6 +61,9 @@ public:
 private:
     void reset(int64_t at); // start over at absolute sample `at` (first use, or after a drop)
     void analyse(const float* x, int n);
+    void publish(const std::vector<Event>& found);
+    int64_t trackerMemory() const noexcept;  // samples the trackers remember, and a little more
+    int64_t restartPeriod() const noexcept;  // restarts keep every grid: a multiple of all of them
 
     Engine& engine_;
     double sampleRate_, lo_, hi_;
@@ -65,6 +76,13 @@ private:
     int64_t position_ = 0;          // absolute sample of the next frame to read
     int64_t nextTempoAt_ = 0;       // absolute sample of the next tempo estimate
     double lastBpm_ = 0.0, lastConfidence_ = 0.0;
+    bool restInSilence_ = true;
+    static inline std::atomic<uint64_t> restedFrames_{0};
+    int64_t silentRun_ = 0;         // samples of digital silence up to position_
+    std::atomic<bool> resting_{false}; // (only this thread writes it)
+    bool quiet_ = false;            // refeeding silence after a rest: no events
+    Event lastTempo_{Event::Kind::Tempo, -1, 0.0, 0.0, -1.0, false};
+    int64_t silenceStart_ = 0;      // absolute sample the current silence began at
     uint64_t droppedSeen_ = 0;
     std::mutex eventsMutex_;
     std::vector<Event> events_;

@@ -40,6 +40,9 @@ struct AnalysisConfig {
     double bpmLow = 70.0, bpmHigh = 180.0;
     double minConfidence = 0.5;
     double upSeconds = 8.0, downSeconds = 8.0;
+    // The live analysis rests through digital silence (LiveAnalysis.h); off only to test that
+    // resting changes nothing.
+    bool restInSilence = true;
 };
 
 // Settings from --config (loopd's JSON) or --bpm-config (Crowdstream's bpm_config.json with a
