@@ -162,7 +162,10 @@ class JackMidi(unittest.TestCase):
         lost = 0
         if any(t - 12000 <= d <= t + 60000 for d in self.peer.disturbances()):
             lost = 256 * round((1.0 - length) * 48000 / 256)
-        self.assertAlmostEqual(length, 1.0 - lost / 48000.0, delta=64 / 48000.0)
+        # In frames: loop_len is a float32, and one block short (47936 frames, seen in CI) is
+        # 0.0013333559 s in it — past a delta of 64/48000 by the float's rounding alone.
+        frames = round(length * 48000)
+        self.assertLessEqual(abs(frames - (48000 - lost)), 64, "%d frames, %d lost to disturbances" % (frames, lost))
         # CC 7 on channel 2 sets wet along SooperLooper's fader curve: 127 is +6 dB (2.0), 0 is 0.
         for value, want in ((127, 2.0), (0, 0.0)):
             self.peer.cmd("send b1 07 %02x" % value)
