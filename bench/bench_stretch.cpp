@@ -1,7 +1,8 @@
 // Time-stretch cost per engine at 48 kHz, ratio 0.8 (speed 1.25, a clock at 150 BPM over 120 BPM
 // material): `players_per_core` = stereo stretched players one core sustains in real time
 // through loopd's player; `overhead_pct` = the player path's cost over calling the library
-// directly on the same input in the same block sizes.
+// directly on the same input in the same block sizes (the player's cost is the engine with the
+// players less the same engine without them).
 //   build/bench/loopd_stretch_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
@@ -44,26 +45,41 @@ double playerSeconds(const char* method, bool glide) {
     return (all - empty) / kPlayers;
 }
 
+// The library alone, fed and read in its own layout (Rubber Band planar, SoundTouch interleaved:
+// the wrapper passes SoundTouch's calls straight through), 64 output frames a block.
 double librarySeconds(stretch::Method m) {
     auto st = stretch::Stretcher::create(m, 2, 48000.0, 4096, 0.8, 1.0);
     st->prime(0.8, 1.0);
+    const bool interleaved = m == stretch::Method::Wsola;
     const auto x = sine(220.0, 0.3, 48000, 48000.0), y = sine(330.0, 0.3, 48000, 48000.0);
-    std::vector<float> fl(4096), fr(4096), ol(64), orr(64);
+    std::vector<float> fl(4096), fr(4096), fi(2 * 4096), ol(64), orr(64), oi(128);
     const float* fp[2] = {fl.data(), fr.data()};
-    float* op[2] = {ol.data(), orr.data()};
     size_t pos = 0;
     auto block = [&] {
         int written = 0;
         while (written < 64) {
             const int a = st->available();
             if (a > 0) {
-                float* dst[2] = {op[0], op[1]};
-                written += st->retrieve(dst, std::min(a, 64 - written));
+                const int k = std::min(a, 64 - written);
+                if (interleaved) {
+                    written += st->retrieveInterleaved(oi.data() + 2 * written, k);
+                } else {
+                    float* dst[2] = {ol.data() + written, orr.data() + written};
+                    written += st->retrieve(dst, k);
+                }
                 continue;
             }
             const int want = st->inputWanted();
-            for (int k = 0; k < want; ++k, ++pos) { fl[static_cast<size_t>(k)] = x[pos % x.size()]; fr[static_cast<size_t>(k)] = y[pos % y.size()]; }
-            st->feed(fp, want);
+            if (interleaved) {
+                for (int k = 0; k < want; ++k, ++pos) {
+                    fi[static_cast<size_t>(2 * k)] = x[pos % x.size()];
+                    fi[static_cast<size_t>(2 * k + 1)] = y[pos % y.size()];
+                }
+                st->feedInterleaved(fi.data(), want);
+            } else {
+                for (int k = 0; k < want; ++k, ++pos) { fl[static_cast<size_t>(k)] = x[pos % x.size()]; fr[static_cast<size_t>(k)] = y[pos % y.size()]; }
+                st->feed(fp, want);
+            }
         }
     };
     for (int b = 0; b < 150; ++b) block();

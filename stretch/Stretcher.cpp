@@ -51,6 +51,8 @@ public:
         rb_.setMaxProcessSize(static_cast<size_t>(maxFeed));
         zeros_.assign(static_cast<size_t>(maxFeed), 0.0f);
         zeroPtr_.assign(static_cast<size_t>(channels), zeros_.data());
+        planar_.assign(static_cast<size_t>(channels * maxFeed), 0.0f);
+        for (int c = 0; c < channels; ++c) planarPtr_.push_back(planar_.data() + static_cast<size_t>(c * maxFeed));
     }
     void prime(double timeRatio, double pitchScale) noexcept override {
         rb_.reset(); // a voice primed again (a player back from being shed) starts afresh
@@ -83,6 +85,23 @@ public:
     int retrieve(float* const* out, int n) noexcept override {
         return static_cast<int>(rb_.retrieve(out, static_cast<size_t>(n)));
     }
+    // Rubber Band is planar: whole pieces of up to maxFeed frames through one scratch (the same
+    // process() sizes as the planar calls).
+    void feedInterleaved(const float* in, int n) noexcept override {
+        for (int done = 0; done < n;) {
+            const int k = std::min(n - done, maxFeed_);
+            for (int i = 0; i < k; ++i)
+                for (int c = 0; c < channels_; ++c) planarPtr_[static_cast<size_t>(c)][i] = in[static_cast<size_t>((done + i) * channels_ + c)];
+            rb_.process(planarPtr_.data(), static_cast<size_t>(k), false);
+            done += k;
+        }
+    }
+    int retrieveInterleaved(float* out, int n) noexcept override {
+        const int got = static_cast<int>(rb_.retrieve(planarPtr_.data(), static_cast<size_t>(std::min(n, maxFeed_))));
+        for (int i = 0; i < got; ++i)
+            for (int c = 0; c < channels_; ++c) out[static_cast<size_t>(i * channels_ + c)] = planarPtr_[static_cast<size_t>(c)][i];
+        return got;
+    }
     int startDelay() const noexcept override { return startDelay_; }
     Method method() const noexcept override { return finer_ ? Method::Rb3 : Method::Rb2; }
 
@@ -92,6 +111,8 @@ private:
     double ratio_, pitch_;
     std::vector<float> zeros_;
     std::vector<const float*> zeroPtr_;
+    std::vector<float> planar_;
+    std::vector<float*> planarPtr_;
     int startDelay_ = 0;
 };
 
@@ -109,6 +130,7 @@ public:
         st_.setSetting(SETTING_SEEKWINDOW_MS, 15);
         st_.setSetting(SETTING_OVERLAP_MS, 8);
         st_.setPitch(pitch);
+        useAntiAliasFor(pitch);
         st_.setTempo(1.0 / ratio);
         ratio_ = ratio;
         pitch_ = pitch;
@@ -149,7 +171,7 @@ public:
         if (r != ratio_) { ratio_ = r; st_.setTempo(1.0 / r); }
     }
     void setPitchScale(double s) noexcept override {
-        if (s != pitch_) { pitch_ = s; st_.setPitch(s); }
+        if (s != pitch_) { pitch_ = s; useAntiAliasFor(s); st_.setPitch(s); }
     }
     int inputWanted() const noexcept override {
         return std::clamp(st_.getSetting(SETTING_NOMINAL_INPUT_SEQUENCE), 64, maxFeed_);
@@ -166,10 +188,21 @@ public:
             for (int c = 0; c < channels_; ++c) out[c][i] = inter_[static_cast<size_t>(i * channels_ + c)];
         return got;
     }
+    // SoundTouch works interleaved: straight through.
+    void feedInterleaved(const float* in, int n) noexcept override { st_.putSamples(in, static_cast<unsigned>(n)); }
+    int retrieveInterleaved(float* out, int n) noexcept override {
+        return static_cast<int>(st_.receiveSamples(out, static_cast<unsigned>(n)));
+    }
     int startDelay() const noexcept override { return startDelay_; }
     Method method() const noexcept override { return Method::Wsola; }
 
 private:
+    // SoundTouch 2.3 runs every sample through its rate transposer, even at pitch 1 (its bypass
+    // for rate 1 is compiled out), and the transposer's anti-alias FIR, at rate 1 a windowed sinc
+    // cut at Nyquist, which passes the signal (with and without differ by 1.3e-4 at most: test
+    // SoundTouch.ItsAntiAliasFilterPassesTheSignalAtPitchOne) for a fifth of a WSOLA voice's cost
+    // (perf, loopd_stretch_bench). Off at pitch 1, on for any pitch shift.
+    void useAntiAliasFor(double pitch) noexcept { st_.setSetting(SETTING_USE_AA_FILTER, pitch == 1.0 ? 0 : 1); }
     mutable soundtouch::SoundTouch st_;
     std::vector<float> inter_;
     double ratio_ = 1.0, pitch_ = 1.0, sampleRate_ = 48000.0;

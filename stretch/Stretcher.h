@@ -50,6 +50,11 @@ public:
     virtual void feed(const float* const* in, int numFrames) noexcept = 0;
     virtual int available() const noexcept = 0;
     virtual int retrieve(float* const* out, int numFrames) noexcept = 0;
+    // [stepping] The same with interleaved frames (channels() floats a frame), the layout of the
+    // rings between the audio thread and the stretch threads: SoundTouch works interleaved and
+    // takes and gives them as they are (no copy on loopd's side); Rubber Band (planar) converts.
+    virtual void feedInterleaved(const float* in, int numFrames) noexcept = 0;
+    virtual int retrieveInterleaved(float* out, int numFrames) noexcept = 0;
     // [any] Output frames to drop after prime() so that output lines up with input (latency).
     virtual int startDelay() const noexcept = 0;
     virtual Method method() const noexcept = 0;

@@ -18,10 +18,6 @@ namespace loopd {
 StretchVoice::StretchVoice(std::unique_ptr<stretch::Stretcher> s) : stretcher(std::move(s)) {
     const auto n = static_cast<size_t>(stretcher->maxFeed());
     inter_.assign(2 * n, 0.0f);
-    feedL_.assign(n, 0.0f);
-    feedR_.assign(n, 0.0f);
-    outL_.assign(n, 0.0f);
-    outR_.assign(n, 0.0f);
 }
 
 void StretchVoice::step() noexcept {
@@ -82,12 +78,10 @@ bool StretchVoice::chunk() noexcept {
         if (avail > 0) {
             const int room = static_cast<int>(output.writableFrames());
             if (room == 0 && dropLeft_ == 0) return false; // the audio thread is far behind: wait
-            float* out[2] = {outL_.data(), outR_.data()};
             const int n = std::min({avail, maxFeed, dropLeft_ > 0 ? dropLeft_ : room});
-            const int got = stretcher->retrieve(out, n);
+            const int got = stretcher->retrieveInterleaved(inter_.data(), n);
             if (dropLeft_ > 0) { dropLeft_ -= got; continue; } // the start delay: not output
-            const float* planar[2] = {outL_.data(), outR_.data()};
-            output.writePlanar(planar, 0, static_cast<size_t>(got), 2);
+            output.writeInterleaved(inter_.data(), static_cast<size_t>(got));
             return got > 0;
         }
         const int need = stretcher->inputWanted();
@@ -110,12 +104,7 @@ bool StretchVoice::chunk() noexcept {
             --heldCount_;
         }
         realFed.store(realFed_, std::memory_order_release);
-        for (int i = 0; i < need; ++i) {
-            feedL_[static_cast<size_t>(i)] = inter_[static_cast<size_t>(2 * i)];
-            feedR_[static_cast<size_t>(i)] = inter_[static_cast<size_t>(2 * i + 1)];
-        }
-        const float* in[2] = {feedL_.data(), feedR_.data()};
-        stretcher->feed(in, need);
+        stretcher->feedInterleaved(inter_.data(), need);
         flushAnnounced();
         return true;
     }

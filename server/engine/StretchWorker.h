@@ -86,7 +86,7 @@ private:
     int64_t holdFrames_ = 0;
     uint32_t primed_ = 0;  // worker side
     int dropLeft_ = 0;
-    std::vector<float> inter_, feedL_, feedR_, outL_, outR_;
+    std::vector<float> inter_;               // interleaved, 2 x maxFeed: ring <-> stretcher
 };
 
 // When an overloaded stretch thread sheds a player (it plays at varispeed instead: the pitch then

@@ -37,6 +37,34 @@ public:
         return n;
     }
 
+    // [producer] Writes up to numFrames interleaved frames (numChannels() floats each); returns
+    // frames written.
+    size_t writeInterleaved(const float* in, size_t numFrames) noexcept {
+        const size_t w = write_.load(std::memory_order_relaxed);
+        const size_t r = read_.load(std::memory_order_acquire);
+        const size_t space = (r + capFrames_ - w - 1) % capFrames_;
+        const size_t n = std::min(space, numFrames);
+        const auto C = static_cast<size_t>(channels_);
+        const size_t first = std::min(n, capFrames_ - w);
+        std::copy_n(in, first * C, data_.get() + w * C);
+        std::copy_n(in + first * C, (n - first) * C, data_.get());
+        write_.store((w + n) % capFrames_, std::memory_order_release);
+        return n;
+    }
+
+    // [consumer] Reads up to maxFrames frames into planar out[0 .. numChannels()-1]; returns
+    // frames read.
+    size_t readPlanar(float* const* out, size_t maxFrames) noexcept {
+        const size_t r = read_.load(std::memory_order_relaxed);
+        const size_t w = write_.load(std::memory_order_acquire);
+        const size_t n = std::min((w + capFrames_ - r) % capFrames_, maxFrames);
+        const size_t first = std::min(n, capFrames_ - r);
+        deinterleave(data_.get() + r * static_cast<size_t>(channels_), out, 0, first);
+        deinterleave(data_.get(), out, first, n - first);
+        read_.store((r + n) % capFrames_, std::memory_order_release);
+        return n;
+    }
+
     // [consumer] Reads up to maxFrames interleaved frames into out; returns frames read.
     size_t read(float* out, size_t maxFrames) noexcept {
         const size_t r = read_.load(std::memory_order_relaxed);
@@ -64,6 +92,17 @@ public:
     }
 
 private:
+    void deinterleave(const float* src, float* const* out, size_t at, size_t n) const noexcept {
+        if (channels_ == 2) {
+            float* __restrict l = out[0] + at;
+            float* __restrict rr = out[1] + at;
+            for (size_t i = 0; i < n; ++i) { l[i] = src[2 * i]; rr[i] = src[2 * i + 1]; }
+            return;
+        }
+        const auto C = static_cast<size_t>(channels_);
+        for (size_t c = 0; c < C; ++c)
+            for (size_t i = 0; i < n; ++i) out[c][at + i] = src[i * C + c];
+    }
     const int channels_;
     const size_t capFrames_;
     std::unique_ptr<float[]> data_;

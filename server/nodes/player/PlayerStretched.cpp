@@ -117,26 +117,34 @@ void Player::pushSource(const BufferData& b, int frames) noexcept {
     const float* srcR = b.channel(b.numChannels == 1 ? 0 : 1);
     const int maxFeed = static_cast<int>(feedBuf_.size() / 2);
     frames = std::min({frames, maxFeed, static_cast<int>(v.input.writableFrames())});
-    float* feed[2] = {feedBuf_.data(), feedBuf_.data() + maxFeed};
+    // Interleaved, as the ring holds it: straight runs of the source up to its end.
+    float* feed = feedBuf_.data();
     int real = 0;
-    for (int k = 0; k < frames; ++k) {
+    for (int k = 0; k < frames;) {
         if (idx_ >= F && loop_) idx_ -= F;
         if (idx_ >= 0 && idx_ < F) {
-            feed[0][k] = srcL[idx_];
-            feed[1][k] = srcR[idx_];
-            ++idx_;
-            ++real;
+            const int run = static_cast<int>(std::min<int64_t>(frames - k, F - idx_));
+            const float* __restrict l = srcL + idx_;
+            const float* __restrict r = srcR + idx_;
+            float* __restrict d = feed + 2 * k;
+            for (int i = 0; i < run; ++i) {
+                d[2 * i] = l[i];
+                d[2 * i + 1] = r[i];
+            }
+            idx_ += run;
+            k += run;
+            real += run;
             // The last real frame is in: from here `owed` counts down to its way out (the engine
             // may hold a lot of output, R3 ~2000 frames; waiting for it to ask for more input
             // before timing the end made one-shots 1.8 % long).
             if (idx_ >= F && !loop_) sourceDone_ = true;
         } else {
-            feed[0][k] = feed[1][k] = 0.0f;
+            feed[2 * k] = feed[2 * k + 1] = 0.0f;
             sourceDone_ = true;
+            ++k;
         }
     }
-    const float* in[2] = {feed[0], feed[1]};
-    v.input.writePlanar(in, 0, static_cast<size_t>(frames), 2);
+    v.input.writeInterleaved(feed, static_cast<size_t>(frames));
     realPushed_ += real;
     v.realPushed.store(realPushed_, std::memory_order_release);
 }
@@ -272,12 +280,8 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         else if (locked && !relock_) preRolled = catchUp(ctx, at, speed, n);
     }
     const auto ready = static_cast<double>(v.output.readableFrames());
-    const int got = preRolled ? static_cast<int>(v.output.read(outInter_.data(), static_cast<size_t>(n))) : 0;
+    const int got = preRolled ? static_cast<int>(v.output.readPlanar(out, static_cast<size_t>(n))) : 0;
     if (ctx.players.stretchAhead && outputStarted_ && !shed_) adaptAhead(ctx, ready, got < n, n);
-    for (int k = 0; k < got; ++k) {
-        out[0][k] = outInter_[static_cast<size_t>(2 * k)];
-        out[1][k] = outInter_[static_cast<size_t>(2 * k + 1)];
-    }
     takeSegments(); // what the steps above handed over
     ledger_.consume(static_cast<double>(got), speed);
     // Real output still to come: what waits in the input ring at the current speed, plus what
@@ -350,7 +354,13 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     // Where the stretched output and the varispeed cover meet, the waveform would step (the
     // stretcher's phases are its own): the step is spread over 64 frames as a decaying offset.
     const bool covering = got < n && varispeed;
-    if (varispeed) {
+    if (varispeed && !covering && !coverRunning_ && spliceLeft_ == 0) {
+        // Stretched output throughout, no splice under way: only remember the last two frames.
+        for (int c = 0; c < 2; ++c) {
+            prevOut_[c] = n >= 2 ? out[c][n - 2] : lastOut_[c];
+            lastOut_[c] = out[c][n - 1];
+        }
+    } else if (varispeed) {
         for (int k = 0; k < n; ++k) {
             const bool coverHere = covering && k >= got;
             if ((k == 0 && coverHere != coverRunning_) || (k > 0 && k == got && coverHere)) {
@@ -395,22 +405,40 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     }
     const bool pair = out_ + 1 < bus.numChannels;
     dsp::StereoGains pg = mono ? dsp::constantPowerPan(pan_.value()) : dsp::balance(pan_.value());
-    for (int k = 0; k < n; ++k) {
-        const int i = from + k;
-        if (k == releaseAt) release(ctx, ctx.blockStartSample + i);
-        float g = gain_.next() * mute_.next() * nextEnvelope();
-        if (fadeInLeft_ > 0 && k < got) {
-            g *= 1.0f - static_cast<float>(fadeInLeft_) / static_cast<float>(fadeLength(ctx) + 1);
-            --fadeInLeft_;
-        }
-        if (pan_.ramping()) { const float p = pan_.next(); pg = mono ? dsp::constantPowerPan(p) : dsp::balance(p); }
-        if (mono) {
-            const float s = out[0][k] * g;
-            if (pair) { bus.ch[out_][i] += pg.left * s; bus.ch[out_ + 1][i] += pg.right * s; }
-            else bus.ch[out_][i] += s;
+    if (releaseAt < 0 && fadeInLeft_ == 0 && !gain_.ramping() && !pan_.ramping() && !mute_.ramping() && envelopeStatic()) {
+        // Steady gains (the common case): one gain per channel for the block.
+        const float g = gain_.value() * mute_.value() * envelopeValue();
+        const float gl = g * pg.left, gr = g * pg.right;
+        float* __restrict L = bus.ch[out_] + from;
+        const float* __restrict x0 = out[0];
+        const float* __restrict x1 = out[1];
+        if (pair) {
+            float* __restrict R = bus.ch[out_ + 1] + from;
+            if (mono) for (int k = 0; k < n; ++k) { const float v0 = x0[k] * g; L[k] += pg.left * v0; R[k] += pg.right * v0; }
+            else for (int k = 0; k < n; ++k) { L[k] += gl * x0[k]; R[k] += gr * x1[k]; }
+        } else if (mono) {
+            for (int k = 0; k < n; ++k) L[k] += x0[k] * g;
         } else {
-            bus.ch[out_][i] += g * pg.left * out[0][k];
-            if (pair) bus.ch[out_ + 1][i] += g * pg.right * out[1][k];
+            for (int k = 0; k < n; ++k) L[k] += gl * x0[k];
+        }
+    } else {
+        for (int k = 0; k < n; ++k) {
+            const int i = from + k;
+            if (k == releaseAt) release(ctx, ctx.blockStartSample + i);
+            float g = gain_.next() * mute_.next() * nextEnvelope();
+            if (fadeInLeft_ > 0 && k < got) {
+                g *= 1.0f - static_cast<float>(fadeInLeft_) / static_cast<float>(fadeLength(ctx) + 1);
+                --fadeInLeft_;
+            }
+            if (pan_.ramping()) { const float p = pan_.next(); pg = mono ? dsp::constantPowerPan(p) : dsp::balance(p); }
+            if (mono) {
+                const float s = out[0][k] * g;
+                if (pair) { bus.ch[out_][i] += pg.left * s; bus.ch[out_ + 1][i] += pg.right * s; }
+                else bus.ch[out_][i] += s;
+            } else {
+                bus.ch[out_][i] += g * pg.left * out[0][k];
+                if (pair) bus.ch[out_ + 1][i] += g * pg.right * out[1][k];
+            }
         }
     }
     if (!loop_ && sourceDone_ && owed <= 0.0 && state_ != State::Ended && state_ != State::Releasing)
