@@ -3,10 +3,12 @@
 // through loopd's player; `overhead_pct` = the player path's cost over calling the library
 // directly on the same input in the same block sizes (the player's cost is the engine with the
 // players less the same engine without them).
-//   build/bench/loopd_stretch_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+//   build/bench/loopd_stretch_bench
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <chrono>
+#include <vector>
 
 #include "stretch/Stretcher.h"
 #include "support/OfflineServer.h"
@@ -17,7 +19,7 @@ using namespace loopd::test;
 namespace {
 
 constexpr int kPlayers = 4;
-constexpr int kBlocks = 750; // 1 s
+constexpr int kBlocks = 2250; // 3 s
 
 double playerSeconds(const char* method, bool glide) {
     OfflineServer s;
@@ -88,24 +90,31 @@ double librarySeconds(stretch::Method m) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+// Each iteration measures the player path and then the library, alternately (the machine's
+// load drifts): the counters are the medians over the iterations and their ratio.
 void stretchCost(benchmark::State& state, const char* name, stretch::Method m, bool glide) {
-    double player = 0, lib = 0;
+    std::vector<double> player, lib;
     for (auto _ : state) {
-        player = playerSeconds(name, glide);
-        lib = librarySeconds(m);
-        state.SetIterationTime(player);
+        player.push_back(playerSeconds(name, glide) / 3.0);
+        lib.push_back(librarySeconds(m) / 3.0);
+        state.SetIterationTime(player.back());
     }
-    state.counters["players_per_core"] = 1.0 / player;
-    state.counters["overhead_pct"] = 100.0 * (player / lib - 1.0);
+    state.counters["players_per_core"] = 1.0 / median(player);
+    state.counters["overhead_pct"] = 100.0 * (median(player) / median(lib) - 1.0);
 }
 
 } // namespace
 
-BENCHMARK_CAPTURE(stretchCost, rb2, "rb2", stretch::Method::Rb2, false)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
-BENCHMARK_CAPTURE(stretchCost, rb3, "rb3", stretch::Method::Rb3, false)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
-BENCHMARK_CAPTURE(stretchCost, wsola, "wsola", stretch::Method::Wsola, false)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(stretchCost, rb2, "rb2", stretch::Method::Rb2, false)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(7);
+BENCHMARK_CAPTURE(stretchCost, rb3, "rb3", stretch::Method::Rb3, false)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(7);
+BENCHMARK_CAPTURE(stretchCost, wsola, "wsola", stretch::Method::Wsola, false)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(7);
 // The tempo gliding under the players (the movement controller's case): overhead_pct is against
 // the library at a fixed ratio, so it includes the cost of the ratio changes.
-BENCHMARK_CAPTURE(stretchCost, rb2_glide, "rb2", stretch::Method::Rb2, true)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
-BENCHMARK_CAPTURE(stretchCost, rb3_glide, "rb3", stretch::Method::Rb3, true)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
-BENCHMARK_CAPTURE(stretchCost, wsola_glide, "wsola", stretch::Method::Wsola, true)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK_CAPTURE(stretchCost, rb2_glide, "rb2", stretch::Method::Rb2, true)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(7);
+BENCHMARK_CAPTURE(stretchCost, rb3_glide, "rb3", stretch::Method::Rb3, true)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(7);
+BENCHMARK_CAPTURE(stretchCost, wsola_glide, "wsola", stretch::Method::Wsola, true)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(7);

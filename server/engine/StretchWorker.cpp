@@ -78,15 +78,27 @@ bool StretchVoice::chunk() noexcept {
         if (avail > 0) {
             const int room = static_cast<int>(output.writableFrames());
             if (room == 0 && dropLeft_ == 0) return false; // the audio thread is far behind: wait
-            const int n = std::min({avail, maxFeed, dropLeft_ > 0 ? dropLeft_ : room});
-            const int got = stretcher->retrieveInterleaved(inter_.data(), n);
-            if (dropLeft_ > 0) { dropLeft_ -= got; continue; } // the start delay: not output
-            output.writeInterleaved(inter_.data(), static_cast<size_t>(got));
+            if (dropLeft_ > 0) { // the start delay: not output
+                dropLeft_ -= stretcher->retrieveInterleaved(inter_.data(), std::min({avail, maxFeed, dropLeft_}));
+                continue;
+            }
+            // Straight into the ring (up to its wrap; the rest on the next chunk).
+            float* at = nullptr;
+            const int run = static_cast<int>(output.writeRegion(at));
+            const int got = stretcher->retrieveInterleaved(at, std::min({avail, maxFeed, run}));
+            output.commitWrite(static_cast<size_t>(got));
             return got > 0;
         }
         const int need = stretcher->inputWanted();
         if (static_cast<int>(input.readableFrames()) < need) return false; // wait for more source
-        input.read(inter_.data(), static_cast<size_t>(need));
+        // The hop straight from the ring when it does not straddle the wrap (a copy when it does:
+        // one call, so that every engine sees the same process() sizes either way).
+        const float* hop = nullptr;
+        const bool straight = static_cast<int>(input.readRegion(hop)) >= need;
+        if (!straight) {
+            input.read(inter_.data(), static_cast<size_t>(need));
+            hop = inter_.data();
+        }
         // Real frames come first, padding only after a one-shot's last frame.
         const double ratio = timeRatio.load(std::memory_order_relaxed);
         const int real = static_cast<int>(std::clamp<int64_t>(realPushed.load(std::memory_order_acquire) - realGiven_, 0, need));
@@ -104,7 +116,8 @@ bool StretchVoice::chunk() noexcept {
             --heldCount_;
         }
         realFed.store(realFed_, std::memory_order_release);
-        stretcher->feedInterleaved(inter_.data(), need);
+        stretcher->feedInterleaved(hop, need);
+        if (straight) input.commitRead(static_cast<size_t>(need));
         flushAnnounced();
         return true;
     }

@@ -52,6 +52,29 @@ public:
         return n;
     }
 
+    // Zero-copy access for the stretch rings: the contiguous run of frames (up to the wrap) the
+    // producer may fill at `at` / the consumer may read at `at`, then commit what was used.
+    // [producer]
+    size_t writeRegion(float*& at) noexcept {
+        const size_t w = write_.load(std::memory_order_relaxed);
+        const size_t r = read_.load(std::memory_order_acquire);
+        at = data_.get() + w * static_cast<size_t>(channels_);
+        return std::min((r + capFrames_ - w - 1) % capFrames_, capFrames_ - w);
+    }
+    void commitWrite(size_t frames) noexcept {
+        write_.store((write_.load(std::memory_order_relaxed) + frames) % capFrames_, std::memory_order_release);
+    }
+    // [consumer]
+    size_t readRegion(const float*& at) noexcept {
+        const size_t r = read_.load(std::memory_order_relaxed);
+        const size_t w = write_.load(std::memory_order_acquire);
+        at = data_.get() + r * static_cast<size_t>(channels_);
+        return std::min((w + capFrames_ - r) % capFrames_, capFrames_ - r);
+    }
+    void commitRead(size_t frames) noexcept {
+        read_.store((read_.load(std::memory_order_relaxed) + frames) % capFrames_, std::memory_order_release);
+    }
+
     // [consumer] Reads up to maxFrames frames into planar out[0 .. numChannels()-1]; returns
     // frames read.
     size_t readPlanar(float* const* out, size_t maxFrames) noexcept {

@@ -140,7 +140,6 @@ void Player::prepare(const NodeSetup& setup) {
     const double speed = std::clamp(static_cast<double>(rate_.target()), 0.25, 4.0);
     voice_ = std::make_unique<StretchVoice>(
         stretch::Stretcher::create(method_, 2, sampleRate, kMaxFeed, 1.0 / speed, std::exp2(pitchSemitones_ / 12.0)));
-    feedBuf_.assign(static_cast<size_t>(2 * kMaxFeed), 0.0f);
     outBuf_.assign(static_cast<size_t>(2 * blockSize), 0.0f);
     outInter_.assign(static_cast<size_t>(2 * blockSize), 0.0f);
     blockSize_ = blockSize;

@@ -183,7 +183,8 @@ private:
     stretch::Method method_ = stretch::Method::Rate;
     float pitchSemitones_ = 0.0f;
     std::unique_ptr<StretchVoice> voice_;
-    std::vector<float> feedBuf_, outBuf_, outInter_;  // 2 x maxFeed, 2 x blockSize, 2 x blockSize
+    static constexpr int kMaxPush = 4096;   // source frames put into the input ring at a time
+    std::vector<float> outBuf_, outInter_;  // 2 x blockSize each
     bool outputStarted_ = false;     // stretched frames have come out (before: the pre-roll)
     bool preRolled_ = false;         // primed and filled ahead of a scheduled start
     double preRollSpeed_ = 1.0;

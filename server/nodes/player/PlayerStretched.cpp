@@ -115,36 +115,41 @@ void Player::pushSource(const BufferData& b, int frames) noexcept {
     const int64_t F = b.numFrames;
     const float* srcL = b.channel(0);
     const float* srcR = b.channel(b.numChannels == 1 ? 0 : 1);
-    const int maxFeed = static_cast<int>(feedBuf_.size() / 2);
-    frames = std::min({frames, maxFeed, static_cast<int>(v.input.writableFrames())});
-    // Interleaved, as the ring holds it: straight runs of the source up to its end.
-    float* feed = feedBuf_.data();
+    frames = std::min({frames, kMaxPush, static_cast<int>(v.input.writableFrames())});
+    // Straight into the ring (interleaved), in runs up to the ring's wrap and the source's end.
     int real = 0;
     for (int k = 0; k < frames;) {
-        if (idx_ >= F && loop_) idx_ -= F;
-        if (idx_ >= 0 && idx_ < F) {
-            const int run = static_cast<int>(std::min<int64_t>(frames - k, F - idx_));
-            const float* __restrict l = srcL + idx_;
-            const float* __restrict r = srcR + idx_;
-            float* __restrict d = feed + 2 * k;
-            for (int i = 0; i < run; ++i) {
-                d[2 * i] = l[i];
-                d[2 * i + 1] = r[i];
+        float* ring = nullptr;
+        const int room = std::min(frames - k, static_cast<int>(v.input.writeRegion(ring)));
+        for (int j = 0; j < room;) {
+            if (idx_ >= F && loop_) idx_ -= F;
+            if (idx_ >= 0 && idx_ < F) {
+                const int run = static_cast<int>(std::min<int64_t>(room - j, F - idx_));
+                const float* __restrict l = srcL + idx_;
+                const float* __restrict r = srcR + idx_;
+                float* __restrict d = ring + 2 * j;
+                for (int i = 0; i < run; ++i) {
+                    d[2 * i] = l[i];
+                    d[2 * i + 1] = r[i];
+                }
+                idx_ += run;
+                j += run;
+                real += run;
+                // The last real frame is in: from here `owed` counts down to its way out (the
+                // engine may hold a lot of output, R3 ~2000 frames; waiting for it to ask for
+                // more input before timing the end made one-shots 1.8 % long).
+                if (idx_ >= F && !loop_) sourceDone_ = true;
+            } else {
+                ring[2 * j] = ring[2 * j + 1] = 0.0f;
+                sourceDone_ = true;
+                ++j;
             }
-            idx_ += run;
-            k += run;
-            real += run;
-            // The last real frame is in: from here `owed` counts down to its way out (the engine
-            // may hold a lot of output, R3 ~2000 frames; waiting for it to ask for more input
-            // before timing the end made one-shots 1.8 % long).
-            if (idx_ >= F && !loop_) sourceDone_ = true;
-        } else {
-            feed[2 * k] = feed[2 * k + 1] = 0.0f;
-            sourceDone_ = true;
-            ++k;
         }
+        // realPushed (below) is published after the frames: the worker reads them in that order.
+        v.input.commitWrite(static_cast<size_t>(room));
+        k += room;
+        if (room == 0) break;
     }
-    v.input.writeInterleaved(feed, static_cast<size_t>(frames));
     realPushed_ += real;
     v.realPushed.store(realPushed_, std::memory_order_release);
 }
