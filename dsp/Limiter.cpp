@@ -28,10 +28,51 @@ void Limiter::reset() noexcept {
     boxSum_ = window_;
     sinceResum_ = 0;
     minGainSeen_ = 1.0f;
+    onesRun_ = window_;
+}
+
+bool Limiter::underCeiling(float* const* channels, int offset, int numFrames) const noexcept {
+    // NaN and infinities fail the comparison: they take the long way (which zeroes them).
+    int ok = 1;
+    for (int c = 0; c < numChannels_; ++c) {
+        const float* x = channels[c] + offset;
+        for (int i = 0; i < numFrames; ++i) ok &= static_cast<int>(std::fabs(x[i]) <= ceiling_);
+    }
+    return ok != 0;
+}
+
+void Limiter::restThrough(float* const* channels, int offset, int numFrames) noexcept {
+    // What the long way does at rest, sample for sample: every need is 1, so the gain stays 1
+    // and the output is the input w-1 samples ago.
+    const int w = window_;
+    if (w > 1)
+        for (int c = 0; c < numChannels_; ++c) {
+            float* line = &delay_[static_cast<size_t>(c * w)];
+            float* x = channels[c] + offset;
+            int pos = delayPos_;
+            for (int i = 0; i < numFrames; ++i) {
+                line[pos] = x[i];
+                pos = pos + 1 == w ? 0 : pos + 1;
+                x[i] = line[pos];
+            }
+        }
+    delayPos_ = static_cast<int>((delayPos_ + numFrames) % w);
+    boxPos_ = static_cast<int>((boxPos_ + numFrames) % w);
+    sampleIndex_ += numFrames;
+    boxSum_ = w; // every value in the box is 1
+    sinceResum_ = 0;
+    dqHead_ = 0; // the sliding minimum: only the newest need (1) is left
+    dqSize_ = 1;
+    dqValue_[0] = 1.0f;
+    dqIndex_[0] = sampleIndex_ - 1;
 }
 
 void Limiter::process(float* const* channels, int offset, int numFrames) noexcept {
     const int w = window_;
+    if (restShortcut_ && onesRun_ >= w && numFrames > 0 && underCeiling(channels, offset, numFrames)) {
+        restThrough(channels, offset, numFrames);
+        return;
+    }
     for (int i = offset; i < offset + numFrames; ++i) {
         // 1. Required gain of the incoming sample.
         float peak = 0.0f;
@@ -58,6 +99,7 @@ void Limiter::process(float* const* channels, int offset, int numFrames) noexcep
 
         // 3. Release towards 1, never above the held need.
         released_ = std::min(held, released_ + (1.0f - released_) * releaseCoef_);
+        onesRun_ = released_ == 1.0f ? std::min(onesRun_ + 1, w) : 0;
 
         // 4. Box average over the window.
         boxSum_ += static_cast<double>(released_) - box_[boxPos_];

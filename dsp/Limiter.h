@@ -32,6 +32,8 @@ public:
     // [audio] New ceiling, effective from the next sample.
     void setCeilingDb(float ceilingDb) noexcept { ceiling_ = std::pow(10.0f, ceilingDb / 20.0f); }
     float ceiling() const noexcept { return ceiling_; }
+    // [control] Tests: false processes every block sample by sample, as if never at rest.
+    void setRestShortcut(bool on) noexcept { restShortcut_ = on; }
     // [any] Smallest gain applied since the last call (1 = no reduction); for meters.
     float takeMinGain() noexcept { const float g = minGainSeen_; minGainSeen_ = 1.0f; return g; }
 
@@ -57,6 +59,13 @@ private:
     double boxSum_ = 0.0;
     int sinceResum_ = 0;
     float minGainSeen_ = 1.0f;
+    // At rest: the gain has been 1 for a whole window (every value in the box and the deque is 1,
+    // the delay line holds nothing over the ceiling). A block that stays at or under the ceiling
+    // then only passes through the delay line (restThrough).
+    int onesRun_ = 0;
+    bool restShortcut_ = true;
+    bool underCeiling(float* const* channels, int offset, int numFrames) const noexcept;
+    void restThrough(float* const* channels, int offset, int numFrames) noexcept;
 };
 
 } // namespace loopd::dsp

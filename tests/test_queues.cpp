@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "server/engine/NodeMap.h"
+#include "server/rt/CaptureRing.h"
 #include "server/rt/SampleRing.h"
 #include "server/rt/SpscQueue.h"
 
@@ -102,4 +103,25 @@ TEST(NodeMap, MatchesStdMapUnderRandomInsertAndErase) {
         const int32_t probe = key(rng);
         ASSERT_EQ(map.find(probe), ref.count(probe) ? ref[probe] : nullptr);
     }
+}
+
+TEST(CaptureRing, KeepsTheNewestFramesOfEveryChannelAcrossTheWrap) {
+    // Three channels held, two given (the third records silence), in blocks of 100 that do not
+    // divide the capacity (1024): every frame still held reads back as written.
+    CaptureRing ring(3, 1000);
+    ASSERT_EQ(ring.capacity(), 1024);
+    std::vector<float> a(100), b(100);
+    const float* in[2] = {a.data(), b.data()};
+    for (int64_t at = 0; at < 5000; at += 100) {
+        for (int i = 0; i < 100; ++i) { a[static_cast<size_t>(i)] = static_cast<float>(at + i); b[static_cast<size_t>(i)] = -static_cast<float>(at + i) - 0.5f; }
+        ring.write(in, 2, at, 100);
+    }
+    EXPECT_EQ(ring.end(), 5000);
+    EXPECT_EQ(ring.begin(), 5000 - 1024);
+    for (int64_t t = ring.begin(); t < ring.end(); ++t) {
+        ASSERT_EQ(ring.read(t, 0), static_cast<float>(t));
+        ASSERT_EQ(ring.read(t, 1), -static_cast<float>(t) - 0.5f);
+        ASSERT_EQ(ring.read(t, 2), 0.0f);
+    }
+    EXPECT_EQ(ring.read(ring.begin() - 1, 0), 0.0f); // no longer held
 }

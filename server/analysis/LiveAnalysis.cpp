@@ -168,8 +168,10 @@ void LiveAnalysis::start() {
         ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
         while (running_.load()) {
             step();
-            // Resting (silence), a look every 50 ms is enough: the ring holds seconds.
-            std::this_thread::sleep_for(std::chrono::milliseconds(resting_.load(std::memory_order_relaxed) ? 50 : 5));
+            // Resting (silence), a look every 200 ms is enough: the ring holds 4 s, and the
+            // first sound after the rest is analysed in one catch-up step (its events keep their
+            // sample times; they reach clients up to 200 ms later, once).
+            std::this_thread::sleep_for(std::chrono::milliseconds(resting_.load(std::memory_order_relaxed) ? 200 : 5));
         }
     });
 }

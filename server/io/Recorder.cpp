@@ -47,8 +47,11 @@ RecordSlot* Recorder::open(const std::string& path, int32_t group, int channels,
     slot->path = path;
     slot->client = client;
     slot->file = f;
-    std::lock_guard<std::mutex> lock(mutex_);
-    entries_.push_back({slot, nullptr});
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        entries_.push_back({slot, nullptr});
+    }
+    wake_.notify_all(); // an idle recorder thread sleeps until there is a file to write
     return slot;
 }
 
@@ -114,7 +117,10 @@ void Recorder::run() {
     auto lastSync = std::chrono::steady_clock::now();
     std::unique_lock<std::mutex> lock(mutex_);
     while (!stopping_) {
-        wake_.wait_for(lock, std::chrono::milliseconds(50));
+        // Nothing open: sleep until a recording starts (an idle server wakes for nothing);
+        // otherwise drain every 50 ms.
+        if (entries_.empty()) wake_.wait(lock, [this] { return stopping_ || !entries_.empty(); });
+        else wake_.wait_for(lock, std::chrono::milliseconds(50));
         for (size_t i = 0; i < entries_.size();) {
             Entry& e = entries_[i];
             if (e.finishing) {

@@ -32,9 +32,22 @@ public:
 
     // [audio] Append planar frames in[c][0..n) for absolute times [at, at+n). `at` must be end().
     void write(const float* const* in, int numInputs, int64_t at, int n) noexcept {
-        for (int i = 0; i < n; ++i) {
-            float* f = data_.data() + static_cast<size_t>((at + i) & mask_) * static_cast<size_t>(channels_);
-            for (int c = 0; c < channels_; ++c) f[c] = c < numInputs && in[c] ? in[c][i] : 0.0f;
+        // In runs up to the wrap, channel by channel (every block, on an idle server too).
+        const auto C = static_cast<size_t>(channels_);
+        for (int done = 0; done < n;) {
+            const int64_t slot = (at + done) & mask_;
+            const int run = static_cast<int>(std::min<int64_t>(n - done, mask_ + 1 - slot));
+            float* f = data_.data() + static_cast<size_t>(slot) * C;
+            for (int c = 0; c < channels_; ++c) {
+                float* d = f + c;
+                if (c < numInputs && in[c]) {
+                    const float* x = in[c] + done;
+                    for (int i = 0; i < run; ++i) d[static_cast<size_t>(i) * C] = x[i];
+                } else {
+                    for (int i = 0; i < run; ++i) d[static_cast<size_t>(i) * C] = 0.0f;
+                }
+            }
+            done += run;
         }
         end_ = at + n;
     }
