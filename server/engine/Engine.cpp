@@ -79,7 +79,8 @@ Engine::Engine(const EngineConfig& config)
     buses_ = std::make_unique<std::atomic<float>[]>(static_cast<size_t>(std::max(1, config_.numControlBuses)));
     for (int i = 0; i < config_.numControlBuses; ++i) buses_[static_cast<size_t>(i)].store(0.0f, std::memory_order_relaxed);
     capture_ = std::make_unique<CaptureRing>(std::max(1, config_.numInputs),
-                                             static_cast<int64_t>(std::max(1.0, config_.captureSeconds) * config_.sampleRate));
+                                             static_cast<int64_t>(std::max(1.0, config_.captureSeconds) * config_.sampleRate),
+                                             config_.realtimeClock);
     ctx_.loopers.capture = capture_.get();
     ctx_.loopers.onsets = &onsetFeed_;
     analysisRing_ = std::make_unique<SampleRing>(static_cast<size_t>(kAnalysisRingSeconds * config_.sampleRate), 1);
