@@ -337,9 +337,15 @@ int runNrt(const Options& o) {
     if (!loadFiles(o, files)) return 1;
     EngineConfig ec = engineConfig(eo, sr, false, files);
     ec.roundTripLatency = roundTrip(o, nullptr);
-    ec.commandQueueSize = std::max<size_t>(ec.commandQueueSize, 1 << 16);
+    // The driver hands the packets over block by block and the engine takes every command of a
+    // block: the queues and the scheduler need room for the busiest block. An OSC message is at
+    // least 8 bytes; room for two commands per 8 bytes and 4096 more, up to 65536 (once fixed:
+    // 27 MB of queue slots written at start, a third of a short render's time).
+    const size_t busiest = score.mostBytesInABlock(sr, ec.blockSize);
+    const size_t room = std::min<size_t>(1 << 16, busiest / 4 + 4096);
+    ec.commandQueueSize = std::max(ec.commandQueueSize, room);
     ec.maxCommandsPerBlock = 1 << 16;
-    ec.schedulerCapacity = 1 << 16;
+    ec.schedulerCapacity = static_cast<int>(std::max<size_t>(static_cast<size_t>(ec.schedulerCapacity), room));
     Engine engine(ec);
     Worker worker(true);
     Recorder recorder(sr, true);

@@ -57,6 +57,19 @@ NrtScore NrtScore::read(const std::string& path) {
 
 int64_t NrtScore::frames(double sampleRate) const noexcept { return tagToSample(lastTag, sampleRate); }
 
+size_t NrtScore::mostBytesInABlock(double sampleRate, int blockSize) const noexcept {
+    // `order` is by time: the packets of one block are neighbours.
+    size_t most = 0, run = 0;
+    int64_t block = -1;
+    for (const auto& [tag, index] : order) {
+        const int64_t b = std::max<int64_t>(0, tagToSample(tag, sampleRate)) / std::max(1, blockSize);
+        if (b != block) { block = b; run = 0; }
+        run += packets[index].size();
+        most = std::max(most, run);
+    }
+    return most;
+}
+
 NrtDriver::NrtDriver(Engine& engine, const BufferData* input, const std::string& outPath,
                      std::function<void(const char*, size_t)> deliver, std::function<void()> afterBlock)
     : engine_(engine), input_(input), deliver_(std::move(deliver)), afterBlock_(std::move(afterBlock)) {

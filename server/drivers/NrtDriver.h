@@ -27,6 +27,9 @@ struct NrtScore {
     static NrtScore read(const std::string& path);
     // The length of the render: up to the last bundle's time.
     int64_t frames(double sampleRate) const noexcept;
+    // The most bytes of packets handed over before one block (NrtDriver::render delivers a
+    // block's packets, nested bundles and all, just before it): what sizes the engine's queues.
+    size_t mostBytesInABlock(double sampleRate, int blockSize) const noexcept;
 };
 
 class NrtDriver {

@@ -484,6 +484,32 @@ class Offline(unittest.TestCase):
             first = next(i for i, f in enumerate(frames) if f[0] != 0.0)
             self.assertEqual(first, 12000)
 
+    def test_nrt_a_crowded_block_loses_no_command(self):
+        # The offline engine's queues are sized from the score's busiest block (NrtScore::
+        # mostBytesInABlock): 6000 /n_set in one bundle, more than a real-time server's default
+        # queue (4096), all arrive: the last one sets the level that is heard, nothing fails.
+        with tempfile.TemporaryDirectory() as d:
+            wav = os.path.join(d, "t.wav")
+            write_wav16(wav, [[0.5] * 24000])
+            score = os.path.join(d, "score.osc")
+            crowd = [oscutil.message("/n_set", 100, "gain", 0.001 * (i % 900)) for i in range(5999)]
+            crowd.append(oscutil.message("/n_set", 100, "gain", 0.5))
+            oscutil.write_score(score, [
+                (0.0, [oscutil.message("/b_allocRead", 1, wav),
+                       oscutil.message("/s_new", "player", 100, 0, 0, "buf", 1, "loop", 1, "fade", 0.0, "gain", 0.1)]),
+                (0.5, crowd),
+                (1.0, [oscutil.message("/sync", 1)]),
+            ])
+            out = os.path.join(d, "out.wav")
+            r = subprocess.run([LOOPD, "--nrt", score, "_", out], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            log = r.stdout + r.stderr
+            self.assertEqual(log.count("/fail"), 0, log[:300])
+            _, _, frames, _ = oscutil.read_wav(out)
+            before = sum(abs(f[0]) for f in frames[12000:23000]) / 11000
+            after = sum(abs(f[0]) for f in frames[26000:47000]) / 21000
+            self.assertAlmostEqual(after / before, 5.0, delta=0.05)
+
     def test_nrt_passes_input_through(self):
         with tempfile.TemporaryDirectory() as d:
             inp = os.path.join(d, "in.wav")
