@@ -37,21 +37,6 @@ public:
         return n;
     }
 
-    // [producer] Writes up to numFrames interleaved frames (numChannels() floats each); returns
-    // frames written.
-    size_t writeInterleaved(const float* in, size_t numFrames) noexcept {
-        const size_t w = write_.load(std::memory_order_relaxed);
-        const size_t r = read_.load(std::memory_order_acquire);
-        const size_t space = (r + capFrames_ - w - 1) % capFrames_;
-        const size_t n = std::min(space, numFrames);
-        const auto C = static_cast<size_t>(channels_);
-        const size_t first = std::min(n, capFrames_ - w);
-        std::copy_n(in, first * C, data_.get() + w * C);
-        std::copy_n(in + first * C, (n - first) * C, data_.get());
-        write_.store((w + n) % capFrames_, std::memory_order_release);
-        return n;
-    }
-
     // Zero-copy access for the stretch rings: the contiguous run of frames (up to the wrap) the
     // producer may fill at `at` / the consumer may read at `at`, then commit what was used.
     // [producer]
@@ -84,6 +69,15 @@ public:
         const size_t first = std::min(n, capFrames_ - r);
         deinterleave(data_.get() + r * static_cast<size_t>(channels_), out, 0, first);
         deinterleave(data_.get(), out, first, n - first);
+        read_.store((r + n) % capFrames_, std::memory_order_release);
+        return n;
+    }
+
+    // [consumer] Drops up to maxFrames frames unread; returns frames dropped.
+    size_t skip(size_t maxFrames) noexcept {
+        const size_t r = read_.load(std::memory_order_relaxed);
+        const size_t w = write_.load(std::memory_order_acquire);
+        const size_t n = std::min((w + capFrames_ - r) % capFrames_, maxFrames);
         read_.store((r + n) % capFrames_, std::memory_order_release);
         return n;
     }

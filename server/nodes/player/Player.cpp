@@ -141,7 +141,6 @@ void Player::prepare(const NodeSetup& setup) {
     voice_ = std::make_unique<StretchVoice>(
         stretch::Stretcher::create(method_, 2, sampleRate, kMaxFeed, 1.0 / speed, std::exp2(pitchSemitones_ / 12.0)));
     outBuf_.assign(static_cast<size_t>(2 * blockSize), 0.0f);
-    outInter_.assign(static_cast<size_t>(2 * blockSize), 0.0f);
     blockSize_ = blockSize;
     if (setup.stretchWorker) {
         voice_->sheddable = true; // a player can play on at varispeed (ShedPolicy)

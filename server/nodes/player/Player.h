@@ -184,7 +184,7 @@ private:
     float pitchSemitones_ = 0.0f;
     std::unique_ptr<StretchVoice> voice_;
     static constexpr int kMaxPush = 4096;   // source frames put into the input ring at a time
-    std::vector<float> outBuf_, outInter_;  // 2 x blockSize each
+    std::vector<float> outBuf_;             // 2 x blockSize: the block's stretched output, planar
     bool outputStarted_ = false;     // stretched frames have come out (before: the pre-roll)
     bool preRolled_ = false;         // primed and filled ahead of a scheduled start
     double preRollSpeed_ = 1.0;

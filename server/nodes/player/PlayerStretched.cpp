@@ -70,7 +70,7 @@ void Player::followShedRequest(ProcessContext& ctx, const BufferData& b, double 
         if (loop_) { q = std::fmod(q, F); if (q < 0.0) q += F; }
         // Old output is dropped here (this thread reads it); old input is skipped by the worker
         // when it primes (this thread only writes it, the worker has not touched it since shed).
-        while (v.output.read(outInter_.data(), static_cast<size_t>(blockSize_)) > 0) {}
+        while (v.output.skip(v.output.readableFrames()) > 0) {}
         v.inputSkip.store(static_cast<int64_t>(v.input.readableFrames()), std::memory_order_relaxed);
         setPosition(std::floor(q));
         primeVoice(ctx, speed, false); // publishes inputSkip with the prime request
@@ -97,7 +97,7 @@ double Player::dropPassedOutput(double target, double offset, double speed, int 
         const double lag = target - (ledger_.source() - offset); // source frames
         const int k = static_cast<int>(std::min<double>({lag / speed, static_cast<double>(n), static_cast<double>(v.output.readableFrames())}));
         if (k <= 0) return lag;
-        v.output.read(outInter_.data(), static_cast<size_t>(k));
+        v.output.skip(static_cast<size_t>(k));
         takeSegments();
         ledger_.consume(static_cast<double>(k), speed);
         dropped = true;
