@@ -48,11 +48,13 @@ private:
     float releaseCoef_ = 0.0f;
     std::vector<float> delay_;     // numChannels_ * window_
     int delayPos_ = 0;
-    // Monotonic deque for the sliding minimum of the required gain.
-    std::vector<float> dqValue_;
-    std::vector<int64_t> dqIndex_;
-    int dqHead_ = 0, dqSize_ = 0;
-    int64_t sampleIndex_ = 0;
+    // Sliding minimum of the required gain (van Herk / Gil-Werman): the needs of the current
+    // chunk of w samples, their running minimum, and the minima from each position of the last
+    // complete chunk to its end (w + 1 values, the last 1).
+    std::vector<float> chunkNeed_;
+    std::vector<float> suffixMin_;
+    int chunkPos_ = 0;
+    float prefixMin_ = 1.0f;
     float released_ = 1.0f;
     std::vector<float> box_;
     int boxPos_ = 0;

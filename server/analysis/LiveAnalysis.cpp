@@ -33,6 +33,7 @@ void LiveAnalysis::reset(int64_t at) {
     resting_ = false;
     silentRun_ = 0;
     silenceStart_ = at;
+    heardSound_ = false;
 }
 
 void LiveAnalysis::step() {
@@ -81,9 +82,13 @@ void LiveAnalysis::analyse(const float* x, int n) {
         // The new start keeps the estimates' half-second grid and the trackers' hop grids
         // (512 and 128 samples) where they were.
         const int64_t period = restartPeriod();
-        const int64_t steps = (now - trackerMemory() - streamStart_) / period;
+        // (Not before the stream's start: a stream silent from its start restarts there and is
+        // fed all of its silence, as it was.)
+        const int64_t steps = std::max<int64_t>(0, (now - trackerMemory() - streamStart_) / period);
         const double bpm = lastBpm_, confidence = lastConfidence_;
+        const bool heard = heardSound_;
         reset(streamStart_ + steps * period);
+        heardSound_ = heard;
         lastBpm_ = bpm;
         lastConfidence_ = confidence;
         quiet_ = true;
@@ -126,6 +131,7 @@ void LiveAnalysis::analyse(const float* x, int n) {
     }
     // The silence so far (what the trackers hold of it) and whether to rest from here.
     if (firstSound < n) {
+        heardSound_ = true;
         int lastSound = n - 1;
         while (x[lastSound] == 0.0f) --lastSound;
         silentRun_ = n - 1 - lastSound;
@@ -135,10 +141,14 @@ void LiveAnalysis::analyse(const float* x, int n) {
         silentRun_ += n;
     }
     // Rest once an estimate has been made from nothing but silence (its window of 8 s and the
-    // tracker's whole memory inside the silence): every later one is that one again.
-    if (restInSilence_ && !quiet_ && silentRun_ >= static_cast<int64_t>(kRestAfterSeconds * sampleRate_) &&
-        lastTempo_.sampleTime - trackerMemory() - restartPeriod() >= silenceStart_)
-        resting_ = true;
+    // tracker's whole memory inside the silence): every later one is that one again. A stream
+    // silent since its start rests after its first estimate: the trackers began empty, and
+    // silence leaves them so.
+    const bool estimated = nextTempoAt_ > streamStart_ + static_cast<int64_t>(kTempoWindowSeconds * sampleRate_);
+    const bool silentSinceStart = !heardSound_ && estimated;
+    const bool silentLongEnough = silentRun_ >= static_cast<int64_t>(kRestAfterSeconds * sampleRate_) &&
+                                  lastTempo_.sampleTime - trackerMemory() - restartPeriod() >= silenceStart_;
+    if (restInSilence_ && !quiet_ && (silentSinceStart || silentLongEnough)) resting_ = true;
     if (quiet_) return;
     publish(found);
 }

@@ -40,7 +40,8 @@ public:
     // After kRestAfterSeconds of digital silence (every sample 0, as an unplugged or absent
     // input gives) the trackers hold nothing but silence: the analysis rests (repeats the last
     // estimate, which silence does not change) until a sample is not 0, then takes up again
-    // with trackers fed the same silence afresh. Results are the same as without resting (the
+    // with trackers fed the same silence afresh. A stream silent from its start (no input, or
+    // one nobody plays into) rests from its first estimate. Results are the same as without resting (the
     // test compares them); an idle server's analysis thread does not run FFTs on zeros.
     static constexpr double kRestAfterSeconds = kTempoWindowSeconds + 7.0; // memory 10.5 s + a 4 s grid period
     LiveAnalysis(Engine& engine, double bpmLow, double bpmHigh, bool restInSilence = true);
@@ -83,6 +84,7 @@ private:
     bool quiet_ = false;            // refeeding silence after a rest: no events
     Event lastTempo_{Event::Kind::Tempo, -1, 0.0, 0.0, -1.0, false};
     int64_t silenceStart_ = 0;      // absolute sample the current silence began at
+    bool heardSound_ = false;       // a sample since streamStart_ was not 0
     uint64_t droppedSeen_ = 0;
     std::mutex eventsMutex_;
     std::vector<Event> events_;
