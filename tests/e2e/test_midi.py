@@ -244,8 +244,12 @@ class JackMidi(unittest.TestCase):
         # 120 BPM: 1000 frames a tick (its 1/24 beat on the sample: the rounding may move one by 1).
         self.assertGreaterEqual(len(before), 12)
         self.assertTrue(all(abs(g - 1000) <= 1 for g in before), before)
-        # 140 BPM at the end: 857.14 frames.
-        self.assertTrue(all(abs(g - 857.14) <= 1 for g in gaps[-24:]), gaps[-24:])
+        # 140 BPM once the 2 s ramp is over (judged from 2.5 s after it was sent, as the frames
+        # near disturbances are left out on a loaded machine the last judged gaps may otherwise
+        # reach back into the ramp): 857.14 frames.
+        after = [g for i, g in judged if ticks[i] >= ramp + int(2.5 * self.peer.rate)]
+        self.assertGreaterEqual(len(after), 12, gaps)
+        self.assertTrue(all(abs(g - 857.14) <= 1 for g in after), after)
         # Through the ramp the ticks come closer and closer: never a gap larger than the one before (+1).
         pairs = [(a, b) for (i, a), (j, b) in zip(judged, judged[1:]) if j == i + 1]
         self.assertTrue(all(b <= a + 1 for a, b in pairs), gaps)
