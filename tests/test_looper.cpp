@@ -909,3 +909,59 @@ TEST(Looper, OnsetQuantizeSnapsRecordPressesToTheNearestOnsetWithinTheLenience) 
         EXPECT_NEAR(r.get(0, "loop_len"), 1.9f, 1e-4f);
     }
 }
+
+TEST(Looper, AnIdleLooperRendersWhatTheSampleBySampleLoopRenders) {
+    // Loops that stay empty (one stereo, one mono panned), that record late, and one that plays,
+    // overdubs, undoes and clears back to empty; dry and wet ramps, mute and a pan change; with and
+    // without round-trip latency, at block sizes that do not divide the event times: the idle
+    // shortcut gives the per-sample loop's output bit for bit, and it was taken.
+    const auto a = noise(S(8), 21), b = noise(S(8), 22);
+    for (int roundTrip : {0, 300})
+        for (int block : {64, 1000}) {
+            auto run = [&](bool shortcut) {
+                Looper::setIdleShortcut(shortcut);
+                Rig r(0, roundTrip, block);
+                r.s.send("/loop_add", 2, 0.0f);
+                r.s.send("/loop_add", 1, 0.0f);
+                r.s.send("/loop_add", 2, 0.0f);
+                r.input(a, b);
+                for (int loop : {0, 1, 2}) r.set(loop, "dry", 0.6f);
+                r.set(1, "pan_1", 0.2f);
+                r.s.at(0.37, "/sl/0/set", "dry", 0.9f);
+                r.s.at(0.81, "/sl/1/set", "pan_1", 0.8f);
+                r.hitAt(0.5, 2, "record");
+                r.hitAt(1.3, 2, "record");
+                r.hitAt(1.9, 2, "overdub");
+                r.hitAt(2.45, 2, "overdub");
+                r.hitAt(2.9, 2, "undo");
+                r.hitAt(3.2, 2, "mute");
+                r.s.at(3.5, "/sl/2/set", "wet", 0.3f);
+                r.hitAt(3.8, 2, "mute");
+                r.hitAt(4.1, 1, "record");
+                r.hitAt(4.7, 1, "record");
+                r.hitAt(5.3, 2, "undo_all");
+                r.s.at(5.6, "/sl/0/set", "dry", 0.0f);
+                r.until(7.0);
+                EXPECT_TRUE(r.s.find("/fail").empty());
+                Looper::setIdleShortcut(true);
+                return r.s.output;
+            };
+            const uint64_t before = Looper::idleFrames();
+            const auto fast = run(true);
+            const uint64_t idle = Looper::idleFrames() - before;
+            const auto slow = run(false);
+            EXPECT_EQ(Looper::idleFrames() - before, idle) << "the slow run took no shortcut";
+            // Loop 0 is empty throughout, loop 1 for 4.1 s, loop 2 for 0.5 s and after undo_all.
+            EXPECT_GT(idle, static_cast<uint64_t>(S(7.0) + S(4.0) + S(0.5))) << "block " << block;
+            ASSERT_EQ(fast.size(), slow.size());
+            for (size_t c = 0; c < fast.size(); ++c) {
+                ASSERT_EQ(fast[c].size(), slow[c].size());
+                size_t differ = 0, first = 0;
+                for (size_t i = 0; i < fast[c].size(); ++i)
+                    if (fast[c][i] != slow[c][i] && differ++ == 0) first = i;
+                EXPECT_EQ(differ, 0u) << "channel " << c << ", block " << block << ", round trip " << roundTrip
+                                      << ": first at " << static_cast<double>(first) / kRate << " s";
+            }
+            EXPECT_GT(maxStep(fast[0]), 0.1f); // it played
+        }
+}

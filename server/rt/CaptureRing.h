@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <new>
 
@@ -40,7 +41,20 @@ public:
 
     // [audio] Append planar frames in[c][0..n) for absolute times [at, at+n). `at` must be end().
     void write(const float* const* in, int numInputs, int64_t at, int n) noexcept {
-        // In runs up to the wrap, channel by channel (every block, on an idle server too).
+        // Digital silence (no input, an unplugged one) over slots that hold only silence is not
+        // written again: the slots of [at, at+n) last held [at-cap, at+n-cap), all silent when
+        // the last sound ended before at-cap. An idle server (and an nrt render without input,
+        // whose pages would otherwise all be faulted in) stores nothing.
+        bool silent = true;
+        for (int c = 0; c < channels_ && c < numInputs && silent; ++c)
+            if (in[c]) {
+                int loud = 0;
+                for (int i = 0; i < n; ++i) loud |= static_cast<int>(in[c][i] != 0.0f);
+                silent = loud == 0;
+            }
+        if (silent && loudUntil_ <= at - capacity()) { end_ = at + n; return; }
+        if (!silent) loudUntil_ = at + n;
+        // In runs up to the wrap, channel by channel.
         const auto C = static_cast<size_t>(channels_);
         for (int done = 0; done < n;) {
             const int64_t slot = (at + done) & mask_;
@@ -71,6 +85,7 @@ private:
     int channels_;
     int64_t mask_ = 0;
     int64_t end_ = 0;
+    int64_t loudUntil_ = std::numeric_limits<int64_t>::min() / 4; // one past the last block with sound
     struct Free { void operator()(float* p) const noexcept { std::free(p); } };
     std::unique_ptr<float[], Free> data_;
 };

@@ -96,6 +96,10 @@ public:
                        const ProcessContext& ctx) noexcept override;
     bool getParam(ParamId id, float& value) const noexcept override;
     void render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept override;
+    // [control] Tests: false renders every block sample by sample, as if never idle.
+    static void setIdleShortcut(bool on) noexcept { idleShortcut_.store(on, std::memory_order_relaxed); }
+    // [any] Frames every looper in the process rendered idle (a diagnostic for tests).
+    static uint64_t idleFrames() noexcept { return idleFrames_.load(std::memory_order_relaxed); }
 
     // The looper's unit commands (cmd::Unit, built by the helpers below on the control thread):
     // a button, a control, new content, a save, a pitch shifter.
@@ -222,6 +226,14 @@ private:
     int ringChannel(int c) const noexcept;
     LoopState currentState() const noexcept;
     void publish(ProcessContext& ctx) noexcept;
+
+    // An empty looper doing nothing (the one --loops 1 makes at start-up, on an idle server):
+    // no loop, no write, no event due, no fade running. Its block is the input at the dry level
+    // and the history of a still write head (renderIdle: the per-sample loop's result at once).
+    bool idleThrough(int numFrames) const noexcept;
+    void renderIdle(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept;
+    static inline std::atomic<bool> idleShortcut_{true};
+    static inline std::atomic<uint64_t> idleFrames_{0};
 
     // Write side.
     void runWriteHead(ProcessContext& ctx, int64_t until) noexcept;

@@ -111,6 +111,8 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
     const int fade = std::max(1, std::min(fadeSamples_, kMaxFade));
     const bool toPair = bus.numChannels >= 2;
     updateSpeed(ctx);
+    const bool idle = idleThrough(numFrames);
+    if (idle) renderIdle(ctx, bus, offset, numFrames);
     // The pitch shifter: what it has ready for these frames (fed ahead by aheadFrames_).
     int shiftGot = 0, shiftFed = 0, shiftSkip = 0;
     if (shifter_) {
@@ -137,7 +139,7 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
             directLeft_ = std::max<int64_t>(directLeft_, numFrames + 64);
         }
     }
-    for (int i = offset; i < offset + numFrames; ++i) {
+    for (int i = offset; !idle && i < offset + numFrames; ++i) {
         const int64_t t = ctx.blockStartSample + i;
         // Events due at this sample.
         if (pendingLoad_ && pendingLoadAt_ <= t) swapInPendingLoad(ctx);
@@ -296,6 +298,61 @@ void Looper::render(ProcessContext& ctx, Bus& bus, int offset, int numFrames) no
     finishSegment(ctx);
 }
 
+bool Looper::idleThrough(int numFrames) const noexcept {
+    // Nothing the per-sample loop would do differs from sample to sample: no loop to play or
+    // advance through (playLen_ 0), nothing written, nothing due, no fade or ramp that changes
+    // the dry sound (the other ramps only scale the silent loop: they are skipped).
+    return numFrames > 0 && idleShortcut_.load(std::memory_order_relaxed) && !shifter_ && playLen_ == 0 &&
+           mode_ == WriteMode::None && !pendingLoad_ && !pending_.active && stopAt_ < 0 && !memoryFull_ && !waitThreshold_ &&
+           xfadePos_ >= xfadeLen_ && !dry_.ramping() && envelopeStatic();
+}
+
+void Looper::renderIdle(ProcessContext& ctx, Bus& bus, int offset, int numFrames) noexcept {
+    // The history of a write head that stands still (writePosition() with no mode).
+    const int64_t t0 = ctx.blockStartSample + offset;
+    const auto still = static_cast<int64_t>(pos_);
+    for (int k = 0; k < numFrames; ++k) {
+        const auto h = static_cast<size_t>((t0 + k) & (kHistory - 1));
+        histMode_[h] = static_cast<uint8_t>(WriteMode::None);
+        histPos_[h] = still;
+    }
+    histEnd_ = t0 + numFrames;
+    outGain_.skip(numFrames);
+    wet_.skip(numFrames);
+    inGain_.skip(numFrames);
+    idleFrames_.fetch_add(static_cast<uint64_t>(numFrames), std::memory_order_relaxed);
+    // The input at the dry level (the loop's part, 0 * wet, adds nothing), its peak.
+    const float dry = dry_.value() * envelopeValue();
+    for (int c = 0; c < channels_; ++c) {
+        const float* x = ctx.inputs[inputChannel(c, ctx)] + offset;
+        float peak = inPeak_;
+        for (int i = 0; i < numFrames; ++i) peak = std::max(peak, std::fabs(x[i]));
+        inPeak_ = peak;
+    }
+    if (channels_ == 1) {
+        const float* x = ctx.inputs[inputChannel(0, ctx)] + offset;
+        if (bus.numChannels >= 2) {
+            const dsp::StereoGains pg = dsp::constantPowerPan(pan_[0] * 2.0f - 1.0f);
+            float* l = bus.ch[0] + offset;
+            float* r = bus.ch[1] + offset;
+            for (int i = 0; i < numFrames; ++i) {
+                const float s = x[i] * dry;
+                l[i] += pg.left * s;
+                r[i] += pg.right * s;
+            }
+        } else if (bus.numChannels > 0) {
+            float* o = bus.ch[0] + offset;
+            for (int i = 0; i < numFrames; ++i) o[i] += x[i] * dry;
+        }
+    } else {
+        for (int c = 0; c < 2 && c < bus.numChannels; ++c) {
+            const float* x = ctx.inputs[inputChannel(c, ctx)] + offset;
+            float* o = bus.ch[c] + offset;
+            for (int i = 0; i < numFrames; ++i) o[i] += x[i] * dry;
+        }
+    }
+}
+
 void Looper::handleWriteEvents(const ProcessContext& ctx, int64_t tau) noexcept {
     if (recordEndPending_ && tau >= recordEndTau_) {
         recordEndPending_ = false;
@@ -311,9 +368,22 @@ void Looper::handleWriteEvents(const ProcessContext& ctx, int64_t tau) noexcept 
 void Looper::runWriteHead(ProcessContext& ctx, int64_t until) noexcept {
     const CaptureRing* ring = ctx.loopers.capture;
     if (!ring) { writeCursor_ = std::max(writeCursor_, until); return; }
+    writeCursor_ = std::max(writeCursor_, histEnd_ - kHistory + 1);
+    if (idleShortcut_.load(std::memory_order_relaxed) && writeMode_ == WriteMode::None && fadeOutLeft_ == 0 &&
+        !recordEndPending_ && !lengthChangePending_) {
+        // A write head that stays still over the whole range (every history entry: no mode)
+        // writes nothing and has no event to handle: what the loop below would leave.
+        bool still = true;
+        for (int64_t tau = writeCursor_; tau < until && still; ++tau)
+            still = histMode_[static_cast<size_t>(tau & (kHistory - 1))] == static_cast<uint8_t>(WriteMode::None);
+        if (still) {
+            if (until > writeCursor_) lastWritePos_ = -1;
+            writeCursor_ = std::max(writeCursor_, until);
+            return;
+        }
+    }
     const int64_t d = latency(ctx);
     const int fade = std::max(1, std::min(fadeSamples_, kMaxFade));
-    writeCursor_ = std::max(writeCursor_, histEnd_ - kHistory + 1);
     for (int64_t tau = writeCursor_; tau < until; ++tau) {
         handleWriteEvents(ctx, tau);
         const size_t h = static_cast<size_t>(tau & (kHistory - 1));
