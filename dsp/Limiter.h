@@ -4,7 +4,7 @@
 // Contract: |output| <= ceiling for every sample, including +20 dB overs and NaN input (NaN is
 // output as 0), and the limiter is a pure delay of latencySamples() when the input peak stays
 // below the ceiling. Method: the gain each input sample needs (ceiling / peak) is min-held over
-// the look-ahead window, released exponentially, then averaged over the same window; since every
+// the look-ahead window (exactly, by van Herk/Gil-Werman chunks), released exponentially, then averaged over the same window; since every
 // value in that average is at or below the need of the sample leaving the delay line, the output
 // cannot exceed the ceiling. A final clamp only guards against rounding.
 #include <cmath>
@@ -61,7 +61,7 @@ private:
     double boxSum_ = 0.0;
     int sinceResum_ = 0;
     float minGainSeen_ = 1.0f;
-    // At rest: the gain has been 1 for a whole window (every value in the box and the deque is 1,
+    // At rest: the gain has been 1 for a whole window (every value in the box and of the sliding minimum is 1,
     // the delay line holds nothing over the ceiling). A block that stays at or under the ceiling
     // then only passes through the delay line (restThrough).
     int onesRun_ = 0;
