@@ -4,9 +4,9 @@
 // Contract: |output| <= ceiling for every sample, including +20 dB overs and NaN input (NaN is
 // output as 0), and the limiter is a pure delay of latencySamples() when the input peak stays
 // below the ceiling. Method: the gain each input sample needs (ceiling / peak) is min-held over
-// the look-ahead window (exactly, by van Herk/Gil-Werman chunks), released exponentially, then averaged over the same window; since every
-// value in that average is at or below the need of the sample leaving the delay line, the output
-// cannot exceed the ceiling. A final clamp only guards against rounding.
+// the look-ahead window (exactly, by van Herk/Gil-Werman chunks), released exponentially, then
+// averaged over the same window; since every value in that average is at or below the need of
+// the sample leaving the delay line, the output cannot exceed the ceiling. A final clamp only guards against rounding.
 #include <cmath>
 #include <cstdint>
 #include <vector>
