@@ -802,11 +802,22 @@ TEST(LoadShedding, AnOverloadedStretchThreadShedsTheNewestPlayersInsteadOfStarvi
         std::this_thread::sleep_until(next);
     }
     underrunsAt.push_back(s.engine().stats().stretchUnderruns);
+    // The thread decides on its own clock (a window of about a second) and its events reach
+    // clients at most every 100 ms: /status and the messages agree once the last event is out.
     std::vector<int> shed;
-    for (const auto& m : s.find("/stretch_shed")) {
-        if (m.i(1) == 1) shed.push_back(m.i(0));
-        else shed.erase(std::remove(shed.begin(), shed.end(), m.i(0)), shed.end());
+    int32_t statusShed = -1;
+    for (int attempt = 0; attempt < 10 && statusShed != static_cast<int32_t>(shed.size()); ++attempt) {
+        s.send("/status");
+        statusShed = s.find("/status.reply").back().i(24);
+        std::this_thread::sleep_for(std::chrono::milliseconds(150));
+        s.render(256);
+        shed.clear();
+        for (const auto& m : s.find("/stretch_shed")) {
+            if (m.i(1) == 1) shed.push_back(m.i(0));
+            else shed.erase(std::remove(shed.begin(), shed.end(), m.i(0)), shed.end());
+        }
     }
+    EXPECT_EQ(statusShed, static_cast<int32_t>(shed.size())) << "/status counts the players /stretch_shed reported";
     std::printf("shed %zu of %d players:", shed.size(), kVoices);
     for (int id : shed) std::printf(" %d", id);
     std::printf("\nunderruns per second:");
@@ -821,14 +832,14 @@ TEST(LoadShedding, AnOverloadedStretchThreadShedsTheNewestPlayersInsteadOfStarvi
 #else
     constexpr bool kTimed = true;
 #endif
-    if (kTimed) {
-        EXPECT_LT(shed.size(), static_cast<size_t>(kVoices)) << "one thread carries at least one R3 player";
-    }
+    // How many stay stretched depends on the share of a core this thread gets: 4-8 of 12 are
+    // shed here alone, but a CI run on a crowded host shed all 12 (a thread given less than a
+    // quarter of a core cannot carry one R3 player, and shedding it is then right). That a
+    // thread which keeps up sheds nothing is tested without a clock above (ThePolicyShedsOnly...).
+    if (shed.size() == static_cast<size_t>(kVoices)) std::printf("all shed: this thread got less than one R3 player's share of a core\n");
     // The newest first: the shed players are the last ones created.
     std::sort(shed.begin(), shed.end());
     for (size_t k = 0; k < shed.size(); ++k) EXPECT_EQ(shed[k], 1000 + kVoices - static_cast<int>(shed.size() + 0) + static_cast<int>(k));
-    s.send("/status");
-    EXPECT_EQ(s.find("/status.reply").back().i(24), static_cast<int32_t>(shed.size()));
     // How quickly the underruns settle is printed above, not asserted: it depends on what else
     // this machine runs (a CI run shared with a second build saw 708 underruns in a second long
     // after the shedding had settled, none of them loopd's doing). The policy's settling is
