@@ -3,7 +3,8 @@
 N looping stereo players (scsynth: PlayBuf.ar(2), which interpolates cubically) in one group,
 48 kHz, block 64, for SECONDS of audio, rendered with each server's non-real-time mode.
 Prints the median real-time factor of each and their ratio, for the whole process and for the
-rendering alone (less each server's time for the same score over 0.1 s: start-up, file set-up).
+rendering alone (less each server's time for the same score over 0.1 s: start-up, file set-up),
+by wall-clock time and by CPU time (user + system, all threads: steadier on a shared machine).
 The two servers alternate run by run.
 
     bench/compare_scsynth.py [--players 64] [--seconds 60] [--runs 5] [--rates 1,1.01] [--loopd build/server/loopd]
@@ -68,12 +69,17 @@ def write_noise(path, seconds=10, rate=48000):
 
 
 def run_once(cmd):
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    t = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise SystemExit("failed: %s\n%s%s" % (" ".join(cmd), r.stdout, r.stderr))
-    return t
+    """(wall seconds, CPU seconds: user + system of the process and its threads)."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(p.pid, 0)
+        t = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if p.returncode != 0:
+            out.seek(0)
+            raise SystemExit("failed: %s\n%s" % (" ".join(cmd), out.read().decode(errors="replace")))
+    return t, usage.ru_utime + usage.ru_stime
 
 
 def scores(d, synthdef, noise, players, rate, seconds):
@@ -113,6 +119,8 @@ def main():
             # The servers alternate run by run (a noisy machine slows both alike). Each is also
             # timed on the same score with 0.1 s of audio: its start-up and file set-up, which
             # the "rendering" figures leave out.
+            # Wall time is what the real-time factor means; CPU time (user + system, every
+            # thread) is what the same work costs, and moves less when the machine is shared.
             sc_t, ld_t, sc_0, ld_0 = [], [], [], []
             for _ in range(a.runs):
                 sc, ld = scores(d, synthdef, noise, a.players, rate, 0.1)
@@ -121,14 +129,16 @@ def main():
                 sc, ld = scores(d, synthdef, noise, a.players, rate, a.seconds)
                 sc_t.append(run_once(sc))
                 ld_t.append(run_once(ld))
-            sc_m, ld_m = statistics.median(sc_t), statistics.median(ld_t)
-            sc_r = statistics.median(t - s for t, s in zip(sc_t, sc_0))
-            ld_r = statistics.median(t - s for t, s in zip(ld_t, ld_0))
             print("rate %.2f, %d players, %.0f s, medians of %d alternating runs:" % (rate, a.players, a.seconds, a.runs))
-            print("  whole process: scsynth %.1fx real time, loopd %.1fx, loopd/scsynth %.2f"
-                  % (a.seconds / sc_m, a.seconds / ld_m, sc_m / ld_m))
-            print("  rendering (start-up %.2f s / %.2f s left out): scsynth %.1fx, loopd %.1fx, loopd/scsynth %.2f"
-                  % (statistics.median(sc_0), statistics.median(ld_0), a.seconds / sc_r, a.seconds / ld_r, sc_r / ld_r))
+            for k, what in ((0, "wall"), (1, "CPU")):
+                sc_m, ld_m = statistics.median(t[k] for t in sc_t), statistics.median(t[k] for t in ld_t)
+                sc_r = statistics.median(t[k] - s[k] for t, s in zip(sc_t, sc_0))
+                ld_r = statistics.median(t[k] - s[k] for t, s in zip(ld_t, ld_0))
+                print("  %-4s whole process: scsynth %.1fx real time, loopd %.1fx, loopd/scsynth %.2f"
+                      % (what, a.seconds / sc_m, a.seconds / ld_m, sc_m / ld_m))
+                print("  %-4s rendering (start-up %.2f s / %.2f s left out): scsynth %.1fx, loopd %.1fx, loopd/scsynth %.2f"
+                      % (what, statistics.median(s[k] for s in sc_0), statistics.median(s[k] for s in ld_0),
+                         a.seconds / sc_r, a.seconds / ld_r, sc_r / ld_r))
 
 
 if __name__ == "__main__":

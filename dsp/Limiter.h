@@ -6,7 +6,14 @@
 // below the ceiling. Method: the gain each input sample needs (ceiling / peak) is min-held over
 // the look-ahead window (exactly, by van Herk/Gil-Werman chunks), released exponentially, then
 // averaged over the same window; since every value in that average is at or below the need of
-// the sample leaving the delay line, the output cannot exceed the ceiling. A final clamp only guards against rounding.
+// the sample leaving the delay line, the output cannot exceed the ceiling. A final clamp only
+// guards against rounding.
+//
+// Work is done in runs of up to kRun frames, in three passes: the needs of the run (every
+// channel, vectorised), the gains (one serial pass: the sliding minimum, the release and the box
+// average), then the delay and the gains applied (vectorised). The release is kept as its distance
+// from 1 (gap = 1 - released, which decays by a factor each sample), so the serial chain from one
+// sample to the next is one multiply and one max.
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -42,12 +49,14 @@ public:
     Limiter& operator=(const Limiter&) = delete;
 
 private:
+    static constexpr int kRun = 256;
     int numChannels_ = 0;
     int window_ = 1;
     float ceiling_ = 1.0f;
-    float releaseCoef_ = 0.0f;
-    std::vector<float> delay_;     // numChannels_ * window_
-    int delayPos_ = 0;
+    double releaseKeep_ = 1.0;     // the share of the gap to 1 left after one sample of release
+    // Per channel, a line of window_ - 1 + kRun samples: the last window_ - 1 inputs (oldest
+    // first), then the run being processed. The output of run frame i is line[i].
+    std::vector<float> lines_;
     // Sliding minimum of the required gain (van Herk / Gil-Werman): the needs of the current
     // chunk of w samples, their running minimum, and the minima from each position of the last
     // complete chunk to its end (w + 1 values, the last 1).
@@ -55,19 +64,22 @@ private:
     std::vector<float> suffixMin_;
     int chunkPos_ = 0;
     float prefixMin_ = 1.0f;
-    float released_ = 1.0f;
-    std::vector<float> box_;
+    double gap_ = 0.0;             // 1 - the released gain (in double: over a release of
+                                   // thousands of samples, float's rounding of the factor adds up)
+    std::vector<float> box_;       // the last w released gains
     int boxPos_ = 0;
     double boxSum_ = 0.0;
     int sinceResum_ = 0;
     float minGainSeen_ = 1.0f;
-    // At rest: the gain has been 1 for a whole window (every value in the box and of the sliding minimum is 1,
-    // the delay line holds nothing over the ceiling). A block that stays at or under the ceiling
-    // then only passes through the delay line (restThrough).
-    int onesRun_ = 0;
+    // At rest: the released gain has been 1 for a whole window (every value in the box and of the
+    // sliding minimum is 1, the delay line holds nothing over the ceiling). A run that stays at or
+    // under the ceiling then only passes through the delay line.
+    bool atRest_ = true;
     bool restShortcut_ = true;
-    bool underCeiling(float* const* channels, int offset, int numFrames) const noexcept;
-    void restThrough(float* const* channels, int offset, int numFrames) noexcept;
+    size_t lineSize() const noexcept { return static_cast<size_t>(window_ - 1 + kRun); }
+    void processRun(float* const* channels, int offset, int numFrames) noexcept;
+    // The gains of a run; returns the smallest.
+    float gains(const float* need, float* gain, int numFrames) noexcept;
 };
 
 } // namespace loopd::dsp

@@ -208,3 +208,30 @@ TEST(Limiter, ResetGivesIdenticalOutput) {
     const auto b = runLimiter(lim, x, 64);
     EXPECT_EQ(a, b);
 }
+
+TEST(Limiter, ReleasesAllTheWayBackToAPureDelay) {
+    // A +12 dB burst, then a quiet sine for three seconds. Two seconds after the burst the release
+    // (80 ms: 25 time constants) has brought the gain back to exactly 1: the output is the input, delayed, to the
+    // bit. (A release computed as r + (1 - r) * c in float stalls about 1e-4 under 1, where the
+    // step is less than half a float step: a limiter that touched one over once then stayed
+    // 0.001 dB down for the rest of the night.)
+    Limiter lim;
+    lim.prepare(48000, 2, {});
+    const int L = lim.latencySamples();
+    const size_t n = 48000 * 3 + 4800;
+    std::vector<std::vector<float>> x(2, std::vector<float>(n));
+    for (size_t i = 0; i < n; ++i) {
+        const float s = std::sin(static_cast<float>(i) * 0.031f);
+        x[0][i] = i < 4800 ? 4.0f * s : 0.5f * s;
+        x[1][i] = -x[0][i];
+    }
+    for (int block : {64, 1}) {
+        lim.reset();
+        const auto y = runLimiter(lim, x, block);
+        EXPECT_LT(lim.takeMinGain(), 0.3f) << "the burst is limited";
+        size_t firstWrong = n;
+        for (size_t i = 4800 + 2 * 48000; i < n; ++i)
+            if (y[0][i] != x[0][i - static_cast<size_t>(L)] || y[1][i] != x[1][i - static_cast<size_t>(L)]) { firstWrong = i; break; }
+        EXPECT_EQ(firstWrong, n) << "block " << block << ": output " << y[0][firstWrong] << ", input " << x[0][firstWrong - static_cast<size_t>(L)];
+    }
+}
