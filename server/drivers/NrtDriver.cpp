@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <stdexcept>
 
@@ -128,11 +129,10 @@ int64_t NrtDriver::renderBlocks(int64_t totalFrames, const std::function<bool(in
         more = beforeBlock(pos);
         for (int c = 0; c < ec.numInputs; ++c) {
             float* dst = inBlock_.data() + c * B;
-            const bool has = input_ && c < input_->numChannels;
-            for (int i = 0; i < B; ++i) {
-                const int64_t k = pos + i;
-                dst[i] = has && k < input_->numFrames ? input_->channel(c)[k] : 0.0f;
-            }
+            // The input file's frames in this block, then silence.
+            const int64_t have = input_ && c < input_->numChannels ? std::clamp<int64_t>(input_->numFrames - pos, 0, B) : 0;
+            if (have > 0) std::memcpy(dst, input_->channel(c) + pos, static_cast<size_t>(have) * sizeof(float));
+            std::fill(dst + have, dst + B, 0.0f);
         }
         engine_.process(inPtr_.data(), outPtr_.data());
         afterBlock_();
@@ -140,9 +140,11 @@ int64_t NrtDriver::renderBlocks(int64_t totalFrames, const std::function<bool(in
         const int64_t skip = std::clamp<int64_t>(latency - pos, 0, B);
         const int64_t keep = std::min<int64_t>(B - skip, totalFrames - written);
         if (keep > 0) {
-            for (int64_t i = 0; i < keep; ++i)
-                for (int c = 0; c < C; ++c)
-                    inter[static_cast<size_t>((pending + i) * C + c)] = outBlock_[static_cast<size_t>(c * B + skip + i)];
+            for (int c = 0; c < C; ++c) {
+                const float* __restrict x = outBlock_.data() + static_cast<size_t>(c * B + skip);
+                float* __restrict y = inter.data() + static_cast<size_t>(pending * C + c);
+                for (int64_t i = 0; i < keep; ++i) y[i * C] = x[i];
+            }
             pending += keep;
             written += keep;
             if (pending >= kWriteFrames) { sf_writef_float(out, inter.data(), pending); pending = 0; }

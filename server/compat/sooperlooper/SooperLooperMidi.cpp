@@ -302,9 +302,16 @@ void SooperLooper::compilePads() {
     std::vector<midi::Binding> all;
     {
         std::lock_guard<std::mutex> lock(bindingsMutex_);
+        // Called after every block offline: compare in place before building anything.
+        const auto same = [&] {
+            if (padsKey_.size() != slLoops_.size() + 1 || padsKey_[0] != static_cast<int32_t>(bindingsVersion_)) return false;
+            for (size_t i = 0; i < slLoops_.size(); ++i)
+                if (padsKey_[i + 1] != slLoops_[i].node) return false;
+            return true;
+        };
+        if (same()) return;
         key.push_back(static_cast<int32_t>(bindingsVersion_));
         for (const SlLoop& loop : slLoops_) key.push_back(loop.node);
-        if (key == padsKey_) return;
         all = bindings_.all();
     }
     auto table = std::make_unique<midi::MidiPadTable>();

@@ -111,6 +111,14 @@ void Player::renderRangeTo(ProcessContext& ctx, Bus& bus, int from, int to) noex
                     float* L = bus.ch[out_] + i;
                     for (int k = 0; k < n; ++k) L[k] += g * x[k];
                 }
+            } else if (srcCh == 2 && toPair) {
+                // Stereo to a pair: one pass (the source never overlaps the bus).
+                const float* __restrict x0 = src[0] + p;
+                const float* __restrict x1 = src[1] + p;
+                float* __restrict L = bus.ch[out_] + i;
+                float* __restrict R = bus.ch[out_ + 1] + i;
+                const float gl = g * pg.left, gr = g * pg.right;
+                for (int k = 0; k < n; ++k) { L[k] += gl * x0[k]; R[k] += gr * x1[k]; }
             } else {
                 for (int c = 0; c < srcCh && out_ + c < bus.numChannels; ++c) {
                     const float gc = g * (c == 0 ? pg.left : c == 1 ? pg.right : 1.0f);
