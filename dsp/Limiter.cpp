@@ -65,11 +65,7 @@ void Limiter::processRun(float* const* channels, int offset, int n) noexcept {
         // output is the input w-1 samples ago. Only the positions move: the box and the sliding
         // minimum hold only ones already (w released gains of 1 in a row mean the held need was
         // 1 for w samples: the last 2w - 1 needs are all 1), and the needs passed here are 1 too.
-        for (int c = 0; c < numChannels_; ++c) {
-            float* line = lines_.data() + static_cast<size_t>(c) * lineSize;
-            std::memcpy(channels[c] + offset, line, static_cast<size_t>(n) * sizeof(float));
-            std::memmove(line, line + n, static_cast<size_t>(keep) * sizeof(float));
-        }
+        delayedOut(channels, offset, n, nullptr);
         const int w = window_;
         boxPos_ = (boxPos_ + n) % w;
         boxSum_ = w;
@@ -86,11 +82,22 @@ void Limiter::processRun(float* const* channels, int offset, int n) noexcept {
     minGainSeen_ = std::min(minGainSeen_, gains(need, gain, n));
 
     // 3. The input w-1 samples ago, times the gain.
+    delayedOut(channels, offset, n, gain);
+}
+
+void Limiter::delayedOut(float* const* channels, int offset, int n, const float* __restrict gain) noexcept {
+    // Clamped at rest too: a ceiling lowered while at rest finds samples in the line that were
+    // under the old one.
+    const size_t lineSize = this->lineSize();
+    const float ceiling = ceiling_;
     for (int c = 0; c < numChannels_; ++c) {
         float* __restrict y = channels[c] + offset;
         float* __restrict line = lines_.data() + static_cast<size_t>(c) * lineSize;
-        for (int i = 0; i < n; ++i) y[i] = std::clamp(line[i] * gain[i], -ceiling, ceiling);
-        std::memmove(line, line + n, static_cast<size_t>(keep) * sizeof(float));
+        if (gain)
+            for (int i = 0; i < n; ++i) y[i] = std::clamp(line[i] * gain[i], -ceiling, ceiling);
+        else
+            for (int i = 0; i < n; ++i) y[i] = std::clamp(line[i], -ceiling, ceiling);
+        std::memmove(line, line + n, static_cast<size_t>(window_ - 1) * sizeof(float));
     }
 }
 

@@ -78,6 +78,8 @@ private:
     bool restShortcut_ = true;
     size_t lineSize() const noexcept { return static_cast<size_t>(window_ - 1 + kRun); }
     void processRun(float* const* channels, int offset, int numFrames) noexcept;
+    // The line's first n samples to the output, times gain[i] (nullptr: 1), and the line moved on.
+    void delayedOut(float* const* channels, int offset, int n, const float* gain) noexcept;
     // The gains of a run; returns the smallest.
     float gains(const float* need, float* gain, int numFrames) noexcept;
 };

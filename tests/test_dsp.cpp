@@ -235,3 +235,20 @@ TEST(Limiter, ReleasesAllTheWayBackToAPureDelay) {
         EXPECT_EQ(firstWrong, n) << "block " << block << ": output " << y[0][firstWrong] << ", input " << x[0][firstWrong - static_cast<size_t>(L)];
     }
 }
+
+TEST(Limiter, ACeilingLoweredAtRestHoldsFromTheNextSample) {
+    // At rest (0.8 peaks under the -0.3 dB ceiling), then the ceiling drops to -6 dB: the samples
+    // already in the look-ahead line were judged by the old ceiling, and must still leave under
+    // the new one.
+    Limiter lim;
+    lim.prepare(48000, 2, {});
+    std::vector<std::vector<float>> x(2, std::vector<float>(9600));
+    for (size_t i = 0; i < 9600; ++i) x[0][i] = x[1][i] = 0.8f * std::sin(static_cast<float>(i) * 0.05f);
+    std::vector<std::vector<float>> first(2, std::vector<float>(x[0].begin(), x[0].begin() + 4800));
+    runLimiter(lim, first, 64);
+    lim.setCeilingDb(-6.0f);
+    std::vector<std::vector<float>> rest(2, std::vector<float>(x[0].begin() + 4800, x[0].end()));
+    const auto y = runLimiter(lim, rest, 64);
+    for (int c = 0; c < 2; ++c)
+        for (float v : y[static_cast<size_t>(c)]) ASSERT_LE(std::fabs(v), lim.ceiling());
+}
