@@ -9,7 +9,8 @@
 //   now                     prints "now FRAME" (the frame the next cycle starts at, roughly)
 //   quit
 // Every message that arrives at its input is printed "recv FRAME HH HH HH" (FRAME absolute);
-// every message it sent "sent FRAME HH ..." (so tests compare frames on JACK's own clock).
+// every message it sent "sent FRAME HH ..." (so tests compare frames on JACK's own clock);
+// a "sendat" whose frame had passed before its cycle came is dropped as "missed FRAME HH ...".
 // What a loaded machine does to the graph is reported too, so tests can tell it from loopd's
 // mistakes: "xrun FRAME" (JACK's xrun callback: some client, maybe loopd, missed a cycle;
 // FRAME is JACK's time when the news came) and "skip FRAME FRAMES" (this peer's own cycles
@@ -39,7 +40,7 @@ struct Out {
 };
 
 struct Report {
-    enum Kind { Recv, Sent, Xrun, Skip } kind = Recv;
+    enum Kind { Recv, Sent, Missed, Xrun, Skip } kind = Recv;
     bool sent = false;
     uint64_t frame = 0;
     uint8_t bytes[3] = {};
@@ -96,7 +97,13 @@ int process(jack_nframes_t n, void*) {
             evs.push_back(e);
             pending.erase(pending.begin() + static_cast<long>(i));
         } else if (o.frame < t0) {
-            pending.erase(pending.begin() + static_cast<long>(i)); // missed
+            Report r; // its frame had passed when the command came (a slow test or a skipped cycle)
+            r.kind = Report::Missed;
+            r.frame = o.frame;
+            r.size = o.size;
+            std::memcpy(r.bytes, o.bytes, o.size);
+            reports.push_back(r);
+            pending.erase(pending.begin() + static_cast<long>(i));
         } else {
             ++i;
         }
@@ -145,7 +152,7 @@ void printReports() {
                         static_cast<unsigned long long>(r.skipped));
             continue;
         }
-        std::printf("%s %llu", r.sent ? "sent" : "recv", static_cast<unsigned long long>(r.frame));
+        std::printf("%s %llu", r.kind == Report::Missed ? "missed" : r.sent ? "sent" : "recv", static_cast<unsigned long long>(r.frame));
         for (size_t i = 0; i < r.size; ++i) std::printf(" %02x", r.bytes[i]);
         std::printf("\n");
     }
