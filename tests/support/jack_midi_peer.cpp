@@ -178,6 +178,10 @@ int main(int argc, char** argv) {
         return 0;
     }, nullptr);
     if (jack_activate(client) != 0) return 1;
+    // "ready" only once a cycle has run: until then there is no frame to answer "now" with (it
+    // said 0, and a test that scheduled "now + 0.1 s" found its note's frame long gone).
+    for (int i = 0; i < 2000 && cycleStart.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (cycleStart.load() == 0) { std::fprintf(stderr, "no process cycle within 10 s of activation\n"); return 1; }
     std::printf("ready %s %u\n", jack_get_client_name(client), jack_get_sample_rate(client));
     std::fflush(stdout);
     std::atomic<bool> done{false};
