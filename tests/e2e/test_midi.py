@@ -142,7 +142,7 @@ class JackMidi(unittest.TestCase):
         # (its frame had passed: once, in CI, "now" answered 0 before the peer's first cycle)
         # or one lost to a cycle loopd missed on this shared machine (the graph's disturbance is
         # then on record) is tried again, at most twice more, saying so.
-        for attempt in range(3):
+        for _ in range(3):
             t = self.peer.now() + 12000
             self.peer.cmd("sendat %d 99 24 7f" % t)
             self.peer.cmd("sendat %d 89 24 00" % (t + 2400))

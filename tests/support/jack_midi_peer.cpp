@@ -41,7 +41,6 @@ struct Out {
 
 struct Report {
     enum Kind { Recv, Sent, Missed, Xrun, Skip } kind = Recv;
-    bool sent = false;
     uint64_t frame = 0;
     uint8_t bytes[3] = {};
     size_t size = 0;
@@ -129,7 +128,6 @@ int process(jack_nframes_t n, void*) {
         if (jack_midi_event_write(out, e.at, e.b, e.size) == 0) {
             Report r;
             r.kind = Report::Sent;
-            r.sent = true;
             r.frame = t0 + e.at;
             r.size = e.size;
             std::memcpy(r.bytes, e.b, e.size);
@@ -152,7 +150,8 @@ void printReports() {
                         static_cast<unsigned long long>(r.skipped));
             continue;
         }
-        std::printf("%s %llu", r.kind == Report::Missed ? "missed" : r.sent ? "sent" : "recv", static_cast<unsigned long long>(r.frame));
+        const char* kind = r.kind == Report::Missed ? "missed" : r.kind == Report::Sent ? "sent" : "recv";
+        std::printf("%s %llu", kind, static_cast<unsigned long long>(r.frame));
         for (size_t i = 0; i < r.size; ++i) std::printf(" %02x", r.bytes[i]);
         std::printf("\n");
     }
