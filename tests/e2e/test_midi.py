@@ -119,6 +119,40 @@ class JackMidi(unittest.TestCase):
         print("  graph disturbances: %d (xrun reports / peer cycles missed), loopd xruns %d"
               % (len(self.peer.disturbances()), self.srv.status()[10] - self.xruns0))
 
+    def send_until(self, msg, done, what, timeout=3.0):
+        """Sends the MIDI message `msg` (hex bytes) now and waits up to `timeout` s for `done()`.
+        A message lost to a disturbance of the graph near the frame it was sent on (a cycle
+        loopd missed on this shared machine, often under a sanitizer: that cycle's MIDI input
+        is gone) is sent again, at most twice more, saying so; on an undisturbed graph a lost
+        message fails with its frame."""
+        for _ in range(3):
+            self.peer.cmd("send " + msg)
+            sent = self.peer.wait(lambda l: l[0] == "sent" and l[2:] == msg.split())
+            self.assertIsNotNone(sent, "the peer reported nothing of " + msg)
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                if done():
+                    return
+                time.sleep(0.05)
+            frame = int(sent[1])
+            disturbed = [d for d in self.peer.disturbances() if abs(d - frame) <= 12000]
+            self.assertTrue(disturbed, "%s sent at JACK frame %d: %s did not follow, on an undisturbed graph" % (msg, frame, what))
+            print("%s sent at frame %d was lost to a disturbance of the graph at %s: again" % (msg, frame, disturbed))
+        self.fail("%s: %s did not follow in three tries" % (msg, what))
+
+    def send_for_reply(self, msg, path, first):
+        """send_until for an OSC reply: returns its arguments."""
+        got = []
+
+        def arrived():
+            try:
+                got.append(self.srv.wait(path, first, timeout=0.05))
+            except AssertionError:
+                pass
+            return bool(got)
+        self.send_until(msg, arrived, "%s %s" % (path, first))
+        return got[0]
+
     def tearDown(self):
         self.peer.close()
         self.srv.stop()
@@ -187,33 +221,25 @@ class JackMidi(unittest.TestCase):
         self.assertLessEqual(abs(frames - (48000 - lost)), 64, "%d frames, %d lost to disturbances" % (frames, lost))
         # CC 7 on channel 2 sets wet along SooperLooper's fader curve: 127 is +6 dB (2.0), 0 is 0.
         for value, want in ((127, 2.0), (0, 0.0)):
-            self.peer.cmd("send b1 07 %02x" % value)
-            deadline = time.time() + 3
-            while time.time() < deadline and abs(self.sl.get(0, "wet") - want) > 1e-3:
-                time.sleep(0.05)
+            self.send_until("b1 07 %02x" % value, lambda: abs(self.sl.get(0, "wet") - want) <= 1e-3, "wet %g" % want)
             self.assertAlmostEqual(self.sl.get(0, "wet"), want, delta=1e-3)
 
     def test_learn_takes_the_next_controller_and_get_next_reports_one(self):
         url = "osc.udp://127.0.0.1:%d/" % self.srv.client.port
         self.srv.send("/learn_midi_binding", "0 cc 0  set wet 0  0 1  norm 0 127", "exclusive", url, "/learned")
         time.sleep(0.2)
-        self.peer.cmd("send b3 15 40")  # channel 4, CC 21
-        add = self.srv.wait("/learned", "add")
+        add = self.send_for_reply("b3 15 40", "/learned", "add")  # channel 4, CC 21
         done = self.srv.wait("/learned", "done")
         self.assertEqual(add[1].split(), "3 cc 21 set wet 0 0 1 norm 0 127".split())
         self.assertEqual(done[1], add[1])
         # The learned binding works at once: CC 21 on channel 4 sets wet (norm: 0 is 0).
         self.assertAlmostEqual(self.sl.get(0, "wet"), 1.0, delta=1e-3)
-        self.peer.cmd("send b3 15 00")
-        deadline = time.time() + 3
-        while time.time() < deadline and abs(self.sl.get(0, "wet")) > 1e-3:
-            time.sleep(0.05)
+        self.send_until("b3 15 00", lambda: abs(self.sl.get(0, "wet")) <= 1e-3, "wet 0")
         self.assertAlmostEqual(self.sl.get(0, "wet"), 0.0, delta=1e-3)
         # A command learned from a note becomes a `note` binding (SooperLooper's rule).
         self.srv.send("/learn_midi_binding", "0 cc 0  hit overdub 0  0 1  norm 0 127", "", url, "/learned")
         time.sleep(0.2)
-        self.peer.cmd("send 90 3c 64")
-        self.assertEqual(self.srv.wait("/learned", "add")[1].split()[:6], "0 n 60 note overdub 0".split())
+        self.assertEqual(self.send_for_reply("90 3c 64", "/learned", "add")[1].split()[:6], "0 n 60 note overdub 0".split())
         self.srv.send("/get_all_midi_bindings", url, "/all")
         lines = []
         while True:
@@ -226,8 +252,7 @@ class JackMidi(unittest.TestCase):
         # The next event, reported without binding anything.
         self.srv.send("/get_next_midi_event", url, "/next")
         time.sleep(0.2)
-        self.peer.cmd("send c5 07")
-        self.assertEqual(self.srv.wait("/next", "recv")[1].split()[:3], ["5", "pc", "7"])
+        self.assertEqual(self.send_for_reply("c5 07", "/next", "recv")[1].split()[:3], ["5", "pc", "7"])
         # Cancelled: answered, and the next event goes to the bindings again.
         self.srv.send("/learn_midi_binding", "0 cc 0  set dry 0  0 1  norm 0 127", "", url, "/learned")
         self.srv.send("/cancel_midi_learn", url, "/learned")
@@ -341,10 +366,7 @@ class JackMidi(unittest.TestCase):
         self.assertIn("channel type number", self.srv.wait("/fail", "/midi_osc")[1])
         # CC 22 at 127: 180 BPM; at 64: 60 + 120 * 64 / 127.
         for value, want in ((127, 180.0), (64, 60.0 + 120.0 * 64 / 127)):
-            self.peer.cmd("send b0 16 %02x" % value)
-            deadline = time.time() + 3
-            while time.time() < deadline and abs(self.srv.status()[13] - want) > 1e-3:
-                time.sleep(0.05)
+            self.send_until("b0 16 %02x" % value, lambda: abs(self.srv.status()[13] - want) <= 1e-3, "tempo %g" % want)
             self.assertAlmostEqual(self.srv.status()[13], want, delta=1e-3)
         # Note 36 on channel 10 taps the tempo: four taps 0.5 s apart (on JACK's frames) give 120 BPM.
         t = self.peer.now() + 2400

@@ -174,9 +174,9 @@ private:
     void adaptAhead(const ProcessContext& ctx, double ready, bool underrun, int n) noexcept;
     // Real time, a follower whose output starts after its grid began (an immediate start waits
     // for the stretcher's first output): drop the output the grid has already passed. True when
-    // the output stands on the grid (or catching up was given up).
+    // the output stands on the grid.
     bool catchUp(ProcessContext& ctx, int64_t at, double speed, int n) noexcept;
-    // Both of those: read and drop the stretched output the playback has passed, while the next
+    // Both of those, and a late start: read and drop the stretched output the playback has passed, while the next
     // output frame lags `target` (lag = target - (ledger source - offset), source frames) and
     // output is there; the lag left. `dropped`: something was.
     double dropPassedOutput(double target, double offset, double speed, int n, bool& dropped) noexcept;
@@ -222,6 +222,11 @@ private:
     bool shed_ = false;          // playing at varispeed: the worker shed this voice
     bool rejoin_ = false;        // back from shed: varispeed until the stretched output catches up
     int64_t rejoinAt_ = 0;       // sample the voice was re-primed at
+    // A first stretched output later than this after the start (a busy stretch thread): the
+    // varispeed starts the player instead of silence, and the stretch joins once it has caught
+    // up with it (lateStart_).
+    static constexpr double kLateStartSeconds = 0.1;
+    bool lateStart_ = false;
 };
 
 } // namespace loopd

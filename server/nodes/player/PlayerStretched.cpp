@@ -30,7 +30,7 @@ void Player::primeVoice(ProcessContext& ctx, double speed, bool fromStart, int64
     coverRunning_ = false;
     spliceLeft_ = 0;
     fadeInLeft_ = 0;
-    shed_ = rejoin_ = false;
+    shed_ = rejoin_ = lateStart_ = false;
     if (startFrac_ >= 0.0f && fromStart)
         if (const BufferData* b = ctx.buffer(buf_)) setPosition(std::floor(static_cast<double>(startFrac_) * static_cast<double>(b->numFrames)));
     if (fromStart && alignAt >= 0) alignStart(ctx, alignAt);
@@ -53,7 +53,12 @@ void Player::followShedRequest(ProcessContext& ctx, const BufferData& b, double 
     } else if (request && !shed_) {
         // From this block on the cover plays (it starts where the output stands, matched to its
         // last frames, see renderStretched); the worker leaves the voice alone once told.
-        if (!outputStarted_) {
+        if (lateStart_) {
+            // Shed while the varispeed stands in for a late first output: it plays on.
+            outputStarted_ = true;
+            lateStart_ = false;
+            ledger_.setSource(coverPos_ - static_cast<double>(startIdx_));
+        } else if (!outputStarted_) {
             // Shed before its stretched output began: the varispeed starts it, a follower where
             // its grid stands by now (the grid began at its start).
             outputStarted_ = true;
@@ -157,7 +162,14 @@ void Player::pushSource(const BufferData& b, int frames) noexcept {
 void Player::fillAhead(const BufferData& b, double speed, int n) noexcept {
     StretchVoice& v = *voice_;
     const double inFlight = static_cast<double>(v.output.readableFrames()) + static_cast<double>(v.input.readableFrames()) / speed;
-    const double want = aheadTarget_ + n - inFlight;
+    double want = aheadTarget_ + n - inFlight;
+    if (lateStart_) {
+        // The varispeed stands in for a late first output and has moved on from where the
+        // stretch began: the input must reach past it, by the fill target and what the
+        // stretcher holds back (its start delay), for the stretched output to catch up.
+        const double past = coverPos_ - static_cast<double>(startIdx_) - static_cast<double>(realPushed_);
+        want = std::max(want, past / speed + aheadTarget_ + n + v.startDelay.load(std::memory_order_relaxed));
+    }
     if (want > 0.0) pushSource(b, static_cast<int>(std::ceil(want * speed)));
 }
 
@@ -184,8 +196,8 @@ void Player::adaptAhead(const ProcessContext& ctx, double ready, bool underrun, 
 }
 
 bool Player::catchUp(ProcessContext& ctx, int64_t at, double speed, int n) noexcept {
-    // Given up after half a second (a worker that cannot get ahead): the lock chases the rest.
-    if (at - startedAt > static_cast<int64_t>(0.5 * ctx.sampleRate)) return true;
+    // (A worker that cannot get ahead of the grid: after kLateStartSeconds the varispeed starts
+    // the player instead, see renderStretched.)
     bool dropped = false;
     const double lag = dropPassedOutput(idealSource(ctx, at), lockOutSrc_, speed, n, dropped);
     if (dropped) fadeInLeft_ = fadeLength(ctx);
@@ -281,8 +293,24 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     bool preRolled = !shed_ && (outputStarted_ || !ctx.players.stretchAhead ||
                                 static_cast<double>(v.output.readableFrames()) >= std::min(aheadTarget_, 1024.0));
     if (preRolled && !outputStarted_ && ctx.players.stretchAhead) {
+        bool dropped = false;
         if (rejoin_) preRolled = rejoin(ctx, at, speed, n);
+        else if (lateStart_) preRolled = dropPassedOutput(coverPos_ - static_cast<double>(startIdx_), 0.0, speed, n, dropped) < speed;
         else if (locked && !relock_) preRolled = catchUp(ctx, at, speed, n);
+    }
+    if (!preRolled && ctx.players.stretchAhead && !outputStarted_ && !shed_ && !rejoin_ && !lateStart_ && startedAt >= 0 &&
+        at - startedAt >= static_cast<int64_t>(kLateStartSeconds * ctx.sampleRate)) {
+        // The stretch thread has not delivered the first output (a follower's: caught up with
+        // its grid) in time (it is busy, or gets little of a core): rather than silence, the
+        // varispeed starts the player, a follower where its grid stands by now, and the
+        // stretched output joins once it has caught up with the varispeed (fillAhead feeds it
+        // past). Every block covered so is an underrun (below): the thread's load shedding
+        // hears of it, and a thread that cannot catch up sheds the newest players.
+        lateStart_ = true;
+        coverRunning_ = false;
+        coverPos_ = static_cast<double>(startIdx_);
+        if (locked && !relock_) coverPos_ += std::max(0.0, lockOutSrc_ + idealSource(ctx, at));
+        v.playing.store(true, std::memory_order_relaxed); // sounding: the worker serves it as such
     }
     const auto ready = static_cast<double>(v.output.readableFrames());
     const int got = preRolled ? static_cast<int>(v.output.readPlanar(out, static_cast<size_t>(n))) : 0;
@@ -297,17 +325,19 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     });
     // Varispeed plays where the stretched output is missing: an underrun, a shed voice, a voice
     // rejoining after it was shed.
-    const bool varispeed = outputStarted_ || shed_ || rejoin_;
+    const bool varispeed = outputStarted_ || shed_ || rejoin_ || lateStart_;
     if (got < n && varispeed) {
         // Underrun: cover the rest with varispeed from where the stretched output stands (and
         // adaptAhead keeps more in flight from now on).
-        if (outputStarted_ && !shed_) {
+        if ((outputStarted_ || lateStart_) && !shed_) {
             ++ctx.report.stretchUnderruns;
             v.underruns.fetch_add(1, std::memory_order_relaxed);
         }
         // A cover that goes on over several blocks continues where it was; a new one starts
         // where the stretched output stands.
-        double p = coverRunning_ && got == 0 ? coverPos_ : static_cast<double>(startIdx_) + ledger_.source();
+        // (A late start's first cover: where it was placed.)
+        double p = (coverRunning_ && got == 0) || (lateStart_ && !coverRunning_) ? coverPos_
+                                                                                  : static_cast<double>(startIdx_) + ledger_.source();
         const double Fd = static_cast<double>(F);
         auto tap = [&](const float* x, int64_t j) {
             if (loop_) { j %= F; if (j < 0) j += F; }
@@ -386,7 +416,7 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     coverRunning_ = covering;
     if (got > 0 && !outputStarted_) {
         outputStarted_ = true;
-        rejoin_ = false;
+        rejoin_ = lateStart_ = false;
         v.playing.store(true, std::memory_order_relaxed);
     }
     // Shed, a one-shot's real output left is what the varispeed has not read yet.
