@@ -245,6 +245,7 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     s.render(4800);
     resetCounters();
     int acked = 0, marks = 0;
+    bool lateStarted = false;
     for (int tick = 0; tick < 60; ++tick) {
         churn(s, dir, tick, static_cast<double>(s.output[0].size()) / 48000.0);
         {
@@ -257,7 +258,20 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
             if (tick % 20 == 0) { s.engine().midiIn(200, spp, 3); s.engine().midiIn(300, &start, 1); }
         }
         if (tick == 30) s.send("/project_save", dir.file("proj").c_str()); // a full tree snapshot on the audio thread
+        // The stretch threads stall for five ticks (0.25 s): a follower started then waits
+        // 0.1 s for its first output, is started by the varispeed (a late start) and joined by
+        // the stretched output once the threads run again.
+        if (tick == 40) {
+            s.stretchWorker()->stop();
+            s.send("/s_new", "player", 8000, 0, 13, "buf", 1, "loop", 1, "follow", 1, "stretch", "rb3", "gain", 0.05f);
+        }
+        if (tick == 50) s.send("/n_free", 8000);
         s.render(2400);
+        if (tick == 44) {
+            const StretchVoice* v = s.stretchWorker()->voiceOf(8000);
+            lateStarted = v && v->playing.load() && v->output.readableFrames() == 0;
+            s.stretchWorker()->start();
+        }
         acked += s.stretchWorker()->voiceOf(300 + (tick / 6) % 3)->shed.load() == (tick % 6 < 3);
         for (Engine::SessionMark m; s.engine().popSessionMark(m);) ++marks;
     }
@@ -265,6 +279,7 @@ TEST(RtSafety, BusyOfflineRenderNeverAllocatesOrLocksOnTheAudioThread) {
     ASSERT_NE(s.stretchWorker()->voiceOf(7058), nullptr);
     EXPECT_TRUE(s.stretchWorker()->voiceOf(7058)->shed.load()) << "shed before its first stretched frame";
     EXPECT_EQ(acked, 60) << "every shed and restore request was followed";
+    EXPECT_TRUE(lateStarted) << "a player without stretched output 0.1 s after its start sounds at varispeed";
     EXPECT_GE(marks, 60) << "a session mark for every block that took commands";
     EXPECT_EQ(s.engine().sessionMarksLost(), 0u);
     EXPECT_EQ(static_cast<int64_t>(inputTap.ring.readableFrames()), s.engine().sampleTime()) << "the input tap kept every frame";
