@@ -220,11 +220,11 @@ private:
     float spliceOffset_[2] = {0.0f, 0.0f};
     int spliceLeft_ = 0;
     bool shed_ = false;          // playing at varispeed: the worker shed this voice
-    bool rejoin_ = false;        // back from shed: varispeed until the stretched output catches up
-    int64_t rejoinAt_ = 0;       // sample the voice was re-primed at
-    // A first stretched output later than this after the start (a busy stretch thread): the
-    // varispeed starts the player instead of silence, and the stretch joins once it has caught
-    // up with it (lateStart_).
+    bool rejoin_ = false;        // back from shed, or a late start: varispeed until the stretched output catches up
+    int64_t rejoinAt_ = 0;       // sample the voice was re-primed at (a late start: began its cover)
+    // No first stretched output this long after the start (a busy stretch thread): the varispeed
+    // starts the player instead of silence and the stretched output rejoins it (lateStart_: this
+    // rejoin's covered blocks are underruns).
     static constexpr double kLateStartSeconds = 0.1;
     bool lateStart_ = false;
 };

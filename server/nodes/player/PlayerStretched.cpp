@@ -45,7 +45,7 @@ void Player::followShedRequest(ProcessContext& ctx, const BufferData& b, double 
         // it stands); it simply goes on, and the re-primed stretcher is left to the next restore.
         // (Waiting for the rejoin to end instead left the request unheeded for as long as the
         // worker produced nothing: the rejoin's one-second limit counts only from its output.)
-        rejoin_ = false;
+        rejoin_ = lateStart_ = false;
         outputStarted_ = true;
         shed_ = true;
         ledger_.setSource(coverPos_ - static_cast<double>(startIdx_)); // where the output stands (the grid's view)
@@ -53,12 +53,7 @@ void Player::followShedRequest(ProcessContext& ctx, const BufferData& b, double 
     } else if (request && !shed_) {
         // From this block on the cover plays (it starts where the output stands, matched to its
         // last frames, see renderStretched); the worker leaves the voice alone once told.
-        if (lateStart_) {
-            // Shed while the varispeed stands in for a late first output: it plays on.
-            outputStarted_ = true;
-            lateStart_ = false;
-            ledger_.setSource(coverPos_ - static_cast<double>(startIdx_));
-        } else if (!outputStarted_) {
+        if (!outputStarted_) {
             // Shed before its stretched output began: the varispeed starts it, a follower where
             // its grid stands by now (the grid began at its start).
             outputStarted_ = true;
@@ -89,8 +84,9 @@ void Player::followShedRequest(ProcessContext& ctx, const BufferData& b, double 
 }
 
 bool Player::rejoin(ProcessContext& ctx, int64_t at, double speed, int n) noexcept {
-    // The stretched output begins where the varispeed stood at the re-prime; the varispeed has
-    // moved on since: drop what it has passed (given up after a second: the lock chases the rest).
+    // The stretched output begins where the varispeed stood at the re-prime (a late start: where
+    // the player began); the varispeed has moved on since: drop what it has passed (given up a
+    // second after the varispeed began: the lock chases the rest).
     if (at - rejoinAt_ > static_cast<int64_t>(ctx.sampleRate)) return true;
     bool dropped = false;
     return dropPassedOutput(coverPos_ - static_cast<double>(startIdx_), 0.0, speed, n, dropped) < speed;
@@ -163,10 +159,10 @@ void Player::fillAhead(const BufferData& b, double speed, int n) noexcept {
     StretchVoice& v = *voice_;
     const double inFlight = static_cast<double>(v.output.readableFrames()) + static_cast<double>(v.input.readableFrames()) / speed;
     double want = aheadTarget_ + n - inFlight;
-    if (lateStart_) {
-        // The varispeed stands in for a late first output and has moved on from where the
-        // stretch began: the input must reach past it, by the fill target and what the
-        // stretcher holds back (its start delay), for the stretched output to catch up.
+    if (rejoin_) {
+        // The varispeed plays until the stretched output catches up with it, and has moved on
+        // from where the stretch began: the input must reach past it, by the fill target and
+        // what the stretcher holds back (its start delay), for the output to get there.
         const double past = coverPos_ - static_cast<double>(startIdx_) - static_cast<double>(realPushed_);
         want = std::max(want, past / speed + aheadTarget_ + n + v.startDelay.load(std::memory_order_relaxed));
     }
@@ -293,20 +289,20 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
     bool preRolled = !shed_ && (outputStarted_ || !ctx.players.stretchAhead ||
                                 static_cast<double>(v.output.readableFrames()) >= std::min(aheadTarget_, 1024.0));
     if (preRolled && !outputStarted_ && ctx.players.stretchAhead) {
-        bool dropped = false;
         if (rejoin_) preRolled = rejoin(ctx, at, speed, n);
-        else if (lateStart_) preRolled = dropPassedOutput(coverPos_ - static_cast<double>(startIdx_), 0.0, speed, n, dropped) < speed;
         else if (locked && !relock_) preRolled = catchUp(ctx, at, speed, n);
     }
-    if (!preRolled && ctx.players.stretchAhead && !outputStarted_ && !shed_ && !rejoin_ && !lateStart_ && startedAt >= 0 &&
+    if (!preRolled && ctx.players.stretchAhead && !outputStarted_ && !shed_ && !rejoin_ && startedAt >= 0 &&
         at - startedAt >= static_cast<int64_t>(kLateStartSeconds * ctx.sampleRate)) {
         // The stretch thread has not delivered the first output (a follower's: caught up with
         // its grid) in time (it is busy, or gets little of a core): rather than silence, the
         // varispeed starts the player, a follower where its grid stands by now, and the
-        // stretched output joins once it has caught up with the varispeed (fillAhead feeds it
-        // past). Every block covered so is an underrun (below): the thread's load shedding
-        // hears of it, and a thread that cannot catch up sheds the newest players.
-        lateStart_ = true;
+        // stretched output joins once it has caught up with the varispeed: a rejoin, without
+        // the re-prime (the stretcher goes on from the start). Every block covered so is an
+        // underrun (below): the thread's load shedding hears of it, and a thread that cannot
+        // get its new players going sheds them.
+        rejoin_ = lateStart_ = true;
+        rejoinAt_ = at;
         coverRunning_ = false;
         coverPos_ = static_cast<double>(startIdx_);
         if (locked && !relock_) coverPos_ += std::max(0.0, lockOutSrc_ + idealSource(ctx, at));
@@ -324,8 +320,8 @@ void Player::renderStretched(ProcessContext& ctx, Bus& bus, int from, int to) no
         if (sp > 0.0) owed += frames;
     });
     // Varispeed plays where the stretched output is missing: an underrun, a shed voice, a voice
-    // rejoining after it was shed.
-    const bool varispeed = outputStarted_ || shed_ || rejoin_ || lateStart_;
+    // rejoining after it was shed or after a late start.
+    const bool varispeed = outputStarted_ || shed_ || rejoin_;
     if (got < n && varispeed) {
         // Underrun: cover the rest with varispeed from where the stretched output stands (and
         // adaptAhead keeps more in flight from now on).
