@@ -176,7 +176,7 @@ private:
     // for the stretcher's first output): drop the output the grid has already passed. True when
     // the output stands on the grid.
     bool catchUp(ProcessContext& ctx, int64_t at, double speed, int n) noexcept;
-    // Both of those, and a late start: read and drop the stretched output the playback has passed, while the next
+    // Both of those: read and drop the stretched output the playback has passed, while the next
     // output frame lags `target` (lag = target - (ledger source - offset), source frames) and
     // output is there; the lag left. `dropped`: something was.
     double dropPassedOutput(double target, double offset, double speed, int n, bool& dropped) noexcept;
@@ -220,8 +220,9 @@ private:
     float spliceOffset_[2] = {0.0f, 0.0f};
     int spliceLeft_ = 0;
     bool shed_ = false;          // playing at varispeed: the worker shed this voice
-    bool rejoin_ = false;        // back from shed, or a late start: varispeed until the stretched output catches up
-    int64_t rejoinAt_ = 0;       // sample the voice was re-primed at (a late start: began its cover)
+    bool rejoin_ = false;        // varispeed until the stretched output catches up (after a
+                                 // shed, or a late start)
+    int64_t rejoinAt_ = 0;       // sample the voice was re-primed at (a late start: the cover began)
     // No first stretched output this long after the start (a busy stretch thread): the varispeed
     // starts the player instead of silence and the stretched output rejoins it (lateStart_: this
     // rejoin's covered blocks are underruns).
