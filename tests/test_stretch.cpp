@@ -604,72 +604,6 @@ TEST(RealTimePath, CatchingUpFadesIn) {
     }
 }
 
-TEST(RealTimePath, ALateFirstOutputStartsAtVarispeedAndTheStretchJoinsWithoutAGap) {
-    // The worker stalls for the first second of a follower (a busy stretch thread): after 0.1 s
-    // of waiting the varispeed starts it (a 440 Hz tone of 120 BPM material on a 150 BPM clock:
-    // 550 Hz) on its grid, each covered block an underrun; once the worker runs, the stretched
-    // output (440 Hz) catches up and takes over. No gap after the wait, no step, the clicks of a
-    // click track on the grid throughout.
-    constexpr int kStall = 48000 / 256; // blocks: 1 s
-    for (const char* method : kMethods) {
-        RealTimeRig r(150.0f);
-        r.loadTone(2, 0.4);
-        r.run(0.2);
-        r.s.send("/s_new", "player", 5, 0, 0, "buf", 2, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
-        for (int k = 0; k < kStall; ++k) r.s.render(256);
-        const uint64_t stalled = r.s.engine().stats().stretchUnderruns;
-        r.run(2.0);
-        const auto start = static_cast<size_t>(r.s.find("/n_go").at(0).num(5));
-        const auto& y = r.s.output[0];
-        const size_t late = start + 4800 + 256; // 0.1 s, to the block
-        const double waiting = rms(y, start, start + 4800 - 256);
-        const double cover = zeroCrossingHz(y, late, start + 46000, 48000.0);
-        const double after = zeroCrossingHz(y, start + 72000, y.size(), 48000.0);
-        const float step = maxStep(y, start, y.size());
-        const float own = maxStep(sine(550.0, 0.4, 4800, 48000.0));
-        double quietest = 1.0;
-        for (size_t at = late; at + 480 <= y.size(); at += 480) quietest = std::min(quietest, rms(y, at, at + 480));
-        std::printf("%-5s: late start: rms %.4f while waiting, %.1f Hz at varispeed, %.1f Hz stretched; %llu underruns in the "
-                    "stall, %llu after; quietest 10 ms %.3f; largest step %.4f (a 550 Hz tone's own %.4f)\n",
-                    method, waiting, cover, after, static_cast<unsigned long long>(stalled),
-                    static_cast<unsigned long long>(r.s.engine().stats().stretchUnderruns - stalled), quietest, step, own);
-        EXPECT_LT(waiting, 1e-4) << method << ": the pre-roll's wait is silent";
-        EXPECT_NEAR(cover, 550.0, 2.0) << method;
-        EXPECT_NEAR(after, 440.0, 2.0) << method;
-        EXPECT_GT(quietest, 0.2) << method << ": a gap";
-        EXPECT_LT(step, 1.1f * own) << method;
-        EXPECT_GE(stalled, static_cast<uint64_t>(kStall - 20)) << method << ": each covered block is an underrun";
-        EXPECT_LE(r.s.engine().stats().stretchUnderruns - stalled, 24u) << method << ": the stretch joins within 0.13 s";
-        std::this_thread::sleep_for(std::chrono::milliseconds(110)); // /notify news: at most every 100 ms
-        r.s.render(256);
-        EXPECT_FALSE(r.s.find("/stretch_underrun").empty()) << method << ": reported to /notify clients";
-    }
-    for (const char* method : kMethods) {
-        RealTimeRig r(140.0f);
-        r.s.send("/s_new", "player", 5, 0, 0, "buf", 1, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
-        for (int k = 0; k < kStall; ++k) r.s.render(256);
-        r.run(3.0);
-        const auto start = static_cast<int64_t>(r.s.find("/n_go").at(0).num(5));
-        const auto& y = r.s.output[0];
-        double worst[2] = {0.0, 0.0};
-        int counted[2] = {0, 0};
-        for (int k = 1;; ++k) {
-            const auto due = start + static_cast<int64_t>(std::llround(24000.0 * k * 120.0 / 140.0));
-            if (due + 2400 >= static_cast<int64_t>(y.size())) break;
-            const int phase = due < start + 48000 ? 0 : 1;
-            const int64_t onset = onsetNear(y, due);
-            ASSERT_GE(onset, 0) << method << ": no click within 20 ms of " << due;
-            worst[phase] = std::max(worst[phase], std::fabs(static_cast<double>(onset - due) / 48.0));
-            ++counted[phase];
-        }
-        std::printf("%-5s: late start: clicks off the grid, worst: varispeed %.2f ms (%d), stretched %.2f ms (%d)\n", method,
-                    worst[0], counted[0], worst[1], counted[1]);
-        EXPECT_GE(counted[0], 1) << method;
-        EXPECT_LT(worst[0], 2.0) << method;
-        EXPECT_LT(worst[1], std::string(method) == "rb3" ? 2.0 : 8.0) << method;
-    }
-}
-
 TEST(StretchWorkerPool, SpreadsVoicesOverItsThreadsAndEachThreadRendersItsOwn) {
     // Seven voices on three threads: 3/2/2; each thread stretches the voices it owns (output
     // appears on every voice), and a removed voice is no longer stepped.
@@ -900,8 +834,9 @@ TEST(LoadShedding, AnOverloadedStretchThreadShedsTheNewestPlayersInsteadOfStarvi
 #endif
     // How many stay stretched depends on the share of a core this thread gets: 9 of 12 are
     // shed here alone (4-8 before a late start counted as underruns: the players the thread had
-    // not got going yet were silent, not covered, and told the policy nothing), but a CI run on a crowded host shed all 12 (a thread given less than a
-    // quarter of a core cannot carry one R3 player, and shedding it is then right). That a
+    // not got going yet were silent, not covered, and told the policy nothing), but a CI run on
+    // a crowded host shed all 12 (a thread given less than a quarter of a core cannot carry one
+    // R3 player, and shedding it is then right). That a
     // thread which keeps up sheds nothing is tested without a clock above (ThePolicyShedsOnly...).
     if (shed.size() == static_cast<size_t>(kVoices)) std::printf("all shed: this thread got less than one R3 player's share of a core\n");
     // The newest first: the shed players are the last ones created.
@@ -1053,6 +988,62 @@ TEST(LoadShedding, AShedFollowerStaysOnTheBeatsAndSoDoesItWhenItComesBack) {
             EXPECT_LT(worst[ph], std::string(method) == "rb3" && ph != 1 ? 2.0 : 8.0) << method << " phase " << ph;
         }
         EXPECT_EQ(r.s.engine().stats().stretchUnderruns, 0u) << method;
+    }
+}
+
+TEST(LoadShedding, ALateFirstOutputStartsAtVarispeedAndTheStretchJoinsWithoutAGap) {
+    // The worker stalls for the first second of a follower (a busy stretch thread): after 0.1 s
+    // of waiting the varispeed starts it (a 440 Hz tone of 120 BPM material on a 150 BPM clock:
+    // 550 Hz) on its grid, each covered block an underrun; once the worker runs, the stretched
+    // output (440 Hz) catches up and takes over. No gap after the wait, no step, the clicks of a
+    // click track on the grid throughout.
+    constexpr int kStall = 48000 / 256; // blocks: 1 s
+    for (const char* method : kMethods) {
+        RealTimeRig r(150.0f);
+        r.loadTone(2, 0.4);
+        r.run(0.2);
+        r.s.send("/s_new", "player", 5, 0, 0, "buf", 2, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
+        for (int k = 0; k < kStall; ++k) r.s.render(256);
+        const uint64_t stalled = r.s.engine().stats().stretchUnderruns;
+        r.run(2.0);
+        const auto start = static_cast<size_t>(r.s.find("/n_go").at(0).num(5));
+        const auto& y = r.s.output[0];
+        const double waiting = rms(y, start, start + 4800 - 256);
+        std::printf("%-5s: late start: rms %.4f while waiting, %llu underruns in the stall, %llu after\n", method, waiting,
+                    static_cast<unsigned long long>(stalled),
+                    static_cast<unsigned long long>(r.s.engine().stats().stretchUnderruns - stalled));
+        EXPECT_LT(waiting, 1e-4) << method << ": the pre-roll's wait is silent";
+        // Varispeed from 0.1 s (to the block), stretched once the worker has run.
+        expectShedAndBack(y, start + 4800 + 256, start + 48000, method, "late start");
+        EXPECT_GE(stalled, static_cast<uint64_t>(kStall - 20)) << method << ": each covered block is an underrun";
+        EXPECT_LE(r.s.engine().stats().stretchUnderruns - stalled, 24u) << method << ": the stretch joins within 0.13 s";
+        std::this_thread::sleep_for(std::chrono::milliseconds(110)); // /notify news: at most every 100 ms
+        r.s.render(256);
+        EXPECT_FALSE(r.s.find("/stretch_underrun").empty()) << method << ": reported to /notify clients";
+    }
+    for (const char* method : kMethods) {
+        RealTimeRig r(140.0f);
+        r.s.send("/s_new", "player", 5, 0, 0, "buf", 1, "loop", 1, "follow", 1, "bpm", 120.0f, "stretch", method);
+        for (int k = 0; k < kStall; ++k) r.s.render(256);
+        r.run(3.0);
+        const auto start = static_cast<int64_t>(r.s.find("/n_go").at(0).num(5));
+        const auto& y = r.s.output[0];
+        double worst[2] = {0.0, 0.0};
+        int counted[2] = {0, 0};
+        for (int k = 1;; ++k) {
+            const auto due = start + static_cast<int64_t>(std::llround(24000.0 * k * 120.0 / 140.0));
+            if (due + 2400 >= static_cast<int64_t>(y.size())) break;
+            const int phase = due < start + 48000 ? 0 : 1;
+            const int64_t onset = onsetNear(y, due);
+            ASSERT_GE(onset, 0) << method << ": no click within 20 ms of " << due;
+            worst[phase] = std::max(worst[phase], std::fabs(static_cast<double>(onset - due) / 48.0));
+            ++counted[phase];
+        }
+        std::printf("%-5s: late start: clicks off the grid, worst: varispeed %.2f ms (%d), stretched %.2f ms (%d)\n", method,
+                    worst[0], counted[0], worst[1], counted[1]);
+        EXPECT_GE(counted[0], 1) << method;
+        EXPECT_LT(worst[0], 2.0) << method;
+        EXPECT_LT(worst[1], std::string(method) == "rb3" ? 2.0 : 8.0) << method;
     }
 }
 
